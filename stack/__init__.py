@@ -1,0 +1,1 @@
+"""Process management: embedded PostgreSQL and Redis, the `make run` supervisor, server pools."""

@@ -1,0 +1,174 @@
+"""`make run`: the whole stack in the foreground, stopped cleanly by Ctrl-C.
+
+Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name other servers),
+migrates, then starts every service in SERVICES. A lock on $VAR_DIR refuses a second stack on
+the same data; the lock dies with the process, so a crashed run needs no clean-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from stack.config import CommonSettings
+from stack.embedded import start_postgres, start_redis
+from stack.process import Child, spawn, stop_children
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    url: str | None = None  # printed, and polled until it answers
+
+
+def services(env: dict[str, str]) -> list[Service]:
+    """Every long-running service of the stack: one line each."""
+    py = sys.executable
+    web = f"http://{env.get('WEB_HOST', '127.0.0.1')}:{env.get('WEB_PORT', '8000')}"
+    return [
+        Service("web", [py, "-m", "web"], url=f"{web}/health/live"),
+    ]
+
+
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+def lock_var_dir(var_dir: Path) -> Any:
+    """Hold an exclusive lock on $VAR_DIR for the life of this process."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(var_dir / "stack.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        raise AlreadyRunningError(
+            f"another `make run` (pid {owner}) is using {var_dir.resolve()}; stop it first "
+            "or set VAR_DIR to another directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def secret_key(var_dir: Path) -> str:
+    """A random Django secret kept under $VAR_DIR, so local runs need no configuration."""
+    path = var_dir / "django_secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def start_embedded(settings: CommonSettings, env: dict[str, str], logs: Path) -> list[Child]:
+    """Start the embedded servers that the environment does not replace."""
+    children = []
+    if "DATABASE_URL" not in os.environ:
+        url = urlsplit(settings.database_url)
+        children.append(
+            start_postgres(settings.var_dir / "postgres", port=url.port or 5432,
+                           database=url.path.lstrip("/"), log_path=logs / "postgres.log")
+        )  # fmt: skip
+    if "REDIS_URL" not in os.environ:
+        url = urlsplit(settings.redis_url)
+        children.append(
+            start_redis(settings.var_dir / "redis", port=url.port or 6379,
+                        log_path=logs / "redis.log")
+        )  # fmt: skip
+    env["DATABASE_URL"] = settings.database_url
+    env["REDIS_URL"] = settings.redis_url
+    return children
+
+
+def wait_until_answers(url: str, *, child: Child, timeout: float) -> None:
+    """Poll `url` until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.running():
+            raise RuntimeError(f"{child.name} exited with code {child.popen.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not answer on {url} within {timeout:.0f}s")
+
+
+def run() -> int:
+    settings = CommonSettings()
+    lock = lock_var_dir(settings.var_dir)
+    logs = settings.var_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SECRET_KEY", secret_key(settings.var_dir))
+    env["VAR_DIR"] = str(settings.var_dir)
+    stop_requested = False
+
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    children: list[Child] = []
+    try:
+        children += start_embedded(settings, env, logs)
+        print(f"database: {env['DATABASE_URL']}\nredis:    {env['REDIS_URL']}", flush=True)
+        migrate = spawn("migrate", [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
+                        env={**env, "DJANGO_SETTINGS_MODULE": "web.settings"})  # fmt: skip
+        if migrate.popen.wait() != 0:
+            raise RuntimeError("migrations failed")
+        for service in services(env):
+            if stop_requested:
+                return 0
+            child = spawn(service.name, service.argv, env=env)
+            children.append(child)
+            if service.url:
+                wait_until_answers(service.url, child=child, timeout=60)
+                print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)
+        print("ready; press Ctrl-C to stop", flush=True)
+        while not stop_requested:
+            exited = [child for child in children if not child.running()]
+            if exited:
+                raise RuntimeError(
+                    f"{exited[0].name} exited with code {exited[0].popen.returncode}"
+                )
+            time.sleep(0.2)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        if stop_requested:
+            return 0
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        stop_children(children)
+        lock.close()
+        print("stopped", flush=True)
+
+
+def main() -> int:
+    try:
+        return run()
+    except AlreadyRunningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

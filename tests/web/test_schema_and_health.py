@@ -1,0 +1,55 @@
+"""OpenAPI document, Swagger UI and health probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from openapi_spec_validator import validate
+from rest_framework.test import APIClient
+
+
+def test_openapi_schema_is_valid_and_lists_every_endpoint(api: APIClient) -> None:
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    validate(schema)
+    paths = schema["paths"]
+    assert {"get", "post"} <= set(paths["/api/data/"])
+    assert {"get", "put", "patch", "delete"} <= set(paths["/api/data/{id}/"])
+    created = paths["/api/data/"]["post"]["responses"]
+    assert (
+        "400" in created
+        and "Error" in created["400"]["content"]["application/json"]["schema"]["$ref"]
+    )
+    error = schema["components"]["schemas"]["Error"]["properties"]
+    assert {"error", "detail"} <= set(error)
+
+
+def test_swagger_ui_is_served_without_internet(api: APIClient) -> None:
+    page = api.get("/api/docs/")
+    assert page.status_code == 200
+    assert b"swagger-ui" in page.content
+    assert b"/static/drf_spectacular_sidecar/" in page.content
+
+
+def test_live_and_ready(api: APIClient) -> None:
+    assert api.get("/health/live").json() == {"status": "ok"}
+    ready = api.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+def test_ready_is_503_when_the_database_is_unreachable(api: APIClient, settings: Any) -> None:
+    connection.close()
+    original = dict(connection.settings_dict)
+    connection.settings_dict["PORT"] = 1  # nothing listens there
+    try:
+        ready = api.get("/health/ready")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(original)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert ready.json()["checks"]["database"].startswith("error")

@@ -1,0 +1,123 @@
+"""The /api/data/ endpoints: thin views over the Data model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, filters, pagination, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from web.data.models import Data
+from web.data.serializers import DataSerializer, ErrorSerializer
+from web.errors import ServiceError
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input"),
+    404: OpenApiResponse(ErrorSerializer, description="No such row"),
+    415: OpenApiResponse(ErrorSerializer, description="Body is not JSON"),
+}
+
+
+class StrictPageNumberPagination(pagination.PageNumberPagination):
+    """Page numbers as usual; a malformed page_size is an error, a large one is capped."""
+
+    page_size = settings.PAGE_SIZE_DEFAULT
+    page_size_query_param = "page_size"
+    max_page_size = settings.PAGE_SIZE_MAX
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise exceptions.ValidationError({"page_size": ["Must be a positive integer."]})
+        return min(size, self.max_page_size)
+
+
+class StrictOrderingFilter(filters.OrderingFilter):
+    """Ordering by an unknown field is reported instead of silently ignored."""
+
+    def remove_invalid_fields(self, queryset: Any, fields: Any, view: Any, request: Any) -> Any:
+        valid = super().remove_invalid_fields(queryset, fields, view, request)
+        if len(valid) != len([f for f in fields if f]):
+            allowed = ", ".join(name for name, _ in self.get_valid_fields(queryset, view))
+            raise exceptions.ValidationError({"ordering": [f"Allowed fields: {allowed}."]})
+        return valid
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List rows", responses={200: DataSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="Get one row", responses={200: DataSerializer, **ERRORS}),
+    update=extend_schema(summary="Replace a row", responses={200: DataSerializer, **ERRORS}),
+    partial_update=extend_schema(summary="Change a row", responses={200: DataSerializer, **ERRORS}),
+    destroy=extend_schema(summary="Delete a row", responses={204: None, 404: ERRORS[404]}),
+)
+class DataViewSet(viewsets.ModelViewSet):
+    queryset = Data.objects.all()
+    serializer_class = DataSerializer
+    lookup_value_regex = "[0-9]+"
+    pagination_class = StrictPageNumberPagination
+    filter_backends = [DjangoFilterBackend, filters.SearchFilter, StrictOrderingFilter]
+    filterset_fields = ["label"]
+    search_fields = ["text"]
+    ordering_fields = ["id", "label", "created_at", "updated_at"]
+    ordering = ["id"]
+
+    @extend_schema(
+        summary="Create one row, or many in one transaction",
+        description=f"A JSON object creates one row; a JSON list creates up to "
+        f"{settings.BULK_MAX_ROWS} rows, all or nothing. Errors name the failed items by index.",
+        request=DataSerializer,
+        responses={201: DataSerializer, **ERRORS},
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if isinstance(request.data, list):
+            return self._create_many(request.data)
+        if not isinstance(request.data, dict):
+            raise exceptions.ValidationError("Expected a JSON object, or a list of objects.")
+        return super().create(request, *args, **kwargs)
+
+    def _create_many(self, items: list[Any]) -> Response:
+        if not items:
+            raise exceptions.ValidationError("The list is empty: nothing to create.")
+        if len(items) > settings.BULK_MAX_ROWS:
+            raise exceptions.ValidationError(
+                f"At most {settings.BULK_MAX_ROWS} rows per request, got {len(items)}."
+            )
+        serializer = self.get_serializer(data=items, many=True)
+        if not serializer.is_valid():
+            failed = [
+                {"index": int(index), "fields": _as_field_errors(errors)}
+                for index, errors in sorted(serializer.errors.items())
+            ]
+            raise ServiceError(
+                f"{len(failed)} of {len(items)} items are invalid; nothing was created.",
+                code="validation_error",
+                status_code=status.HTTP_400_BAD_REQUEST,
+                extra={"items": failed},
+            )
+        with transaction.atomic():
+            rows = Data.objects.bulk_create(
+                [Data(**fields) for fields in serializer.validated_data], batch_size=2000
+            )
+        return Response(DataSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not isinstance(request.data, dict):
+            raise exceptions.ValidationError("Expected a JSON object.")
+        return super().update(request, *args, **kwargs)
+
+
+def _as_field_errors(errors: Any) -> dict[str, list[str]]:
+    if isinstance(errors, dict):
+        return {name: [str(m) for m in messages] for name, messages in errors.items()}
+    return {"non_field_errors": [str(errors)]}

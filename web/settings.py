@@ -1,0 +1,86 @@
+"""Django settings, built from the typed WebSettings (no environment reads elsewhere)."""
+
+from __future__ import annotations
+
+import dj_database_url
+
+from web.config import get_settings
+
+config = get_settings()
+
+SECRET_KEY = config.django_secret_key or "debug-only-insecure-key"
+DEBUG = config.django_debug
+ALLOWED_HOSTS = config.django_allowed_hosts
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django.contrib.staticfiles",
+    "web.data",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "web.urls"
+ASGI_APPLICATION = "web.asgi.application"
+APPEND_SLASH = False  # routes accept both forms; a redirect would drop POST bodies
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(config.database_url, conn_max_age=60, conn_health_checks=True)
+}
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "static/"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # bulk bodies of 10 000 rows
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "web.errors.api_exception_handler",
+    "LIST_SERIALIZER_ERRORS_AS_DICT": True,  # bulk errors keyed by item index
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "textclf web API",
+    "DESCRIPTION": "Labelled texts, training jobs and predictions. Every error is "
+    '`{"error": "<code>", "detail": "<text>"}` plus field errors where relevant.',
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+TEXT_MAX_CHARS = config.text_max_chars
+BULK_MAX_ROWS = config.bulk_max_rows
+PAGE_SIZE_DEFAULT = config.page_size_default
+PAGE_SIZE_MAX = config.page_size_max

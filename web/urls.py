@@ -1,0 +1,22 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from web import health
+from web.data.views import DataViewSet
+
+router = SimpleRouter()
+router.trailing_slash = "/?"  # accept both /api/data and /api/data/ (no redirects that drop bodies)
+router.register("data", DataViewSet, basename="data")
+
+urlpatterns = [
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+]
+
+handler400 = "web.errors.bad_request_view"
+handler404 = "web.errors.not_found_view"
+handler500 = "web.errors.server_error_view"

@@ -1,0 +1,114 @@
+"""`make run` as a person runs it: from an empty VAR_DIR to ready, then Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.embedded import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.pop("DJANGO_SECRET_KEY", None)
+    env.update(
+        VAR_DIR=str(var_dir),
+        WEB_PORT=str(free_port()),
+        ALGORITHM_PORT=str(free_port()),
+        EMBEDDED_POSTGRES_PORT=str(free_port()),
+        EMBEDDED_REDIS_PORT=str(free_port()),
+    )
+    return env
+
+
+def start_make_run(env: dict[str, str]) -> subprocess.Popen[str]:
+    # A new session, like a terminal's foreground job: Ctrl-C goes to the whole group.
+    return subprocess.Popen(
+        ["make", "--no-print-directory", "run"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_ready(env: dict[str, str], process: subprocess.Popen[str], timeout: float = 120) -> dict:
+    url = f"http://127.0.0.1:{env['WEB_PORT']}/health/ready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return dict(json.load(response))
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("make run never became ready")
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if any(needle in cmdline for needle in needles):
+                found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "var"
+
+
+def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) -> None:
+    env = stack_env(var_dir)
+    runner = start_make_run(env)
+    try:
+        ready = wait_ready(env, runner)
+        assert ready["status"] == "ok"
+
+        second = subprocess.run(["make", "--no-print-directory", "run"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert second.returncode != 0
+        assert "another `make run`" in second.stderr + second.stdout
+        assert wait_ready(env, runner)["status"] == "ok"  # the first stack is unharmed
+    finally:
+        os.killpg(runner.pid, signal.SIGINT)
+        output, _ = runner.communicate(timeout=60)
+    # make re-raises the Ctrl-C it saw after its child (the supervisor) exits cleanly.
+    assert runner.returncode in (0, -signal.SIGINT), output
+    assert output.rstrip().endswith("stopped"), output
+    time.sleep(0.5)
+    assert processes_mentioning(str(var_dir), f"--port {env['WEB_PORT']}") == []
+    assert (var_dir / "postgres" / "PG_VERSION").exists()  # data is kept for the next run
+
+
+def test_make_run_recovers_after_a_crash(var_dir: Path) -> None:
+    env = stack_env(var_dir)
+    runner = start_make_run(env)
+    wait_ready(env, runner)
+    os.killpg(runner.pid, signal.SIGKILL)  # no clean-up at all: stale pid files remain
+    runner.communicate(timeout=10)
+    deadline = time.monotonic() + 20
+    while processes_mentioning(str(var_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # children die with their parent
+    assert processes_mentioning(str(var_dir)) == []
+
+    restarted = start_make_run(env)
+    try:
+        assert wait_ready(env, restarted)["status"] == "ok"
+    finally:
+        os.killpg(restarted.pid, signal.SIGINT)
+        restarted.communicate(timeout=60)
+    assert restarted.returncode in (0, -signal.SIGINT)

@@ -1,0 +1,197 @@
+"""Atomic publication, retention and verified loading of model versions (algorithm.artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from algorithm import artifacts
+from algorithm.artifacts import (
+    ArtifactError,
+    NoModelError,
+    current_signature,
+    load_current_version,
+    publish_model_version,
+)
+from algorithm.ml import CLASSIFIER_FILE, VECTORIZER_FILE, TrainedModel, train_model
+
+TEXTS = [
+    "Python bindings for the image library",
+    "Python module for parsing dates",
+    "Python test runner plugin",
+    "Python interface to the database",
+    "Perl module for parsing dates",
+    "Perl interface to the database",
+    "Perl extension for image handling",
+    "Perl test helpers for modules",
+]
+LABELS = ["python"] * 4 + ["perl"] * 4
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    return train_model(TEXTS, LABELS)[0]
+
+
+@pytest.fixture
+def model_root(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+def publish(model_root: Path, model: TrainedModel, **overrides) -> dict:
+    arguments = {
+        "metrics": {"accuracy": 1.0},
+        "fingerprint": {"rows": len(TEXTS), "max_id": 8},
+        "rows": len(TEXTS),
+        **overrides,
+    }
+    return publish_model_version(model_root, model, **arguments)
+
+
+def visible_entries(model_root: Path) -> list[str]:
+    return sorted(name for name in os.listdir(model_root) if not name.startswith("."))
+
+
+def test_publish_creates_version_manifest_and_relative_current_link(model_root, model):
+    manifest = publish(model_root, model)
+    version = manifest["version"]
+    assert visible_entries(model_root) == sorted([version, "current"])
+    assert os.readlink(model_root / "current") == version  # relative: the volume can move
+    on_disk = json.loads((model_root / version / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["rows"] == 8 and manifest["labels"] == ["perl", "python"]
+    assert manifest["metrics"] == {"accuracy": 1.0}
+    assert manifest["fingerprint"] == {"rows": 8, "max_id": 8}
+    assert manifest["created_at"].endswith("Z")
+    assert set(manifest["sha256"]) == {CLASSIFIER_FILE, VECTORIZER_FILE}
+    assert set(manifest["library_versions"]) == {"python", "scikit-learn", "numpy", "scipy"}
+
+
+def test_load_current_version_returns_the_published_model(model_root, model):
+    manifest = publish(model_root, model)
+    loaded = load_current_version(model_root)
+    assert loaded.version == manifest["version"]
+    assert loaded.manifest == manifest
+    assert loaded.model.labels == ["perl", "python"]
+
+
+def test_versions_sort_in_publication_order(model_root, model):
+    versions = [publish(model_root, model)["version"] for _ in range(3)]
+    assert versions == sorted(versions)
+    assert len(set(versions)) == 3
+    assert load_current_version(model_root).version == versions[-1]
+
+
+def test_no_current_is_no_model_error(model_root):
+    model_root.mkdir()
+    assert current_signature(model_root) is None
+    with pytest.raises(NoModelError, match="train one first"):
+        load_current_version(model_root)
+
+
+def test_signature_changes_on_publish(model_root, model):
+    publish(model_root, model)
+    first = current_signature(model_root)
+    assert first is not None
+    publish(model_root, model)
+    assert current_signature(model_root) != first
+
+
+def test_retention_prunes_old_versions_but_never_current(model_root, model):
+    versions = [publish(model_root, model, retention=2)["version"] for _ in range(4)]
+    assert visible_entries(model_root) == sorted(versions[-2:] + ["current"])
+    assert load_current_version(model_root).version == versions[-1]
+
+
+def test_prune_keeps_current_even_with_zero_retention(model_root, model):
+    old = publish(model_root, model)["version"]
+    publish(model_root, model)
+    artifacts.switch_current(model_root, old)
+    artifacts.prune_versions(model_root, retention=0)
+    assert visible_entries(model_root) == sorted([old, "current"])
+
+
+def test_failed_save_publishes_nothing(model_root, model):
+    before = publish(model_root, model)["version"]
+    unpicklable = TrainedModel(model.vectorizer, lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails, whatever the type
+        publish(model_root, unpicklable)
+    assert sorted(os.listdir(model_root)) == sorted([before, "current"])
+    assert load_current_version(model_root).version == before
+
+
+def test_failed_link_switch_publishes_nothing(model_root, model, monkeypatch):
+    before = publish(model_root, model)["version"]
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        publish(model_root, model)
+    assert sorted(os.listdir(model_root)) == sorted([before, "current"])
+    assert load_current_version(model_root).version == before
+
+
+@pytest.mark.parametrize("target", ["..", "../elsewhere", "/tmp", "current", ".tmp-x"])
+def test_loader_refuses_current_outside_model_root(model_root, model, tmp_path, target):
+    publish(model_root, model)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (model_root / ".tmp-x").mkdir()
+    os.unlink(model_root / "current")
+    os.symlink(target, model_root / "current")
+    with pytest.raises(ArtifactError):
+        load_current_version(model_root)
+
+
+def test_loader_refuses_symlinked_version_outside_root(model_root, model, tmp_path):
+    version = publish(model_root, model)["version"]
+    outside = tmp_path / "outside" / version
+    outside.parent.mkdir()
+    (model_root / version).rename(outside)
+    os.symlink(outside, model_root / version)
+    with pytest.raises(ArtifactError, match="outside"):
+        load_current_version(model_root)
+
+
+def test_loader_refuses_bad_checksum_and_bad_manifest(model_root, model):
+    version = publish(model_root, model)["version"]
+    pickle_path = model_root / version / CLASSIFIER_FILE
+    pickle_path.write_bytes(pickle_path.read_bytes()[:-10])
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_current_version(model_root)
+    (model_root / version / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="manifest"):
+        load_current_version(model_root)
+    (model_root / version / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="manifest"):
+        load_current_version(model_root)
+
+
+def test_reader_never_sees_a_half_published_version(model_root, model):
+    publish(model_root, model)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read_repeatedly() -> None:
+        while not done.is_set():
+            try:
+                loaded = load_current_version(model_root)
+                assert loaded.manifest["version"] == loaded.version
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    reader = threading.Thread(target=read_repeatedly)
+    reader.start()
+    try:
+        for _ in range(15):
+            publish(model_root, model, retention=50)
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []

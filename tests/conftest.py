@@ -56,3 +56,200 @@ def state_dir() -> Path:
     """The session's temporary directory (embedded server data, logs, VAR_DIR)."""
     assert _state_dir is not None
     return _state_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared process fixtures (worker section): the test database's URL, a Redis database of its
+# own, a model directory, real Celery worker processes and the labelled fixture corpus.
+# ---------------------------------------------------------------------------------------------
+
+import itertools  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+
+import redis  # noqa: E402
+
+from stack.process import spawn  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
+_redis_databases = itertools.cycle(range(1, 16))  # database 0 stays the session default
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
+    """DATABASE_URL of pytest-django's test database (migrated); give it to subprocesses."""
+    from django.db import connection
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + str(connection.settings_dict["NAME"])))
+
+
+@pytest.fixture
+def redis_db_url() -> str:
+    """A Redis database for this test alone (flushed first): jobs, markers, broker queues."""
+    parts = urlsplit(os.environ["REDIS_URL"])
+    url = urlunsplit(parts._replace(path=f"/{next(_redis_databases)}"))
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """An empty model root for this test."""
+    path = tmp_path / "models"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixture_corpus() -> list[tuple[str, str]]:
+    """The committed sample of Debian package descriptions: 900 (text, label) rows, 6 labels."""
+    with FIXTURE_CORPUS.open(encoding="utf-8") as handle:
+        return [(row["text"], row["label"]) for row in map(json.loads, handle)]
+
+
+@pytest.fixture
+def insert_rows(transactional_db: Any) -> Callable[[list[tuple[str, str]]], None]:
+    """Insert (text, label) rows into `data`, committed, so other processes see them."""
+    from django.db import connection
+
+    def insert(rows: list[tuple[str, str]]) -> None:
+        with connection.cursor() as cursor:  # one statement, however many rows
+            cursor.execute(
+                "INSERT INTO data (text, label, created_at, updated_at) "
+                "SELECT t, l, now(), now() FROM unnest(%s::text[], %s::text[]) AS u(t, l)",
+                [[text for text, _ in rows], [label for _, label in rows]],
+            )
+
+    return insert
+
+
+@dataclass
+class WorkerProcess:
+    """A running `celery -A worker.celery_app worker`."""
+
+    child: Child
+    log_path: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log():
+            if not self.child.running():
+                raise RuntimeError(f"worker exited early:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker not ready within {timeout:.0f}s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def pool_pids(self) -> list[int]:
+        """The pids of the pool processes that run the tasks."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), SIGKILL after 15 s."""
+        if not self.stopped:
+            self.stopped = True
+            stop_children([self.child])
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, like a crashed machine."""
+        os.killpg(self.pid, signal.SIGKILL)
+        self.child.popen.wait()
+        self.stop()  # reaps the rest of the group and closes the log
+
+
+@pytest.fixture
+def start_worker(
+    test_database_url: str, redis_db_url: str, model_dir: Path, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real Celery workers on the test database, this test's Redis and model_dir.
+
+    Keyword arguments are extra environment variables (e.g. TASK_TIME_LIMIT="20"). Rows must be
+    committed to be seen (use `insert_rows` or the `transactional_db` fixture). Every worker is
+    stopped when the test ends.
+    """
+    workers: list[WorkerProcess] = []
+
+    def start(**env_overrides: str) -> WorkerProcess:
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url,
+            "REDIS_URL": redis_db_url,
+            "MODEL_DIR": str(model_dir),
+            "PYTHONUNBUFFERED": "1",
+            **env_overrides,
+        }
+        name = f"test-{uuid.uuid4().hex[:8]}"
+        log_path = tmp_path / f"{name}.log"
+        child = spawn(
+            name,
+            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+             "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env, cwd=REPO_ROOT, log_path=log_path,
+        )  # fmt: skip
+        worker = WorkerProcess(child=child, log_path=log_path)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in reversed(workers):
+        worker.stop()
+
+
+@pytest.fixture
+def job_store(redis_db_url: str) -> Iterator[Any]:
+    """A worker.jobs.JobStore on this test's Redis database."""
+    from worker.jobs import JobStore
+
+    client = redis.Redis.from_url(redis_db_url, decode_responses=True)
+    yield JobStore(client)
+    client.close()
+
+
+@pytest.fixture
+def request_training(redis_db_url: str, job_store: Any) -> Iterator[Callable[[], dict[str, Any]]]:
+    """Request a training the way the algorithm service does; return the job."""
+    from worker.celery_app import make_celery, send_training
+    from worker.config import WorkerSettings
+
+    app = make_celery(WorkerSettings(redis_url=redis_db_url))
+    yield lambda: job_store.request_training(enqueue=lambda job_id: send_training(app, job_id))
+    app.close()
+
+
+@pytest.fixture
+def wait_for_job(job_store: Any) -> Callable[..., dict[str, Any]]:
+    """Poll a job until it succeeds or fails; return it (AssertionError on timeout)."""
+
+    def wait(job_id: str, *, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = job_store.get(job_id)
+            if job is not None and job["status"] in ("succeeded", "failed"):
+                return dict(job)
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} not finished within {timeout:.0f}s: {job}")
+
+    return wait

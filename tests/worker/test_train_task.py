@@ -1,0 +1,139 @@
+"""Training through a real Celery worker: jobs, published versions, failures, one at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from algorithm.artifacts import load_current_version
+
+pytestmark = pytest.mark.slow
+Insert = Callable[[list[tuple[str, str]]], None]
+Job = dict[str, Any]
+
+
+def manifest_of(model_dir: Path, version: str) -> dict[str, Any]:
+    return dict(json.loads((model_dir / version / "manifest.json").read_text()))
+
+
+def test_a_training_job_publishes_a_complete_current_version(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    job_store: Any,
+    model_dir: Path,
+) -> None:
+    insert_rows(fixture_corpus)
+    start_worker()
+    job = request_training()
+    assert job["status"] == "queued"
+    seen = {job["status"]}
+    deadline = time.monotonic() + 60
+    while (current := job_store.get(job["job_id"]))["status"] not in ("succeeded", "failed"):
+        seen.add(current["status"])
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert current["status"] == "succeeded", current["error"]
+    assert "running" in seen
+    assert current["created_at"] <= current["started_at"] <= current["finished_at"]
+    version = current["model_version"]
+    assert os.readlink(model_dir / "current") == version
+    assert {p.name for p in (model_dir / version).iterdir()} == {
+        "model.pickle", "vectorizer.pickle", "manifest.json",
+    }  # fmt: skip
+    manifest = manifest_of(model_dir, version)
+    assert manifest["rows"] == len(fixture_corpus) == manifest["fingerprint"]["rows"]
+    assert sorted(manifest["labels"]) == sorted({label for _, label in fixture_corpus})
+    assert current["metrics"] == manifest["metrics"] and current["metrics"]["accuracy"] > 0.5
+    # The algorithm service's loader accepts what the worker published.
+    assert load_current_version(model_dir).version == version
+
+
+def test_no_rows_fails_with_an_actionable_error(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    model_dir: Path,
+) -> None:
+    start_worker()
+    job = wait_for_job(request_training()["job_id"])
+    assert job["status"] == "failed"
+    assert "no training data" in job["error"] and "POST /api/data/" in job["error"]
+    assert job["model_version"] is None
+    assert list(model_dir.iterdir()) == []
+
+
+def test_one_label_fails_and_the_previous_model_stays_current(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    model_dir: Path,
+) -> None:
+    from django.db import connection
+
+    insert_rows(fixture_corpus)
+    start_worker()
+    first = wait_for_job(request_training()["job_id"])
+    assert first["status"] == "succeeded", first["error"]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE data SET label = 'games'")
+    failed = wait_for_job(request_training()["job_id"])
+    assert failed["status"] == "failed"
+    assert "at least two labels" in failed["error"] and "games" in failed["error"]
+    assert os.readlink(model_dir / "current") == first["model_version"]
+    assert [p.name for p in model_dir.iterdir() if not p.name.startswith(".")] == sorted(
+        ["current", first["model_version"]]
+    )
+
+
+def test_requests_during_training_run_one_at_a_time_and_include_every_row(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    job_store: Any,
+    model_dir: Path,
+) -> None:
+    # Two workers: the second would gladly train the second job while the first one runs.
+    start_worker()
+    start_worker()
+    committed = 0
+    requests: list[tuple[int, str]] = []  # rows committed before the request, job returned
+
+    def add_rows_and_request(rows: list[tuple[str, str]]) -> str:
+        nonlocal committed
+        insert_rows(rows)
+        committed += len(rows)
+        job_id = request_training()["job_id"]
+        requests.append((committed, job_id))
+        return job_id
+
+    big = [(f"{text} copy {i}", label) for i in range(12) for text, label in fixture_corpus]
+    first = add_rows_and_request(big)
+    deadline = time.monotonic() + 30
+    while job_store.get(first)["status"] == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = add_rows_and_request(fixture_corpus[:50])
+    third = add_rows_and_request(fixture_corpus[50:60])
+    assert second != first  # the first job was running: a new job
+    jobs = {job_id: wait_for_job(job_id) for job_id in {first, second, third}}
+    for rows_before, job_id in requests:
+        job = jobs[job_id]
+        assert job["status"] == "succeeded", job["error"]
+        assert manifest_of(model_dir, job["model_version"])["rows"] >= rows_before
+    intervals = sorted((job["started_at"], job["finished_at"]) for job in jobs.values())
+    for (_, finished), (started, _) in zip(intervals, intervals[1:], strict=False):
+        assert finished <= started, f"two trainings overlapped: {intervals}"

@@ -1,0 +1,58 @@
+"""The Celery app, built from WorkerSettings; `celery -A worker.celery_app worker` runs it.
+
+Importing this module is cheap (no scikit-learn): services that only enqueue training import
+`enqueue_training` from here, and the task itself is sent by name.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.config import WorkerSettings, get_settings
+
+TRAIN_TASK = "worker.tasks.train"
+
+
+def make_celery(settings: WorkerSettings) -> Celery:
+    """Build the Celery app: Redis broker and result backend, late acks, one task at a time."""
+    app = Celery("textclf", include=["worker.tasks"])
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        result_expires=24 * 3600,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged when it ends, and requeued when its process dies mid-way.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=settings.worker_concurrency,
+        # A fresh process per training returns a large model's memory to the system.
+        worker_max_tasks_per_child=1,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            # Redelivery of a dead worker's task: look every interval (kombu's default is only
+            # every tenth interval).
+            "unacked_restore_interval": settings.broker_restore_interval,
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=True,
+    )
+    return app
+
+
+def send_training(app: Celery, job_id: str) -> None:
+    """Send the training task for job_id through app's broker."""
+    app.send_task(TRAIN_TASK, args=[job_id])
+
+
+celery_app = make_celery(get_settings())
+
+
+def enqueue_training(job_id: str) -> None:
+    """Queue the training of job_id (pass this to JobStore.request_training)."""
+    send_training(celery_app, job_id)

@@ -1,0 +1,47 @@
+"""The worker's settings: environment only, read once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import PositiveInt, model_validator
+
+from stack.config import CommonSettings
+
+
+class WorkerSettings(CommonSettings):
+    """Limits of the training task and of the broker that delivers it."""
+
+    worker_concurrency: PositiveInt = 1
+    task_soft_time_limit: PositiveInt = 3300  # seconds: the job fails with a clear error
+    task_time_limit: PositiveInt = 3600  # seconds: the process is killed
+    # An unacknowledged task is redelivered after this long; it must exceed the time limit or a
+    # still-running training would be delivered a second time.
+    broker_visibility_timeout: PositiveInt = 4000
+    # The training lock is renewed while a training runs; a killed worker's lock expires after
+    # this long, so a redelivered job waits at most this long before it can start.
+    training_lock_ttl: PositiveInt = 60
+    # How often a worker looks for tasks whose worker died (unacknowledged past the timeout).
+    broker_restore_interval: PositiveInt = 10
+    read_chunk_rows: PositiveInt = 5000
+    model_retention: PositiveInt = 5
+    job_ttl_seconds: PositiveInt = 7 * 24 * 3600
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> WorkerSettings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be below TASK_TIME_LIMIT")
+        if self.broker_visibility_timeout <= self.task_time_limit:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT must exceed TASK_TIME_LIMIT, or a running training "
+                "would be redelivered to another worker"
+            )
+        if self.training_lock_ttl >= self.broker_visibility_timeout:
+            raise ValueError("TRAINING_LOCK_TTL must be below BROKER_VISIBILITY_TIMEOUT")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> WorkerSettings:
+    """The process-wide settings object."""
+    return WorkerSettings()

@@ -1,0 +1,70 @@
+"""The worker's SQL: the training rows, streamed from one consistent snapshot.
+
+One connection, one REPEATABLE READ transaction, one server-side cursor read in chunks of
+`chunk_rows`: memory stays bounded by the chunk size whatever the table size, and every row
+comes from the snapshot taken by the SELECT, so a concurrent insert is either wholly in or out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+Row = tuple[int, str, str]  # id, text, label
+SELECT_ROWS = text("SELECT id, text, label FROM data ORDER BY id")
+
+
+@dataclass
+class DataFingerprint:
+    """Row count, highest id and a sha256 over every row's id, label and text, in id order."""
+
+    rows: int = 0
+    max_id: int | None = None
+    _digest: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    def update(self, chunk: Sequence[Row]) -> None:
+        """Add a chunk of rows (in id order) to the fingerprint."""
+        if not chunk:
+            return
+        # Lengths make the encoding unambiguous whatever characters a text holds.
+        lines = "".join(f"{i}\t{label}\t{len(body)}\t{body}\n" for i, body, label in chunk)
+        self._digest.update(lines.encode("utf-8", "surrogatepass"))
+        self.rows += len(chunk)
+        self.max_id = chunk[-1][0]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the fingerprint as stored in the model manifest."""
+        return {"rows": self.rows, "max_id": self.max_id, "sha256": self._digest.hexdigest()}
+
+
+def asyncpg_url(database_url: str) -> str:
+    """Return database_url (postgresql://...) with the asyncpg driver selected."""
+    url = make_url(database_url)
+    return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+async def stream_training_rows(
+    database_url: str, *, chunk_rows: int, fingerprint: DataFingerprint | None = None
+) -> AsyncGenerator[list[Row]]:
+    """Yield every row of `data` in id order, in lists of at most chunk_rows, from one snapshot."""
+    engine = create_async_engine(
+        asyncpg_url(database_url), poolclass=NullPool, isolation_level="REPEATABLE READ"
+    )
+    try:
+        async with engine.connect() as conn, conn.begin():
+            # The snapshot is taken by this first statement of the transaction.
+            result = await conn.stream(SELECT_ROWS.execution_options(yield_per=chunk_rows))
+            async for partition in result.partitions(chunk_rows):
+                chunk: list[Row] = [(int(r[0]), str(r[1]), str(r[2])) for r in partition]
+                if fingerprint is not None:
+                    fingerprint.update(chunk)
+                yield chunk
+    finally:
+        await engine.dispose()

@@ -1,0 +1,149 @@
+"""The training task: read the rows, train, publish, record the job's outcome.
+
+The order of steps is what keeps the promises of jobs.py: take the training lock, mark the job
+started (new requests now get a new job), and only then open the snapshot the rows are read from.
+A failed training publishes nothing, so the previous model keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from algorithm.artifacts import publish_model_version
+from algorithm.ml import TrainingDataError, train_model
+from worker.celery_app import TRAIN_TASK, celery_app
+from worker.config import WorkerSettings, get_settings
+from worker.jobs import JobStore
+from worker.rows import DataFingerprint, stream_training_rows
+
+logger = logging.getLogger(__name__)
+LOCK_RETRY_SECONDS = 2
+MAX_ERROR_CHARS = 500
+
+
+@lru_cache(maxsize=1)
+def get_job_store() -> JobStore:
+    """The process's job store (redis-py reconnects by itself after a fork)."""
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return JobStore(client, job_ttl_seconds=settings.job_ttl_seconds)
+
+
+@dataclass
+class TrainingRows:
+    texts: list[str]
+    labels: list[str]
+    fingerprint: DataFingerprint
+
+
+async def read_training_rows(
+    settings: WorkerSettings, *, store: JobStore, job_id: str
+) -> TrainingRows:
+    """Stream every row into memory, reporting progress after each chunk."""
+    texts: list[str] = []
+    labels: list[str] = []
+    fingerprint = DataFingerprint()
+    chunks = stream_training_rows(
+        settings.database_url, chunk_rows=settings.read_chunk_rows, fingerprint=fingerprint
+    )
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            for _, body, label in chunk:
+                texts.append(body)
+                labels.append(label)
+            store.report_progress(job_id, {"phase": "reading", "rows_read": len(texts)})
+    return TrainingRows(texts=texts, labels=labels, fingerprint=fingerprint)
+
+
+@contextlib.contextmanager
+def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[None]:
+    """Keep renewing the training lock from a thread while the block runs; release it after."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl_seconds / 3):
+            try:
+                if not store.renew_training_lock(job_id, ttl_seconds):
+                    logger.error("job %s lost the training lock", job_id)
+                    return
+            except redis.RedisError:
+                logger.warning("could not renew the training lock of job %s", job_id)
+
+    thread = threading.Thread(target=renew, name="training-lock", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        store.release_training_lock(job_id)
+
+
+def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> dict[str, Any]:
+    """Train and publish for a started job; return the manifest (raises on failure)."""
+    rows = asyncio.run(read_training_rows(settings, store=store, job_id=job_id))
+    count = len(rows.texts)
+    store.report_progress(job_id, {"phase": "training", "rows": count})
+    model, metrics = train_model(rows.texts, rows.labels)
+    rows.texts.clear()  # the fitted model no longer needs the rows: free them before pickling
+    rows.labels.clear()
+    store.report_progress(job_id, {"phase": "publishing", "rows": count})
+    return publish_model_version(
+        settings.model_root,
+        model,
+        metrics=metrics,
+        fingerprint=rows.fingerprint.as_dict(),
+        rows=count,
+        retention=settings.model_retention,
+    )
+
+
+def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
+    """Run the started job to its end, recording success or failure; False if it failed."""
+    try:
+        manifest = run_training(job_id, settings=settings, store=store)
+    except TrainingDataError as exc:
+        store.fail(job_id, str(exc))
+        return False
+    except SoftTimeLimitExceeded:
+        store.fail(
+            job_id,
+            f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
+            "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows",
+        )
+        return False
+    except Exception as exc:
+        logger.exception("training job %s failed", job_id)
+        store.fail(job_id, f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+        return False
+    store.succeed(job_id, model_version=manifest["version"], metrics=manifest["metrics"])
+    return True
+
+
+@celery_app.task(name=TRAIN_TASK, bind=True)
+def train(self: Task, job_id: str) -> str | None:
+    """Train for job_id unless another training runs (then retry) or the job is done already."""
+    settings = get_settings()
+    store = get_job_store()
+    if not store.acquire_training_lock(job_id, settings.training_lock_ttl):
+        # Another training runs: this job stays queued, so new requests still join it.
+        raise self.retry(countdown=LOCK_RETRY_SECONDS, max_retries=None)
+    with renewed_lock(store, job_id, settings.training_lock_ttl):
+        if not store.start(job_id):
+            logger.info("job %s is unknown or finished already; skipping", job_id)
+            return None
+        logger.info("training job %s", job_id)
+        train_job(job_id, settings=settings, store=store)
+    job = store.get(job_id)
+    return job["status"] if job else None

@@ -1,0 +1,100 @@
+"""HTTP endpoints of the algorithm service: thin async views over the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from algorithm.batcher import NoModelLoaded
+from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound, NoModel
+from algorithm.runtime import ServingRuntime
+from algorithm.schemas import parse_predict_request
+
+api = Blueprint("api", __name__)
+
+
+def runtime() -> ServingRuntime:
+    runtime: ServingRuntime = current_app.extensions["textclf"]
+    return runtime
+
+
+def require_json() -> bytes:
+    if request.mimetype != "application/json":
+        raise BadRequest(
+            f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
+            code="unsupported_media_type",
+        ).with_status(415)
+    return request.get_data(cache=False)
+
+
+@api.post("/predict")
+async def predict() -> Response | tuple[Response, int]:
+    """Label one text or a batch, with the version of the model that did it."""
+    settings = runtime().settings
+    body = parse_predict_request(
+        require_json(),
+        max_texts=settings.predict_max_texts,
+        max_chars=settings.predict_max_chars,
+    )
+    texts = [body.text] if body.text is not None else body.texts or []
+    try:
+        labels, version = await runtime().batcher.predict(texts)
+    except NoModelLoaded:
+        raise NoModel(
+            "No model has been trained yet: add labelled rows and start training "
+            "with POST /train (or POST /api/train/ on the web service) first."
+        ) from None
+    if body.text is not None:
+        return jsonify(label=labels[0], model_version=version)
+    return jsonify(labels=labels, model_version=version)
+
+
+@api.post("/train")
+async def train() -> tuple[Response, int, dict[str, str]]:
+    """Queue a training job (or return the one already queued)."""
+    if request.get_data(cache=False).strip() not in (b"", b"{}"):
+        raise BadRequest("POST /train takes no input; send an empty body.")
+    rt = runtime()
+    try:
+        job = await asyncio.to_thread(rt.job_store.request_training, enqueue=rt.enqueue)
+    except (redis.RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"The job queue is not reachable: {exc}") from exc
+    return jsonify(job), 202, {"Location": f"/train/{job['job_id']}"}
+
+
+@api.get("/train/<job_id>")
+async def train_status(job_id: str) -> Response:
+    """The state of one training job."""
+    try:
+        job = await asyncio.to_thread(runtime().job_store.get, job_id)
+    except (redis.RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"The job store is not reachable: {exc}") from exc
+    if job is None:
+        raise JobNotFound(f"No training job {job_id!r}.")
+    return jsonify(job)
+
+
+@api.get("/health/live")
+async def live() -> Response:
+    return jsonify(status="ok")
+
+
+@api.get("/health/ready")
+async def ready() -> tuple[Response, int]:
+    """Ready when Redis answers; says which model version is loaded."""
+    rt = runtime()
+    try:
+        await asyncio.to_thread(rt.redis.ping)
+        redis_state = "ok"
+    except (redis.RedisError, OSError) as exc:
+        redis_state = f"error: {type(exc).__name__}"
+    body: dict[str, Any] = {
+        "status": "ok" if redis_state == "ok" else "unavailable",
+        "checks": {"redis": redis_state},
+        "model_version": rt.models.version,
+        "model_error": rt.models.last_error,
+    }
+    return jsonify(body), 200 if redis_state == "ok" else 503

@@ -35,7 +35,15 @@ def services(env: dict[str, str]) -> list[Service]:
     """Every long-running service of the stack: one line each."""
     py = sys.executable
     web = f"http://{env.get('WEB_HOST', '127.0.0.1')}:{env.get('WEB_PORT', '8000')}"
+    algorithm = (
+        f"http://{env.get('ALGORITHM_HOST', '127.0.0.1')}:{env.get('ALGORITHM_PORT', '8001')}"
+    )
+    # web finds the algorithm service where this stack starts it, unless told otherwise.
+    env.setdefault("ALGORITHM_URL", algorithm)
+    celery = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
     return [
+        Service("worker", celery),
+        Service("algorithm", [py, "-m", "algorithm"], url=f"{algorithm}/health/live"),
         Service("web", [py, "-m", "web"], url=f"{web}/health/live"),
     ]
 
@@ -129,14 +137,15 @@ def run() -> int:
     try:
         children += start_embedded(settings, env, logs)
         print(f"database: {env['DATABASE_URL']}\nredis:    {env['REDIS_URL']}", flush=True)
-        migrate = spawn("migrate", [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
+        migrate_argv = [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"]
+        migrate = spawn("migrate", migrate_argv,
                         env={**env, "DJANGO_SETTINGS_MODULE": "web.settings"})  # fmt: skip
         if migrate.popen.wait() != 0:
             raise RuntimeError("migrations failed")
         for service in services(env):
             if stop_requested:
                 return 0
-            child = spawn(service.name, service.argv, env=env)
+            child = spawn(service.name, service.argv, env=env, log_path=None)
             children.append(child)
             if service.url:
                 wait_until_answers(service.url, child=child, timeout=60)

@@ -1,8 +1,45 @@
-"""ASGI entry point for Hypercorn."""
+"""ASGI entry point for Hypercorn, with start-up and shutdown of the algorithm client.
+
+Django has no ASGI lifespan support of its own; `with_lifespan` answers lifespan events so the
+process's one httpx client is opened before the first request and closed on shutdown.
+"""
+
+from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
-application = get_asgi_application()
+django_app = get_asgi_application()
+
+from web import algorithm_client  # noqa: E402  (needs configured settings)
+from web.config import get_settings  # noqa: E402
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    if scope["type"] != "lifespan":
+        await django_app(scope, receive, send)
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            settings = get_settings()
+            algorithm_client.install(
+                algorithm_client.AlgorithmClient(
+                    settings.algorithm_url,
+                    timeout=settings.algorithm_timeout_seconds,
+                    connect_retries=settings.algorithm_connect_retries,
+                )
+            )
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await algorithm_client.get_client().aclose()
+            algorithm_client.install(None)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

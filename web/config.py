@@ -25,6 +25,7 @@ class WebSettings(CommonSettings):
     page_size_max: int = 1000
     bulk_max_rows: int = 10_000
     text_max_chars: int = 100_000
+    predict_max_texts: int = 1000
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

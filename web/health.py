@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from web.algorithm_client import AlgorithmError, get_client
 
 
 def live(request: HttpRequest) -> JsonResponse:
@@ -11,9 +14,12 @@ def live(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def ready(request: HttpRequest) -> JsonResponse:
-    """Ready when every dependency answers; the body says which one does not."""
-    checks = {"database": _check_database()}
+async def ready(request: HttpRequest) -> JsonResponse:
+    """Ready when the database and the algorithm service answer; the body says which does not."""
+    checks = {
+        "database": await sync_to_async(_check_database)(),
+        "algorithm": await _check_algorithm(),
+    }
     healthy = all(result == "ok" for result in checks.values())
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
@@ -29,3 +35,11 @@ def _check_database() -> str:
     except Exception as exc:  # any failure means "not ready", reported, never raised
         connection.close()
         return f"error: {type(exc).__name__}"
+
+
+async def _check_algorithm() -> str:
+    try:
+        answer = await get_client().call("GET", "/health/live")
+    except AlgorithmError as exc:
+        return f"error: {exc}"
+    return "ok" if answer.status == 200 else f"error: status {answer.status}"

@@ -84,3 +84,4 @@ TEXT_MAX_CHARS = config.text_max_chars
 BULK_MAX_ROWS = config.bulk_max_rows
 PAGE_SIZE_DEFAULT = config.page_size_default
 PAGE_SIZE_MAX = config.page_size_max
+PREDICT_MAX_TEXTS = config.predict_max_texts

@@ -1,8 +1,8 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from web import health
+from web import health, predict
 from web.data.views import DataViewSet
 
 router = SimpleRouter()
@@ -11,6 +11,9 @@ router.register("data", DataViewSet, basename="data")
 
 urlpatterns = [
     path("api/", include(router.urls)),
+    re_path(r"^api/predict/?$", predict.predict, name="predict"),
+    re_path(r"^api/train/?$", predict.start_training, name="train"),
+    re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", predict.training_job, name="job"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/live", health.live, name="health-live"),

@@ -1,0 +1,203 @@
+"""The whole path over real HTTP: web -> algorithm -> Celery worker -> model -> predictions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from algorithm.artifacts import load_current_version
+from algorithm.ml import predict_labels
+from stack.embedded import free_port
+from stack.process import Child, spawn, stop_children
+
+pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert child.running(), log.read_text()
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never came up:\n{log.read_text()}")
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `python -m web` or `python -m algorithm` on a free port; returns its base URL."""
+    children: list[Child] = []
+
+    def start(package: str, **env: str) -> str:
+        port = free_port()
+        prefix = package.upper()
+        log = tmp_path / f"{package}.log"
+        child = spawn(
+            package,
+            [sys.executable, "-m", package],
+            env={**os.environ, f"{prefix}_PORT": str(port), f"{prefix}_WORKERS": "1", **env},
+            cwd=REPO_ROOT,
+            log_path=log,
+        )
+        children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        wait_live(url, child, log)
+        return url
+
+    yield start
+    stop_children(children)
+
+
+@pytest.fixture
+def stack_urls(
+    start_service: Callable[..., str],
+    start_worker: Callable[..., Any],
+    test_database_url: str,
+    redis_db_url: str,
+    model_dir: Path,
+) -> tuple[str, str]:
+    start_worker().wait_ready()
+    algorithm = start_service(
+        "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), MODEL_POLL_MS="100"
+    )
+    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm)
+    return web, algorithm
+
+
+def wait_for_job(web: str, location: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{web}{location}").json()
+        if job["status"] in {"succeeded", "failed"}:
+            return dict(job)
+        time.sleep(0.2)
+    raise AssertionError(f"job never finished: {job}")
+
+
+def test_a_user_trains_and_predicts_through_web(
+    stack_urls: tuple[str, str],
+    fixture_corpus: list[tuple[str, str]],
+    model_dir: Path,
+    transactional_db: Any,
+) -> None:
+    web, _ = stack_urls
+    before = httpx.post(f"{web}/api/predict/", json={"text": "a library for images"})
+    assert before.status_code == 503 and before.json()["error"] == "no_model"
+    assert "train" in before.json()["detail"]
+
+    rows = [{"text": text, "label": label} for text, label in fixture_corpus]
+    assert httpx.post(f"{web}/api/data/", json=rows, timeout=60).status_code == 201
+
+    started = httpx.post(f"{web}/api/train/")
+    assert started.status_code == 202
+    location = started.headers["Location"]
+    assert location == f"/api/train/{started.json()['job_id']}/"
+    job = wait_for_job(web, location)
+    assert job["status"] == "succeeded", job
+    assert job["model_version"] and job["metrics"]["accuracy"] > 0.5
+
+    texts = [text for text, _ in fixture_corpus[:50]]
+    expected = predict_labels(load_current_version(model_dir).model, texts)
+    deadline = time.monotonic() + 5
+    while True:  # the algorithm service picks the new version up within its poll interval
+        single = httpx.post(f"{web}/api/predict/", json={"text": texts[0]})
+        if single.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert single.json() == {"label": expected[0], "model_version": job["model_version"]}
+    batch = httpx.post(f"{web}/api/predict/", json={"texts": texts}).json()
+    assert batch == {"labels": expected, "model_version": job["model_version"]}
+    assert httpx.get(f"{web}/health/ready").json()["checks"] == {
+        "database": "ok",
+        "algorithm": "ok",
+    }
+
+    unknown = httpx.get(f"{web}/api/train/no-such-job/")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "job_not_found"
+
+
+def test_train_answers_in_milliseconds_with_100_000_rows(
+    stack_urls: tuple[str, str], transactional_db: Any
+) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO data (text, label, created_at, updated_at) "
+            "SELECT 'package number ' || i || ' does thing ' || (i % 97), 'l' || (i % 5), "
+            "now(), now() FROM generate_series(1, 100000) AS i"
+        )
+    web, _ = stack_urls
+    httpx.get(f"{web}/health/ready")  # warm the connections
+    started = time.perf_counter()
+    response = httpx.post(f"{web}/api/train/")
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 202
+    assert elapsed < 0.5, f"POST /api/train/ took {elapsed * 1000:.0f} ms"
+
+
+BAD_PREDICT_BODIES = [
+    ({"text": ""}, "validation_error"),
+    ({"text": 3}, "validation_error"),
+    ({"text": ["a"]}, "validation_error"),
+    ({"texts": []}, "validation_error"),
+    ({"texts": ["a"] * 1001}, "validation_error"),
+    ({"text": "a", "extra": 1}, "validation_error"),
+    ({"text": "x" * 100_001}, "validation_error"),
+    ("[1, 2]", "validation_error"),
+    ('{"text": ', "invalid_json"),
+    (b'{"text": "\xff"}', "invalid_json"),
+]
+
+
+def test_bad_predict_input_through_web_gets_4xx(
+    start_service: Callable[..., str], test_database_url: str
+) -> None:
+    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
+    for body, code in BAD_PREDICT_BODIES:
+        if isinstance(body, str | bytes):
+            response = httpx.post(f"{web}/api/predict/", content=body,
+                                  headers={"Content-Type": "application/json"})  # fmt: skip
+        else:
+            response = httpx.post(f"{web}/api/predict/", json=body)
+        assert (response.status_code, response.json()["error"]) == (400, code), body
+    form = httpx.post(f"{web}/api/predict/", data={"text": "x"})
+    assert form.status_code == 415 and form.json()["error"] == "unsupported_media_type"
+    wrong_method = httpx.get(f"{web}/api/predict/")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+
+
+def test_algorithm_down_or_silent_gives_503_or_504_quickly(
+    start_service: Callable[..., str], test_database_url: str
+) -> None:
+    down = start_service("web", DATABASE_URL=test_database_url,
+                         ALGORITHM_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    started = time.perf_counter()
+    response = httpx.post(f"{down}/api/predict/", json={"text": "hello"}, timeout=10)
+    assert response.status_code == 503 and response.json()["error"] == "algorithm_unavailable"
+    assert time.perf_counter() - started < 3
+    assert httpx.post(f"{down}/api/train/", timeout=10).status_code == 503
+    ready = httpx.get(f"{down}/health/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
+
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        slow = start_service("web", DATABASE_URL=test_database_url,
+                             ALGORITHM_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                             ALGORITHM_TIMEOUT_SECONDS="1")  # fmt: skip
+        started = time.perf_counter()
+        response = httpx.post(f"{slow}/api/predict/", json={"text": "hello"}, timeout=10)
+        assert response.status_code == 504 and response.json()["error"] == "algorithm_unavailable"
+        assert time.perf_counter() - started < 3

@@ -1,0 +1,153 @@
+"""web's one way to the algorithm service: a shared httpx.AsyncClient per process.
+
+The client is opened at ASGI start-up and closed at shutdown (see web/asgi.py). It keeps
+connections alive, bounds every call with explicit timeouts, and retries only connection errors
+(exponential backoff with jitter): a request that may have reached the service is never sent
+twice. Failures become `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
+
+Concurrent single-text predictions are coalesced: while one call to the service is in flight,
+new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
+requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+
+def _never_reached_the_service(exc: BaseException) -> bool:
+    """True for failures to connect: retrying them cannot send a request twice."""
+    # The aiohttp transport reports a refused connection as ConnectTimeout: look at the cause.
+    return isinstance(exc, httpx.ConnectError) or isinstance(
+        exc.__cause__, aiohttp.ClientConnectorError
+    )
+
+
+class AlgorithmError(Exception):
+    status = 503
+    code = "algorithm_unavailable"
+
+
+class AlgorithmUnavailable(AlgorithmError):
+    pass
+
+
+class AlgorithmTimeout(AlgorithmError):
+    status = 504
+
+
+@dataclass(frozen=True)
+class AlgorithmAnswer:
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+
+class AlgorithmClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_retries: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+        batch_max_texts: int = 256,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            transport=transport
+            or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=60)),
+        )
+        self._connect_retries = connect_retries
+        self._batch_max_texts = batch_max_texts
+        self._pending: list[tuple[str, asyncio.Future[AlgorithmAnswer]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def call(self, method: str, path: str, *, json: Any = None) -> AlgorithmAnswer:
+        """One request with retries on connection errors only."""
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_never_reached_the_service),
+                stop=stop_after_attempt(self._connect_retries + 1),
+                wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.request(method, path, json=json)
+        except httpx.HTTPError as exc:
+            if _never_reached_the_service(exc) or not isinstance(exc, httpx.TimeoutException):
+                raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
+            raise AlgorithmTimeout("The algorithm service did not answer in time.") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise AlgorithmUnavailable(
+                f"The algorithm service answered {response.status_code} without JSON."
+            ) from None
+        if response.status_code >= 500 and not (isinstance(body, dict) and "error" in body):
+            raise AlgorithmUnavailable(f"The algorithm service failed ({response.status_code}).")
+        return AlgorithmAnswer(response.status_code, body, response.headers)
+
+    async def predict_one(self, text: str) -> AlgorithmAnswer:
+        """Predict one text, sharing the HTTP call with concurrent requests."""
+        future: asyncio.Future[AlgorithmAnswer] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+        return await future
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._batch_max_texts]
+            del self._pending[: self._batch_max_texts]
+            try:
+                answer = await self.call("POST", "/predict", json={"texts": [t for t, _ in batch]})
+            except AlgorithmError as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for index, (_, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if answer.status == 200:
+                    single = {
+                        "label": answer.body["labels"][index],
+                        "model_version": answer.body["model_version"],
+                    }
+                    future.set_result(AlgorithmAnswer(200, single, answer.headers))
+                else:
+                    future.set_result(answer)
+
+    async def aclose(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+        await self._client.aclose()
+
+
+_client: AlgorithmClient | None = None
+
+
+def install(client: AlgorithmClient | None) -> None:
+    """Make `client` the process's client (done at start-up; tests install their own)."""
+    global _client
+    _client = client
+
+
+def get_client() -> AlgorithmClient:
+    if _client is None:
+        raise AlgorithmUnavailable("The algorithm client is not started.")
+    return _client

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench compose-test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Benchmark: every prediction server side by side, interleaved (loadtests/bench.py).
+# BENCH_ARGS passes options, e.g. `make bench BENCH_ARGS="--rounds 5 --seconds 15"`.
+bench: $(INSTALLED)
+	command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+# Staging check, not part of `make test`: build the compose stack, run a user's flow through web,
+# restart and recreate services, check the volumes kept data and model (loadtests/compose_test.py).
+compose-test: $(INSTALLED)
+	$(PY) -m loadtests.compose_test $(COMPOSE_TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Small reference servers that `make bench` measures the services against."""

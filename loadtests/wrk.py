@@ -1,0 +1,106 @@
+"""Drive wrk (a C load generator) with JSON POST bodies and read its results as numbers.
+
+On a 2-core machine the load generator shares the cores with the servers it measures; wrk with
+one thread costs a small fraction of a core where a Python generator would take most of one.
+`wrk_post.lua` cycles through the bodies and prints one `WRK_JSON {...}` line from wrk's `done`
+hook; every answer outside 2xx counts as an error, as do connection errors and timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+LUA_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+RESULT_PREFIX = "WRK_JSON "
+
+
+class WrkError(RuntimeError):
+    """wrk is missing, failed, or printed no result."""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run: totals and latency percentiles (microseconds)."""
+
+    requests: int
+    duration_us: int
+    non_2xx: int
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    p50_us: int
+    p90_us: int
+    p99_us: int
+    max_us: int
+
+    @property
+    def errors(self) -> int:
+        """Answers outside 2xx plus socket errors and timeouts."""
+        return (
+            self.non_2xx
+            + self.connect_errors
+            + self.read_errors
+            + self.write_errors
+            + self.timeouts
+        )
+
+    @property
+    def ok_per_second(self) -> float:
+        """Successful (2xx) requests per second."""
+        return (self.requests - self.non_2xx) / (self.duration_us / 1e6)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "errors": self.errors, "ok_per_second": self.ok_per_second}
+
+
+def wrk_binary() -> str:
+    """Return the path of wrk, or raise WrkError saying how to install it."""
+    found = shutil.which("wrk")
+    if found is None:
+        raise WrkError("wrk is not installed: `apt-get install -y wrk` (make bench does this)")
+    return found
+
+
+def parse_result(stdout: str) -> WrkResult:
+    """Read the WRK_JSON line that wrk_post.lua prints."""
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            data = json.loads(line[len(RESULT_PREFIX) :])
+            fields = WrkResult.__dataclass_fields__
+            return WrkResult(**{name: int(data[name]) for name in fields})
+    raise WrkError(f"wrk printed no result line:\n{stdout[-2000:]}")
+
+
+def run_wrk(
+    url: str,
+    bodies_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    timeout_seconds: float = 5.0,
+) -> WrkResult:
+    """POST the bodies of `bodies_file` (one JSON per line) to `url` for `seconds`."""
+    argv = [
+        wrk_binary(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={max(1, round(timeout_seconds))}s",
+        "-s",
+        str(LUA_SCRIPT),
+        url,
+        "--",
+        str(bodies_file),
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + timeout_seconds + 30
+    )
+    if done.returncode != 0:
+        raise WrkError(f"wrk exited with {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return parse_result(done.stdout)

@@ -1,0 +1,51 @@
+-- POST JSON bodies read from a file (one body per line), cycling through them, and print the
+-- results as one JSON line for loadtests/bench.py. Any answer outside 2xx counts as an error.
+--   wrk -t1 -c64 -d10s -s loadtests/wrk_post.lua http://127.0.0.1:8001/predict -- bodies.txt
+
+local bodies = {}
+local next_body = 1
+local non_2xx = 0
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  for line in io.lines(args[1]) do
+    if #line > 0 then
+      table.insert(bodies, wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line))
+    end
+  end
+  if #bodies == 0 then
+    error("no request bodies in " .. tostring(args[1]))
+  end
+end
+
+function request()
+  local req = bodies[next_body]
+  next_body = next_body % #bodies + 1
+  return req
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non_2xx = non_2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local bad = 0
+  for _, thread in ipairs(threads) do
+    bad = bad + (thread:get("non_2xx") or 0)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "non_2xx": %d, ' ..
+    '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, summary.bytes, bad,
+    e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end

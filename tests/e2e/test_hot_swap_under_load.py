@@ -1,0 +1,54 @@
+"""A new model version is published while 64 clients predict: nothing fails, it takes over fast."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from algorithm.artifacts import publish_model_version
+from algorithm.ml import train_model
+from loadtests.hotswap import measure_hot_swap
+
+pytestmark = pytest.mark.slow
+
+
+def test_publishing_under_load_fails_no_request_and_swaps_within_two_seconds(
+    start_service: Callable[..., str],
+    fixture_corpus: list[tuple[str, str]],
+    redis_db_url: str,
+    model_dir: Path,
+) -> None:
+    texts = [text for text, _ in fixture_corpus]
+    labels = [label for _, label in fixture_corpus]
+
+    def publish(rows: slice) -> str:
+        model, metrics = train_model(texts[rows], labels[rows])
+        manifest = publish_model_version(
+            model_dir, model, metrics=metrics, fingerprint={"rows": len(texts[rows])},
+            rows=len(texts[rows]),
+        )  # fmt: skip
+        return str(manifest["version"])
+
+    old_version = publish(slice(0, None, 2))
+    url = start_service(
+        "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), ALGORITHM_WORKERS="2"
+    )
+    bodies = [json.dumps({"text": text}).encode() for text in texts[:200]]
+    result = asyncio.run(
+        measure_hot_swap(
+            f"{url}/predict",
+            publish=lambda: publish(slice(1, None, 2)),
+            bodies=bodies,
+            connections=64,
+            seconds=6,
+            publish_after=2,
+        )
+    )
+    assert result.old_version == old_version
+    assert result.failures == 0, result.failure_examples
+    assert result.requests > 500
+    assert result.swap_seconds is not None and result.swap_seconds < 2.0, result.as_dict()

@@ -35,8 +35,14 @@ def _lock_port(host: str, port: int) -> Any:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        handle.close()
         raise PortInUseError(f"another server pool already runs on {host}:{port}") from None
     return handle
+
+
+def _release_port(handle: Any) -> None:
+    Path(handle.name).unlink(missing_ok=True)  # while still locked: nobody else owns it
+    handle.close()
 
 
 def _refuse_if_listening(host: str, port: int) -> None:
@@ -53,7 +59,11 @@ def _refuse_if_listening(host: str, port: int) -> None:
 def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float) -> int:
     """Start `workers` processes serving `app_path`; return when they have all stopped."""
     lock = _lock_port(host, port)
-    _refuse_if_listening(host, port)
+    try:
+        _refuse_if_listening(host, port)
+    except PortInUseError:
+        _release_port(lock)
+        raise
     argv = [sys.executable, "-m", "stack.serve", app_path, "--host", host, "--port", str(port),
             "--graceful-seconds", str(graceful_seconds), "--worker"]  # fmt: skip
     children: list[Child] = []
@@ -72,7 +82,7 @@ def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seco
         exit_code = 0 if stopping else 1
     finally:
         stop_children(children, timeout=graceful_seconds + 5)
-        lock.close()
+        _release_port(lock)
     return exit_code
 
 

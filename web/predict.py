@@ -14,30 +14,57 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import serializers
 
 from web.algorithm_client import AlgorithmAnswer, AlgorithmError, get_client
-from web.data.serializers import RejectUnknownFieldsMixin, StrictCharField
 from web.errors import error_body
 
 View = Callable[..., Awaitable[JsonResponse]]
 
 
-class PredictSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    text = StrictCharField(required=False, max_length=settings.TEXT_MAX_CHARS)
-    texts = serializers.ListField(
-        child=StrictCharField(max_length=settings.TEXT_MAX_CHARS),
-        required=False,
-        min_length=1,
-        max_length=settings.PREDICT_MAX_TEXTS,
-    )
+class PredictInputError(ValueError):
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items()))
+        self.fields = fields
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if ("text" in attrs) == ("texts" in attrs):
-            raise serializers.ValidationError(
-                {"text": ['Send exactly one of "text" (a string) or "texts" (a list).']}
-            )
-        return attrs
+
+def _text_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "Must be a string."
+    if not value.strip():
+        return "Must not be empty or blank."
+    if len(value) > settings.TEXT_MAX_CHARS:
+        return f"At most {settings.TEXT_MAX_CHARS} characters, got {len(value)}."
+    return None
+
+
+def parse_predict_body(body: Any) -> str | list[str]:
+    """The text, or the list of texts, of a predict body; PredictInputError names what is wrong.
+
+    Hand-written rather than a DRF serializer: it runs on every prediction, and a serializer
+    costs more than the rest of the view.
+    """
+    if not isinstance(body, dict):
+        raise PredictInputError({"body": ['Expected a JSON object with "text" or "texts".']})
+    unknown = sorted(set(body) - {"text", "texts"})
+    if unknown:
+        raise PredictInputError({name: ["Unknown field."] for name in unknown})
+    if ("text" in body) == ("texts" in body):
+        raise PredictInputError({"text": ['Send exactly one of "text" or "texts".']})
+    if "text" in body:
+        problem = _text_problem(body["text"])
+        if problem:
+            raise PredictInputError({"text": [problem]})
+        return str(body["text"])
+    texts = body["texts"]
+    if not isinstance(texts, list) or not texts:
+        raise PredictInputError({"texts": ["Must be a non-empty list of strings."]})
+    if len(texts) > settings.PREDICT_MAX_TEXTS:
+        limit = settings.PREDICT_MAX_TEXTS
+        raise PredictInputError({"texts": [f"At most {limit} texts, got {len(texts)}."]})
+    problems = [f"item {i}: {p}" for i, t in enumerate(texts) if (p := _text_problem(t))]
+    if problems:
+        raise PredictInputError({"texts": problems[:20]})
+    return texts
 
 
 def _error(status: int, code: str, detail: str, **extra: Any) -> JsonResponse:
@@ -95,22 +122,16 @@ async def predict(request: HttpRequest) -> JsonResponse:
         body = _parse_json(request)
     except _BadBody as exc:
         return exc.response
-    if not isinstance(body, dict):
-        return _error(400, "validation_error", 'Expected a JSON object with "text" or "texts".',
-                      fields={"body": ["Expected a JSON object."]})  # fmt: skip
-    serializer = PredictSerializer(data=body)
-    if not serializer.is_valid():
-        fields = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
-        detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in fields.items())
-        return _error(400, "validation_error", detail, fields=fields)
+    try:
+        parsed = parse_predict_body(body)
+    except PredictInputError as exc:
+        return _error(400, "validation_error", str(exc), fields=exc.fields)
     client = get_client()
     try:
-        if "text" in serializer.validated_data:
-            answer = await client.predict_one(serializer.validated_data["text"])
+        if isinstance(parsed, str):
+            answer = await client.predict_one(parsed)
         else:
-            answer = await client.call(
-                "POST", "/predict", json={"texts": serializer.validated_data["texts"]}
-            )
+            answer = await client.call("POST", "/predict", json={"texts": parsed})
     except AlgorithmError as exc:
         return _unavailable(exc)
     return _forward(answer)

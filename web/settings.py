@@ -23,10 +23,8 @@ INSTALLED_APPS = [
     "web.data",
 ]
 
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
-]
+# One async-native middleware: each sync one would cost a thread hop per request (see module).
+MIDDLEWARE = ["web.middleware.security_headers"]
 
 ROOT_URLCONF = "web.urls"
 ASGI_APPLICATION = "web.asgi.application"

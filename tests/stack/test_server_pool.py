@@ -1,0 +1,101 @@
+"""The Hypercorn pool: one SO_REUSEPORT socket per worker, no silent second instance, no orphans."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stack.embedded import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+APP = "loadtests.servers.flask_hello:app"
+
+
+def start_pool(port: int, workers: int = 2) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stack.serve", APP, "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def wait_serving(port: int, pool: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert pool.poll() is None
+        try:
+            if httpx.post(f"http://127.0.0.1:{port}/predict", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("pool never served")
+
+
+def worker_pids(pool_pid: int) -> list[int]:
+    children = Path(f"/proc/{pool_pid}/task/{pool_pid}/children")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def pool() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    process = start_pool(port)
+    wait_serving(port, process)
+    yield port, process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+
+
+def test_a_second_pool_on_the_same_port_is_refused(pool: tuple[int, subprocess.Popen[str]]) -> None:
+    port, first = pool
+    second = start_pool(port)
+    output, _ = second.communicate(timeout=30)
+    assert second.returncode == 2 and "already" in output
+    for _ in range(20):  # every answer still comes from the first pool
+        assert httpx.post(f"http://127.0.0.1:{port}/predict").status_code == 200
+    assert len(worker_pids(first.pid)) == 2
+
+
+def test_a_foreign_listener_on_the_port_is_refused() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        refused = start_pool(other.getsockname()[1])
+        output, _ = refused.communicate(timeout=30)
+    assert refused.returncode == 2 and "in use" in output
+
+
+def test_sigterm_stops_gracefully_and_sigkill_takes_the_workers_down(
+    pool: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, first = pool
+    workers = worker_pids(first.pid)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)  # no leftover silently sharing the port
+
+    again = start_pool(port)  # the port and its lock are free again
+    wait_serving(port, again)
+    again.send_signal(signal.SIGTERM)
+    again.communicate(timeout=30)
+    assert again.returncode == 0

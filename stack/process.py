@@ -44,6 +44,18 @@ class Child:
         return self.popen.poll() is None
 
 
+class StopSignals:
+    """SIGINT and SIGTERM set `requested` instead of raising: the loop stops children in order."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
 def spawn(
     name: str,
     argv: Sequence[str],

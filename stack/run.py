@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-import signal
 import sys
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 
 from stack.config import CommonSettings
 from stack.embedded import start_postgres, start_redis
-from stack.process import Child, spawn, stop_children
+from stack.process import Child, StopSignals, spawn, stop_children
 
 
 @dataclass(frozen=True)
@@ -125,14 +124,7 @@ def run() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SECRET_KEY", secret_key(settings.var_dir))
     env["VAR_DIR"] = str(settings.var_dir)
-    stop_requested = False
-
-    def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = StopSignals()
     children: list[Child] = []
     try:
         children += start_embedded(settings, env, logs)
@@ -143,7 +135,7 @@ def run() -> int:
         if migrate.popen.wait() != 0:
             raise RuntimeError("migrations failed")
         for service in services(env):
-            if stop_requested:
+            if stop.requested:
                 return 0
             child = spawn(service.name, service.argv, env=env, log_path=None)
             children.append(child)
@@ -151,7 +143,7 @@ def run() -> int:
                 wait_until_answers(service.url, child=child, timeout=60)
                 print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)
         print("ready; press Ctrl-C to stop", flush=True)
-        while not stop_requested:
+        while not stop.requested:
             exited = [child for child in children if not child.running()]
             if exited:
                 raise RuntimeError(
@@ -160,7 +152,7 @@ def run() -> int:
             time.sleep(0.2)
         return 0
     except (RuntimeError, TimeoutError) as exc:
-        if stop_requested:
+        if stop.requested:
             return 0
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1

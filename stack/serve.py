@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stack.process import Child, set_parent_death_signal, spawn, stop_children
+from stack.process import Child, StopSignals, set_parent_death_signal, spawn, stop_children
 
 
 class PortInUseError(RuntimeError):
@@ -67,19 +67,12 @@ def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seco
     argv = [sys.executable, "-m", "stack.serve", app_path, "--host", host, "--port", str(port),
             "--graceful-seconds", str(graceful_seconds), "--worker"]  # fmt: skip
     children: list[Child] = []
-    stopping = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = StopSignals()
     try:
         children = [spawn(f"worker-{i}", argv) for i in range(workers)]
-        while not stopping and all(child.running() for child in children):
+        while not stop.requested and all(child.running() for child in children):
             time.sleep(0.2)
-        exit_code = 0 if stopping else 1
+        exit_code = 0 if stop.requested else 1
     finally:
         stop_children(children, timeout=graceful_seconds + 5)
         _release_port(lock)

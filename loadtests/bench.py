@@ -1,9 +1,10 @@
 """`make bench`: the prediction servers side by side, interleaved, on this machine.
 
-Trains a TF-IDF + LinearSVC model on 6 400 Debian package descriptions, publishes it into a
-temporary model root, then for each round starts every scenario's server alone on a free
-127.0.0.1 port, warms it up, loads it with wrk (-t1 -c64) and stops it by pid. Ratios are taken
-per round and their median reported against the spec's targets; a hot-swap run closes the
+Trains the service's TF-IDF + linear model (algorithm.ml) on 6 400 Debian package
+descriptions, publishes it into a temporary model root, then for each round starts every
+scenario's server alone on a free 127.0.0.1 port, warms it up, loads it with wrk (-t1 -c64)
+and stops it by pid. Ratios are taken per round and their median reported against the spec's
+targets; a hot-swap run closes the
 bench. Missed targets are reported, not fatal: the exit code is non-zero only when the harness
 itself fails (a server that does not start, wrk missing, no corpus).
 
@@ -165,7 +166,8 @@ def build_section(
         f"- Machine: {machine_description()}. Other processes may share it; only ratios taken "
         "within one round are compared. 1-minute load average just before the run: "
         f"{load_at_start:.1f} (anything well above 0 means other work competed for the cores).",
-        f"- Model: TF-IDF + LinearSVC trained on {TRAIN_ROWS:,} Debian package descriptions "
+        f"- Model: TF-IDF + SGD (modified Huber) from `algorithm.ml`, trained on {TRAIN_ROWS:,} "
+        "Debian package descriptions "
         f"(`loadtests/corpus.py`, {data.labels} section labels), published with "
         "`publish_model_version` into a temporary model root.",
         f"- Load: `wrk -t1 -c{args.connections} -d{args.seconds:g}s` from this machine to "

@@ -7,6 +7,6 @@ from stack.serve import main
 
 settings = get_settings()
 sys.exit(
-    main(["algorithm.wsgi:app", "--host", settings.algorithm_host,
+    main(["algorithm.asgi:app", "--host", settings.algorithm_host,
           "--port", str(settings.algorithm_port), "--workers", str(settings.algorithm_workers)])
 )  # fmt: skip

@@ -1,8 +1,7 @@
-"""The algorithm service's app factory."""
+"""The algorithm service's app factories: the Flask app, and the ASGI app that serves it."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +10,7 @@ import redis
 
 from algorithm.config import AlgorithmSettings, get_settings
 from algorithm.errors import register_error_handlers
-from algorithm.event_loop import LongLivedLoopFlask
+from algorithm.event_loop import FlaskASGI, LoopFlask
 from algorithm.openapi import docs
 from algorithm.runtime import ServingRuntime
 from algorithm.views import api
@@ -22,7 +21,7 @@ def create_app(
     *,
     job_store: Any | None = None,
     enqueue: Callable[[str], None] | None = None,
-) -> LongLivedLoopFlask:
+) -> LoopFlask:
     """Build the Flask app with its runtime; tests pass their own settings or collaborators."""
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -37,16 +36,32 @@ def create_app(
         from worker.celery_app import enqueue_training
 
         enqueue = enqueue_training
-    app = LongLivedLoopFlask(__name__)
+    app = LoopFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.predict_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     runtime = ServingRuntime(
         settings, job_store=job_store, enqueue=enqueue, redis_client=redis_client
     )
     app.extensions["textclf"] = runtime
-    app.loop_thread = runtime.loop_thread
-    atexit.register(runtime.close)
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(docs)
     return app
+
+
+def create_asgi_app(
+    settings: AlgorithmSettings | None = None,
+    *,
+    job_store: Any | None = None,
+    enqueue: Callable[[str], None] | None = None,
+) -> FlaskASGI:
+    """The service as Hypercorn serves it: the Flask app on the server's loop, with its lifespan."""
+    settings = settings or get_settings()
+    app = create_app(settings, job_store=job_store, enqueue=enqueue)
+    runtime: ServingRuntime = app.extensions["textclf"]
+    return FlaskASGI(
+        app,
+        max_body_bytes=settings.predict_max_body_bytes,
+        on_startup=[runtime.start],
+        on_shutdown=[runtime.aclose],
+    )

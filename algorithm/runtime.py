@@ -1,11 +1,13 @@
-"""What one algorithm process owns: its event loop, model cache, batcher and job store.
+"""What one algorithm process owns: its model cache, batcher, model poller and job store.
 
-Created by the app factory and closed at exit; nothing here is created lazily by a view.
+Created by the app factory; the poller starts and everything closes with the server's lifespan,
+on the server's event loop. Nothing here is created lazily by a view.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +16,6 @@ import redis
 
 from algorithm.batcher import MicroBatcher
 from algorithm.config import AlgorithmSettings
-from algorithm.event_loop import LoopThread
 from algorithm.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
@@ -35,31 +36,24 @@ class ServingRuntime:
         self.redis = redis_client
         self.models = ModelCache(settings.model_root, poll_ms=settings.model_poll_ms)
         self.models.refresh()  # serve the published model from the first request on
-        self.loop_thread = LoopThread()
         self.batcher = MicroBatcher(
             lambda: self.models.current,
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
         )
-        self._watcher = asyncio.run_coroutine_threadsafe(
-            self._start_watching(), self.loop_thread.loop
-        ).result()
-        self._closed = False
+        self._watcher: asyncio.Task[None] | None = None
 
-    async def _start_watching(self) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(self.models.watch())
+    async def start(self) -> None:
+        """Start polling for new model versions on the running loop."""
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self.models.watch())
 
-    def close(self) -> None:
-        """Stop the poller and the batcher, then the loop thread."""
-        if self._closed:
-            return
-        self._closed = True
-
-        async def shut_down() -> None:
+    async def aclose(self) -> None:
+        """Stop the poller and the batcher; close the Redis connections."""
+        if self._watcher is not None:
             self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
-            await self.batcher.close()
-
-        self.loop_thread.run(shut_down())
-        self.loop_thread.stop()
-        self.redis.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self.batcher.close()
+        await asyncio.to_thread(self.redis.close)

@@ -172,8 +172,9 @@ def build_section(
         "`publish_model_version` into a temporary model root.",
         f"- Load: `wrk -t1 -c{args.connections} -d{args.seconds:g}s` from this machine to "
         "127.0.0.1, POST of one short text, cycling through 2 000 descriptions "
-        f"(`loadtests/wrk_post.lua`); batch: `-c{args.batch_connections}`, {BATCH_TEXTS:,} texts "
-        "per body. Any answer outside 2xx, socket error or timeout counts as an error.",
+        f"(`loadtests/wrk_post.lua`); batch: `-c{args.batch_connections}` (enough connections "
+        f"that both workers get some), {BATCH_TEXTS:,} texts per body. Any answer outside 2xx, "
+        "socket error or timeout counts as an error.",
         "- Why wrk: on 2 cores the load generator takes CPU from the servers it measures; wrk "
         "(C, one thread) costs a small part of a core where a Python generator (locust, an "
         "asyncio client) needs most of one and would cap what it can show.",
@@ -205,7 +206,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up time per run")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--batch-connections", type=int, default=4)
+    # 8, not fewer: each worker has its own socket and the kernel hashes connections to them; with
+    # 4 connections all of them land on one worker in about one run of eight.
+    parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--hotswap-seconds", type=float, default=9.0)
     parser.add_argument(
         "--scenario",

@@ -15,6 +15,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
 django_app = get_asgi_application()
 
+from stack.heap import freeze_startup_heap  # noqa: E402
 from web import algorithm_client  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
 
@@ -37,6 +38,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                     connect_retries=settings.algorithm_connect_retries,
                 )
             )
+            freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await algorithm_client.get_client().aclose()

@@ -1,7 +1,7 @@
 """Web's ceiling: one Django async view returning a constant, under web's own configuration.
 
 Same settings (middleware included) as `web.settings`, only the URLconf differs; served by the
-same pool as `python -m web`:
+same pool as `python -m web`, and like `web.asgi` it freezes its start-up heap on lifespan start:
 
     DJANGO_SECRET_KEY=... python -m stack.serve loadtests.servers.django_ceiling:application \\
         --port 8103 --workers 2
@@ -10,10 +10,13 @@ same pool as `python -m web`:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+
+from stack.heap import freeze_startup_heap
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "loadtests.servers.django_ceiling_settings"
 
@@ -25,4 +28,14 @@ async def constant(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [path("api/predict/", constant)]
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "lifespan":
+        await django_application(scope, receive, send)
+        return
+    while (await receive())["type"] == "lifespan.startup":
+        freeze_startup_heap()
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})

@@ -1,21 +1,21 @@
-"""The algorithm service's HTTP API, through Flask's client against the real app and Redis."""
+"""The algorithm service's HTTP API: the real ASGI app on a real Hypercorn server, real Redis."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from algorithm import artifacts
-from algorithm.app import create_app
+from algorithm.app import create_asgi_app
 from algorithm.config import AlgorithmSettings
 from algorithm.ml import TrainedModel, predict_labels, sha256_of, train_model
 
@@ -45,54 +45,48 @@ def model_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_client(model_root: Path) -> Iterator[Any]:
-    apps = []
-
-    def make(**overrides: Any) -> FlaskClient:
+def make_client(model_root: Path, serve_app: Callable[[Any], httpx.Client]) -> Any:
+    def make(**overrides: Any) -> httpx.Client:
         settings = AlgorithmSettings(model_dir=model_root, model_poll_ms=50, **overrides)
-        app = create_app(settings)
-        apps.append(app)
-        return app.test_client()
+        return serve_app(create_asgi_app(settings))
 
-    yield make
-    for app in apps:
-        app.extensions["textclf"].close()
+    return make
 
 
 @pytest.fixture
-def client(make_client: Any, model_root: Path, model: TrainedModel) -> FlaskClient:
+def client(make_client: Any, model_root: Path, model: TrainedModel) -> httpx.Client:
     publish(model_root, model)
     return make_client()  # type: ignore[no-any-return]
 
 
 def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.data
-    body = response.get_json()
+    assert response.status_code == status, response.text
+    body = response.json()
     assert body["error"] == code and body["detail"]
     return dict(body)
 
 
 def test_single_and_batch_predictions_equal_the_ml_module(
-    client: FlaskClient, model: TrainedModel, corpus: list[dict[str, str]]
+    client: httpx.Client, model: TrainedModel, corpus: list[dict[str, str]]
 ) -> None:
     texts = [r["text"] for r in corpus[:200]] + ["a text with no known words zzqx", "Python"]
     expected = predict_labels(model, texts)
-    single = [client.post("/predict", json={"text": t}).get_json() for t in texts]
+    single = [client.post("/predict", json={"text": t}).json() for t in texts]
     assert [answer["label"] for answer in single] == expected
     assert len({answer["model_version"] for answer in single}) == 1
-    batch = client.post("/predict", json={"texts": texts}).get_json()
+    batch = client.post("/predict", json={"texts": texts}).json()
     assert batch["labels"] == expected
     assert batch["model_version"] == single[0]["model_version"]
 
 
 def test_concurrent_requests_get_their_own_answers(
-    client: FlaskClient, model: TrainedModel, corpus: list[dict[str, str]]
+    client: httpx.Client, model: TrainedModel, corpus: list[dict[str, str]]
 ) -> None:
     texts = [r["text"] for r in corpus[:400]]
     expected = dict(zip(texts, predict_labels(model, texts), strict=True))
 
     def ask(text: str) -> tuple[str, str]:
-        return text, client.post("/predict", json={"text": text}).get_json()["label"]
+        return text, client.post("/predict", json={"text": text}).json()["label"]
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(ask, texts))
@@ -105,7 +99,7 @@ def test_no_model_is_503_then_hot_reload_without_restart(
     client = make_client()
     response = client.post("/predict", json={"text": "hello"})
     assert "train" in error_of(response, 503, "no_model")["detail"]
-    assert client.get("/health/ready").get_json()["model_version"] is None
+    assert client.get("/health/ready").json()["model_version"] is None
 
     version = publish(model_root, model)
     deadline = time.monotonic() + 2
@@ -114,15 +108,15 @@ def test_no_model_is_503_then_hot_reload_without_restart(
         if answer.status_code == 200:
             break
         time.sleep(0.02)
-    assert answer.status_code == 200 and answer.get_json()["model_version"] == version
-    assert client.get("/health/ready").get_json()["model_version"] == version
+    assert answer.status_code == 200 and answer.json()["model_version"] == version
+    assert client.get("/health/ready").json()["model_version"] == version
 
 
 @pytest.mark.parametrize("damage", ["bad_checksum", "truncated_pickle"])
 def test_corrupt_new_version_leaves_the_old_one_serving(
-    client: FlaskClient, model_root: Path, damage: str
+    client: httpx.Client, model_root: Path, damage: str
 ) -> None:
-    old = client.post("/predict", json={"text": "x"}).get_json()["model_version"]
+    old = client.post("/predict", json={"text": "x"}).json()["model_version"]
     bad = artifacts.new_version_id()
     shutil.copytree(model_root / old, model_root / bad)
     manifest = json.loads((model_root / bad / "manifest.json").read_text())
@@ -139,11 +133,11 @@ def test_corrupt_new_version_leaves_the_old_one_serving(
     artifacts.switch_current(model_root, bad)
 
     deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and not client.get("/health/ready").get_json()["model_error"]:
+    while time.monotonic() < deadline and not client.get("/health/ready").json()["model_error"]:
         time.sleep(0.02)
-    health = client.get("/health/ready").get_json()
+    health = client.get("/health/ready").json()
     assert health["model_version"] == old and bad in health["model_error"]
-    assert client.post("/predict", json={"text": "x"}).get_json()["model_version"] == old
+    assert client.post("/predict", json={"text": "x"}).json()["model_version"] == old
 
 
 @pytest.mark.parametrize(
@@ -168,48 +162,57 @@ def test_corrupt_new_version_leaves_the_old_one_serving(
     ],
 )
 def test_bad_predict_bodies_get_400_with_field_errors(
-    client: FlaskClient, body: Any, field: str
+    client: httpx.Client, body: Any, field: str
 ) -> None:
     error = error_of(client.post("/predict", json=body), 400, "validation_error")
     assert field in error["fields"]
 
 
-def test_malformed_bodies(client: FlaskClient) -> None:
-    send = client.post
-    error_of(send("/predict", data=b'{"text": ', content_type="application/json"), 400,
-             "invalid_json")  # fmt: skip
-    error_of(send("/predict", data=b'{"text": "\xff\xfe"}', content_type="application/json"), 400,
-             "invalid_json")  # fmt: skip
-    error_of(send("/predict", data=b"text=hi", content_type="text/plain"), 415,
-             "unsupported_media_type")  # fmt: skip
-    error_of(send("/predict", data=b"{}"), 415, "unsupported_media_type")
+def test_malformed_bodies(client: httpx.Client) -> None:
+    def send(body: bytes, content_type: str | None = "application/json") -> httpx.Response:
+        headers = {"Content-Type": content_type} if content_type else {}
+        return client.post("/predict", content=body, headers=headers)
+
+    error_of(send(b'{"text": '), 400, "invalid_json")
+    error_of(send(b'{"text": "\xff\xfe"}'), 400, "invalid_json")
+    error_of(send(b"text=hi", "text/plain"), 415, "unsupported_media_type")
+    error_of(send(b"{}", None), 415, "unsupported_media_type")
     huge = json.dumps({"texts": ["word " * 10_000] * 1000}).encode()
-    error_of(send("/predict", data=huge, content_type="application/json"), 413,
+    error_of(send(huge), 413, "request_entity_too_large")
+    # A chunked body (no Content-Length) is read like any other, and the limit holds for it too.
+    chunked = client.post("/predict", content=iter([b'{"text": ', b'"a chunked body"}']),
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    assert chunked.status_code == 200 and chunked.json()["label"]
+    mib = 1 << 20
+    huge_chunks = iter([huge[start : start + mib] for start in range(0, len(huge), mib)])
+    json_type = {"Content-Type": "application/json"}
+    error_of(client.post("/predict", content=huge_chunks, headers=json_type), 413,
              "request_entity_too_large")  # fmt: skip
+    assert send(b'{"text": "still serving"}').status_code == 200
 
 
-def test_unknown_urls_and_methods_answer_json(client: FlaskClient) -> None:
+def test_unknown_urls_and_methods_answer_json(client: httpx.Client) -> None:
     error_of(client.get("/nothing"), 404, "not_found")
     error_of(client.get("/predict"), 405, "method_not_allowed")
 
 
-def test_train_queues_a_job_and_reports_it(client: FlaskClient) -> None:
+def test_train_queues_a_job_and_reports_it(client: httpx.Client) -> None:
     response = client.post("/train")
     assert response.status_code == 202
-    job = response.get_json()
+    job = response.json()
     assert job["status"] == "queued" and response.headers["Location"] == f"/train/{job['job_id']}"
-    assert client.post("/train").get_json()["job_id"] == job["job_id"]  # still queued: same job
-    assert client.get(f"/train/{job['job_id']}").get_json()["status"] == "queued"
+    assert client.post("/train").json()["job_id"] == job["job_id"]  # still queued: same job
+    assert client.get(f"/train/{job['job_id']}").json()["status"] == "queued"
     error_of(client.get("/train/no-such-job"), 404, "job_not_found")
     error_of(client.post("/train", json={"rows": 5}), 400, "invalid_request")
 
 
-def test_openapi_and_docs(client: FlaskClient) -> None:
-    schema = client.get("/openapi.json").get_json()
+def test_openapi_and_docs(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
     validate(schema)
     assert {"/predict", "/train", "/train/{job_id}", "/health/live", "/health/ready"} <= set(
         schema["paths"]
     )
-    assert "swagger-ui" in client.get("/docs").get_data(as_text=True)
-    with client.get("/docs/static/swagger-ui-bundle.js") as script:
-        assert script.status_code == 200 and b"SwaggerUIBundle" in script.get_data()
+    assert "swagger-ui" in client.get("/docs").text
+    script = client.get("/docs/static/swagger-ui-bundle.js")
+    assert script.status_code == 200 and b"SwaggerUIBundle" in script.content

@@ -1,0 +1,70 @@
+"""Serve an algorithm ASGI app on a real Hypercorn server, in a thread of the test process."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from stack.embedded import free_port
+
+
+class LiveServer:
+    """Hypercorn serving `app` on 127.0.0.1 until `stop()`; lifespan included."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port("127.0.0.1")
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._stopped = asyncio.Event()
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.accesslog = None
+        config.graceful_timeout = 5
+        self._thread = threading.Thread(
+            target=self._loop.run_until_complete,
+            args=(serve(app, config, shutdown_trigger=self._stopped.wait),),
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(self.url, timeout=1)  # any answer: it is up
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline or not self._thread.is_alive():
+                    raise RuntimeError("the test server did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(timeout=15)
+        self._loop.close()
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Callable[[Any], httpx.Client]]:
+    """Start a server for an ASGI app; returns an httpx client bound to it."""
+    servers: list[LiveServer] = []
+    clients: list[httpx.Client] = []
+
+    def start(app: Any) -> httpx.Client:
+        server = LiveServer(app)
+        servers.append(server)
+        client = httpx.Client(base_url=server.url, timeout=10)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        client.close()
+    for server in servers:
+        server.stop()

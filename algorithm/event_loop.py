@@ -119,10 +119,13 @@ class FlaskASGI:
             if phase == "shutdown":
                 return
 
-    async def _read_body(self, receive: Receive) -> tuple[bytes, int]:
+    async def _read_body(self, receive: Receive) -> tuple[bytes, int] | None:
+        """The body (up to the limit) and how many bytes came; None if the client went away."""
         body, received = bytearray(), 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
             chunk = message.get("body", b"")
             received += len(chunk)
             if received <= self.max_body_bytes:
@@ -131,7 +134,10 @@ class FlaskASGI:
                 return bytes(body), received
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body, received = await self._read_body(receive)
+        read = await self._read_body(receive)
+        if read is None:
+            return  # nobody to answer; a truncated body must not reach a view
+        body, received = read
         environ = _build_environ(scope, body, content_length=received)
         status, headers, payload = await run_in_greenlet(self._call_flask, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -216,3 +217,12 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     assert "swagger-ui" in client.get("/docs").text
     script = client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200 and b"SwaggerUIBundle" in script.content
+
+
+def test_a_client_gone_mid_body_costs_nothing(client: httpx.Client) -> None:
+    host, port = client.base_url.host, client.base_url.port
+    with socket.create_connection((host, port)) as raw:
+        raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n" + b'{"text": "half a bo')  # fmt: skip
+    answer = client.post("/predict", json={"text": "after the broken request"})
+    assert answer.status_code == 200 and answer.json()["label"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "loadtests.servers.flask_hello:app"
 
 
-def start_pool(port: int, workers: int = 2) -> subprocess.Popen[str]:
+def start_pool(port: int, workers: int = 2, app: str = APP) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for slow_app
     return subprocess.Popen(
-        [sys.executable, "-m", "stack.serve", APP, "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "stack.serve", app, "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
 
@@ -99,3 +102,28 @@ def test_sigterm_stops_gracefully_and_sigkill_takes_the_workers_down(
     again.send_signal(signal.SIGTERM)
     again.communicate(timeout=30)
     assert again.returncode == 0
+
+
+def test_sigterm_lets_requests_in_flight_finish() -> None:
+    port = free_port()
+    pool = start_pool(port, workers=1, app="slow_app:app")
+    url = f"http://127.0.0.1:{port}/slow"
+    deadline = time.monotonic() + 30
+    while True:  # up once it answers anything
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert pool.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    answers: list[httpx.Response] = []
+    in_flight = threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=10)))
+    in_flight.start()
+    time.sleep(0.5)  # the request is now inside the view
+    pool.send_signal(signal.SIGTERM)
+    in_flight.join(timeout=15)
+    pool.communicate(timeout=30)
+    assert answers and answers[0].status_code == 200 and answers[0].json()["status"] == "finished"
+    assert pool.returncode == 0
+    with pytest.raises(httpx.ConnectError):  # and nothing serves the port any more
+        httpx.get(url, timeout=1)

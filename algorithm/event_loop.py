@@ -92,6 +92,8 @@ class FlaskASGI:
     ) -> None:
         self.flask_app = app
         self.max_body_bytes = max_body_bytes
+        if app.config["MAX_CONTENT_LENGTH"] is None:  # so an over-long body gets Flask's 413
+            app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
 

@@ -64,6 +64,7 @@ class AlgorithmClient:
         connect_retries: int,
         transport: httpx.AsyncBaseTransport | None = None,
         batch_max_texts: int = 256,
+        batch_max_chars: int = 1_000_000,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -73,6 +74,9 @@ class AlgorithmClient:
         )
         self._connect_retries = connect_retries
         self._batch_max_texts = batch_max_texts
+        # Keeps a coalesced body far below the service's size limit, so one caller's long text
+        # never gets other callers' predictions refused with 413.
+        self._batch_max_chars = batch_max_chars
         self._pending: list[tuple[str, asyncio.Future[AlgorithmAnswer]]] = []
         self._sender: asyncio.Task[None] | None = None
 
@@ -111,31 +115,55 @@ class AlgorithmClient:
 
     async def _send_pending(self) -> None:
         while self._pending:
-            batch = self._pending[: self._batch_max_texts]
-            del self._pending[: self._batch_max_texts]
+            batch = self._take_batch()
             try:
                 answer = await self.call("POST", "/predict", json={"texts": [t for t, _ in batch]})
-            except AlgorithmError as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+                results = _split_batch_answer(answer, len(batch))
+            except Exception as exc:  # whatever went wrong, every waiter gets an answer
+                error = (
+                    exc
+                    if isinstance(exc, AlgorithmError)
+                    else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
+                )
+                results = None
             for index, (_, future) in enumerate(batch):
                 if future.done():
                     continue
-                if answer.status == 200:
-                    single = {
-                        "label": answer.body["labels"][index],
-                        "model_version": answer.body["model_version"],
-                    }
-                    future.set_result(AlgorithmAnswer(200, single, answer.headers))
+                if results is None:
+                    future.set_exception(error)
                 else:
-                    future.set_result(answer)
+                    future.set_result(results[index])
+
+    def _take_batch(self) -> list[tuple[str, asyncio.Future[AlgorithmAnswer]]]:
+        """The next waiters, bounded by text count and total characters (at least one)."""
+        size, chars = 0, 0
+        for text, _ in self._pending[: self._batch_max_texts]:
+            if size and chars + len(text) > self._batch_max_chars:
+                break
+            size, chars = size + 1, chars + len(text)
+        batch = self._pending[:size]
+        del self._pending[:size]
+        return batch
 
     async def aclose(self) -> None:
         if self._sender is not None:
             await asyncio.gather(self._sender, return_exceptions=True)
         await self._client.aclose()
+
+
+def _split_batch_answer(answer: AlgorithmAnswer, size: int) -> list[AlgorithmAnswer]:
+    """One answer per text of a coalesced call; an error answer is everyone's answer."""
+    if answer.status != 200:
+        return [answer] * size
+    labels, version = answer.body["labels"], answer.body["model_version"]
+    if len(labels) != size:
+        raise AlgorithmUnavailable(
+            f"The algorithm service returned {len(labels)} labels for {size}."
+        )
+    return [
+        AlgorithmAnswer(200, {"label": label, "model_version": version}, answer.headers)
+        for label in labels
+    ]
 
 
 _client: AlgorithmClient | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from web.algorithm_client import AlgorithmAnswer, AlgorithmError, get_client
 from web.errors import error_body
 
 View = Callable[..., Awaitable[JsonResponse]]
+# JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be encoded onwards.
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class PredictInputError(ValueError):
@@ -34,6 +37,8 @@ def _text_problem(value: Any) -> str | None:
         return "Must not be empty or blank."
     if len(value) > settings.TEXT_MAX_CHARS:
         return f"At most {settings.TEXT_MAX_CHARS} characters, got {len(value)}."
+    if SURROGATE.search(value):
+        return "Surrogate characters are not allowed."
     return None
 
 

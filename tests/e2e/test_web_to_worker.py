@@ -118,6 +118,8 @@ BAD_PREDICT_BODIES = [
     ("[1, 2]", "validation_error"),
     ('{"text": ', "invalid_json"),
     (b'{"text": "\xff"}', "invalid_json"),
+    ('{"text": "a lone \\ud800 surrogate"}', "validation_error"),
+    ('{"texts": ["fine", "\\udfff"]}', "validation_error"),
 ]
 
 

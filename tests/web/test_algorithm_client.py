@@ -11,12 +11,13 @@ import pytest
 from web.algorithm_client import AlgorithmClient, AlgorithmTimeout, AlgorithmUnavailable
 
 
-def make_client(handler: object, *, retries: int = 2) -> AlgorithmClient:
+def make_client(handler: object, *, retries: int = 2, **options: int) -> AlgorithmClient:
     return AlgorithmClient(
         "http://algorithm.test",
         timeout=1.0,
         connect_retries=retries,
         transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -86,3 +87,57 @@ def test_service_errors_pass_through() -> None:
         return answer.status, answer.body
 
     assert asyncio.run(scenario()) == (503, {"error": "no_model", "detail": "train first"})
+
+
+def test_coalesced_calls_stay_small_when_texts_are_long() -> None:
+    sizes = []
+
+    def count(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["texts"]
+        sizes.append(sum(len(t) for t in texts))
+        return httpx.Response(200, json={"labels": ["l"] * len(texts), "model_version": "v1"})
+
+    async def scenario() -> list[int]:
+        client = make_client(count, batch_max_chars=100)
+        answers = await asyncio.gather(*(client.predict_one("x" * 40) for _ in range(10)))
+        too_long = await client.predict_one("y" * 150)  # alone, never refused for its size
+        await client.aclose()
+        return [a.status for a in [*answers, too_long]]
+
+    assert asyncio.run(scenario()) == [200] * 11
+    assert sum(sizes) == 550 and max(sizes[:-1]) <= 100 and sizes[-1] == 150
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"labels": ["only one"], "model_version": "v1"},  # fewer labels than texts
+        {"unexpected": "shape"},
+    ],
+)
+def test_a_malformed_answer_fails_every_waiter_instead_of_hanging(answer: object) -> None:
+    def malformed(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    async def scenario() -> list[object]:
+        client = make_client(malformed)
+        waiters = (client.predict_one(text) for text in ("a", "b", "c"))
+        results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+        await client.aclose()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results and all(isinstance(r, AlgorithmUnavailable) for r in results)
+
+
+def test_a_text_that_cannot_be_sent_fails_instead_of_hanging() -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing should be sent")
+
+    async def scenario() -> None:
+        client = make_client(unreachable)
+        with pytest.raises(AlgorithmUnavailable):
+            await asyncio.wait_for(client.predict_one("\ud800"), 5)
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -17,6 +17,7 @@ from algorithm.ml import (
     load_model,
     predict_labels,
     save_model,
+    sha256_of,
     train_model,
 )
 
@@ -137,7 +138,7 @@ def test_truncated_pickle_with_matching_checksum_fails_cleanly(model, tmp_path):
     checksums = save_model(model, tmp_path)
     path = tmp_path / VECTORIZER_FILE
     path.write_bytes(path.read_bytes()[:100])
-    checksums[VECTORIZER_FILE] = __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    checksums[VECTORIZER_FILE] = sha256_of(path.read_bytes())
     with pytest.raises(ModelIntegrityError, match="does not unpickle"):
         load_model(tmp_path, expected_sha256=checksums)
 

@@ -1,0 +1,46 @@
+"""Small helpers every test module shares: waiting for a condition, checking the error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+T = TypeVar("T")
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 30,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Call `probe` until it returns something truthy and return that (AssertionError on timeout).
+
+    Exceptions from `probe` propagate at once: a probe that may fail while waiting catches its
+    own expected errors and returns None.
+    """
+    retrying = Retrying(
+        retry=retry_if_result(lambda value: not value),
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry_error_callback=lambda state: None,
+    )
+    result = retrying(probe)
+    if not result:
+        raise AssertionError(f"{what} not reached within {timeout:g} s")
+    return result
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert an answer in the one error shape (status, `error` code, non-empty `detail`)."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if code is not None:
+        assert body["error"] == code, body
+    return body

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import secrets
 import shutil
@@ -42,20 +43,19 @@ def measure(
 ) -> WrkResult:
     """Start the scenario's server, warm it up, measure once with wrk, stop it."""
     batch = bodies.texts > 1
-    connections = args.batch_connections if batch else args.connections
     server = start_server(scenario, env, bodies.lines()[0])
+    load = functools.partial(
+        run_wrk,
+        server.url,
+        bodies.path,
+        connections=args.batch_connections if batch else args.connections,
+        timeout_seconds=30.0 if batch else 5.0,
+    )
     try:
-        for seconds in (args.warmup, args.seconds):
-            result = run_wrk(
-                server.url,
-                bodies.path,
-                connections=connections,
-                seconds=seconds,
-                timeout_seconds=30.0 if batch else 5.0,
-            )
+        load(seconds=args.warmup)  # discarded: connections, caches and both workers warm up
+        return load(seconds=args.seconds)
     finally:
         server.stop()
-    return result
 
 
 def run_hotswap(
@@ -122,7 +122,7 @@ def section(results: Results, args: argparse.Namespace, started: datetime, load:
         "- Why wrk: on 2 cores the load generator takes CPU from the servers it measures; wrk "
         "(C, one thread) costs a small part of a core where a Python generator (locust, an "
         "asyncio client) needs most of one and would cap what it can show.",
-        f"- Procedure: {args.rounds} rounds; in each, every scenario's server is started alone "
+        f"- Procedure: rounds: {args.rounds}; in each, every scenario's server is started alone "
         f"on a free port, warmed up for {args.warmup:g} s, measured for {args.seconds:g} s and "
         "stopped, in the order below. Ratios are per round, then the median over rounds.",
     ]
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
             for scenario in selected:
                 result = measure(scenario, env, bodies[scenario.texts_per_request], args)
                 runs.append(Run(scenario, round_no, result))
-                print(report.markdown_row(report.every_run_rows(Results(runs[-1:]))[0]), flush=True)
+                print(report.markdown_row(report.every_run_row(runs[-1])), flush=True)
         hotswap = None
         if "hotswap" in args.scenario:
             hotswap = run_hotswap(env, corpus, bodies[1], args.hotswap_seconds)

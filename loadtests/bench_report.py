@@ -142,8 +142,12 @@ def median_rows(results: Results) -> list[list[str]]:
     return [run_row(BY_NAME[name].title, runs) for name, runs in found if runs]
 
 
+def every_run_row(run: Run) -> list[str]:
+    return run_row(f"{run.scenario.title}, round {run.round}", [run])
+
+
 def every_run_rows(results: Results) -> list[list[str]]:
-    return [run_row(f"{run.scenario.title}, round {run.round}", [run]) for run in results.runs]
+    return [every_run_row(run) for run in results.runs]
 
 
 def markdown_row(cells: Sequence[str]) -> str:

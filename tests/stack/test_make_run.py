@@ -6,9 +6,9 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,8 +67,15 @@ def processes_mentioning(*needles: str) -> list[str]:
 
 
 @pytest.fixture
-def var_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "var"
+def var_dir(state_dir: Path) -> Path:
+    """A VAR_DIR that does not exist yet, in a directory the embedded PostgreSQL can reach.
+
+    Not under pytest's tmp_path: that is private (0700), and as root PostgreSQL runs as a
+    system user that must enter the directory holding its data.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="make-run-", dir=state_dir))
+    parent.chmod(0o711)
+    return parent / "var"
 
 
 def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) -> None:

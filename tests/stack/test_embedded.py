@@ -43,7 +43,7 @@ try:
     print(json.dumps({
         "data_directory": served_from,
         "server_uid": os.stat(f"/proc/{server.pid}").st_uid,
-        "server_binary": os.readlink(f"/proc/{server.pid}/exe"),
+        "server_binary": Path(f"/proc/{server.pid}/cmdline").read_text().split("\\0")[0],
     }))
 finally:
     stop_children([server])

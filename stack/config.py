@@ -51,10 +51,6 @@ class StackSettings(CommonSettings):
         default_factory=lambda data: f"http://{data['algorithm_host']}:{data['algorithm_port']}"
     )
 
-    @property
-    def web_url(self) -> str:
-        return f"http://{self.web_host}:{self.web_port}"
-
     def uses_embedded(self, name: str) -> bool:
         """Whether the `name` ("database" or "redis") URL was left to its embedded default."""
         return f"{name}_url" not in self.model_fields_set

@@ -79,7 +79,7 @@ def _refuse_unreachable(directory: Path, user: str) -> None:
         if not allowed:
             raise RuntimeError(
                 f"PostgreSQL runs as the system user {user!r} (it refuses root), which may not "
-                f"enter {step} (mode {stat.filemode(status.st_mode)}) to reach {directory}. "
+                f"enter {step} (mode {stat.filemode(status.st_mode)}) to reach {resolved}. "
                 "Keep the data in a directory other users can enter (for `make run`: "
                 "VAR_DIR=/var/lib/textclf, say) or point DATABASE_URL at a PostgreSQL server."
             )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import Child, stop_children
 
 _children: list[Child] = []
@@ -23,15 +22,15 @@ _state_dir: Path | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _state_dir
-    _state_dir = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
+    _state_dir = make_scratch_dir("textclf-tests-")
     logs = _state_dir / "logs"
     logs.mkdir()
     if not os.environ.get("DATABASE_URL"):
         port = free_port()
-        _children.append(
-            start_postgres(_state_dir / "postgres", port=port, database="textclf",
-                           log_path=logs / "postgres.log")
-        )  # fmt: skip
+        postgres = start_postgres(
+            _state_dir / "postgres", port=port, database="textclf", log_path=logs / "postgres.log"
+        )
+        _children.append(postgres)
         os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/textclf"
     if not os.environ.get("REDIS_URL"):
         port = free_port()

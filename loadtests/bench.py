@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from loadtests.bench_report import Results, Run
 from loadtests.bench_servers import BY_NAME, SCENARIOS, BenchEnv, Scenario, start_server
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import Child, stop_children
 
 SECTION_TITLE = "## Prediction throughput"
@@ -192,7 +191,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started, load = datetime.now(UTC), Path("/proc/loadavg").read_text().split()[0]
-    work_dir = Path(tempfile.mkdtemp(prefix="textclf-bench-"))
+    work_dir = make_scratch_dir("textclf-bench-")
     try:
         results = run(args, work_dir)
     except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:  # wrk, corpus, servers

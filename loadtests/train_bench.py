@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ import psycopg
 import redis
 
 from loadtests.corpus import load_debian_corpus, sample_rows
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import stop_children
 from worker.config import get_settings
 from worker.jobs import JobStore
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure_read() if args.child == "read" else measure_train()))
         return 0
-    scratch = Path(tempfile.mkdtemp(prefix="textclf-train-bench-"))
+    scratch = make_scratch_dir("textclf-train-bench-")
     try:
         bench([int(size) for size in args.sizes.split(",")], args.chunk_rows, scratch)
     finally:

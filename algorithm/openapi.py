@@ -14,7 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, send_from_directory
 from pydantic.json_schema import models_json_schema
 
-from algorithm.schemas import BatchPredictResponse, Error, Job, PredictRequest, PredictResponse
+from algorithm.jobs import Job
+from algorithm.schemas import BatchPredictResponse, Error, PredictRequest, PredictResponse
 
 docs = Blueprint("docs", __name__)
 

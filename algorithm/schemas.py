@@ -1,8 +1,11 @@
-"""Request and response bodies of the algorithm service (pydantic, strict)."""
+"""Request and response bodies of the algorithm service (pydantic, strict).
+
+The job's shape is `algorithm.jobs.Job`, shared with the job store.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -59,18 +62,6 @@ class PredictResponse(BaseModel):
 class BatchPredictResponse(BaseModel):
     labels: list[str]
     model_version: str
-
-
-class Job(BaseModel):
-    job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    progress: dict[str, Any] | None
-    model_version: str | None
-    metrics: dict[str, Any] | None
-    error: str | None
 
 
 class Error(BaseModel):

@@ -8,8 +8,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from algorithm.batcher import NoModelLoaded
-from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound, NoModel
+from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.runtime import ServingRuntime
 from algorithm.schemas import parse_predict_request
 
@@ -40,13 +39,7 @@ async def predict() -> Response | tuple[Response, int]:
         max_chars=settings.predict_max_chars,
     )
     texts = [body.text] if body.text is not None else body.texts or []
-    try:
-        labels, version = await runtime().batcher.predict(texts)
-    except NoModelLoaded:
-        raise NoModel(
-            "No model has been trained yet: add labelled rows and start training "
-            "with POST /train (or POST /api/train/ on the web service) first."
-        ) from None
+    labels, version = await runtime().batcher.predict(texts)  # NoModel: 503 until trained
     if body.text is not None:
         return jsonify(label=labels[0], model_version=version)
     return jsonify(labels=labels, model_version=version)

@@ -75,8 +75,8 @@ def measure_train() -> dict[str, Any]:
     """Run the worker's training function on a job, timing each phase (fresh process)."""
     import redis
 
+    from algorithm.jobs import JobStore
     from worker.config import get_settings
-    from worker.jobs import JobStore
     from worker.tasks import train_job
 
     settings = get_settings()

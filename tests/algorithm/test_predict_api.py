@@ -17,8 +17,9 @@ from openapi_spec_validator import validate
 
 from algorithm import artifacts
 from algorithm.app import create_asgi_app
+from algorithm.artifacts import sha256_of
 from algorithm.config import AlgorithmSettings
-from algorithm.ml import TrainedModel, predict_labels, sha256_of, train_model
+from algorithm.ml import TrainedModel, predict_labels, train_model
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 

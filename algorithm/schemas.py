@@ -5,7 +5,7 @@ The job's shape is `algorithm.jobs.Job`, shared with the job store.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -22,16 +22,18 @@ class PredictRequest(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _check_text(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            _check_one(value, info.context or {})
+    def _check_text(cls, value: str | None, info: ValidationInfo) -> str:
+        # Validators run only on fields the body names, so None here is an explicit null.
+        if value is None:
+            raise ValueError("must be a string, not null")
+        _check_one(value, info.context or {})
         return value
 
     @field_validator("texts")
     @classmethod
-    def _check_texts(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _check_texts(cls, value: list[str] | None, info: ValidationInfo) -> list[str]:
         if value is None:
-            return value
+            raise ValueError("must be a list of strings, not null")
         limits = info.context or {}
         max_texts = limits.get("max_texts", 1000)
         if not value:
@@ -62,6 +64,17 @@ class PredictResponse(BaseModel):
 class BatchPredictResponse(BaseModel):
     labels: list[str]
     model_version: str
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description='Each dependency\'s state: "ok" or the error.')
+    model_version: str | None = Field(description="The model version this process serves.")
+    model_error: str | None = Field(description="Why the newest published version is not served.")
 
 
 class Error(BaseModel):

@@ -22,13 +22,6 @@ from algorithm.schemas import BatchPredictResponse, Error, Liveness, PredictResp
 
 docs = Blueprint("docs", __name__)
 
-ERRORS = {
-    400: "Invalid input: `invalid_json`, or `validation_error` with `fields`",
-    404: "Not found: `job_not_found` (or `not_found` for an id that is no path segment)",
-    413: "Body larger than the configured limit: `request_entity_too_large`",
-    415: "Body not sent as application/json: `unsupported_media_type`",
-}
-
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -38,11 +31,13 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int, unavailable: str | None = None) -> dict[str, Any]:
-    responses = {str(status): _json(_ref("Error"), ERRORS[status]) for status in statuses}
-    if unavailable:
-        responses["503"] = _json(_ref("Error"), unavailable)
-    return responses
+def _error(description: str) -> dict[str, Any]:
+    """A response in the error shape; the description names the `error` codes it carries."""
+    return _json(_ref("Error"), description)
+
+
+TOO_LARGE = _error("Body over the configured limit: `request_entity_too_large`")
+BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
 
 
 def predict_request_schema(*, max_texts: int, max_chars: int) -> dict[str, Any]:
@@ -84,14 +79,20 @@ def build_openapi(*, max_texts: int, max_chars: int) -> dict[str, Any]:
                 "responses": {
                     "200": _json({"oneOf": [_ref("PredictResponse"), _ref("BatchPredictResponse")]},
                                  "Labels and the model version that produced them"),
-                    **_errors(400, 413, 415, unavailable="`no_model`: nothing trained yet"),
+                    "400": _error("Invalid input: `invalid_json`, or `validation_error` with "
+                                  "`fields` naming each field's problems"),
+                    "413": TOO_LARGE,
+                    "415": _error("Body not sent as application/json: `unsupported_media_type`"),
+                    "503": _error("Nothing trained yet: `no_model`"),
                 },
             }},
             "/train": {"post": {
                 "summary": "Queue a training job (or get the one already queued); no body",
                 "responses": {
                     "202": queued,
-                    **_errors(400, 413, unavailable="`broker_unavailable`: Redis does not answer"),
+                    "400": _error("A body was sent: `invalid_request`"),
+                    "413": TOO_LARGE,
+                    "503": BROKER_DOWN,
                 },
             }},
             "/train/{job_id}": {"get": {
@@ -100,7 +101,9 @@ def build_openapi(*, max_texts: int, max_chars: int) -> dict[str, Any]:
                                 "schema": {"type": "string"}}],
                 "responses": {
                     "200": job,
-                    **_errors(404, unavailable="`broker_unavailable`: Redis does not answer"),
+                    "404": _error("No such job (or it expired): `job_not_found`; `not_found` "
+                                  "when the id holds a `/`"),
+                    "503": BROKER_DOWN,
                 },
             }},
             "/health/live": {"get": {"summary": "Liveness",

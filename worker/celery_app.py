@@ -36,6 +36,10 @@ def make_celery(settings: WorkerSettings) -> Celery:
             # every tenth interval).
             "unacked_restore_interval": settings.broker_restore_interval,
             "unacked_restore_throttle": 1,
+            # A worker killed while it looks holds kombu's restore lock until it expires (kombu's
+            # default: 5 minutes), and no worker redelivers anything until then. The look takes
+            # milliseconds; a few intervals is plenty.
+            "unacked_mutex_expire": max(30, 3 * settings.broker_restore_interval),
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,

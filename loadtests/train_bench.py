@@ -25,11 +25,11 @@ from typing import Any
 import psycopg
 import redis
 
+from algorithm.jobs import JobStore
 from loadtests.corpus import load_debian_corpus, sample_rows
 from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import stop_children
 from worker.config import get_settings
-from worker.jobs import JobStore
 from worker.rows import DataFingerprint, stream_training_rows
 
 # The columns of web's `Data` model, without its migrations' indexes: COPY stays fast.

@@ -63,12 +63,14 @@ def hand_over(data_dir: Path, user: str) -> Path:
     return bin_dir
 
 
-def _refuse_unreachable(directory: Path, user: str) -> None:
-    """Raise unless `user` may enter `directory` and every directory above it."""
+def first_unreachable(directory: Path, user: str) -> Path | None:
+    """The first directory on the way to `directory` (itself included) `user` may not enter."""
     entry = pwd.getpwnam(user)
     groups = {entry.pw_gid} | {group.gr_gid for group in grp.getgrall() if user in group.gr_mem}
     resolved = directory.resolve()
     for step in [*reversed(resolved.parents), resolved]:
+        if not step.exists():
+            return None  # created by us below here, so enterable
         status = step.stat()
         if status.st_uid == entry.pw_uid:
             allowed = status.st_mode & stat.S_IXUSR
@@ -77,12 +79,21 @@ def _refuse_unreachable(directory: Path, user: str) -> None:
         else:
             allowed = status.st_mode & stat.S_IXOTH
         if not allowed:
-            raise RuntimeError(
-                f"PostgreSQL runs as the system user {user!r} (it refuses root), which may not "
-                f"enter {step} (mode {stat.filemode(status.st_mode)}) to reach {resolved}. "
-                "Keep the data in a directory other users can enter (for `make run`: "
-                "VAR_DIR=/var/lib/textclf, say) or point DATABASE_URL at a PostgreSQL server."
-            )
+            return step
+    return None
+
+
+def _refuse_unreachable(directory: Path, user: str) -> None:
+    """Raise unless `user` may enter `directory` and every directory above it."""
+    blocked = first_unreachable(directory, user)
+    if blocked is not None:
+        mode = stat.filemode(blocked.stat().st_mode)
+        raise RuntimeError(
+            f"PostgreSQL runs as the system user {user!r} (it refuses root), which may not "
+            f"enter {blocked} (mode {mode}) to reach {directory.resolve()}. "
+            "Keep the data in a directory other users can enter (VAR_DIR=/var/lib/textclf, "
+            "say) or point DATABASE_URL at a PostgreSQL server."
+        )
 
 
 def _copy_install(*, beside: Path) -> Path:

@@ -8,6 +8,7 @@ the same data; the lock dies with the process, so a crashed run needs no clean-u
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import secrets
 import sys
@@ -22,7 +23,11 @@ from pydantic import ValidationError
 
 from stack.config import StackSettings
 from stack.embedded import start_postgres, start_redis
+from stack.postgres_user import first_unreachable, system_user
 from stack.process import Child, StopSignals, spawn, stop_children
+
+# Where `make run` as root keeps PostgreSQL's data when $VAR_DIR is in a private directory.
+SHARED_POSTGRES_ROOT = Path("/var/lib/textclf")
 
 
 @dataclass(frozen=True)
@@ -83,13 +88,29 @@ def secret_key(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def postgres_data_dir(var_dir: Path) -> Path:
+    """$VAR_DIR/postgres, unless PostgreSQL's system user cannot reach it (a checkout in /root).
+
+    Then the data goes to a directory of our own under SHARED_POSTGRES_ROOT, one per $VAR_DIR,
+    rather than opening up a home directory we do not own.
+    """
+    preferred = var_dir / "postgres"
+    user = system_user()
+    if user is None or first_unreachable(preferred, user) is None:
+        return preferred
+    key = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:12]
+    data_dir = SHARED_POSTGRES_ROOT / key / "postgres"
+    print(f"PostgreSQL data: {data_dir} (its system user cannot enter {var_dir.resolve()})")
+    return data_dir
+
+
 def start_embedded(settings: StackSettings, logs: Path) -> list[Child]:
     """Start the embedded servers whose URL the environment does not set."""
     children = []
     if settings.uses_embedded("database"):
         url = urlsplit(settings.database_url)
         postgres = start_postgres(
-            settings.var_dir / "postgres",
+            postgres_data_dir(settings.var_dir),
             port=url.port or 5432,
             database=url.path.lstrip("/"),
             log_path=logs / "postgres.log",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dj_database_url
 
 from web.config import get_settings
@@ -47,6 +49,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+# Filled by `collectstatic` when the image is built; web/static.py serves it (or, where nothing
+# was collected, the apps' static folders through the finders).
+STATIC_ROOT = Path(__file__).resolve().parent.parent / "staticfiles"
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Gzip variants written at collect time; no manifest, so URLs work uncollected too.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # bulk bodies of 10 000 rows
 
 REST_FRAMEWORK = {

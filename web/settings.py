@@ -95,3 +95,4 @@ BULK_MAX_ROWS = config.bulk_max_rows
 PAGE_SIZE_DEFAULT = config.page_size_default
 PAGE_SIZE_MAX = config.page_size_max
 PREDICT_MAX_TEXTS = config.predict_max_texts
+PREDICT_MAX_CHARS = config.predict_max_chars

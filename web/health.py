@@ -7,14 +7,16 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from web.algorithm_client import get_client
-from web.errors import AlgorithmUnavailable
+from web.errors import AlgorithmUnavailable, json_errors
 
 
-def live(request: HttpRequest) -> JsonResponse:
+@json_errors("GET")
+async def live(request: HttpRequest) -> JsonResponse:
     """The process is up and serving HTTP."""
     return JsonResponse({"status": "ok"})
 
 
+@json_errors("GET")
 async def ready(request: HttpRequest) -> JsonResponse:
     """Ready when the database and the algorithm service answer; the body says which does not."""
     checks = {

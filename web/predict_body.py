@@ -96,5 +96,6 @@ def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
     for error in exc.errors(include_url=False, include_input=False)[:20]:
         _, name, *inner = error["loc"]  # the first part is the shape's tag
         where = "".join(f"item {part}: " for part in inner)
-        fields.setdefault(str(name), []).append(where + error["msg"])
+        message = "Unknown field." if error["type"] == "extra_forbidden" else error["msg"]
+        fields.setdefault(str(name), []).append(where + message)
     return fields

@@ -52,7 +52,6 @@ STATIC_URL = "static/"
 # Filled by `collectstatic` when the image is built; web/static.py serves it (or, where nothing
 # was collected, the apps' static folders through the finders).
 STATIC_ROOT = Path(__file__).resolve().parent.parent / "staticfiles"
-WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Gzip variants written at collect time; no manifest, so URLs work uncollected too.
@@ -79,6 +78,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Predict, train and health are plain async views that drf-spectacular cannot see.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "web.openapi.add_plain_views",
+    ],
 }
 
 LOGGING = {

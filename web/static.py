@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +32,16 @@ BLOCK_SIZE = 256 * 1024
 
 def static_files_app(fallback: ASGIApp) -> ASGIApp:
     """An ASGI app serving the indexed static files; anything else goes to `fallback`."""
-    index = WhiteNoiseMiddleware(get_response=None, settings=settings)
+    collected = Path(settings.STATIC_ROOT).is_dir()
+    index = WhiteNoiseMiddleware(
+        settings=SimpleNamespace(
+            DEBUG=settings.DEBUG,
+            STATIC_URL=settings.STATIC_URL,
+            FORCE_SCRIPT_NAME=settings.FORCE_SCRIPT_NAME,
+            STATIC_ROOT=settings.STATIC_ROOT if collected else None,
+            WHITENOISE_USE_FINDERS=not collected,
+        )
+    )
 
     async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         static_file = index.files.get(scope["path"])

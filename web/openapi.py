@@ -156,6 +156,18 @@ PATHS: dict[str, dict[str, Any]] = {
             "summary": "Start training, or join the queued job",
             "description": "Takes no body (or `{}`). Answers at once; poll the Location.",
             "tags": ["train"],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "maxProperties": 0,
+                        }
+                    }
+                },
+            },
             "responses": {
                 "202": _answer(
                     "The queued job",

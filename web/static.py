@@ -22,12 +22,17 @@ from typing import Any
 from django.conf import settings
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from web.middleware import SECURITY_HEADERS
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BLOCK_SIZE = 256 * 1024
+EXTRA_HEADERS = [
+    (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
+]
 
 
 def static_files_app(fallback: ASGIApp) -> ASGIApp:
@@ -53,7 +58,8 @@ def static_files_app(fallback: ASGIApp) -> ASGIApp:
             {
                 "type": "http.response.start",
                 "status": int(response.status),
-                "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers],
+                "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers]
+                + EXTRA_HEADERS,
             }
         )
         if response.file is None:

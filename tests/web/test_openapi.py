@@ -76,10 +76,12 @@ def test_train_answer_names_its_location(schema: dict[str, Any]) -> None:
     assert "Location" in accepted["headers"]
 
 
-def test_data_writes_refuse_unknown_fields(schema: dict[str, Any]) -> None:
+def test_request_bodies_refuse_unknown_fields(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     assert components["DataRequest"]["additionalProperties"] is False
     assert components["PatchedDataRequest"]["additionalProperties"] is False
     create = schema["paths"]["/api/data/"]["post"]["requestBody"]["content"]["application/json"]
     one, many = create["schema"]["oneOf"]
     assert many == {"type": "array", "items": one, "minItems": 1, "maxItems": 10_000}
+    train = schema["paths"]["/api/train/"]["post"]["requestBody"]["content"]["application/json"]
+    assert train["schema"]["additionalProperties"] is False

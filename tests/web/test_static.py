@@ -35,6 +35,7 @@ def test_scripts_are_typed_and_revalidated_without_a_body() -> None:
     path = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
     script = get(path)
     assert script.headers["Content-Type"].startswith("text/javascript")
+    assert script.headers["X-Content-Type-Options"] == "nosniff"
     unchanged = get(path, **{"If-None-Match": script.headers["ETag"]})
     assert (unchanged.status_code, unchanged.content) == (304, b"")
 

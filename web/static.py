@@ -45,6 +45,7 @@ def static_files_app(fallback: ASGIApp) -> ASGIApp:
             FORCE_SCRIPT_NAME=settings.FORCE_SCRIPT_NAME,
             STATIC_ROOT=settings.STATIC_ROOT if collected else None,
             WHITENOISE_USE_FINDERS=not collected,
+            WHITENOISE_AUTOREFRESH=False,  # index once, in debug too: `files` is all we look up
         )
     )
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import httpx
 
 from tests.helpers import assert_error
-from web.asgi import application
+from web.asgi import application, django_app
+from web.static import ASGIApp, static_files_app
+
+CSS = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"
 
 
-def get(path: str, **headers: str) -> httpx.Response:
+def get(path: str, app: ASGIApp = application, **headers: str) -> httpx.Response:
     async def scenario() -> httpx.Response:
-        transport = httpx.ASGITransport(app=application)
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
             return await web.get(path, headers=headers)
 
@@ -42,3 +46,8 @@ def test_scripts_are_typed_and_revalidated_without_a_body() -> None:
 
 def test_unknown_static_file_is_a_json_404() -> None:
     assert_error(get("/static/no-such-file.js"), 404, "not_found")
+
+
+def test_files_are_served_with_debug_on_too(settings: Any) -> None:
+    settings.DEBUG = True  # WhiteNoise would otherwise look files up per request, not index them
+    assert get(CSS, app=static_files_app(fallback=django_app)).status_code == 200

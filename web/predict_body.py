@@ -46,7 +46,11 @@ Text = Annotated[
 
 
 class PredictOptions(BaseModel):
-    """Fields both body shapes accept; unknown fields are refused."""
+    """Fields both body shapes accept; unknown fields are refused.
+
+    Give an optional field a default value rather than None: web's schema is OpenAPI 3.0,
+    which has no null type (tests/web/test_openapi.py validates it).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -77,17 +81,16 @@ _predict_body = TypeAdapter(PredictBody)
 def parse_predict_body(body: Any) -> PredictOne | PredictMany:
     """The validated predict body; ValidationFailed names every wrong field."""
     if not isinstance(body, dict):
-        raise ValidationFailed(
-            'Expected a JSON object with "text" or "texts".',
-            fields={"body": ['Expected a JSON object with "text" or "texts".']},
-        )
+        expected = 'The body must be a JSON object with exactly one of "text" or "texts".'
+        raise ValidationFailed(expected, fields={"body": [expected]})
     try:
         return _predict_body.validate_python(body)
     except ValidationError as exc:
-        raise ValidationFailed(
-            'Send exactly one of "text" (a string) or "texts" (a list of strings).',
-            fields=_field_errors(exc),
-        ) from None
+        fields = _field_errors(exc)
+        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+        if ("text" in body) == ("texts" in body):
+            summary = 'Send exactly one of "text" (a string) or "texts" (a list of strings).'
+        raise ValidationFailed(summary, fields=fields) from None
 
 
 def _field_errors(exc: ValidationError) -> dict[str, list[str]]:

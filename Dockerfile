@@ -47,7 +47,10 @@ COPY --chown=root:root web ./web
 COPY --chown=root:root algorithm ./algorithm
 COPY --chown=root:root worker ./worker
 COPY --chown=root:root stack ./stack
-RUN python -m compileall -q /app
+# Static files (Swagger UI) collected into /app/staticfiles, read-only for the app user; web
+# serves them from there. DEBUG only for this one command: it needs no secret key.
+RUN DJANGO_SETTINGS_MODULE=web.settings DJANGO_DEBUG=true python -m django collectstatic --noinput -v 0 \
+    && python -m compileall -q /app
 USER app
 EXPOSE 8000 8001
 CMD ["python", "-m", "web"]

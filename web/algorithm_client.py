@@ -3,7 +3,7 @@
 The client is opened at ASGI start-up and closed at shutdown (see web/asgi.py). It keeps
 connections alive, bounds every call with explicit timeouts, and retries only connection errors
 (exponential backoff with jitter): a request that may have reached the service is never sent
-twice. Failures become `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
+twice. Failures raise the service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
 
 Concurrent single-text predictions are coalesced: while one call to the service is in flight,
 new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
@@ -26,6 +26,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from web.errors import AlgorithmTimeout, AlgorithmUnavailable
+
 
 def _never_reached_the_service(exc: BaseException) -> bool:
     """True for failures to connect: retrying them cannot send a request twice."""
@@ -33,19 +35,6 @@ def _never_reached_the_service(exc: BaseException) -> bool:
     return isinstance(exc, httpx.ConnectError) or isinstance(
         exc.__cause__, aiohttp.ClientConnectorError
     )
-
-
-class AlgorithmError(Exception):
-    status = 503
-    code = "algorithm_unavailable"
-
-
-class AlgorithmUnavailable(AlgorithmError):
-    pass
-
-
-class AlgorithmTimeout(AlgorithmError):
-    status = 504
 
 
 @dataclass(frozen=True)
@@ -94,7 +83,7 @@ class AlgorithmClient:
         except httpx.HTTPError as exc:
             if _never_reached_the_service(exc) or not isinstance(exc, httpx.TimeoutException):
                 raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
-            raise AlgorithmTimeout("The algorithm service did not answer in time.") from exc
+            raise AlgorithmTimeout() from exc
         try:
             body = response.json()
         except ValueError:
@@ -122,7 +111,7 @@ class AlgorithmClient:
             except Exception as exc:  # whatever went wrong, every waiter gets an answer
                 error = (
                     exc
-                    if isinstance(exc, AlgorithmError)
+                    if isinstance(exc, AlgorithmUnavailable)
                     else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
                 )
                 results = None

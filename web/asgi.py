@@ -15,27 +15,37 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
 django_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+
 from stack.heap import freeze_startup_heap  # noqa: E402
 from web import algorithm_client  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
+from web.static import static_files_app  # noqa: E402
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/") + "/"
+static_app = static_files_app(fallback=django_app)
+
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] != "lifespan":
-        await django_app(scope, receive, send)
+        # One prefix test per request: static files never pass through Django's middleware.
+        if scope["path"].startswith(STATIC_PREFIX):
+            await static_app(scope, receive, send)
+        else:
+            await django_app(scope, receive, send)
         return
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            settings = get_settings()
+            config = get_settings()
             algorithm_client.install(
                 algorithm_client.AlgorithmClient(
-                    settings.algorithm_url,
-                    timeout=settings.algorithm_timeout_seconds,
-                    connect_retries=settings.algorithm_connect_retries,
+                    config.algorithm_url,
+                    timeout=config.algorithm_timeout_seconds,
+                    connect_retries=config.algorithm_connect_retries,
                 )
             )
             freeze_startup_heap()

@@ -1,97 +1,180 @@
-"""One JSON error shape for the whole web API: {"error": code, "detail": text, ...}.
+"""The web service's errors and the one place that turns them into an HTTP answer.
 
-DRF exceptions go through `api_exception_handler`; Django's own 404/500 (unknown URLs,
-non-numeric ids, crashes) go through the `handler404`/`handler500` views below.
+    ServiceError                    500 internal_error
+    ├── BadRequest                  400 bad_request
+    │   ├── InvalidJson             400 invalid_json
+    │   ├── InvalidRequest          400 invalid_request
+    │   └── ValidationFailed        400 validation_error (+ fields or items)
+    ├── NotFound                    404 not_found
+    ├── MethodNotAllowed            405 method_not_allowed (+ Allow header)
+    ├── PayloadTooLarge             413 payload_too_large
+    ├── UnsupportedMediaType        415 unsupported_media_type
+    ├── AlgorithmUnavailable        503 algorithm_unavailable
+    └── AlgorithmTimeout            504 algorithm_unavailable
+
+`error_response` is that one place. The async views reach it through `json_errors`, DRF views
+through `api_exception_handler` (which first translates DRF's own exceptions, keeping their
+status and code), and Django's unknown URLs and crashes through the handler views below.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions
+from rest_framework.views import set_rollback
 
 
-class ServiceError(exceptions.APIException):
-    """Base for errors this service raises itself; `code` becomes the `error` field."""
+class ServiceError(Exception):
+    """Base of every error web answers; `status` and `code` say how it is answered."""
 
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "service_error"
+    status = 500
+    code = "internal_error"
+    default_detail = "The server failed to handle this request."
 
     def __init__(
         self,
-        detail: str,
+        detail: str | None = None,
         *,
-        code: str | None = None,
-        status_code: int | None = None,
-        extra: dict[str, Any] | None = None,
-    ):
-        super().__init__(detail=detail, code=code or self.default_code)
-        if status_code is not None:
-            self.status_code = status_code
-        self.extra = extra or {}
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+        self.headers = headers or {}
+        self.extra = extra  # more fields of the body: `fields`, `items`
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, **self.extra}
 
 
-_CODES = {
-    exceptions.ParseError: "invalid_json",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.NotFound: "not_found",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.ValidationError: "validation_error",
-    exceptions.Throttled: "throttled",
-}
+class BadRequest(ServiceError):
+    status, code, default_detail = 400, "bad_request", "The request is malformed."
 
 
-def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """The error shape every endpoint uses."""
-    return {"error": code, "detail": detail, **extra}
+class InvalidJson(BadRequest):
+    code, default_detail = "invalid_json", "The body is not valid JSON."
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn every DRF-visible exception into the error shape."""
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound("No such row." if context.get("kwargs") else str(exc))
-    response = exception_handler(exc, context)
-    if response is None:
-        return None  # a real bug: Django answers through handler500
-    if isinstance(exc, ServiceError):
-        code = str(exc.get_codes())
-        body = error_body(code, str(exc.detail), **exc.extra)
-    elif isinstance(exc, exceptions.ValidationError):
-        body = _validation_body(exc.detail)
-    else:
-        code = next((c for t, c in _CODES.items() if isinstance(exc, t)), "error")
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        body = error_body(code, str(detail))
-    response.data = body
+class InvalidRequest(BadRequest):
+    code = "invalid_request"
+
+
+class ValidationFailed(BadRequest):
+    code, default_detail = "validation_error", "Some fields are invalid."
+
+
+class NotFound(ServiceError):
+    status, code, default_detail = 404, "not_found", "No such resource."
+
+
+class MethodNotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, method: str, path: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(
+            f"{method} is not allowed on {path}; use {', '.join(allowed)}.",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code = 415, "unsupported_media_type"
+    default_detail = "Send the body as application/json."
+
+
+class AlgorithmUnavailable(ServiceError):
+    status, code = 503, "algorithm_unavailable"
+    default_detail = "The algorithm service is unavailable."
+
+
+class AlgorithmTimeout(AlgorithmUnavailable):
+    status = 504
+    default_detail = "The algorithm service did not answer in time."
+
+
+def error_response(error: ServiceError) -> JsonResponse:
+    """The error shape `{"error": code, "detail": text, ...}` with the error's status."""
+    response = JsonResponse(error.body(), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
     return response
 
 
-def _validation_body(detail: Any) -> dict[str, Any]:
+View = Callable[..., Awaitable[HttpResponse]]
+
+
+def json_errors(*methods: str) -> Callable[[View], View]:
+    """For plain async views: accept only `methods`, answer ServiceErrors in the error shape."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                if request.method not in methods:
+                    raise MethodNotAllowed(str(request.method), request.path, allowed=methods)
+                return await view(request, *args, **kwargs)
+            except ServiceError as error:
+                return error_response(error)
+
+        return answer
+
+    return decorate
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
+    """DRF's exception handler: every known exception answered through `error_response`."""
+    if isinstance(exc, Http404):
+        exc = NotFound("No such row." if context.get("kwargs") else str(exc))
+    elif isinstance(exc, exceptions.APIException):
+        exc = _from_drf(exc)
+    if not isinstance(exc, ServiceError):
+        return None  # a real bug: Django answers through handler500
+    set_rollback()
+    return error_response(exc)
+
+
+def _from_drf(exc: exceptions.APIException) -> ServiceError:
+    if isinstance(exc, exceptions.ValidationError):
+        return _validation_failed(exc.detail)
+    if isinstance(exc, exceptions.ParseError):
+        return InvalidJson(str(exc.detail))
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = str(exc.auth_header)
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = f"{exc.wait:.0f}"
+    error = ServiceError(str(exc.detail), headers=headers)
+    error.status, error.code = exc.status_code, str(exc.default_code)
+    return error
+
+
+def _validation_failed(detail: Any) -> ValidationFailed:
     if isinstance(detail, dict):
         non_field = detail.pop("non_field_errors", None)
-        summary = str(non_field[0]) if non_field else "Some fields are invalid."
-        return error_body("validation_error", summary, fields=detail)
+        return ValidationFailed(str(non_field[0]) if non_field else None, fields=detail)
     if isinstance(detail, list):
-        return error_body("validation_error", " ".join(str(d) for d in detail))
-    return error_body("validation_error", str(detail))
+        return ValidationFailed(" ".join(str(d) for d in detail))
+    return ValidationFailed(str(detail))
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """Unknown URL (or a path parameter of the wrong type)."""
-    return JsonResponse(error_body("not_found", f"No resource at {request.path}."), status=404)
+    return error_response(NotFound(f"No resource at {request.path}."))
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
     """An unexpected failure: no HTML, no traceback."""
-    return JsonResponse(
-        error_body("internal_error", "The server failed to handle this request."), status=500
-    )
+    return error_response(ServiceError())
 
 
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """Requests Django itself rejects (bad Host header, malformed multipart)."""
-    return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
+    return error_response(BadRequest())

@@ -6,14 +6,17 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from web.algorithm_client import AlgorithmError, get_client
+from web.algorithm_client import get_client
+from web.errors import AlgorithmUnavailable, json_errors
 
 
-def live(request: HttpRequest) -> JsonResponse:
+@json_errors("GET")
+async def live(request: HttpRequest) -> JsonResponse:
     """The process is up and serving HTTP."""
     return JsonResponse({"status": "ok"})
 
 
+@json_errors("GET")
 async def ready(request: HttpRequest) -> JsonResponse:
     """Ready when the database and the algorithm service answer; the body says which does not."""
     checks = {
@@ -40,6 +43,6 @@ def _check_database() -> str:
 async def _check_algorithm() -> str:
     try:
         answer = await get_client().call("GET", "/health/live")
-    except AlgorithmError as exc:
+    except AlgorithmUnavailable as exc:
         return f"error: {exc}"
     return "ok" if answer.status == 200 else f"error: status {answer.status}"

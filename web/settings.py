@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dj_database_url
 
 from web.config import get_settings
@@ -47,6 +49,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+# Filled by `collectstatic` when the image is built; web/static.py serves it (or, where nothing
+# was collected, the apps' static folders through the finders).
+STATIC_ROOT = Path(__file__).resolve().parent.parent / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Gzip variants written at collect time; no manifest, so URLs work uncollected too.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # bulk bodies of 10 000 rows
 
 REST_FRAMEWORK = {
@@ -68,6 +78,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Predict, train and health are plain async views that drf-spectacular cannot see.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "web.openapi.add_plain_views",
+    ],
 }
 
 LOGGING = {
@@ -84,3 +99,4 @@ BULK_MAX_ROWS = config.bulk_max_rows
 PAGE_SIZE_DEFAULT = config.page_size_default
 PAGE_SIZE_MAX = config.page_size_max
 PREDICT_MAX_TEXTS = config.predict_max_texts
+PREDICT_MAX_CHARS = config.predict_max_chars

@@ -2,7 +2,11 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from web import health, predict
+from web import (
+    health,
+    openapi,  # noqa: F401  (registers its schema extension with drf-spectacular)
+    predict,
+)
 from web.data.views import DataViewSet
 
 router = SimpleRouter()

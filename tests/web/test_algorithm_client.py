@@ -8,7 +8,8 @@ import json
 import httpx
 import pytest
 
-from web.algorithm_client import AlgorithmClient, AlgorithmTimeout, AlgorithmUnavailable
+from web.algorithm_client import AlgorithmClient
+from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 
 
 def make_client(handler: object, *, retries: int = 2, **options: int) -> AlgorithmClient:

@@ -7,16 +7,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from tests.helpers import assert_error
 from web.data.models import Data
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
-    return dict(body)
 
 
 def test_create_retrieve_update_delete_round_trip(api: APIClient) -> None:

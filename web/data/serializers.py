@@ -34,6 +34,8 @@ class RejectUnknownFieldsMixin:
 
 
 class DataSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    """A labelled text, one row that training learns from."""
+
     text = StrictCharField(
         max_length=settings.TEXT_MAX_CHARS,
         trim_whitespace=False,

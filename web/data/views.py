@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from web.data.models import Data
 from web.data.serializers import DataSerializer, ErrorSerializer
-from web.errors import ServiceError
+from web.errors import ValidationFailed
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input"),
@@ -99,11 +99,9 @@ class DataViewSet(viewsets.ModelViewSet):
                 {"index": int(index), "fields": _as_field_errors(errors)}
                 for index, errors in sorted(serializer.errors.items())
             ]
-            raise ServiceError(
+            raise ValidationFailed(
                 f"{len(failed)} of {len(items)} items are invalid; nothing was created.",
-                code="validation_error",
-                status_code=status.HTTP_400_BAD_REQUEST,
-                extra={"items": failed},
+                items=failed,
             )
         with transaction.atomic():
             rows = Data.objects.bulk_create(

@@ -1,0 +1,87 @@
+"""Web's OpenAPI document: valid, and describing every route of the URL conf."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from openapi_spec_validator import validate
+from rest_framework.test import APIClient
+
+# HTML pages for people, not API operations.
+NOT_OPERATIONS = {"/api/docs/"}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    validate(document)  # type: ignore[arg-type]
+    return document
+
+
+def url_conf_paths(patterns: list[Any], prefix: str = "") -> set[str]:
+    """Every route of the URL conf as an OpenAPI-style path, parameters written `{}`."""
+    paths: set[str] = set()
+    for entry in patterns:
+        route = prefix + str(entry.pattern).lstrip("^").rstrip("$").replace("/?", "/")
+        if isinstance(entry, URLResolver):
+            paths |= url_conf_paths(entry.url_patterns, route)
+        elif isinstance(entry, URLPattern):
+            paths.add("/" + re.sub(r"\(\?P<\w+>[^)]*\)|<[^>]+>", "{}", route))
+    return paths
+
+
+def test_every_route_is_described(schema: dict[str, Any]) -> None:
+    described = {re.sub(r"\{\w+\}", "{}", path) for path in schema["paths"]}
+    assert url_conf_paths(get_resolver().url_patterns) - NOT_OPERATIONS == described
+
+
+def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/predict/"]["post"]
+    shapes = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    bodies = [schema["components"]["schemas"][s["$ref"].rsplit("/", 1)[1]] for s in shapes]
+    assert [(b["required"], b["additionalProperties"]) for b in bodies] == [
+        (["text"], False),
+        (["texts"], False),
+    ]
+    assert bodies[1]["properties"]["texts"]["maxItems"] == 1000
+    assert set(operation["responses"]) == {"200", "400", "405", "413", "415", "503", "504"}
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/api/train/", "post", {"202", "400", "405", "413", "503", "504"}),
+        ("/api/train/{job_id}/", "get", {"200", "404", "405", "503", "504"}),
+        ("/health/live", "get", {"200", "405"}),
+        ("/health/ready", "get", {"200", "503", "405"}),
+    ],
+)
+def test_plain_views_list_every_status(
+    schema: dict[str, Any], path: str, method: str, statuses: set[str]
+) -> None:
+    responses = schema["paths"][path][method]["responses"]
+    assert set(responses) == statuses
+    errors = [r for status, r in responses.items() if status >= "400" and path.startswith("/api")]
+    assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+               for r in errors)  # fmt: skip
+
+
+def test_train_answer_names_its_location(schema: dict[str, Any]) -> None:
+    accepted = schema["paths"]["/api/train/"]["post"]["responses"]["202"]
+    assert "Location" in accepted["headers"]
+
+
+def test_request_bodies_refuse_unknown_fields(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    assert components["DataRequest"]["additionalProperties"] is False
+    assert components["PatchedDataRequest"]["additionalProperties"] is False
+    create = schema["paths"]["/api/data/"]["post"]["requestBody"]["content"]["application/json"]
+    one, many = create["schema"]["oneOf"]
+    assert many == {"type": "array", "items": one, "minItems": 1, "maxItems": 10_000}
+    train = schema["paths"]["/api/train/"]["post"]["requestBody"]["content"]["application/json"]
+    assert train["schema"]["additionalProperties"] is False

@@ -1,0 +1,168 @@
+"""web's predict and train views in-process: the real ASGI app, the algorithm at the network edge.
+
+Each test installs an AlgorithmClient whose transport is an httpx.MockTransport playing the
+algorithm service, and talks to `web.asgi.application` through httpx's ASGI transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import assert_error
+from web import algorithm_client
+from web.asgi import application
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def ask(algorithm: Handler, method: str, path: str, **request: Any) -> httpx.Response:
+    """One request to web while `algorithm` answers web's calls to the algorithm service."""
+
+    async def scenario() -> httpx.Response:
+        client = algorithm_client.AlgorithmClient(
+            "http://algorithm.test",
+            timeout=1,
+            connect_retries=0,
+            transport=httpx.MockTransport(algorithm),
+        )
+        algorithm_client.install(client)
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+                return await web.request(method, path, **request)
+        finally:
+            await client.aclose()
+            algorithm_client.install(None)
+
+    return asyncio.run(scenario())
+
+
+def labels_by_length(request: httpx.Request) -> httpx.Response:
+    """A trained algorithm service: the label is the text's length."""
+    assert (request.method, request.url.path) == ("POST", "/predict")
+    texts = json.loads(request.content)["texts"]
+    return httpx.Response(200, json={"labels": [f"len{len(t)}" for t in texts],
+                                     "model_version": "v7"})  # fmt: skip
+
+
+def must_not_be_called(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"web called the algorithm service: {request.method} {request.url}")
+
+
+def test_one_text_gets_its_label() -> None:
+    response = ask(labels_by_length, "POST", "/api/predict/", json={"text": "abc"})
+    assert response.status_code == 200
+    assert response.json() == {"label": "len3", "model_version": "v7"}
+
+
+def test_a_batch_gets_its_labels_in_order() -> None:
+    response = ask(labels_by_length, "POST", "/api/predict", json={"texts": ["a", "abcd", "ab"]})
+    assert response.status_code == 200
+    assert response.json() == {"labels": ["len1", "len4", "len2"], "model_version": "v7"}
+
+
+def test_no_model_yet_is_passed_through() -> None:
+    def untrained(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "no_model", "detail": "Train a model first."})
+
+    error = assert_error(ask(untrained, "POST", "/api/predict/", json={"text": "x"}), 503)
+    assert error == {"error": "no_model", "detail": "Train a model first."}
+
+
+def test_unreachable_algorithm_is_503() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    response = ask(refuse, "POST", "/api/predict/", json={"text": "x"})
+    assert_error(response, 503, "algorithm_unavailable")
+    assert_error(ask(refuse, "POST", "/api/train/"), 503, "algorithm_unavailable")
+
+
+def test_silent_algorithm_is_504() -> None:
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    response = ask(silent, "POST", "/api/predict/", json={"texts": ["a", "b"]})
+    assert_error(response, 504, "algorithm_unavailable")
+    assert_error(ask(silent, "GET", "/api/train/some-job/"), 504, "algorithm_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+        ({"text": 3}, "text"),
+        ({"text": ["a"]}, "text"),
+        ({"text": "x" * 100_001}, "text"),
+        ({"texts": []}, "texts"),
+        ({"texts": "abc"}, "texts"),
+        ({"texts": ["a"] * 1001}, "texts"),
+        ({"texts": ["fine", ""]}, "texts"),
+        ({"text": "a", "extra": 1}, "extra"),
+        ({"text": "a", "texts": ["b"]}, "text"),
+        ({}, "text"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_bodies_are_400_naming_the_field(body: Any, field: str) -> None:
+    response = ask(must_not_be_called, "POST", "/api/predict/", json=body)
+    error = assert_error(response, 400, "validation_error")
+    assert field in error["fields"]
+    assert field in error["detail"] or "exactly one" in error["detail"]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b'{"text": ', 400, "invalid_json"),
+        (b'{"text": "\xff"}', 400, "invalid_json"),
+        (b'{"text": "a lone \\ud800 surrogate"}', 400, "validation_error"),
+        (b'{"texts": ["fine", "\\udfff"]}', 400, "validation_error"),
+    ],
+)
+def test_bodies_that_are_not_text_are_400(content: bytes, status: int, code: str) -> None:
+    response = ask(must_not_be_called, "POST", "/api/predict/", content=content,
+                   headers={"Content-Type": "application/json"})  # fmt: skip
+    assert_error(response, status, code)
+
+
+def test_wrong_media_type_method_and_size() -> None:
+    form = ask(must_not_be_called, "POST", "/api/predict/", data={"text": "x"})
+    assert_error(form, 415, "unsupported_media_type")
+    wrong_method = ask(must_not_be_called, "GET", "/api/predict/")
+    assert_error(wrong_method, 405, "method_not_allowed")
+    assert wrong_method.headers["Allow"] == "POST"
+    assert_error(ask(must_not_be_called, "PUT", "/health/live"), 405, "method_not_allowed")
+
+
+def test_a_body_larger_than_django_accepts_is_413(settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = ask(must_not_be_called, "POST", "/api/predict/", json={"text": "x" * 2000})
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_training_is_accepted_with_the_job_location() -> None:
+    def queue(request: httpx.Request) -> httpx.Response:
+        assert (request.method, request.url.path) == ("POST", "/train")
+        return httpx.Response(202, json={"job_id": "j1", "status": "queued"})
+
+    response = ask(queue, "POST", "/api/train/")
+    assert response.status_code == 202
+    assert response.headers["Location"] == "/api/train/j1/"
+    assert response.json()["status"] == "queued"
+    with_body = ask(must_not_be_called, "POST", "/api/train/", json={"rows": 5})
+    assert_error(with_body, 400, "invalid_request")
+
+
+def test_unknown_job_is_404_from_the_algorithm_service() -> None:
+    def no_such_job(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"error": "not_found", "detail": "No job nope."})
+
+    assert_error(ask(no_such_job, "GET", "/api/train/nope/"), 404, "not_found")

@@ -1,0 +1,266 @@
+"""The parts of web's OpenAPI schema that drf-spectacular cannot see by itself.
+
+Predict, train and health are plain async Django views (a DRF APIView would put every prediction
+through a thread hop), so `add_plain_views` writes their operations into the generated schema,
+with the predict request body taken from the pydantic models that validate it. Serializers that
+refuse unknown fields say so (`additionalProperties: false`) through `StrictSerializerExtension`.
+tests/web/test_openapi.py checks the schema against the URL conf, so a route cannot go missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
+
+from web.predict_body import PredictMany, PredictOne
+
+JSON = "application/json"
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "Machine-readable code, e.g. validation_error."},
+        "detail": {"type": "string", "description": "What went wrong, for a person."},
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "Per-field messages, for validation errors.",
+        },
+    },
+    "required": ["error", "detail"],
+}
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "PredictOne": PredictOne.model_json_schema(),
+    "PredictMany": PredictMany.model_json_schema(),
+    "Prediction": {
+        "type": "object",
+        "properties": {"label": {"type": "string"}, "model_version": {"type": "string"}},
+        "required": ["label", "model_version"],
+    },
+    "Predictions": {
+        "type": "object",
+        "properties": {
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "model_version": {"type": "string"},
+        },
+        "required": ["labels", "model_version"],
+    },
+    "TrainingJob": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+            "created_at": {"type": "string"},
+            "started_at": NULLABLE_STRING,
+            "finished_at": NULLABLE_STRING,
+            "progress": {"type": "object", "nullable": True},
+            "model_version": NULLABLE_STRING,
+            "metrics": {"type": "object", "nullable": True},
+            "error": NULLABLE_STRING,
+        },
+        "required": ["job_id", "status", "created_at"],
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": '"ok" or "error: <reason>" for each dependency.',
+            },
+        },
+        "required": ["status"],
+    },
+}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+def _answer(description: str, schema: dict[str, Any], **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return answer
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _answer(description, ERROR_REF)
+
+
+REFUSED = {
+    "405": _error("method_not_allowed: another method (the Allow header lists the right one)"),
+}
+UPSTREAM = {
+    "503": _error(
+        "algorithm_unavailable: the algorithm service is unreachable or failing; "
+        "or its own 503 passed through (no_model: nothing trained yet)"
+    ),
+    "504": _error("algorithm_unavailable: the algorithm service did not answer in time"),
+}
+BODY_ERRORS = {
+    "400": _error("validation_error (with fields) or invalid_json"),
+    "413": _error("payload_too_large: larger than the server accepts"),
+    "415": _error("unsupported_media_type: the body is not application/json"),
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/predict/": {
+        "post": {
+            "operationId": "predict",
+            "summary": "Label one text, or a batch",
+            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`. '
+            "Concurrent single-text requests share one call to the algorithm service.",
+            "tags": ["predict"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/PredictOne"},
+                                {"$ref": "#/components/schemas/PredictMany"},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _answer(
+                    "The label of `text`, or the labels of `texts` in order",
+                    {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Prediction"},
+                            {"$ref": "#/components/schemas/Predictions"},
+                        ]
+                    },
+                ),
+                **BODY_ERRORS,
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/api/train/": {
+        "post": {
+            "operationId": "train",
+            "summary": "Start training, or join the queued job",
+            "description": "Takes no body (or `{}`). Answers at once; poll the Location.",
+            "tags": ["train"],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "maxProperties": 0,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _answer(
+                    "The queued job",
+                    {"$ref": "#/components/schemas/TrainingJob"},
+                    Location="/api/train/{job_id}/: where to poll the job",
+                ),
+                "400": _error("invalid_request: a body was sent"),
+                "413": BODY_ERRORS["413"],
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/api/train/{job_id}/": {
+        "get": {
+            "operationId": "training_job",
+            "summary": "The state of one training job",
+            "tags": ["train"],
+            "parameters": [
+                {
+                    "name": "job_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+                }
+            ],
+            "responses": {
+                "200": _answer("The job", {"$ref": "#/components/schemas/TrainingJob"}),
+                "404": _error("not_found: no such job"),
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/health/live": {
+        "get": {
+            "operationId": "health_live",
+            "summary": "The process serves HTTP",
+            "tags": ["health"],
+            "responses": {
+                "200": _answer("Alive", {"$ref": "#/components/schemas/Health"}),
+                **REFUSED,
+            },
+        }
+    },
+    "/health/ready": {
+        "get": {
+            "operationId": "health_ready",
+            "summary": "The database and the algorithm service answer",
+            "tags": ["health"],
+            "responses": {
+                "200": _answer("Ready", {"$ref": "#/components/schemas/Health"}),
+                "503": _answer(
+                    "Not ready; `checks` says which dependency failed",
+                    {"$ref": "#/components/schemas/Health"},
+                ),
+                **REFUSED,
+            },
+        }
+    },
+}
+
+
+def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: add the operations of the plain async views."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    schemas.update(SCHEMAS)
+    result["paths"] = dict(sorted({**result["paths"], **PATHS}.items()))
+    _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))
+    return result
+
+
+def _allow_bulk_create(operation: dict[str, Any] | None) -> None:
+    """POST /api/data/ takes one row, or a list of rows created all or nothing (and answers so)."""
+    if operation is None:
+        return
+    bodies = [*operation["requestBody"]["content"].values()]
+    bodies += operation["responses"]["201"]["content"].values()
+    for media in bodies:
+        one = media["schema"]
+        many = {"type": "array", "items": one, "minItems": 1, "maxItems": settings.BULK_MAX_ROWS}
+        media["schema"] = {"oneOf": [one, many]}
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """Request bodies of serializers that refuse unknown fields declare it."""
+
+    target_class = "web.data.serializers.RejectUnknownFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema

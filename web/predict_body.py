@@ -1,0 +1,104 @@
+"""What POST /api/predict/ accepts, declared once: validation here, the OpenAPI schema from it.
+
+A body is exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`; the key present picks
+the model, so a wrong body is told what that model expects. Options shared by both shapes go on
+`PredictOptions`. The limits are the algorithm service's (PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS),
+checked here so a bad body never costs a hop.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from django.conf import settings
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from web.errors import ValidationFailed
+
+# JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be encoded onwards.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_blank_or_surrogates(text: str) -> str:
+    if not text or text.isspace():
+        raise PydanticCustomError("blank", "Must not be empty or blank.")
+    if SURROGATE.search(text):
+        raise PydanticCustomError("surrogate", "Surrogate characters are not allowed.")
+    return text
+
+
+Text = Annotated[
+    str,
+    Field(max_length=settings.PREDICT_MAX_CHARS),
+    AfterValidator(_refuse_blank_or_surrogates),
+]
+
+
+class PredictOptions(BaseModel):
+    """Fields both body shapes accept; unknown fields are refused.
+
+    Give an optional field a default value rather than None: web's schema is OpenAPI 3.0,
+    which has no null type (tests/web/test_openapi.py validates it).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PredictOne(PredictOptions):
+    text: Text = Field(description="The text to label.")
+
+
+class PredictMany(PredictOptions):
+    texts: list[Text] = Field(
+        min_length=1,
+        max_length=settings.PREDICT_MAX_TEXTS,
+        description="Texts to label, answered in the same order.",
+    )
+
+
+def _shape(body: Any) -> str:
+    return "many" if "texts" in body else "one"
+
+
+PredictBody = Annotated[
+    Annotated[PredictOne, Tag("one")] | Annotated[PredictMany, Tag("many")],
+    Discriminator(_shape),
+]
+_predict_body = TypeAdapter(PredictBody)
+
+
+def parse_predict_body(body: Any) -> PredictOne | PredictMany:
+    """The validated predict body; ValidationFailed names every wrong field."""
+    if not isinstance(body, dict):
+        expected = 'The body must be a JSON object with exactly one of "text" or "texts".'
+        raise ValidationFailed(expected, fields={"body": [expected]})
+    try:
+        return _predict_body.validate_python(body)
+    except ValidationError as exc:
+        fields = _field_errors(exc)
+        summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
+        if ("text" in body) == ("texts" in body):
+            summary = 'Send exactly one of "text" (a string) or "texts" (a list of strings).'
+        raise ValidationFailed(summary, fields=fields) from None
+
+
+def _field_errors(exc: ValidationError) -> dict[str, list[str]]:
+    """{"texts": ["item 3: Must not be empty or blank."]}: the field, then where inside it."""
+    fields: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False)[:20]:
+        _, name, *inner = error["loc"]  # the first part is the shape's tag
+        where = "".join(f"item {part}: " for part in inner)
+        message = "Unknown field." if error["type"] == "extra_forbidden" else error["msg"]
+        fields.setdefault(str(name), []).append(where + message)
+    return fields

@@ -40,7 +40,8 @@ def _refuse_blank_or_surrogates(text: str) -> str:
 
 Text = Annotated[
     str,
-    Field(max_length=settings.PREDICT_MAX_CHARS),
+    # The schema states the not-blank rule too (Python's \S, as str.isspace decides blankness).
+    Field(max_length=settings.PREDICT_MAX_CHARS, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_refuse_blank_or_surrogates),
 ]
 

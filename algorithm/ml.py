@@ -12,16 +12,33 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
+from sklearn.svm import LinearSVC
+
+from algorithm.evaluation import (
+    HoldoutSplit,
+    cross_validation_folds,
+    holdout_skip_reason,
+    score_predictions,
+    split_holdout,
+)
+from algorithm.tuning import (
+    CROSS_VALIDATION_FOLDS,
+    CROSS_VALIDATION_MAX_ROWS,
+    TrainingPlan,
+    candidate_plans,
+    default_plan,
+)
 
 # Above this many texts one vectorized scikit-learn call beats the per-text loop (measured).
 FAST_BATCH_THRESHOLD = 32
+VALIDATION_FRACTION = 0.2
+
+LinearClassifier: TypeAlias = SGDClassifier | LinearSVC
 
 
 class TrainingDataError(ValueError):
@@ -33,7 +50,7 @@ class TrainedModel:
     """A fitted vectorizer and the linear classifier trained on its output."""
 
     vectorizer: TfidfVectorizer
-    classifier: SGDClassifier
+    classifier: LinearClassifier
 
     @property
     def labels(self) -> list[str]:
@@ -41,18 +58,24 @@ class TrainedModel:
         return sorted(str(label) for label in self.classifier.classes_)
 
 
-def build_pipeline() -> tuple[TfidfVectorizer, SGDClassifier]:
-    """Return an unfitted vectorizer and classifier, as chosen in docs/classifier.md."""
+def build_pipeline(plan: TrainingPlan) -> tuple[TfidfVectorizer, LinearClassifier]:
+    """Return an unfitted vectorizer and classifier for a plan (see algorithm/tuning.py)."""
     vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2),
-        sublinear_tf=True,
-        # min_df=2 drops one-off tokens (ids, typos): a much smaller model at no cost in accuracy.
-        min_df=2,
-        dtype=np.float64,
+        ngram_range=(1, plan.ngram_max), sublinear_tf=True, min_df=plan.min_df, dtype=np.float64
     )
-    # As accurate as LinearSVC here at a fraction of the fit time, and it uses both cores
-    # (one-vs-rest in threads): a million rows train in minutes, not tens of minutes.
-    classifier = SGDClassifier(loss="modified_huber", alpha=2e-5, n_jobs=2, random_state=0)
+    classifier: LinearClassifier
+    if plan.solver == "liblinear":
+        classifier = LinearSVC(
+            C=plan.regularization, class_weight=plan.class_weight, random_state=0
+        )
+    else:
+        classifier = SGDClassifier(
+            loss="modified_huber",
+            alpha=plan.regularization,
+            class_weight=plan.class_weight,
+            n_jobs=2,  # one-vs-rest in threads: both cores
+            random_state=0,
+        )
     return vectorizer, classifier
 
 
@@ -67,9 +90,8 @@ def check_training_data(labels: Sequence[str]) -> Counter[str]:
     return counts
 
 
-def fit_model(texts: Sequence[str], labels: Sequence[str]) -> TrainedModel:
-    """Fit a fresh pipeline on the given rows."""
-    vectorizer, classifier = build_pipeline()
+def _fit(texts: Sequence[str], labels: Sequence[str], plan: TrainingPlan) -> TrainedModel:
+    vectorizer, classifier = build_pipeline(plan)
     features = vectorizer.fit_transform(texts)
     classifier.fit(features, np.asarray(labels, dtype=object))
     # scikit-learn multiplies by coef_.T; unless that is C-contiguous scipy copies the whole
@@ -78,16 +100,50 @@ def fit_model(texts: Sequence[str], labels: Sequence[str]) -> TrainedModel:
     return TrainedModel(vectorizer=vectorizer, classifier=classifier)
 
 
-def holdout_skip_reason(counts: Counter[str], holdout_fraction: float) -> str | None:
-    """Say why a stratified holdout is impossible for these label counts, or None if it works."""
-    rows = sum(counts.values())
-    holdout_rows = math.ceil(rows * holdout_fraction)
-    smallest_label, smallest = min(counts.items(), key=lambda item: item[1])
-    if smallest < 2:
-        return f"label {smallest_label!r} has only {smallest} row; a holdout needs 2 per label"
-    if holdout_rows < len(counts) or rows - holdout_rows < len(counts):
-        return f"{rows} rows are too few for a stratified holdout of {len(counts)} labels"
-    return None
+def validation_splits(labels: Sequence[str]) -> list[HoldoutSplit]:
+    """Splits of the training rows to compare plans on: k folds on small data, else one."""
+    if len(labels) > CROSS_VALIDATION_MAX_ROWS:
+        split = split_holdout(labels, holdout_fraction=VALIDATION_FRACTION, seed=0)
+        return [] if split is None else [split]
+    return cross_validation_folds(labels, folds=CROSS_VALIDATION_FOLDS, seed=0)
+
+
+def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
+    """Pick the candidate plan with the best accuracy + macro-F1 on validation rows."""
+    candidates = candidate_plans(len(labels))
+    splits = validation_splits(labels) if len(candidates) > 1 else []
+    if not splits:
+        return default_plan(len(labels))
+    accuracy = np.zeros(len(candidates))
+    macro_f1 = np.zeros(len(candidates))
+    for split in splits:
+        fit_texts = [texts[i] for i in split.train_rows]
+        fit_labels = [labels[i] for i in split.train_rows]
+        check_texts = [texts[i] for i in split.holdout_rows]
+        expected = [labels[i] for i in split.holdout_rows]
+        for index, plan in enumerate(candidates):
+            predicted = predict_labels(_fit(fit_texts, fit_labels, plan), check_texts)
+            scored = score_predictions(expected, predicted)
+            accuracy[index] += scored["accuracy"] / len(splits)
+            macro_f1[index] += scored["macro_f1"] / len(splits)
+    # Leave the default only for a plan that validates at least as well on BOTH scores: trading
+    # accuracy for macro-F1 (class weights do) is not an improvement a user asked for.
+    eligible = (accuracy >= accuracy[0]) & (macro_f1 >= macro_f1[0])
+    best = int(np.argmax(np.where(eligible, accuracy + macro_f1, -np.inf)))
+    how = f"{len(splits)}-fold cross-validation" if len(splits) > 1 else "a 20 % validation split"
+    chosen_by = (
+        f"best of {len(candidates)} by {how} of the training rows "
+        f"(accuracy {accuracy[best]:.4f}, macro-F1 {macro_f1[best]:.4f}; "
+        f"default {accuracy[0]:.4f}, {macro_f1[0]:.4f})"
+    )
+    return TrainingPlan(**{**candidates[best].as_dict(), "chosen_by": chosen_by})
+
+
+def fit_model(
+    texts: Sequence[str], labels: Sequence[str], *, plan: TrainingPlan | None = None
+) -> TrainedModel:
+    """Fit a fresh pipeline on the given rows, with the given plan or one chosen for them."""
+    return _fit(texts, labels, plan if plan is not None else choose_plan(texts, labels))
 
 
 def train_model(
@@ -101,29 +157,33 @@ def train_model(
     if len(texts) != len(labels):
         raise TrainingDataError(f"{len(texts)} texts but {len(labels)} labels")
     counts = check_training_data(labels)
-    reason = holdout_skip_reason(counts, holdout_fraction)
+    split = split_holdout(labels, holdout_fraction=holdout_fraction, seed=seed)
     metrics: dict[str, Any]
-    if reason is not None:
+    if split is None:
+        plan = choose_plan(texts, labels)
+        reason = holdout_skip_reason(counts, holdout_fraction)
         metrics = {"holdout": False, "reason": reason, "accuracy": None, "macro_f1": None}
     else:
-        train_idx, test_idx = train_test_split(
-            np.arange(len(labels)),
-            test_size=holdout_fraction,
-            stratify=np.asarray(labels, dtype=object),
-            random_state=seed,
-        )
-        evaluated = fit_model([texts[i] for i in train_idx], [labels[i] for i in train_idx])
-        expected = [labels[i] for i in test_idx]
-        predicted = predict_labels(evaluated, [texts[i] for i in test_idx])
+        train_labels = [labels[i] for i in split.train_rows]
+        train_texts = [texts[i] for i in split.train_rows]
+        # The plan is chosen on the training rows only, so the holdout scores stay honest.
+        plan = choose_plan(train_texts, train_labels)
+        evaluated = _fit(train_texts, train_labels, plan)
+        del train_texts, train_labels
         metrics = {
             "holdout": True,
-            "accuracy": float(accuracy_score(expected, predicted)),
-            "macro_f1": float(f1_score(expected, predicted, average="macro", zero_division=0)),
-            "holdout_rows": len(test_idx),
+            **score_predictions(
+                [labels[i] for i in split.holdout_rows],
+                predict_labels(evaluated, [texts[i] for i in split.holdout_rows]),
+            ),
+            "holdout_rows": len(split.holdout_rows),
+            "excluded_labels": split.excluded_labels,
+            "excluded_rows": sum(split.excluded_labels.values()),
         }
         del evaluated  # free its memory before the full refit
     started = time.perf_counter()
-    model = fit_model(texts, labels)
+    model = _fit(texts, labels, plan)  # the final model learns from every row
+    metrics["training"] = plan.as_dict()
     metrics["train_rows"] = len(labels)
     metrics["fit_seconds"] = round(time.perf_counter() - started, 3)
     return model, metrics
@@ -134,6 +194,42 @@ def predict_labels(model: TrainedModel, texts: Sequence[str]) -> list[str]:
     if len(texts) == 0:
         return []
     return [str(label) for label in model.classifier.predict(model.vectorizer.transform(texts))]
+
+
+def _decisions_per_class(values: np.ndarray) -> np.ndarray:
+    """Return one decision value per text and class; a binary s means classes [-s, s]."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, np.newaxis]
+    return np.hstack([-values, values]) if values.shape[1] == 1 else values
+
+
+def _top_k(decisions: np.ndarray, classes: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """The k best classes per row of decision values, with their softmax scores, best first."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    decisions = _decisions_per_class(decisions)
+    shifted = np.exp(decisions - decisions.max(axis=1, keepdims=True))
+    scores = shifted / shifted.sum(axis=1, keepdims=True)
+    # Ranked by the decision values themselves (ties: class order, as argmax breaks them), so the
+    # first label is always the predicted one, even where two softmax scores round equal.
+    order = np.argsort(-decisions, axis=1, kind="stable")[:, :k]
+    return [
+        [(classes[index], float(row_scores[index])) for index in row_order]
+        for row_order, row_scores in zip(order, scores, strict=True)
+    ]
+
+
+def score_labels(
+    model: TrainedModel, texts: Sequence[str], k: int
+) -> list[list[tuple[str, float]]]:
+    """Return each text's k most likely labels with scores in [0, 1], best first (reference)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if len(texts) == 0:
+        return []
+    decisions = model.classifier.decision_function(model.vectorizer.transform(texts))
+    return _top_k(decisions, [str(label) for label in model.classifier.classes_], k)
 
 
 class FastPredictor:
@@ -182,6 +278,12 @@ class FastPredictor:
         if scores.shape[0] == 1:  # binary: one score, positive means the second class
             return self._classes[1] if scores[0] > 0 else self._classes[0]
         return self._classes[int(np.argmax(scores))]
+
+    def top_k(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """Return each text's k most likely labels with scores, as `score_labels` does."""
+        if len(texts) > FAST_BATCH_THRESHOLD or len(texts) == 0:
+            return score_labels(self.model, texts, k)
+        return _top_k(np.vstack([self._scores(text) for text in texts]), self._classes, k)
 
     def predict_many(self, texts: Sequence[str]) -> list[str]:
         """Return a label per text, switching to scikit-learn's vectorized path for big batches."""

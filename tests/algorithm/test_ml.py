@@ -11,9 +11,12 @@ from algorithm.ml import (
     FastPredictor,
     TrainedModel,
     TrainingDataError,
+    fit_model,
     predict_labels,
+    score_labels,
     train_model,
 )
+from algorithm.tuning import TrainingPlan
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 UNSEEN_TEXTS = [
@@ -66,15 +69,37 @@ def test_one_label_is_a_training_data_error():
         train_model(["one text", "another text"], ["x", "x"])
 
 
-def test_tiny_label_skips_holdout_but_trains_on_everything(corpus):
-    texts = [text for text, _ in corpus[:100]] + ["a lonely package description"]
-    labels = [label for _, label in corpus[:100]] + ["lonely"]
+def test_single_row_label_trains_but_is_left_out_of_the_holdout(corpus):
+    texts = [text for text, _ in corpus[::3]] + ["a lonely package description"]
+    labels = [label for _, label in corpus[::3]] + ["lonely"]
     model, metrics = train_model(texts, labels)
+    assert metrics["holdout"] is True  # the other six labels are still evaluated
+    assert metrics["excluded_labels"] == {"lonely": 1}
+    assert metrics["excluded_rows"] == 1
+    assert sorted(metrics["per_label"]) == ["fonts", "games", "perl", "python", "science", "sound"]
+    assert sum(row["support"] for row in metrics["per_label"].values()) == metrics["holdout_rows"]
+    assert metrics["accuracy"] > 0.6
+    assert metrics["train_rows"] == len(texts)
+    assert "lonely" in model.labels  # the final model learned it anyway
+
+
+def test_no_label_with_two_rows_skips_the_holdout_and_says_why():
+    model, metrics = train_model(["one package", "another package"], ["a", "b"])
     assert metrics["holdout"] is False
-    assert "lonely" in metrics["reason"]
+    assert "no label has 2 rows" in metrics["reason"]
     assert metrics["accuracy"] is None and metrics["macro_f1"] is None
-    assert metrics["train_rows"] == 101
-    assert "lonely" in model.labels
+    assert model.labels == ["a", "b"]
+
+
+def test_metrics_are_json_with_per_label_scores_and_the_training_choice(trained):
+    _, metrics = trained
+    assert json.loads(json.dumps(metrics)) == metrics
+    for scores in metrics["per_label"].values():
+        assert set(scores) == {"precision", "recall", "f1", "support"}
+        assert 0.0 <= scores["f1"] <= 1.0 and scores["support"] == 30
+    assert metrics["excluded_labels"] == {} and metrics["excluded_rows"] == 0
+    assert metrics["training"]["solver"] in ("liblinear", "sgd")
+    assert "cross-validation" in metrics["training"]["chosen_by"]
 
 
 def test_fast_predictor_matches_scikit_learn_on_every_text(model, corpus):
@@ -102,3 +127,61 @@ def test_binary_labels(corpus):
     texts = [text for text, _ in corpus] + UNSEEN_TEXTS
     fast = FastPredictor(model)
     assert [fast.predict_one(text) for text in texts] == predict_labels(model, texts)
+
+
+PLANS = {
+    "liblinear": TrainingPlan(2, 1, "liblinear", 1.0, "balanced"),
+    "sgd": TrainingPlan(2, 2, "sgd", 2e-5, None),
+}
+
+
+@pytest.fixture(scope="module", params=[(solver, size) for solver in PLANS for size in (2, 6)])
+def any_model(request, corpus) -> TrainedModel:
+    """A model from every solver the training may choose, binary and multiclass."""
+    solver, size = request.param
+    wanted = ["fonts", "games", "perl", "python", "science", "sound"][:size]
+    rows = [(text, label) for text, label in corpus if label in wanted]
+    return fit_model([t for t, _ in rows], [label for _, label in rows], plan=PLANS[solver])
+
+
+def test_fast_predictor_matches_scikit_learn_for_every_solver(any_model, corpus):
+    texts = [text for text, _ in corpus] + UNSEEN_TEXTS
+    fast = FastPredictor(any_model)
+    assert [fast.predict_one(text) for text in texts] == predict_labels(any_model, texts)
+
+
+def test_top_k_fast_path_equals_the_reference(any_model, corpus):
+    texts = [text for text, _ in corpus[::20]] + UNSEEN_TEXTS
+    fast = FastPredictor(any_model)
+    expected = score_labels(any_model, texts, 3)
+    per_text = [fast.top_k([text], 3)[0] for text in texts]
+    for got, want in zip(per_text, expected, strict=True):
+        assert [label for label, _ in got] == [label for label, _ in want]
+        assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
+    assert fast.top_k(texts, 3) == expected  # a large batch takes the reference path itself
+
+
+def test_top_k_ranks_like_the_prediction_with_scores_in_unit_interval(any_model, corpus):
+    texts = [text for text, _ in corpus[::15]] + UNSEEN_TEXTS
+    predicted = predict_labels(any_model, texts)
+    for text, label, ranked in zip(
+        texts, predicted, FastPredictor(any_model).top_k(texts, 2), strict=True
+    ):
+        assert ranked[0][0] == label, text
+        scores = [score for _, score in ranked]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0.0 <= score <= 1.0 for score in scores)
+
+
+def test_top_k_bounds(model):
+    fast = FastPredictor(model)
+    everything = fast.top_k(["python bindings"], 100)[0]
+    assert sorted(label for label, _ in everything) == model.labels  # k above the labels: all
+    assert sum(score for _, score in everything) == pytest.approx(1.0)
+    assert fast.top_k(["python bindings"], 1)[0][0][0] == fast.predict_one("python bindings")
+    assert fast.top_k([], 3) == []
+    for k in (0, -1):
+        with pytest.raises(ValueError, match="k must be at least 1"):
+            fast.top_k(["python bindings"], k)
+        with pytest.raises(ValueError, match="k must be at least 1"):
+            score_labels(model, ["python bindings"], k)

@@ -16,7 +16,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 Job = dict[str, Any]
-ROWS = 20_000  # a few seconds of training on this machine
+ROWS = 8_000  # a few seconds of training on this machine (a one-split plan search)
 # Short limits, so a redelivery happens within the test; same order as the defaults.
 LIMITS = {
     "TASK_SOFT_TIME_LIMIT": "20",

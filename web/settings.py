@@ -15,6 +15,7 @@ ALLOWED_HOSTS = config.django_allowed_hosts
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.postgres",  # trigram index on text (OpClass in index expressions)
     "rest_framework",
     "django_filters",
     "drf_spectacular",

@@ -18,6 +18,9 @@ django_app = get_asgi_application()
 from stack.heap import freeze_startup_heap  # noqa: E402
 from web import algorithm_client  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
+from web.data.upload_limit import limit_import_body  # noqa: E402
+
+http_app = limit_import_body(django_app, max_bytes=get_settings().import_max_bytes)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -25,7 +28,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] != "lifespan":
-        await django_app(scope, receive, send)
+        await http_app(scope, receive, send)
         return
     while True:
         message = await receive()

@@ -26,6 +26,7 @@ class WebSettings(CommonSettings):
     bulk_max_rows: int = 10_000
     text_max_chars: int = 100_000
     predict_max_texts: int = 1000
+    import_max_bytes: int = 2 * 1024**3
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

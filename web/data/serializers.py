@@ -22,7 +22,7 @@ class RuleCharField(serializers.CharField):
     def __init__(self, *, clean: Callable[[Any], str], **kwargs: Any) -> None:
         self.clean = clean
         super().__init__(trim_whitespace=False, **kwargs)
-        self.validators = []
+        self.validators: list[Any] = []
 
     def run_validation(self, data: Any = serializers.empty) -> Any:
         return serializers.Field.run_validation(self, data)

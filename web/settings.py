@@ -85,3 +85,4 @@ BULK_MAX_ROWS = config.bulk_max_rows
 PAGE_SIZE_DEFAULT = config.page_size_default
 PAGE_SIZE_MAX = config.page_size_max
 PREDICT_MAX_TEXTS = config.predict_max_texts
+IMPORT_MAX_BYTES = config.import_max_bytes

@@ -35,6 +35,7 @@ def export_sql(queryset: QuerySet[Any], *, file_format: str) -> str:
         options = "(FORMAT csv, HEADER true)"
     sql, params = query.query.sql_with_params()
     # COPY takes no bind parameters: psycopg quotes them into the statement client-side.
+    connection.ensure_connection()
     with psycopg.ClientCursor(connection.connection) as quoting:
         inlined = quoting.mogrify(sql, params)
     return f"COPY ({inlined}) TO STDOUT {options}"

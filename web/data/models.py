@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models.functions import Upper
 
 LABEL_MAX_LENGTH = 100
+TRIGRAM_INDEX = "data_text_upper_trgm_idx"
 
 
 class Data(models.Model):
@@ -26,7 +27,7 @@ class Data(models.Model):
             models.Index(fields=["updated_at", "id"], name="data_updated_id_idx"),
             models.Index(fields=["label", "created_at", "id"], name="data_label_created_id_idx"),
             models.Index(fields=["label", "updated_at", "id"], name="data_label_updated_id_idx"),
-            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="data_text_upper_trgm_idx"),
+            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name=TRIGRAM_INDEX),
         ]
         constraints = [
             models.CheckConstraint(

@@ -14,6 +14,7 @@ from django.conf import settings
 from web.data.models import LABEL_MAX_LENGTH
 
 FIELDS = ("text", "label")
+TEXT_MAX_CHARS: int = settings.TEXT_MAX_CHARS  # read once: this runs for every imported row
 # JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be stored.
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -24,7 +25,7 @@ class RowProblem(ValueError):
 
 def clean_text(value: Any) -> str:
     """The text as stored (unchanged), or RowProblem."""
-    return _clean_string(value, max_chars=settings.TEXT_MAX_CHARS)
+    return _clean_string(value, max_chars=TEXT_MAX_CHARS)
 
 
 def clean_label(value: Any) -> str:
@@ -35,6 +36,11 @@ def clean_label(value: Any) -> str:
 
 def clean_row(row: Any) -> tuple[str, str]:
     """(text, label) of a row object, or RowProblem naming every field that is wrong."""
+    if type(row) is dict and len(row) == 2 and "text" in row and "label" in row:
+        try:  # the usual row: the two fields and nothing else
+            return clean_text(row["text"]), clean_label(row["label"])
+        except RowProblem:
+            pass  # described field by field below
     if not isinstance(row, dict):
         raise RowProblem('Expected an object with "text" and "label".')
     problems = [f"{name}: Unknown field." for name in sorted(set(row) - set(FIELDS))]

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, parsers, serializers, status
+from rest_framework import (
+    exceptions,
+    generics,
+    negotiation,
+    parsers,
+    renderers,
+    serializers,
+    status,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from web.config import get_settings
 from web.data import exporting, importing
 from web.data.filters import RefuseNulInQuery, TrigramSearchFilter
 from web.data.models import Data
@@ -64,7 +72,7 @@ class DataImportView(generics.GenericAPIView):
 
     def post(self, request: Request) -> Response:
         media_type = _body_media_type(request)
-        max_bytes = get_settings().import_max_bytes
+        max_bytes = settings.IMPORT_MAX_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
             raise importing.ImportTooLargeError(max_bytes)
         lines = importing.bounded_lines(request._request.readline, max_bytes=max_bytes)
@@ -82,6 +90,16 @@ def _body_media_type(request: Request) -> str:
             detail="Send application/x-ndjson or text/csv, in UTF-8.",
         )
     return media_type
+
+
+class JsonErrorsOnly(negotiation.BaseContentNegotiation):
+    """The export's `?format=` picks the file format, not a DRF renderer; errors are JSON."""
+
+    def select_parser(self, request: Any, parsers: Any) -> None:
+        return None
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
 
 
 @extend_schema(
@@ -108,6 +126,8 @@ def _body_media_type(request: Request) -> str:
     },
 )
 class DataExportView(generics.GenericAPIView):
+    content_negotiation_class = JsonErrorsOnly
+    renderer_classes = [renderers.JSONRenderer]
     queryset = Data.objects.all()
     filter_backends = [RefuseNulInQuery, DjangoFilterBackend, TrigramSearchFilter]
     filterset_fields = ["label"]

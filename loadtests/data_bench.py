@@ -38,6 +38,7 @@ from stack.process import Child, spawn, stop_children
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- data-bench:begin -->", "<!-- data-bench:end -->"
 TARGET_MS = 50
+TRIGRAM_INDEX = "data_text_upper_trgm_idx"  # web/data/models.py
 
 
 def cursor(ordering: str, key: list[object]) -> str:
@@ -208,14 +209,16 @@ def main(argv: list[str] | None = None) -> int:
             web, web_url = start_web(url, Path(work) / "web.log")
             children.append(web)
             web_pid = int(Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()[0])
-            results = run_measurements(args, corpus, web_url, web_pid)
+            results = run_measurements(args, corpus, web_url, web_pid, dsn=url)
         finally:
             stop_children(children)
     write_report(args, results, load_seconds)
     return 0
 
 
-def run_measurements(args: argparse.Namespace, corpus: list, web_url: str, web_pid: int) -> dict:
+def run_measurements(
+    args: argparse.Namespace, corpus: list, web_url: str, web_pid: int, *, dsn: str
+) -> dict:
     labels: dict[str, int] = {}
     for _, label in corpus:
         labels[label] = labels.get(label, 0) + 1
@@ -228,13 +231,21 @@ def run_measurements(args: argparse.Namespace, corpus: list, web_url: str, web_p
         results["lists"].append(("GET /health/live (no database: the stack's floor)", *floor))
         for name, query in variants:
             median, p99 = time_requests(client, f"/api/data/?{query}", args.requests)
-            results["lists"].append((name, median, p99))
+            results["lists"].append((f"{name}", median, p99))
             print(f"{name:55s} median {median:7.1f} ms  p99 {p99:7.1f} ms", flush=True)
         extra = list(sample_rows(corpus, args.import_rows, seed=2))
         for file_format in ("ndjson", "csv"):
             body = import_body(extra, file_format)
             results["imports"][file_format] = measure_import(client, web_pid, body, file_format)
             print(file_format, "import", results["imports"][file_format], flush=True)
+        # What the trigram index costs an import: the same NDJSON rows once more without it.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP INDEX CONCURRENTLY {TRIGRAM_INDEX}")
+        body = import_body(extra, "ndjson")
+        results["imports"]["ndjson, no trigram index"] = measure_import(
+            client, web_pid, body, "ndjson"
+        )
+        print("import without trigram index", results["imports"]["ndjson, no trigram index"])
         for file_format in ("ndjson", "csv"):
             results["exports"][file_format] = measure_export(client, file_format)
             print(file_format, "export", results["exports"][file_format], flush=True)

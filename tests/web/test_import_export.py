@@ -113,6 +113,7 @@ def test_import_reports_at_most_100_bad_lines(api: APIClient) -> None:
         (b'{"text": "t", "label": "l"}', "application/json", 415),
         (b"t,l", "text/csv; charset=latin-1", 415),
         (b"\xff\xfe not utf-8\n", NDJSON, 400),
+        (b"[" * 200_000 + b"\n", NDJSON, 400),
         (b'text,label\n"unterminated,x\n', CSV, 400),
     ],
 )
@@ -227,3 +228,20 @@ def test_web_memory_stays_flat_while_importing_100_mb(
     growth_mib = (_peak_rss_kib(worker) - before) / 1024
     assert growth_mib < 30, f"peak RSS grew by {growth_mib:.0f} MiB for a 100 MB body"
     wait_until(lambda: Data.objects.count() == copies // 1000 * 1000 + 1000, timeout=5)
+
+
+def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient) -> None:
+    from openapi_spec_validator import validate
+
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    validate(schema)
+    imported = schema["paths"]["/api/data/import/"]["post"]
+    assert set(imported["requestBody"]["content"]) == {NDJSON, CSV}
+    assert {"201", "400", "413", "415"} <= set(imported["responses"])
+    exported = schema["paths"]["/api/data/export/"]["get"]
+    assert set(exported["responses"]["200"]["content"]) == {NDJSON, CSV}
+    listed = schema["paths"]["/api/data/"]["get"]
+    assert "cursor" in {p["name"] for p in listed["parameters"]}
+    page = listed["responses"]["200"]["content"]["application/json"]["schema"]
+    page = schema["components"]["schemas"][page["$ref"].rpartition("/")[2]]
+    assert "pg_class.reltuples" in page["properties"]["count"]["description"]

@@ -116,7 +116,7 @@ def parse_ndjson(lines: Iterable[bytes]) -> Iterator[Parsed]:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:  # UnicodeDecodeError included
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
                 yield number, rules.RowProblem(f"Not a JSON object in UTF-8: {exc}.")
                 continue
             try:

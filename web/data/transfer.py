@@ -120,8 +120,8 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
         ),
     ],  # fmt: skip
     responses={
-        (200, exporting.MEDIA_TYPES[exporting.NDJSON]): OpenApiTypes.STR,
-        (200, exporting.MEDIA_TYPES[exporting.CSV]): OpenApiTypes.STR,
+        (200, importing.NDJSON): OpenApiTypes.STR,
+        (200, importing.CSV): OpenApiTypes.STR,  # sent with "; charset=utf-8"
         400: _ERROR,
     },
 )

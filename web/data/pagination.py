@@ -24,6 +24,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from web.data.models import Data
+
 ORDERING_FIELDS = ("id", "label", "created_at", "updated_at")
 DEFAULT_ORDERING = "id"
 EXACT_COUNT_BELOW = 10_000  # rows: counting a table this small costs less than a millisecond
@@ -94,8 +96,6 @@ class KeysetPagination(pagination.BasePagination):
             return None, False
         estimate = estimated_rows()
         if estimate < EXACT_COUNT_BELOW:
-            from web.data.models import Data
-
             return Data.objects.count(), False
         return estimate, True
 

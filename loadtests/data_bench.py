@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
             web, web_url = start_web(url, Path(work) / "web.log")
             children.append(web)
             web_pid = int(Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()[0])
-            results = run_measurements(args, corpus, web_url, web_pid, dsn=url)
+            try:
+                results = run_measurements(args, corpus, web_url, web_pid, dsn=url)
+            except httpx.HTTPError:
+                print((Path(work) / "web.log").read_text()[-5000:], file=sys.stderr)
+                raise
         finally:
             stop_children(children)
     write_report(args, results, load_seconds)

@@ -27,7 +27,10 @@ MAX_REPORTED = 100
 # lets PostgreSQL merge the new entries in a few big batches; merging the rest before commit
 # keeps searches from scanning a long pending list afterwards.
 GIN_BATCH_SQL = "SET LOCAL gin_pending_list_limit = '64MB'"
-GIN_MERGE_SQL = f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}'::regclass)"
+GIN_MERGE_SQL = (  # a no-op where the index has been dropped
+    "SELECT gin_clean_pending_list(oid) FROM pg_class "
+    f"WHERE relname = '{TRIGRAM_INDEX}' AND relkind = 'i'"
+)
 COPY_SQL = "COPY data (text, label, created_at, updated_at) FROM STDIN"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 # Longest line accepted: the longest text, every character escaped as \uXXXX, plus slack.

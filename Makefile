@@ -17,8 +17,9 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(PY) -m stack.run
 
+# Every test but the compose staging check (minutes of Docker builds: `make compose-test`).
 test: $(INSTALLED)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not compose"
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
@@ -36,9 +37,12 @@ bench: $(INSTALLED)
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
 # Staging check, not part of `make test`: build the compose stack, run a user's flow through web,
-# restart and recreate services, check the volumes kept data and model (loadtests/compose_test.py).
+# restart and recreate services, check the volumes kept data and model
+# (tests/compose/test_compose_stack.py). Starts a Docker engine with docker-offline if none answers;
+# its Debian client (in /usr/bin) has BuildKit built in.
 compose-test: $(INSTALLED)
-	$(PY) -m loadtests.compose_test $(COMPOSE_TEST_ARGS)
+	docker info >/dev/null 2>&1 || ../shared/tools/docker-offline/docker-offline setup
+	PATH=/usr/bin:$$PATH $(PY) -m pytest tests/compose -m compose -s $(COMPOSE_TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

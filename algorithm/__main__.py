@@ -3,10 +3,14 @@
 import sys
 
 from algorithm.config import get_settings
-from stack.serve import main
+from stack.serve import serve_pool
 
 settings = get_settings()
 sys.exit(
-    main(["algorithm.asgi:app", "--host", settings.algorithm_host,
-          "--port", str(settings.algorithm_port), "--workers", str(settings.algorithm_workers)])
-)  # fmt: skip
+    serve_pool(
+        "algorithm.asgi:app",
+        host=settings.algorithm_host,
+        port=settings.algorithm_port,
+        workers=settings.algorithm_workers,
+    )
+)

@@ -7,19 +7,25 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
 
 from algorithm.config import AlgorithmSettings, get_settings
-from algorithm.errors import register_error_handlers
+from algorithm.errors import ApiError
 from algorithm.event_loop import FlaskASGI, LoopFlask
+from algorithm.jobs import JobStore
 from algorithm.openapi import docs
 from algorithm.runtime import ServingRuntime
+from algorithm.training_queue import TrainingQueue
 from algorithm.views import api
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
     settings: AlgorithmSettings | None = None,
     *,
-    job_store: Any | None = None,
+    job_store: JobStore | None = None,
     enqueue: Callable[[str], None] | None = None,
 ) -> LoopFlask:
     """Build the Flask app with its runtime; tests pass their own settings or collaborators."""
@@ -28,21 +34,21 @@ def create_app(
     redis_client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
     )
-    if job_store is None:
-        from worker.jobs import JobStore
-
-        job_store = JobStore(redis_client)
+    on_close: list[Callable[[], None]] = [redis_client.close]
     if enqueue is None:
-        from worker.celery_app import enqueue_training
-
-        enqueue = enqueue_training
+        queue = TrainingQueue(settings.redis_url)
+        enqueue = queue.enqueue
+        on_close.append(queue.close)
     app = LoopFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.predict_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    runtime = ServingRuntime(
-        settings, job_store=job_store, enqueue=enqueue, redis_client=redis_client
+    app.extensions["textclf"] = ServingRuntime(
+        settings,
+        job_store=job_store or JobStore(redis_client),
+        enqueue=enqueue,
+        redis_client=redis_client,
+        on_close=on_close,
     )
-    app.extensions["textclf"] = runtime
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(docs)
@@ -52,7 +58,7 @@ def create_app(
 def create_asgi_app(
     settings: AlgorithmSettings | None = None,
     *,
-    job_store: Any | None = None,
+    job_store: JobStore | None = None,
     enqueue: Callable[[str], None] | None = None,
 ) -> FlaskASGI:
     """The service as Hypercorn serves it: the Flask app on the server's loop, with its lifespan."""
@@ -65,3 +71,31 @@ def create_asgi_app(
         on_startup=[runtime.start],
         on_shutdown=[runtime.aclose],
     )
+
+
+def error_response(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:
+    """The one error shape."""
+    return jsonify({"error": code, "detail": detail, **extra}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error, ours or Werkzeug's, answers in the error shape; never an HTML page."""
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError) -> tuple[Response, int]:
+        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response, status = error_response(exc.code or 500, code, exc.description or exc.name)
+        # Werkzeug's own headers, e.g. the `Allow` every 405 must carry (RFC 9110).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", ApiError.default_detail)

@@ -7,14 +7,17 @@ atomic `os.replace`, so a reader sees the old complete version or the new comple
 mix; a failed publish leaves nothing visible. The loader follows `current` only to a version
 directory directly inside the model root and checks every pickle's sha256 before unpickling.
 
-Errors: ArtifactError (anything wrong with a published version), NoModelError (no `current` yet).
+Errors: ArtifactError (anything wrong with a published version), NoModel (no `current` yet).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
+import pickle
 import platform
 import re
 import secrets
@@ -28,9 +31,13 @@ from typing import Any
 import numpy
 import scipy
 import sklearn
+from sklearn.feature_extraction.text import TfidfVectorizer
 
-from algorithm.ml import ModelIntegrityError, TrainedModel, load_model, save_model, write_synced
+from algorithm.errors import NoModel
+from algorithm.ml import TrainedModel
 
+VECTORIZER_FILE = "vectorizer.pickle"
+CLASSIFIER_FILE = "model.pickle"
 CURRENT_LINK = "current"
 MANIFEST_FILE = "manifest.json"
 TEMP_PREFIX = ".tmp-"
@@ -43,11 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
-    """A published model version is missing, corrupt, or outside the model root."""
-
-
-class NoModelError(ArtifactError):
-    """No model has been published yet (there is no `current` link)."""
+    """A model version or file is missing, corrupt, or outside the model root."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,62 @@ class LoadedVersion:
     version: str
     manifest: dict[str, Any]
     model: TrainedModel
+
+
+def sha256_of(data: bytes) -> str:
+    """Return the sha256 hex digest of data."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write data to a new file and fsync it, so a later rename publishes complete bytes."""
+    with path.open("xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_model(model: TrainedModel, directory: Path) -> dict[str, str]:
+    """Pickle the vectorizer and classifier into directory (fsynced); return file -> sha256."""
+    checksums = {}
+    for name, obj in ((VECTORIZER_FILE, model.vectorizer), (CLASSIFIER_FILE, model.classifier)):
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        write_synced(directory / name, data)
+        checksums[name] = sha256_of(data)
+    return checksums
+
+
+def read_regular_file(path: Path) -> bytes:
+    """Read a file's bytes, refusing symlinks (a model file must live in its version dir)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with io.FileIO(fd, "rb") as handle:
+        return handle.readall()
+
+
+def load_model(directory: Path, *, expected_sha256: dict[str, str]) -> TrainedModel:
+    """Load a saved model, checking each file's sha256 before unpickling (ArtifactError)."""
+    verified = {}
+    # Every file is checked before any is unpickled: unpickling untrusted bytes runs code.
+    for name in (VECTORIZER_FILE, CLASSIFIER_FILE):
+        if name not in expected_sha256:
+            raise ArtifactError(f"no expected sha256 given for {name}")
+        try:
+            data = read_regular_file(directory / name)
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {directory / name}: {exc}") from exc
+        if sha256_of(data) != expected_sha256[name]:
+            raise ArtifactError(f"{directory / name} does not match its sha256; not loading")
+        verified[name] = data
+    loaded = {}
+    for name, data in verified.items():
+        try:
+            loaded[name] = pickle.loads(data)
+        except Exception as exc:  # a corrupt pickle can raise nearly anything
+            raise ArtifactError(f"{directory / name} does not unpickle: {exc!r}") from exc
+    vectorizer, classifier = loaded[VECTORIZER_FILE], loaded[CLASSIFIER_FILE]
+    if not isinstance(vectorizer, TfidfVectorizer) or not hasattr(classifier, "coef_"):
+        raise ArtifactError(f"{directory} does not hold a fitted vectorizer and classifier")
+    return TrainedModel(vectorizer=vectorizer, classifier=classifier)
 
 
 def new_version_id(now: datetime | None = None) -> str:
@@ -185,7 +244,7 @@ def resolve_current(model_root: Path) -> Path:
     """Return the real version directory `current` names, refusing anything outside the root."""
     link = model_root / CURRENT_LINK
     if not os.path.lexists(link):
-        raise NoModelError(f"no model published yet under {model_root}: train one first")
+        raise NoModel(f"no model published yet under {model_root}: train one first")
     if not link.is_symlink():
         raise ArtifactError(f"{link} is not a symlink; refusing to load it")
     root = model_root.resolve()
@@ -216,11 +275,11 @@ def read_manifest(version_dir: Path) -> dict[str, Any]:
 
 
 def load_current_version(model_root: Path) -> LoadedVersion:
-    """Load the version `current` names, verified (ArtifactError, NoModelError when none)."""
+    """Load the version `current` names, verified (ArtifactError; NoModel when there is none)."""
     version_dir = resolve_current(model_root)
     manifest = read_manifest(version_dir)
     try:
         model = load_model(version_dir, expected_sha256=manifest["sha256"])
-    except ModelIntegrityError as exc:
+    except ArtifactError as exc:
         raise ArtifactError(f"version {version_dir.name}: {exc}") from exc
     return LoadedVersion(version=version_dir.name, manifest=manifest, model=model)

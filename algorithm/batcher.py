@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from algorithm.errors import NoModel
 from algorithm.model_cache import ServingModel
 
 Pending = tuple[list[str], asyncio.Future[tuple[list[str], str]]]
-
-
-class NoModelLoaded(Exception):
-    pass
 
 
 class MicroBatcher:
@@ -33,7 +30,7 @@ class MicroBatcher:
         self._max_size = max_size
         self._max_wait = max_wait
         self._queue: asyncio.Queue[Pending] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
 
     async def predict(self, texts: list[str]) -> tuple[list[str], str]:
         """Labels for `texts` and the model version that produced them."""
@@ -41,7 +38,7 @@ class MicroBatcher:
             return self._run([texts])[0]
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         future: asyncio.Future[tuple[list[str], str]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((texts, future))
         return await future
@@ -84,7 +81,7 @@ class MicroBatcher:
     def _run(self, requests: list[list[str]]) -> list[tuple[list[str], str]]:
         model = self._current_model()
         if model is None:
-            raise NoModelLoaded()
+            raise NoModel()
         flat = [text for texts in requests for text in texts]
         labels = model.predictor.predict_many(flat)
         results, start = [], 0
@@ -94,6 +91,6 @@ class MicroBatcher:
         return results
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)

@@ -1,30 +1,28 @@
-"""The algorithm service's errors, mapped to HTTP in one place (`register_error_handlers`).
+"""The algorithm service's errors; `app.register_error_handlers` maps them all to HTTP.
 
 ApiError                    {"error": code, "detail": text} with an HTTP status
 ├── BadRequest              400: the body is not what the endpoint takes
-├── NoModel                 503: nothing trained yet
+├── NoModel                 503: nothing trained (or published) yet
 ├── JobNotFound             404
 └── BrokerUnavailable       503: Redis (the queue) does not answer
+
+No web framework here: the model files (artifacts.py) raise NoModel too, and the worker imports
+them.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
     status = 500
     code = "internal_error"
+    default_detail = "The server failed to handle this request."
 
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
         self.extra = extra
 
     def with_status(self, status: int) -> ApiError:
@@ -36,8 +34,9 @@ class ApiError(Exception):
 class BadRequest(ApiError):
     status = 400
     code = "invalid_request"
+    default_detail = "The request is not what this endpoint takes."
 
-    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         if code:
             self.code = code
@@ -46,6 +45,10 @@ class BadRequest(ApiError):
 class NoModel(ApiError):
     status = 503
     code = "no_model"
+    default_detail = (
+        "No model has been trained yet: add labelled rows and start training "
+        "with POST /train (or POST /api/train/ on the web service) first."
+    )
 
 
 class JobNotFound(ApiError):
@@ -56,26 +59,3 @@ class JobNotFound(ApiError):
 class BrokerUnavailable(ApiError):
     status = 503
     code = "broker_unavailable"
-
-
-def error_response(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:
-    """The one error shape."""
-    return jsonify({"error": code, "detail": detail, **extra}), status
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Every error, ours or Werkzeug's, answers in the error shape; never an HTML page."""
-
-    @app.errorhandler(ApiError)
-    def handle_api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "The server failed to handle this request.")

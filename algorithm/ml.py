@@ -1,22 +1,17 @@
-"""The ML code: build, train, evaluate, save, load and predict with TF-IDF + a linear classifier.
+"""The ML code: build, train, evaluate and predict with TF-IDF + a linear classifier.
 
-A plain module (no web or queue imports) shared by the worker, which trains and publishes, and by
-the algorithm service, which loads and predicts. `FastPredictor` gives exactly the labels of
-`predict_labels` for one text at a small fraction of scikit-learn's per-call cost.
+A plain module (no web or queue imports) shared by the worker, which trains, and by the algorithm
+service, which predicts; artifacts.py saves and loads the fitted model. `FastPredictor` gives
+exactly the labels of `predict_labels` for one text at a small fraction of scikit-learn's cost.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
-import os
-import pickle
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,18 +20,12 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-VECTORIZER_FILE = "vectorizer.pickle"
-CLASSIFIER_FILE = "model.pickle"
 # Above this many texts one vectorized scikit-learn call beats the per-text loop (measured).
 FAST_BATCH_THRESHOLD = 32
 
 
 class TrainingDataError(ValueError):
     """The rows cannot train a classifier (none, or fewer than two labels)."""
-
-
-class ModelIntegrityError(Exception):
-    """A saved model file is missing, does not match its checksum, or does not unpickle."""
 
 
 @dataclass(frozen=True)
@@ -199,59 +188,3 @@ class FastPredictor:
         if len(texts) > FAST_BATCH_THRESHOLD:
             return predict_labels(self.model, texts)
         return [self.predict_one(text) for text in texts]
-
-
-def sha256_of(data: bytes) -> str:
-    """Return the sha256 hex digest of data."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_synced(path: Path, data: bytes) -> None:
-    """Write data to a new file and fsync it, so a later rename publishes complete bytes."""
-    with path.open("xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def save_model(model: TrainedModel, directory: Path) -> dict[str, str]:
-    """Pickle the vectorizer and classifier into directory (fsynced); return file -> sha256."""
-    checksums = {}
-    for name, obj in ((VECTORIZER_FILE, model.vectorizer), (CLASSIFIER_FILE, model.classifier)):
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        write_synced(directory / name, data)
-        checksums[name] = sha256_of(data)
-    return checksums
-
-
-def read_regular_file(path: Path) -> bytes:
-    """Read a file's bytes, refusing symlinks (a model file must live in its version dir)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with io.FileIO(fd, "rb") as handle:
-        return handle.readall()
-
-
-def load_model(directory: Path, *, expected_sha256: dict[str, str]) -> TrainedModel:
-    """Load a saved model, checking each file's sha256 before unpickling (ModelIntegrityError)."""
-    verified = {}
-    # Every file is checked before any is unpickled: unpickling untrusted bytes runs code.
-    for name in (VECTORIZER_FILE, CLASSIFIER_FILE):
-        if name not in expected_sha256:
-            raise ModelIntegrityError(f"no expected sha256 given for {name}")
-        try:
-            data = read_regular_file(directory / name)
-        except OSError as exc:
-            raise ModelIntegrityError(f"cannot read {directory / name}: {exc}") from exc
-        if sha256_of(data) != expected_sha256[name]:
-            raise ModelIntegrityError(f"{directory / name} does not match its sha256; not loading")
-        verified[name] = data
-    loaded = {}
-    for name, data in verified.items():
-        try:
-            loaded[name] = pickle.loads(data)
-        except Exception as exc:  # a corrupt pickle can raise nearly anything
-            raise ModelIntegrityError(f"{directory / name} does not unpickle: {exc!r}") from exc
-    vectorizer, classifier = loaded[VECTORIZER_FILE], loaded[CLASSIFIER_FILE]
-    if not isinstance(vectorizer, TfidfVectorizer) or not hasattr(classifier, "coef_"):
-        raise ModelIntegrityError(f"{directory} does not hold a fitted vectorizer and classifier")
-    return TrainedModel(vectorizer=vectorizer, classifier=classifier)

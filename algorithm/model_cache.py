@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from algorithm import artifacts
+from algorithm.errors import NoModel
 from algorithm.ml import FastPredictor
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class ModelCache:
             return False  # nothing published (or unpublished by hand): keep what we serve
         try:
             loaded = artifacts.load_current_version(self.model_root)
+        except NoModel:
+            return False  # `current` vanished since the stat: as if nothing were published
         except artifacts.ArtifactError as exc:
             self.last_error = str(exc)
             log.error("keeping model %s: %s", self.version, exc)

@@ -1,7 +1,10 @@
 """OpenAPI 3 document and Swagger UI for the algorithm service.
 
-Schemas come from the pydantic models that validate the bodies, so the document cannot drift
-from what the endpoints accept. Swagger UI's files ship in a Python package: no CDN needed.
+Response schemas come from the pydantic models the views answer with, so they cannot drift. The
+predict body is written out here: its rules (exactly one of `text` or `texts`, the configured
+limits) live in validators that pydantic cannot express as a schema. Every operation lists every
+status it answers; a method a path does not support answers 405 with `Allow`. Swagger UI's files
+ship in a Python package: no CDN needed.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 from pydantic.json_schema import models_json_schema
 
-from algorithm.schemas import BatchPredictResponse, Error, Job, PredictRequest, PredictResponse
+from algorithm.jobs import Job
+from algorithm.schemas import BatchPredictResponse, Error, Liveness, PredictResponse, Readiness
 
 docs = Blueprint("docs", __name__)
 
@@ -27,21 +31,43 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "Invalid input", 404: "Not found", 413: "Body too large",
-            415: "Body is not JSON", 503: "Unavailable"}  # fmt: skip
-    return {str(status): _json(_ref("Error"), text[status]) for status in statuses}
+def _error(description: str) -> dict[str, Any]:
+    """A response in the error shape; the description names the `error` codes it carries."""
+    return _json(_ref("Error"), description)
+
+
+TOO_LARGE = _error("Body over the configured limit: `request_entity_too_large`")
+BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
+
+
+def predict_request_schema(*, max_texts: int, max_chars: int) -> dict[str, Any]:
+    """Exactly one of `text` or `texts`, as two closed objects."""
+    text = {"type": "string", "minLength": 1, "maxLength": max_chars,
+            "pattern": r"\S", "description": "Not blank."}  # fmt: skip
+    texts = {"type": "array", "items": text, "minItems": 1, "maxItems": max_texts}
+    return {"oneOf": [
+        {"title": "OneText", "type": "object", "properties": {"text": text},
+         "required": ["text"], "additionalProperties": False},
+        {"title": "TextBatch", "type": "object", "properties": {"texts": texts},
+         "required": ["texts"], "additionalProperties": False},
+    ]}  # fmt: skip
 
 
 @cache
-def build_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
+def build_openapi(*, max_texts: int, max_chars: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with the limits this service is configured with."""
     _, defs = models_json_schema(
-        [(m, "validation") for m in (PredictRequest, PredictResponse, BatchPredictResponse, Job,
-                                     Error)],
+        [(m, "serialization") for m in (PredictResponse, BatchPredictResponse, Job, Error,
+                                        Liveness, Readiness)],
         ref_template="#/components/schemas/{model}",
     )  # fmt: skip
+    schemas = {"PredictRequest": predict_request_schema(max_texts=max_texts, max_chars=max_chars),
+               **defs["$defs"]}  # fmt: skip
     job = _json(_ref("Job"), "The job")
+    location = {"description": "Where the job's state is answered", "required": True,
+                "schema": {"type": "string"}}  # fmt: skip
+    queued = {**_json(_ref("Job"), "The queued job (a new one, or the one already waiting)"),
+              "headers": {"Location": location}}  # fmt: skip
     return {
         "openapi": "3.1.0",
         "info": {"title": "textclf algorithm service", "version": "1.0.0"},
@@ -53,26 +79,42 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {
                     "200": _json({"oneOf": [_ref("PredictResponse"), _ref("BatchPredictResponse")]},
                                  "Labels and the model version that produced them"),
-                    **_errors(400, 413, 415, 503),
+                    "400": _error("Invalid input: `invalid_json`, or `validation_error` with "
+                                  "`fields` naming each field's problems"),
+                    "413": TOO_LARGE,
+                    "415": _error("Body not sent as application/json: `unsupported_media_type`"),
+                    "503": _error("Nothing trained yet: `no_model`"),
                 },
             }},
             "/train": {"post": {
-                "summary": "Queue a training job (or get the one already queued)",
-                "responses": {"202": job, **_errors(400, 503)},
+                "summary": "Queue a training job (or get the one already queued); no body",
+                "responses": {
+                    "202": queued,
+                    "400": _error("A body was sent: `invalid_request`"),
+                    "413": TOO_LARGE,
+                    "503": BROKER_DOWN,
+                },
             }},
             "/train/{job_id}": {"get": {
                 "summary": "State of a training job",
                 "parameters": [{"name": "job_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
-                "responses": {"200": job, **_errors(404, 503)},
+                "responses": {
+                    "200": job,
+                    "404": _error("No such job (or it expired): `job_not_found`; `not_found` "
+                                  "when the id holds a `/`"),
+                    "503": BROKER_DOWN,
+                },
             }},
             "/health/live": {"get": {"summary": "Liveness",
-                                     "responses": {"200": {"description": "Up"}}}},
-            "/health/ready": {"get": {"summary": "Readiness (Redis) and loaded model version",
-                                      "responses": {"200": {"description": "Ready"},
-                                                    "503": {"description": "Not ready"}}}},
+                                     "responses": {"200": _json(_ref("Liveness"), "Up")}}},
+            "/health/ready": {"get": {
+                "summary": "Readiness (Redis) and the model version this process serves",
+                "responses": {"200": _json(_ref("Readiness"), "Ready"),
+                              "503": _json(_ref("Readiness"), "Redis does not answer")},
+            }},
         },
-        "components": {"schemas": defs["$defs"]},
+        "components": {"schemas": schemas},
     }  # fmt: skip
 
 
@@ -94,7 +136,10 @@ SWAGGER_PAGE = """<!doctype html>
 
 @docs.get("/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(build_openapi())
+    settings = current_app.extensions["textclf"].settings
+    return jsonify(
+        build_openapi(max_texts=settings.predict_max_texts, max_chars=settings.predict_max_chars)
+    )
 
 
 @docs.get("/docs")

@@ -1,4 +1,4 @@
-"""What one algorithm process owns: its model cache, batcher, model poller and job store.
+"""What one algorithm process owns: model cache, batcher, model poller, job store and queue.
 
 Created by the app factory; the poller starts and everything closes with the server's lifespan,
 on the server's event loop. Nothing here is created lazily by a view.
@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
 from algorithm.batcher import MicroBatcher
 from algorithm.config import AlgorithmSettings
+from algorithm.jobs import JobStore
 from algorithm.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,16 @@ class ServingRuntime:
         self,
         settings: AlgorithmSettings,
         *,
-        job_store: Any,
+        job_store: JobStore,
         enqueue: Callable[[str], None],
         redis_client: redis.Redis,
+        on_close: list[Callable[[], None]],
     ) -> None:
         self.settings = settings
         self.job_store = job_store
         self.enqueue = enqueue
         self.redis = redis_client
+        self._on_close = on_close  # blocking clean-ups (connections), run off the loop
         self.models = ModelCache(settings.model_root, poll_ms=settings.model_poll_ms)
         self.models.refresh()  # serve the published model from the first request on
         self.batcher = MicroBatcher(
@@ -49,11 +51,12 @@ class ServingRuntime:
             self._watcher = asyncio.get_running_loop().create_task(self.models.watch())
 
     async def aclose(self) -> None:
-        """Stop the poller and the batcher; close the Redis connections."""
+        """Stop the poller and the batcher; close the connections."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
         await self.batcher.close()
-        await asyncio.to_thread(self.redis.close)
+        for close in self._on_close:
+            await asyncio.to_thread(close)

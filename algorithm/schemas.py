@@ -1,4 +1,7 @@
-"""Request and response bodies of the algorithm service (pydantic, strict)."""
+"""Request and response bodies of the algorithm service (pydantic, strict).
+
+The job's shape is `algorithm.jobs.Job`, shared with the job store.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +22,18 @@ class PredictRequest(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _check_text(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            _check_one(value, info.context or {})
+    def _check_text(cls, value: str | None, info: ValidationInfo) -> str:
+        # Validators run only on fields the body names, so None here is an explicit null.
+        if value is None:
+            raise ValueError("must be a string, not null")
+        _check_one(value, info.context or {})
         return value
 
     @field_validator("texts")
     @classmethod
-    def _check_texts(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _check_texts(cls, value: list[str] | None, info: ValidationInfo) -> list[str]:
         if value is None:
-            return value
+            raise ValueError("must be a list of strings, not null")
         limits = info.context or {}
         max_texts = limits.get("max_texts", 1000)
         if not value:
@@ -61,16 +66,15 @@ class BatchPredictResponse(BaseModel):
     model_version: str
 
 
-class Job(BaseModel):
-    job_id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    progress: dict[str, Any] | None
-    model_version: str | None
-    metrics: dict[str, Any] | None
-    error: str | None
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description='Each dependency\'s state: "ok" or the error.')
+    model_version: str | None = Field(description="The model version this process serves.")
+    model_error: str | None = Field(description="Why the newest published version is not served.")
 
 
 class Error(BaseModel):

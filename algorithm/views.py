@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from algorithm.batcher import NoModelLoaded
-from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound, NoModel
+from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.runtime import ServingRuntime
-from algorithm.schemas import parse_predict_request
+from algorithm.schemas import Liveness, Readiness, parse_predict_request
 
 api = Blueprint("api", __name__)
 
@@ -40,13 +38,7 @@ async def predict() -> Response | tuple[Response, int]:
         max_chars=settings.predict_max_chars,
     )
     texts = [body.text] if body.text is not None else body.texts or []
-    try:
-        labels, version = await runtime().batcher.predict(texts)
-    except NoModelLoaded:
-        raise NoModel(
-            "No model has been trained yet: add labelled rows and start training "
-            "with POST /train (or POST /api/train/ on the web service) first."
-        ) from None
+    labels, version = await runtime().batcher.predict(texts)  # NoModel: 503 until trained
     if body.text is not None:
         return jsonify(label=labels[0], model_version=version)
     return jsonify(labels=labels, model_version=version)
@@ -79,7 +71,7 @@ async def train_status(job_id: str) -> Response:
 
 @api.get("/health/live")
 async def live() -> Response:
-    return jsonify(status="ok")
+    return jsonify(Liveness(status="ok").model_dump())
 
 
 @api.get("/health/ready")
@@ -91,10 +83,10 @@ async def ready() -> tuple[Response, int]:
         redis_state = "ok"
     except (redis.RedisError, OSError) as exc:
         redis_state = f"error: {type(exc).__name__}"
-    body: dict[str, Any] = {
-        "status": "ok" if redis_state == "ok" else "unavailable",
-        "checks": {"redis": redis_state},
-        "model_version": rt.models.version,
-        "model_error": rt.models.last_error,
-    }
-    return jsonify(body), 200 if redis_state == "ok" else 503
+    body = Readiness(
+        status="ok" if redis_state == "ok" else "unavailable",
+        checks={"redis": redis_state},
+        model_version=rt.models.version,
+        model_error=rt.models.last_error,
+    )
+    return jsonify(body.model_dump()), 200 if redis_state == "ok" else 503

@@ -1,35 +1,39 @@
-"""The data `make bench` serves: a model trained on Debian package descriptions, and bodies.
+"""What `make bench` serves: a model trained on Debian package descriptions, and request bodies.
 
 The model is trained on 6 400 descriptions (as in the spec's measurements) and published with
-`publish_model_version`; the request bodies are descriptions drawn from the whole corpus (about
-one in ten was also a training row), so the server sees mostly unseen texts.
+`publish_model_version`; the bodies are descriptions drawn from the whole corpus (about one in
+ten was also a training row), so the servers see mostly unseen texts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from algorithm.artifacts import publish_model_version
 from algorithm.ml import TrainedModel, train_model
 from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_rows
 
 TRAIN_ROWS = 6_400
-BATCH_TEXTS = 1_000
+SINGLE_BODIES = 2_000
+BATCH_BODIES = 16
 
 
 @dataclass(frozen=True)
-class BenchData:
-    single_bodies: Path
-    batch_bodies: Path
-    single_lines: list[bytes]
-    labels: int
+class Bodies:
+    """One JSON body per line, in a file wrk reads; `texts` texts in each."""
+
+    path: Path
+    texts: int
+
+    def lines(self) -> list[bytes]:
+        return self.path.read_bytes().splitlines()
 
 
 def load_corpus() -> list[tuple[str, str]]:
@@ -44,15 +48,15 @@ def load_corpus() -> list[tuple[str, str]]:
         return load_debian_corpus()
 
 
-def train(corpus: list[tuple[str, str]], *, seed: int) -> tuple[TrainedModel, dict[str, object]]:
-    """Train on TRAIN_ROWS rows sampled from the corpus with `seed`."""
-    rows = list(sample_rows(corpus, TRAIN_ROWS, seed=seed))
-    model, metrics = train_model([t for t, _ in rows], [label for _, label in rows], seed=seed)
-    return model, metrics
+def train(corpus: list[tuple[str, str]], *, seed: int) -> tuple[TrainedModel, dict[str, Any]]:
+    """Train on TRAIN_ROWS rows of the corpus sampled with `seed`."""
+    texts, labels = zip(*sample_rows(corpus, TRAIN_ROWS, seed=seed), strict=True)
+    return train_model(list(texts), list(labels), seed=seed)
 
 
-def publish(model_root: Path, model: TrainedModel, metrics: dict[str, object], seed: int) -> str:
-    """Publish a bench model; return its version id."""
+def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, seed: int) -> str:
+    """Publish a model from `train` and return its version id."""
+    model, metrics = trained
     manifest = publish_model_version(
         model_root,
         model,
@@ -63,37 +67,16 @@ def publish(model_root: Path, model: TrainedModel, metrics: dict[str, object], s
     return str(manifest["version"])
 
 
-def write_bodies(work_dir: Path, corpus: list[tuple[str, str]]) -> BenchData:
-    """Request bodies for wrk: 2 000 single texts, 16 batches of 1 000, one JSON per line."""
-    rng = random.Random(3)
-    single = [json.dumps({"text": text}).encode() for text, _ in rng.sample(corpus, 2_000)]
-    batches = [
-        json.dumps({"texts": [text for text, _ in rng.sample(corpus, BATCH_TEXTS)]}).encode()
-        for _ in range(16)
-    ]
-    single_path, batch_path = work_dir / "single.jsonl", work_dir / "batch.jsonl"
-    single_path.write_bytes(b"\n".join(single) + b"\n")
-    batch_path.write_bytes(b"\n".join(batches) + b"\n")
-    return BenchData(single_path, batch_path, single, len({label for _, label in corpus}))
-
-
-def load_average() -> float:
-    """The 1-minute load average: how busy the machine was apart from the bench."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def machine_description() -> str:
-    """Cores, CPU model, memory, kernel and Python, for the benchmark record."""
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.partition(":")[2].strip()
-            break
-    mem_kib = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    return (
-        f"{len(os.sched_getaffinity(0))} cores (nproc), {cpu}, {mem_kib / 2**20:.1f} GiB "
-        f"memory, Linux {platform.release()}, Python {platform.python_version()}"
-    )
+def write_bodies(corpus: list[tuple[str, str]], work_dir: Path, *, texts: int) -> Bodies:
+    """Bodies of `texts` texts each: 2 000 single texts, or 16 batches."""
+    rng = random.Random(3 + texts)
+    bodies: list[dict[str, str | list[str]]]
+    if texts == 1:
+        bodies = [{"text": text} for text, _ in rng.sample(corpus, SINGLE_BODIES)]
+    else:
+        bodies = [
+            {"texts": [text for text, _ in rng.sample(corpus, texts)]} for _ in range(BATCH_BODIES)
+        ]
+    path = work_dir / f"bodies-{texts}.jsonl"
+    path.write_text("".join(json.dumps(body) + "\n" for body in bodies))
+    return Bodies(path, texts)

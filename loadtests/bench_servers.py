@@ -1,48 +1,122 @@
-"""How `make bench` starts each server under test: own free port on 127.0.0.1, own log file.
+"""The servers `make bench` measures, as a table, and how one is started alone.
 
-Every server is a child from `stack.process.spawn` (own process group, dies with the bench) and
-is stopped by its pid with `stop_children`. A server counts as up once the measured request
-itself answers 2xx, so a scenario never measures start-up.
+Every server is a child from `stack.process.spawn` (own process group, own log file, dies with
+the bench) on a free 127.0.0.1 port, stopped by its pid with `stop_children`. A server counts as
+up once the measured request itself answers 2xx, so a scenario never measures start-up.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from stack.embedded import free_port
 from stack.process import Child, spawn, stop_children
 
 HOST = "127.0.0.1"
-WORKERS = 2
+WORKERS = "2"
 START_TIMEOUT_SECONDS = 90.0
+
+
+def pool(app_path: str) -> tuple[str, ...]:
+    """The Hypercorn pool that `python -m algorithm` and `python -m web` use, for another app."""
+    return ("-m", "stack.serve", app_path, "--host", HOST, "--port", "{port}", "--workers", WORKERS)
+
+
+ALGORITHM_ENV = {"ALGORITHM_HOST": HOST, "ALGORITHM_PORT": "{port}", "ALGORITHM_WORKERS": WORKERS}
+WEB_ENV = {
+    "WEB_HOST": HOST,
+    "WEB_PORT": "{port}",
+    "WEB_WORKERS": WORKERS,
+    "ALGORITHM_URL": "{upstream}",
+}
+GUNICORN = ("-m", "gunicorn", "--workers", WORKERS, "--worker-class", "sync", "--no-control-socket")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One server under load: `python <argv>` ({port}, {upstream} filled in), POSTed at `path`."""
+
+    name: str
+    title: str
+    argv: tuple[str, ...]
+    path: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    upstream: str | None = None  # the scenario whose server this one calls (started first)
+    texts_per_request: int = 1
+
+
+# One round runs them in this order; the letters are the spec's.
+SCENARIOS = (
+    Scenario(
+        "hello",
+        "(b) Flask hello `async def`, same pool (ceiling)",
+        pool("loadtests.servers.flask_hello:app"),
+        "/predict",
+    ),
+    Scenario(
+        "algorithm", "(a) algorithm `POST /predict`", ("-m", "algorithm"), "/predict", ALGORITHM_ENV
+    ),
+    Scenario(
+        "baseline",
+        "(c) B: sync Flask view, gunicorn 2 sync workers",
+        (*GUNICORN, "--bind", f"{HOST}:{{port}}", "loadtests.servers.gunicorn_baseline:app"),
+        "/predict",
+    ),
+    Scenario(
+        "batch",
+        "(f) algorithm `/predict`, 1 000 texts per body",
+        ("-m", "algorithm"),
+        "/predict",
+        ALGORITHM_ENV,
+        texts_per_request=1_000,
+    ),
+    Scenario(
+        "web_ceiling",
+        "(e) Django async constant view, web's pool (ceiling)",
+        pool("loadtests.servers.django_ceiling:application"),
+        "/api/predict/",
+    ),
+    Scenario(
+        "web",
+        "(d) web `POST /api/predict/`",
+        ("-m", "web"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+    ),
+)
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 
 
 @dataclass
 class BenchEnv:
-    """Where the bench keeps its state, and how to reach the shared servers."""
+    """Where the bench keeps its state, and how every server reaches Redis, PostgreSQL, models."""
 
     work_dir: Path
-    model_root: Path
-    redis_url: str
     secret_key: str
+    redis_url: str = ""
     database_url: str = ""
-    _log_count: int = field(default=0, repr=False)
+    started: int = 0  # servers started so far: numbers the log files in start order
+
+    @property
+    def model_root(self) -> Path:
+        return self.work_dir / "models"
 
     def log_path(self, name: str) -> Path:
-        self._log_count += 1
-        logs = self.work_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return logs / f"{self._log_count:03d}-{name}.log"
+        self.started += 1
+        (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        return self.work_dir / "logs" / f"{self.started:03d}-{name}.log"
 
     def service_env(self) -> dict[str, str]:
-        """The environment of every service: nothing inherited that could point elsewhere."""
+        """The environment of every server: nothing inherited that could point elsewhere."""
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
         env = {name: value for name, value in os.environ.items() if name in keep}
         env.update(
@@ -59,146 +133,73 @@ class BenchEnv:
 
 @dataclass
 class Server:
-    """Running children (started in order) and the URL that is measured."""
+    """Running children (started in order) and where the last one answers."""
 
     children: list[Child]
-    url: str
+    base_url: str
+    path: str
+
+    @property
+    def url(self) -> str:
+        """The URL that is measured."""
+        return self.base_url + self.path
 
     def stop(self) -> None:
-        stop_children(self.children, timeout=15)
+        stop_children(self.children)
 
 
-def tail(path: Path | None, lines: int = 20) -> str:
-    if path is None or not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+class NotAnswering(Exception):
+    """The server did not answer 2xx yet."""
 
 
-def wait_until_answers(url: str, body: bytes, *, child: Child, log: Path) -> None:
-    """POST `body` to `url` until it answers 2xx; fail early if the child exits."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    last = "no answer"
-    while time.monotonic() < deadline:
+def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
+    """Start the scenario's server (after its upstream) and wait until `body` gets a 2xx."""
+    upstream = start_server(BY_NAME[scenario.upstream], env, body) if scenario.upstream else None
+    children, upstream_url = (upstream.children, upstream.base_url) if upstream else ([], "")
+    port = free_port(HOST)
+    log = env.log_path(scenario.name)
+    argv = [sys.executable, *(arg.format(port=port) for arg in scenario.argv)]
+    extra = {
+        key: value.format(port=port, upstream=upstream_url) for key, value in scenario.env.items()
+    }
+    children.append(spawn(scenario.name, argv, env={**env.service_env(), **extra}, log_path=log))
+    server = Server(children, f"http://{HOST}:{port}", scenario.path)
+    try:
+        wait_until_answers(server, body, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_until_answers(server: Server, body: bytes, log: Path) -> None:
+    """POST `body` until it answers 2xx; fail at once if the server exits."""
+
+    def probe() -> None:
+        child = server.children[-1]
         if not child.running():
-            raise RuntimeError(
-                f"{child.name} exited with code {child.popen.returncode}:\n{tail(log)}"
-            )
+            raise RuntimeError(f"{child.name} exited ({child.popen.returncode}):\n{tail(log)}")
         request = urllib.request.Request(
-            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            server.url, data=body, headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if 200 <= response.status < 300:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
+            with urllib.request.urlopen(request, timeout=5):
+                pass  # urlopen raises HTTPError (an OSError) for anything outside 2xx/3xx
         except OSError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise TimeoutError(f"{child.name} did not answer 2xx on {url} ({last}):\n{tail(log)}")
+            raise NotAnswering(str(exc)) from exc
 
-
-def _start(
-    env: BenchEnv, name: str, argv: list[str], extra_env: dict[str, str], path: str, body: bytes
-) -> tuple[Child, str]:
-    log = env.log_path(name)
-    child = spawn(name, argv, env={**env.service_env(), **extra_env}, log_path=log)
-    port = extra_env["BENCH_PORT"]
-    url = f"http://{HOST}:{port}{path}"
-    try:
-        wait_until_answers(url, body, child=child, log=log)
-    except BaseException:
-        stop_children([child])
-        raise
-    return child, url
-
-
-def _pool_argv(app_path: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "stack.serve",
-        app_path,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-    ]
-
-
-def start_algorithm(env: BenchEnv, body: bytes) -> Server:
-    """(a) `python -m algorithm`, 2 workers, the published model."""
-    port = free_port(HOST)
-    extra = {
-        "ALGORITHM_HOST": HOST,
-        "ALGORITHM_PORT": str(port),
-        "ALGORITHM_WORKERS": str(WORKERS),
-        "BENCH_PORT": str(port),
-    }
-    child, url = _start(
-        env, "algorithm", [sys.executable, "-m", "algorithm"], extra, "/predict", body
+    retrying = Retrying(
+        retry=retry_if_exception_type(NotAnswering),
+        stop=stop_after_delay(START_TIMEOUT_SECONDS),
+        wait=wait_fixed(0.2),
+        reraise=True,
     )
-    return Server([child], url)
-
-
-def start_hello(env: BenchEnv, body: bytes) -> Server:
-    """(b) the Flask hello ceiling on the same pool configuration."""
-    port = free_port(HOST)
-    argv = _pool_argv("loadtests.servers.flask_hello:app", port)
-    child, url = _start(env, "flask-hello", argv, {"BENCH_PORT": str(port)}, "/predict", body)
-    return Server([child], url)
-
-
-def start_baseline(env: BenchEnv, body: bytes) -> Server:
-    """(c) baseline B: sync Flask view, cached model, gunicorn with 2 sync workers."""
-    port = free_port(HOST)
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        str(WORKERS),
-        "--worker-class",
-        "sync",
-        "--no-control-socket",
-        "--bind",
-        f"{HOST}:{port}",
-        "loadtests.servers.gunicorn_baseline:app",
-    ]
-    child, url = _start(env, "gunicorn-baseline", argv, {"BENCH_PORT": str(port)}, "/predict", body)
-    return Server([child], url)
-
-
-def start_web_ceiling(env: BenchEnv, body: bytes) -> Server:
-    """(e) web's ceiling: a constant Django async view with web's settings and pool."""
-    port = free_port(HOST)
-    argv = _pool_argv("loadtests.servers.django_ceiling:application", port)
-    child, url = _start(
-        env, "django-ceiling", argv, {"BENCH_PORT": str(port)}, "/api/predict/", body
-    )
-    return Server([child], url)
-
-
-def start_web(env: BenchEnv, body: bytes) -> Server:
-    """(d) `python -m web` in front of a running algorithm service (a)."""
-    algorithm = start_algorithm(env, body)
     try:
-        port = free_port(HOST)
-        base = algorithm.url.removesuffix("/predict")
-        extra = {
-            "WEB_HOST": HOST,
-            "WEB_PORT": str(port),
-            "WEB_WORKERS": str(WORKERS),
-            "ALGORITHM_URL": base,
-            "BENCH_PORT": str(port),
-        }
-        child, url = _start(env, "web", [sys.executable, "-m", "web"], extra, "/api/predict/", body)
-    except BaseException:
-        algorithm.stop()
-        raise
-    return Server([*algorithm.children, child], url)
+        retrying(probe)
+    except NotAnswering as exc:
+        raise TimeoutError(f"{server.url} did not answer 2xx ({exc}):\n{tail(log)}") from exc
 
 
-StartServer = Callable[[BenchEnv, bytes], Server]
+def tail(path: Path, lines: int = 20) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])

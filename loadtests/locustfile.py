@@ -6,18 +6,18 @@
 
 Hosts come from ALGORITHM_URL (default http://127.0.0.1:8001) and WEB_URL (default
 http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. Texts
-are Debian package descriptions (`loadtests/corpus.py`), or a small built-in list when apt has
+are Debian package descriptions (`loadtests/corpus.py`), or the test fixture's 900 when apt has
 no package lists. For the spec's throughput figures use `make bench` (wrk): on two cores locust
 itself needs most of a core.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import random
-from typing import Any
+from pathlib import Path
+from typing import ClassVar
 
 from locust import FastHttpUser, between, constant, task
 from locust.contrib.fasthttp import ResponseContextManager
@@ -26,57 +26,30 @@ from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_
 
 ALGORITHM_URL = os.environ.get("ALGORITHM_URL", "http://127.0.0.1:8001")
 WEB_URL = os.environ.get("WEB_URL", "http://127.0.0.1:8000")
-SAMPLE_ROWS = 5_000
-BATCH_TEXTS = 1_000
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "debian_descriptions.jsonl"
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-FALLBACK_ROWS = [
-    ("Python 3 bindings for the GObject introspection library", "python"),
-    ("HTTP library with thread-safe connection pooling for Python 3", "python"),
-    ("GNU C Library: shared libraries", "libs"),
-    ("XML parsing C library - runtime library", "libs"),
-    ("development files for the libpng PNG library", "libdevel"),
-    ("header files and static library for zlib compression", "libdevel"),
-    ("documentation for the GNU Compiler Collection", "doc"),
-    ("API reference manual for the GTK toolkit", "doc"),
-    ("Perl module for parsing and writing YAML", "perl"),
-    ("Perl extension for reading CSV files", "perl"),
-    ("command-line utility to query and transform JSON", "utils"),
-    ("terminal multiplexer with session management", "utils"),
-    ("lightweight web server with a small memory footprint", "httpd"),
-    ("network packet analyzer with a console interface", "net"),
-    ("SSH client for secure remote login", "net"),
-    ("scientific plotting package with a Python interface", "science"),
-    ("molecular dynamics simulation toolkit", "science"),
-    ("classic arcade game with retro graphics", "games"),
-    ("system administration tool to manage user accounts", "admin"),
-    ("backup tool with deduplication and encryption", "admin"),
-]
 
 
 def load_rows() -> list[tuple[str, str]]:
-    """(text, label) rows from apt's package descriptions, or the built-in fallback list."""
+    """5 000 (text, label) rows from apt's package descriptions, or the committed fixture."""
     try:
-        corpus = load_debian_corpus()
+        return list(sample_rows(load_debian_corpus(), 5_000, seed=7))
     except CorpusUnavailableError:
-        return list(FALLBACK_ROWS)
-    return list(sample_rows(corpus, min(SAMPLE_ROWS, len(corpus)), seed=7))
+        rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+        return [(row["text"], row["label"]) for row in rows]
 
 
 ROWS = load_rows()
 TEXTS = [text for text, _ in ROWS]
-# A handful of prebuilt batch bodies: encoding 1 000 texts per request would load locust itself.
-BATCH_BODIES = [
-    json.dumps({"texts": random.Random(seed).choices(TEXTS, k=BATCH_TEXTS)}) for seed in range(8)
-]
+# Bodies built once: encoding them per request would load locust itself.
+SINGLE_BODIES = [json.dumps({"text": text}) for text in TEXTS]
+BATCH_BODIES = [json.dumps({"texts": random.Random(i).choices(TEXTS, k=1_000)}) for i in range(8)]
 
 
 def check_prediction(response: ResponseContextManager, field: str) -> None:
     """Fail the request unless it answered 200 with `field` and a model_version."""
     if response.status_code != 200:
-        response.failure(
-            f"HTTP {response.status_code}: {response.text[:200] if response.text else ''}"
-        )
+        response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
         return
     try:
         body = response.json()
@@ -87,53 +60,49 @@ def check_prediction(response: ResponseContextManager, field: str) -> None:
         response.failure(f"answer lacks {field} or model_version: {str(body)[:200]}")
 
 
-class AlgorithmPredictUser(FastHttpUser):
-    """The algorithm service, one short text per request, no think time."""
+class PredictUser(FastHttpUser):
+    """POST one of `bodies` to `path` without think time; the answer must carry `field`."""
 
-    host = ALGORITHM_URL
+    abstract = True
     wait_time = constant(0)
+    path = "/predict"
+    bodies: ClassVar[list[str]] = SINGLE_BODIES
+    field = "label"
+    request_name: str | None = None
 
     @task
     def predict(self) -> None:
-        body = {"text": random.choice(TEXTS)}
-        with self.client.post("/predict", json=body, catch_response=True) as response:
-            check_prediction(response, "label")
+        with self.client.post(
+            self.path,
+            data=random.choice(self.bodies),
+            headers=JSON_HEADERS,
+            catch_response=True,
+            name=self.request_name,
+        ) as response:
+            check_prediction(response, self.field)
 
 
-class AlgorithmBatchPredictUser(FastHttpUser):
+class AlgorithmPredictUser(PredictUser):
+    """The algorithm service, one short text per request."""
+
+    host = ALGORITHM_URL
+
+
+class AlgorithmBatchPredictUser(PredictUser):
     """The algorithm service, 1 000 texts per request."""
 
     host = ALGORITHM_URL
-    wait_time = constant(0)
+    bodies = BATCH_BODIES
+    field = "labels"
+    request_name = "/predict [1000 texts]"
     network_timeout = 60.0
-    connection_timeout = 10.0
-
-    def on_start(self) -> None:
-        self.bodies = itertools.cycle(random.sample(BATCH_BODIES, len(BATCH_BODIES)))
-
-    @task
-    def predict_batch(self) -> None:
-        with self.client.post(
-            "/predict",
-            data=next(self.bodies),
-            headers=JSON_HEADERS,
-            catch_response=True,
-            name="/predict [1000 texts]",
-        ) as response:
-            check_prediction(response, "labels")
 
 
-class WebPredictUser(FastHttpUser):
-    """The web service's predict proxy, one short text per request, no think time."""
+class WebPredictUser(PredictUser):
+    """The web service's predict proxy, one short text per request."""
 
     host = WEB_URL
-    wait_time = constant(0)
-
-    @task
-    def predict(self) -> None:
-        body = {"text": random.choice(TEXTS)}
-        with self.client.post("/api/predict/", json=body, catch_response=True) as response:
-            check_prediction(response, "label")
+    path = "/api/predict/"
 
 
 class MixedUser(FastHttpUser):
@@ -165,26 +134,25 @@ class MixedUser(FastHttpUser):
             else:
                 response.failure(f"HTTP {response.status_code}")
 
-    @task(2)
-    def read_row(self) -> None:
-        if self.created:
-            self.client.get(f"/api/data/{random.choice(self.created)}/", name="/api/data/{id}/")
-
-    @task(1)
-    def edit_row(self) -> None:
-        if self.created:
-            change: dict[str, Any] = {"label": random.choice(ROWS)[1]}
-            row_id = random.choice(self.created)
-            self.client.patch(f"/api/data/{row_id}/", json=change, name="/api/data/{id}/")
-
-    @task(1)
-    def delete_row(self) -> None:
-        if self.created:
-            row_id = self.created.pop(random.randrange(len(self.created)))
-            self.client.delete(f"/api/data/{row_id}/", name="/api/data/{id}/")
+    @task(4)
+    def change_row(self) -> None:
+        """Read, relabel or delete a row this user created (2 : 1 : 1)."""
+        if not self.created:
+            return
+        row_id = random.choice(self.created)
+        url, action = f"/api/data/{row_id}/", random.choice(["get", "get", "patch", "delete"])
+        if action == "get":
+            self.client.get(url, name="/api/data/{id}/")
+        elif action == "patch":
+            self.client.patch(url, json={"label": random.choice(ROWS)[1]}, name="/api/data/{id}/")
+        else:
+            self.created.remove(row_id)
+            self.client.delete(url, name="/api/data/{id}/")
 
     @task(4)
     def predict(self) -> None:
-        body = {"text": random.choice(TEXTS)}
-        with self.client.post("/api/predict/", json=body, catch_response=True) as response:
+        data = random.choice(SINGLE_BODIES)
+        with self.client.post(
+            "/api/predict/", data=data, headers=JSON_HEADERS, catch_response=True
+        ) as response:
             check_prediction(response, "label")

@@ -17,12 +17,22 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import redis
+
+from algorithm.jobs import JobStore
+from loadtests.corpus import load_debian_corpus, sample_rows
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
+from stack.process import stop_children
+from worker.config import get_settings
+from worker.rows import DataFingerprint, stream_training_rows
+
+# The columns of web's `Data` model, without its migrations' indexes: COPY stays fast.
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS data (
     id bigserial PRIMARY KEY, text text NOT NULL, label varchar(100) NOT NULL,
@@ -31,11 +41,11 @@ CREATE TABLE IF NOT EXISTS data (
 """
 
 
-def memory_kib(field: str) -> int:
-    """Return a VmRSS/VmHWM-style field of /proc/self/status in KiB."""
+def peak_mib(field: str = "VmHWM") -> int:
+    """This process's peak (or, with VmRSS, current) resident memory in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
-            return int(line.split()[1])
+            return round(int(line.split()[1]) / 1024)
     raise KeyError(field)
 
 
@@ -45,123 +55,100 @@ def reset_peak() -> None:
 
 
 def measure_read() -> dict[str, Any]:
-    """Stream every row and fingerprint it, keeping nothing (run in a fresh process)."""
-    from worker.config import get_settings
-    from worker.rows import DataFingerprint, stream_training_rows
-
+    """Stream every row and fingerprint it, keeping nothing."""
     settings = get_settings()
+    fingerprint = DataFingerprint()
 
-    async def read() -> DataFingerprint:
-        fingerprint = DataFingerprint()
-        async for _ in stream_training_rows(
-            settings.database_url, chunk_rows=settings.read_chunk_rows, fingerprint=fingerprint
-        ):
+    async def read() -> None:
+        url, chunk_rows = settings.database_url, settings.read_chunk_rows
+        async for _ in stream_training_rows(url, chunk_rows=chunk_rows, fingerprint=fingerprint):
             pass
-        return fingerprint
 
-    baseline = memory_kib("VmRSS")
+    baseline = peak_mib("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    fingerprint = asyncio.run(read())
+    asyncio.run(read())
+    seconds = round(time.perf_counter() - started, 2)
     return {
         "rows": fingerprint.rows,
-        "seconds": round(time.perf_counter() - started, 2),
-        "baseline_mib": round(baseline / 1024),
-        "peak_mib": round(memory_kib("VmHWM") / 1024),
+        "seconds": seconds,
+        "baseline_mib": baseline,
+        "peak_mib": peak_mib(),
     }
+
+
+class PhaseTimer(JobStore):
+    """A job store that times each phase the training reports, with its own peak memory."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.phases: dict[str, dict[str, float]] = {}
+        self.phase, self.since = "reading", time.perf_counter()
+
+    def close_phase(self, next_phase: str) -> None:
+        seconds = round(time.perf_counter() - self.since, 2)
+        self.phases[self.phase] = {"seconds": seconds, "peak_mib": peak_mib()}
+        reset_peak()
+        self.phase, self.since = next_phase, time.perf_counter()
+
+    def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        super().report_progress(job_id, progress)
+        if progress["phase"] != self.phase:
+            self.close_phase(progress["phase"])
 
 
 def measure_train() -> dict[str, Any]:
-    """Run the worker's training function on a job, timing each phase (fresh process)."""
-    import redis
-
-    from worker.config import get_settings
-    from worker.jobs import JobStore
-    from worker.tasks import train_job
+    """Run the worker's training function on a job, timing each phase."""
+    from worker.tasks import train_job  # here: the read-only pass's baseline stays without it
 
     settings = get_settings()
-    phases: dict[str, dict[str, float]] = {}
-    current_phase, since = "reading", time.perf_counter()
-
-    def close_phase(next_phase: str) -> None:
-        nonlocal current_phase, since
-        phases[current_phase] = {
-            "seconds": round(time.perf_counter() - since, 2),
-            "peak_mib": round(memory_kib("VmHWM") / 1024),
-        }
-        reset_peak()
-        current_phase, since = next_phase, time.perf_counter()
-
-    class PhaseTimingStore(JobStore):
-        def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-            super().report_progress(job_id, progress)
-            if progress["phase"] != current_phase:
-                close_phase(progress["phase"])
-
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    store = PhaseTimingStore(client)
-    job = store.request_training(enqueue=lambda job_id: None)
-    store.start(job["job_id"])
-    baseline = memory_kib("VmRSS")
+    store = PhaseTimer(redis.Redis.from_url(settings.redis_url, decode_responses=True))
+    job_id = store.request_training(enqueue=lambda job_id: None)["job_id"]
+    store.start(job_id)
+    baseline = peak_mib("VmRSS")
     reset_peak()
     started = time.perf_counter()
-    ok = train_job(job["job_id"], settings=settings, store=store)
-    close_phase("done")
-    total = round(time.perf_counter() - started, 2)
-    finished = store.get(job["job_id"]) or {}
-    client.close()
+    ok = train_job(job_id, settings=settings, store=store)
+    store.close_phase("done")
+    seconds = round(time.perf_counter() - started, 2)
+    job = store.get(job_id) or {}
     if not ok:
-        raise SystemExit(f"training failed: {finished.get('error')}")
-    version_dir = settings.model_root / str(finished["model_version"])
-    return {
-        "seconds": total,
-        "baseline_mib": round(baseline / 1024),
-        "phases": phases,
-        "metrics": finished["metrics"],
-        "model_mib": round(sum(p.stat().st_size for p in version_dir.iterdir()) / 2**20, 1),
-    }
+        raise SystemExit(f"training failed: {job.get('error')}")
+    files = (settings.model_root / job["model_version"]).iterdir()
+    model_mib = round(sum(path.stat().st_size for path in files) / 2**20, 1)
+    timings = {"seconds": seconds, "baseline_mib": baseline, "phases": store.phases}
+    return {**timings, "metrics": job["metrics"], "model_mib": model_mib}
 
 
 def load_rows(database_url: str, rows: int, corpus: list[tuple[str, str]]) -> float:
     """Replace the table's contents with `rows` sampled rows (COPY); return the seconds taken."""
-    import psycopg
-
-    from loadtests.corpus import sample_rows
-
-    started = time.perf_counter()
-    now = datetime.now(UTC)
+    started, now = time.perf_counter(), datetime.now(UTC)
     with psycopg.connect(database_url) as conn:
         conn.execute(CREATE_TABLE)
         conn.execute("TRUNCATE data RESTART IDENTITY")
-        with conn.cursor().copy(
-            "COPY data (text, label, created_at, updated_at) FROM STDIN"
-        ) as copy:
+        copy_sql = "COPY data (text, label, created_at, updated_at) FROM STDIN"
+        with conn.cursor().copy(copy_sql) as copy:
             for text, label in sample_rows(corpus, rows, seed=rows):
                 copy.write_row((text, label, now, now))
     return round(time.perf_counter() - started, 1)
 
 
 def run_child(mode: str, env: dict[str, str]) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, "-m", "loadtests.train_bench", "--child", mode],
-        env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return dict(json.loads(output.stdout.strip().splitlines()[-1]))
+    """Run one measurement in a fresh process, whose peak memory is its own."""
+    argv = [sys.executable, "-m", "loadtests.train_bench", "--child", mode]
+    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> list[dict[str, Any]]:
-    """Start scratch PostgreSQL and Redis, then measure each size; return one result per size."""
-    from loadtests.corpus import load_debian_corpus
-    from stack.embedded import free_port, start_postgres, start_redis
-    from stack.process import stop_children
-
+def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> None:
+    """Start scratch PostgreSQL and Redis, then measure and print each size."""
     corpus = load_debian_corpus()
     pg_port, redis_port = free_port(), free_port()
+    pg_log, redis_log = scratch / "postgres.log", scratch / "redis.log"
     children = [
-        start_postgres(scratch / "postgres", port=pg_port, database="bench",
-                       log_path=scratch / "postgres.log"),
-        start_redis(scratch / "redis", port=redis_port, log_path=scratch / "redis.log"),
-    ]  # fmt: skip
+        start_postgres(scratch / "postgres", port=pg_port, database="bench", log_path=pg_log),
+        start_redis(scratch / "redis", port=redis_port, log_path=redis_log),
+    ]
     database_url = f"postgresql://postgres@127.0.0.1:{pg_port}/bench"
     env = {
         **os.environ,
@@ -170,20 +157,13 @@ def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> list[dict[str, An
         "MODEL_DIR": str(scratch / "models"),
         "READ_CHUNK_ROWS": str(chunk_rows),
     }
-    results = []
     try:
         for rows in sizes:
-            result: dict[str, Any] = {
-                "rows": rows,
-                "load_seconds": load_rows(database_url, rows, corpus),
-            }
-            result["read_only"] = run_child("read", env)
-            result["train"] = run_child("train", env)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+            loaded = load_rows(database_url, rows, corpus)
+            result = {"rows": rows, "load_seconds": loaded, "read_only": run_child("read", env)}
+            print(json.dumps({**result, "train": run_child("train", env)}), flush=True)
     finally:
         stop_children(children)
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,10 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=["read", "train"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        result = measure_read() if args.child == "read" else measure_train()
-        print(json.dumps(result))
+        print(json.dumps(measure_read() if args.child == "read" else measure_train()))
         return 0
-    scratch = Path(tempfile.mkdtemp(prefix="textclf-train-bench-"))
+    scratch = make_scratch_dir("textclf-train-bench-")
     try:
         bench([int(size) for size in args.sizes.split(",")], args.chunk_rows, scratch)
     finally:

@@ -1,39 +1,56 @@
-"""Settings every service shares, read from the environment once (pydantic-settings)."""
+"""Settings every service shares, read from the environment once (pydantic-settings).
+
+Defaults that depend on other settings (the embedded servers' URLs, the model directory) are
+computed from the values already validated, so an unset or empty variable means "the default".
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CommonSettings(BaseSettings):
     """Where state lives and how to reach the shared servers."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # An empty variable (`DATABASE_URL=` in a .env file) falls back to the default.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 
     var_dir: Path = Path("var")
     # Ports of the embedded servers `make run` starts when the URLs below are not set.
     embedded_postgres_port: int = 54329
     embedded_redis_port: int = 63799
-    database_url: str = ""  # default: the embedded PostgreSQL
-    redis_url: str = ""  # default: the embedded Redis
-    model_dir: Path | None = None  # default: $VAR_DIR/models
-
-    @model_validator(mode="after")
-    def _derive_defaults(self) -> CommonSettings:
-        defaults = {
-            "database_url": f"postgresql://postgres@127.0.0.1:{self.embedded_postgres_port}/textclf",
-            "redis_url": f"redis://127.0.0.1:{self.embedded_redis_port}/0",
-            "model_dir": self.var_dir / "models",
-        }
-        for name, value in defaults.items():
-            if not getattr(self, name):
-                object.__setattr__(self, name, value)  # the model is frozen once built
-        return self
+    database_url: str = Field(
+        default_factory=lambda data: (
+            f"postgresql://postgres@127.0.0.1:{data['embedded_postgres_port']}/textclf"
+        )
+    )
+    redis_url: str = Field(
+        default_factory=lambda data: f"redis://127.0.0.1:{data['embedded_redis_port']}/0"
+    )
+    model_dir: Path = Field(default_factory=lambda data: data["var_dir"] / "models")
 
     @property
     def model_root(self) -> Path:
-        assert self.model_dir is not None
+        """The model directory (the name the artifact code uses)."""
         return self.model_dir
+
+
+class StackSettings(CommonSettings):
+    """What `make run` needs to know about the services it starts."""
+
+    django_secret_key: str = ""  # default: a random key kept in $VAR_DIR
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    algorithm_host: str = "127.0.0.1"
+    algorithm_port: int = 8001
+    # web finds the algorithm service where this stack starts it, unless told otherwise.
+    algorithm_url: str = Field(
+        default_factory=lambda data: f"http://{data['algorithm_host']}:{data['algorithm_port']}"
+    )
+
+    def uses_embedded(self, name: str) -> bool:
+        """Whether the `name` ("database" or "redis") URL was left to its embedded default."""
+        return f"{name}_url" not in self.model_fields_set

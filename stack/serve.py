@@ -56,6 +56,39 @@ def _refuse_if_listening(host: str, port: int) -> None:
             ) from None
 
 
+def pool_command(
+    app_path: str,
+    *,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    graceful_seconds: float | None = None,
+) -> list[str]:
+    """The command line that serves `app_path` ("module:attribute") on host:port with a pool.
+
+    Unset options take the defaults of `python -m stack.serve`.
+    """
+    argv = [sys.executable, "-m", "stack.serve", app_path, "--host", host, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if graceful_seconds is not None:
+        argv += ["--graceful-seconds", str(graceful_seconds)]
+    return argv
+
+
+def serve_pool(
+    app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float = 10.0
+) -> int:
+    """Serve `app_path` in this process's pool until stopped; the exit code for the shell."""
+    try:
+        return run_pool(
+            app_path, host=host, port=port, workers=workers, graceful_seconds=graceful_seconds
+        )
+    except PortInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float) -> int:
     """Start `workers` processes serving `app_path`; return when they have all stopped."""
     lock = _lock_port(host, port)
@@ -64,8 +97,10 @@ def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seco
     except PortInUseError:
         _release_port(lock)
         raise
-    argv = [sys.executable, "-m", "stack.serve", app_path, "--host", host, "--port", str(port),
-            "--graceful-seconds", str(graceful_seconds), "--worker"]  # fmt: skip
+    argv = [
+        *pool_command(app_path, host=host, port=port, graceful_seconds=graceful_seconds),
+        "--worker",
+    ]
     children: list[Child] = []
     stop = StopSignals()
     try:
@@ -139,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             args.app, host=args.host, port=args.port, graceful_seconds=args.graceful_seconds
         )
         return 0
-    try:
-        return run_pool(args.app, host=args.host, port=args.port, workers=args.workers,
-                        graceful_seconds=args.graceful_seconds)  # fmt: skip
-    except PortInUseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return serve_pool(
+        args.app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        graceful_seconds=args.graceful_seconds,
+    )
 
 
 if __name__ == "__main__":

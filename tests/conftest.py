@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, start_postgres, start_redis
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import Child, stop_children
 
 _children: list[Child] = []
@@ -23,15 +22,15 @@ _state_dir: Path | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _state_dir
-    _state_dir = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
+    _state_dir = make_scratch_dir("textclf-tests-")
     logs = _state_dir / "logs"
     logs.mkdir()
     if not os.environ.get("DATABASE_URL"):
         port = free_port()
-        _children.append(
-            start_postgres(_state_dir / "postgres", port=port, database="textclf",
-                           log_path=logs / "postgres.log")
-        )  # fmt: skip
+        postgres = start_postgres(
+            _state_dir / "postgres", port=port, database="textclf", log_path=logs / "postgres.log"
+        )
+        _children.append(postgres)
         os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/textclf"
     if not os.environ.get("REDIS_URL"):
         port = free_port()
@@ -67,7 +66,6 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -76,7 +74,10 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import redis  # noqa: E402
 
+from algorithm.jobs import JobStore  # noqa: E402
+from algorithm.training_queue import TrainingQueue  # noqa: E402
 from stack.process import spawn  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
@@ -149,13 +150,12 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while " ready." not in self.log():
+        def ready() -> bool:
             if not self.child.running():
                 raise RuntimeError(f"worker exited early:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"worker not ready within {timeout:.0f}s:\n{self.log()}")
-            time.sleep(0.1)
+            return " ready." in self.log()
+
+        wait_until(ready, timeout=timeout, interval=0.1, what=f"worker ready ({self.log_path})")
 
     def pool_pids(self) -> list[int]:
         """The pids of the pool processes that run the tasks."""
@@ -219,37 +219,32 @@ def start_worker(
 
 
 @pytest.fixture
-def job_store(redis_db_url: str) -> Iterator[Any]:
-    """A worker.jobs.JobStore on this test's Redis database."""
-    from worker.jobs import JobStore
-
+def job_store(redis_db_url: str) -> Iterator[JobStore]:
+    """The job store on this test's Redis database."""
     client = redis.Redis.from_url(redis_db_url, decode_responses=True)
     yield JobStore(client)
     client.close()
 
 
 @pytest.fixture
-def request_training(redis_db_url: str, job_store: Any) -> Iterator[Callable[[], dict[str, Any]]]:
+def request_training(
+    redis_db_url: str, job_store: JobStore
+) -> Iterator[Callable[[], dict[str, Any]]]:
     """Request a training the way the algorithm service does; return the job."""
-    from worker.celery_app import make_celery, send_training
-    from worker.config import WorkerSettings
-
-    app = make_celery(WorkerSettings(redis_url=redis_db_url))
-    yield lambda: job_store.request_training(enqueue=lambda job_id: send_training(app, job_id))
-    app.close()
+    queue = TrainingQueue(redis_db_url)
+    yield lambda: job_store.request_training(enqueue=queue.enqueue)
+    queue.close()
 
 
 @pytest.fixture
-def wait_for_job(job_store: Any) -> Callable[..., dict[str, Any]]:
+def wait_for_job(job_store: JobStore) -> Callable[..., dict[str, Any]]:
     """Poll a job until it succeeds or fails; return it (AssertionError on timeout)."""
 
     def wait(job_id: str, *, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def finished() -> dict[str, Any] | None:
             job = job_store.get(job_id)
-            if job is not None and job["status"] in ("succeeded", "failed"):
-                return dict(job)
-            time.sleep(0.05)
-        raise AssertionError(f"job {job_id} not finished within {timeout:.0f}s: {job}")
+            return job if job is not None and job["status"] in ("succeeded", "failed") else None
+
+        return wait_until(finished, timeout=timeout, what=f"job {job_id} finished")
 
     return wait

@@ -2,20 +2,15 @@
 
 import sys
 
-from stack.serve import main
+from stack.serve import serve_pool
 from web.config import get_settings
 
 settings = get_settings()
 sys.exit(
-    main(
-        [
-            "web.asgi:application",
-            "--host",
-            settings.web_host,
-            "--port",
-            str(settings.web_port),
-            "--workers",
-            str(settings.web_workers),
-        ]
-    )  # fmt: skip
+    serve_pool(
+        "web.asgi:application",
+        host=settings.web_host,
+        port=settings.web_port,
+        workers=settings.web_workers,
+    )
 )

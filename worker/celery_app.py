@@ -1,7 +1,7 @@
 """The Celery app, built from WorkerSettings; `celery -A worker.celery_app worker` runs it.
 
-Importing this module is cheap (no scikit-learn): services that only enqueue training import
-`enqueue_training` from here, and the task itself is sent by name.
+The algorithm service sends the training task by name (algorithm.training_queue); this is the
+app that receives it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.config import WorkerSettings, get_settings
-
-TRAIN_TASK = "worker.tasks.train"
 
 
 def make_celery(settings: WorkerSettings) -> Celery:
@@ -38,6 +36,10 @@ def make_celery(settings: WorkerSettings) -> Celery:
             # every tenth interval).
             "unacked_restore_interval": settings.broker_restore_interval,
             "unacked_restore_throttle": 1,
+            # A worker killed while it looks holds kombu's restore lock until it expires (kombu's
+            # default: 5 minutes), and no worker redelivers anything until then. The look takes
+            # milliseconds; a few intervals is plenty.
+            "unacked_mutex_expire": max(30, 3 * settings.broker_restore_interval),
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=True,
@@ -45,14 +47,4 @@ def make_celery(settings: WorkerSettings) -> Celery:
     return app
 
 
-def send_training(app: Celery, job_id: str) -> None:
-    """Send the training task for job_id through app's broker."""
-    app.send_task(TRAIN_TASK, args=[job_id])
-
-
 celery_app = make_celery(get_settings())
-
-
-def enqueue_training(job_id: str) -> None:
-    """Queue the training of job_id (pass this to JobStore.request_training)."""
-    send_training(celery_app, job_id)

@@ -1,8 +1,9 @@
 """The training task: read the rows, train, publish, record the job's outcome.
 
-The order of steps is what keeps the promises of jobs.py: take the training lock, mark the job
-started (new requests now get a new job), and only then open the snapshot the rows are read from.
-A failed training publishes nothing, so the previous model keeps serving.
+The order of steps is what keeps the promises of the job store (algorithm/jobs.py): take the
+training lock, mark the job started (new requests now get a new job), and only then open the
+snapshot the rows are read from. A failed training publishes nothing, so the previous model keeps
+serving.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from algorithm.artifacts import publish_model_version
+from algorithm.jobs import JobStore
 from algorithm.ml import TrainingDataError, train_model
-from worker.celery_app import TRAIN_TASK, celery_app
+from algorithm.training_queue import TRAIN_TASK
+from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
-from worker.jobs import JobStore
 from worker.rows import DataFingerprint, stream_training_rows
 
 logger = logging.getLogger(__name__)

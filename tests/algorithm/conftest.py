@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from stack.embedded import free_port
+from tests.helpers import wait_until
 
 
 class LiveServer:
@@ -34,15 +34,16 @@ class LiveServer:
             daemon=True,
         )
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(self.url, timeout=1)  # any answer: it is up
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline or not self._thread.is_alive():
-                    raise RuntimeError("the test server did not start") from None
-                time.sleep(0.02)
+        wait_until(self._answers, timeout=10, interval=0.02, what=f"test server on {self.url}")
+
+    def _answers(self) -> bool:
+        if not self._thread.is_alive():
+            raise RuntimeError("the test server stopped while starting")
+        try:
+            httpx.get(self.url, timeout=1)  # any answer: it is up
+        except httpx.TransportError:
+            return False
+        return True
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stopped.set)

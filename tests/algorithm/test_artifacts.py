@@ -1,4 +1,4 @@
-"""Atomic publication, retention and verified loading of model versions (algorithm.artifacts)."""
+"""Model files, atomic publication, retention and verified loading (algorithm.artifacts)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ import pytest
 
 from algorithm import artifacts
 from algorithm.artifacts import (
+    CLASSIFIER_FILE,
+    VECTORIZER_FILE,
     ArtifactError,
-    NoModelError,
     current_signature,
     load_current_version,
+    load_model,
     publish_model_version,
+    save_model,
+    sha256_of,
 )
-from algorithm.ml import CLASSIFIER_FILE, VECTORIZER_FILE, TrainedModel, train_model
+from algorithm.errors import NoModel
+from algorithm.ml import TrainedModel, predict_labels, train_model
 
 TEXTS = [
     "Python bindings for the image library",
@@ -86,10 +91,10 @@ def test_versions_sort_in_publication_order(model_root, model):
     assert load_current_version(model_root).version == versions[-1]
 
 
-def test_no_current_is_no_model_error(model_root):
+def test_no_current_is_no_model(model_root):
     model_root.mkdir()
     assert current_signature(model_root) is None
-    with pytest.raises(NoModelError, match="train one first"):
+    with pytest.raises(NoModel, match="train one first"):
         load_current_version(model_root)
 
 
@@ -195,3 +200,43 @@ def test_reader_never_sees_a_half_published_version(model_root, model):
         done.set()
         reader.join()
     assert errors == []
+
+
+def test_save_and_load_round_trip(model, tmp_path):
+    checksums = save_model(model, tmp_path)
+    assert sorted(checksums) == [CLASSIFIER_FILE, VECTORIZER_FILE]
+    loaded = load_model(tmp_path, expected_sha256=checksums)
+    texts = TEXTS + ["an unseen text about dates"]
+    assert predict_labels(loaded, texts) == predict_labels(model, texts)
+
+
+def test_checksum_mismatch_is_refused_before_unpickling(model, tmp_path, monkeypatch):
+    checksums = save_model(model, tmp_path)
+    (tmp_path / CLASSIFIER_FILE).write_bytes(b"not the pickle the manifest promised")
+    monkeypatch.setattr("pickle.loads", lambda data: pytest.fail("unpickled unverified bytes"))
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_model(tmp_path, expected_sha256=checksums)
+
+
+def test_truncated_pickle_is_refused(model, tmp_path):
+    checksums = save_model(model, tmp_path)
+    path = tmp_path / VECTORIZER_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="sha256"):
+        load_model(tmp_path, expected_sha256=checksums)
+
+
+def test_truncated_pickle_with_matching_checksum_fails_cleanly(model, tmp_path):
+    checksums = save_model(model, tmp_path)
+    path = tmp_path / VECTORIZER_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    checksums[VECTORIZER_FILE] = sha256_of(path.read_bytes())
+    with pytest.raises(ArtifactError, match="does not unpickle"):
+        load_model(tmp_path, expected_sha256=checksums)
+
+
+def test_missing_file_is_an_integrity_error(model, tmp_path):
+    checksums = save_model(model, tmp_path)
+    (tmp_path / CLASSIFIER_FILE).unlink()
+    with pytest.raises(ArtifactError, match="cannot read"):
+        load_model(tmp_path, expected_sha256=checksums)

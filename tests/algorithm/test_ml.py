@@ -1,4 +1,4 @@
-"""Training, prediction and model files of algorithm.ml, on real Debian package descriptions."""
+"""Training and prediction of algorithm.ml, on real Debian package descriptions."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from algorithm.ml import (
-    CLASSIFIER_FILE,
-    VECTORIZER_FILE,
     FastPredictor,
-    ModelIntegrityError,
     TrainedModel,
     TrainingDataError,
-    load_model,
     predict_labels,
-    save_model,
-    sha256_of,
     train_model,
 )
 
@@ -108,43 +102,3 @@ def test_binary_labels(corpus):
     texts = [text for text, _ in corpus] + UNSEEN_TEXTS
     fast = FastPredictor(model)
     assert [fast.predict_one(text) for text in texts] == predict_labels(model, texts)
-
-
-def test_save_and_load_round_trip(model, corpus, tmp_path):
-    checksums = save_model(model, tmp_path)
-    assert sorted(checksums) == [CLASSIFIER_FILE, VECTORIZER_FILE]
-    loaded = load_model(tmp_path, expected_sha256=checksums)
-    texts = [text for text, _ in corpus]
-    assert predict_labels(loaded, texts) == predict_labels(model, texts)
-
-
-def test_checksum_mismatch_is_refused_before_unpickling(model, tmp_path, monkeypatch):
-    checksums = save_model(model, tmp_path)
-    (tmp_path / CLASSIFIER_FILE).write_bytes(b"not the pickle the manifest promised")
-    monkeypatch.setattr("pickle.loads", lambda data: pytest.fail("unpickled unverified bytes"))
-    with pytest.raises(ModelIntegrityError, match="sha256"):
-        load_model(tmp_path, expected_sha256=checksums)
-
-
-def test_truncated_pickle_is_refused(model, tmp_path):
-    checksums = save_model(model, tmp_path)
-    path = tmp_path / VECTORIZER_FILE
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ModelIntegrityError, match="sha256"):
-        load_model(tmp_path, expected_sha256=checksums)
-
-
-def test_truncated_pickle_with_matching_checksum_fails_cleanly(model, tmp_path):
-    checksums = save_model(model, tmp_path)
-    path = tmp_path / VECTORIZER_FILE
-    path.write_bytes(path.read_bytes()[:100])
-    checksums[VECTORIZER_FILE] = sha256_of(path.read_bytes())
-    with pytest.raises(ModelIntegrityError, match="does not unpickle"):
-        load_model(tmp_path, expected_sha256=checksums)
-
-
-def test_missing_file_is_an_integrity_error(model, tmp_path):
-    checksums = save_model(model, tmp_path)
-    (tmp_path / CLASSIFIER_FILE).unlink()
-    with pytest.raises(ModelIntegrityError, match="cannot read"):
-        load_model(tmp_path, expected_sha256=checksums)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,12 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from algorithm import artifacts
 from algorithm.app import create_asgi_app
+from algorithm.artifacts import sha256_of
 from algorithm.config import AlgorithmSettings
-from algorithm.ml import TrainedModel, predict_labels, sha256_of, train_model
+from algorithm.ml import TrainedModel, predict_labels, train_model
+from stack.embedded import free_port
+from tests.helpers import assert_error, wait_until
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 
@@ -60,13 +63,6 @@ def client(make_client: Any, model_root: Path, model: TrainedModel) -> httpx.Cli
     return make_client()  # type: ignore[no-any-return]
 
 
-def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"] == code and body["detail"]
-    return dict(body)
-
-
 def test_single_and_batch_predictions_equal_the_ml_module(
     client: httpx.Client, model: TrainedModel, corpus: list[dict[str, str]]
 ) -> None:
@@ -99,17 +95,17 @@ def test_no_model_is_503_then_hot_reload_without_restart(
 ) -> None:
     client = make_client()
     response = client.post("/predict", json={"text": "hello"})
-    assert "train" in error_of(response, 503, "no_model")["detail"]
+    assert "train" in assert_error(response, 503, "no_model")["detail"]
     assert client.get("/health/ready").json()["model_version"] is None
 
     version = publish(model_root, model)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
+
+    def answered() -> httpx.Response | None:
         answer = client.post("/predict", json={"text": "hello"})
-        if answer.status_code == 200:
-            break
-        time.sleep(0.02)
-    assert answer.status_code == 200 and answer.json()["model_version"] == version
+        return answer if answer.status_code == 200 else None
+
+    answer = wait_until(answered, timeout=2, interval=0.02, what="the new model answering")
+    assert answer.json()["model_version"] == version
     assert client.get("/health/ready").json()["model_version"] == version
 
 
@@ -133,10 +129,11 @@ def test_corrupt_new_version_leaves_the_old_one_serving(
         (model_root / bad / "manifest.json").write_text(json.dumps(manifest))
     artifacts.switch_current(model_root, bad)
 
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and not client.get("/health/ready").json()["model_error"]:
-        time.sleep(0.02)
-    health = client.get("/health/ready").json()
+    def load_error_reported() -> dict[str, Any] | None:
+        ready: dict[str, Any] = client.get("/health/ready").json()
+        return ready if ready["model_error"] else None
+
+    health = wait_until(load_error_reported, timeout=2, interval=0.02, what="the load error")
     assert health["model_version"] == old and bad in health["model_error"]
     assert client.post("/predict", json={"text": "x"}).json()["model_version"] == old
 
@@ -149,6 +146,8 @@ def test_corrupt_new_version_leaves_the_old_one_serving(
         ({"text": "   "}, "text"),
         ({"text": 5}, "text"),
         ({"text": None, "texts": None}, "text"),
+        ({"text": None, "texts": ["a"]}, "text"),
+        ({"text": "a", "texts": None}, "texts"),
         ({"text": ["a list"]}, "text"),
         ({"texts": "a string"}, "texts"),
         ({"texts": []}, "texts"),
@@ -165,7 +164,7 @@ def test_corrupt_new_version_leaves_the_old_one_serving(
 def test_bad_predict_bodies_get_400_with_field_errors(
     client: httpx.Client, body: Any, field: str
 ) -> None:
-    error = error_of(client.post("/predict", json=body), 400, "validation_error")
+    error = assert_error(client.post("/predict", json=body), 400, "validation_error")
     assert field in error["fields"]
 
 
@@ -174,12 +173,12 @@ def test_malformed_bodies(client: httpx.Client) -> None:
         headers = {"Content-Type": content_type} if content_type else {}
         return client.post("/predict", content=body, headers=headers)
 
-    error_of(send(b'{"text": '), 400, "invalid_json")
-    error_of(send(b'{"text": "\xff\xfe"}'), 400, "invalid_json")
-    error_of(send(b"text=hi", "text/plain"), 415, "unsupported_media_type")
-    error_of(send(b"{}", None), 415, "unsupported_media_type")
+    assert_error(send(b'{"text": '), 400, "invalid_json")
+    assert_error(send(b'{"text": "\xff\xfe"}'), 400, "invalid_json")
+    assert_error(send(b"text=hi", "text/plain"), 415, "unsupported_media_type")
+    assert_error(send(b"{}", None), 415, "unsupported_media_type")
     huge = json.dumps({"texts": ["word " * 10_000] * 1000}).encode()
-    error_of(send(huge), 413, "request_entity_too_large")
+    assert_error(send(huge), 413, "request_entity_too_large")
     # A chunked body (no Content-Length) is read like any other, and the limit holds for it too.
     chunked = client.post("/predict", content=iter([b'{"text": ', b'"a chunked body"}']),
                           headers={"Content-Type": "application/json"})  # fmt: skip
@@ -187,14 +186,32 @@ def test_malformed_bodies(client: httpx.Client) -> None:
     mib = 1 << 20
     huge_chunks = iter([huge[start : start + mib] for start in range(0, len(huge), mib)])
     json_type = {"Content-Type": "application/json"}
-    error_of(client.post("/predict", content=huge_chunks, headers=json_type), 413,
+    assert_error(client.post("/predict", content=huge_chunks, headers=json_type), 413,
              "request_entity_too_large")  # fmt: skip
     assert send(b'{"text": "still serving"}').status_code == 200
 
 
-def test_unknown_urls_and_methods_answer_json(client: httpx.Client) -> None:
-    error_of(client.get("/nothing"), 404, "not_found")
-    error_of(client.get("/predict"), 405, "method_not_allowed")
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/predict", {"POST"}),
+        ("DELETE", "/train", {"POST"}),
+        ("POST", "/train/some-job", {"GET", "HEAD"}),
+        ("PUT", "/health/ready", {"GET", "HEAD"}),
+        ("TRACE", "/health/live", {"GET", "HEAD"}),
+    ],
+)
+def test_a_method_a_path_does_not_take_is_405_with_allow(
+    client: httpx.Client, method: str, path: str, allowed: set[str]
+) -> None:
+    response = client.request(method, path)
+    assert_error(response, 405, "method_not_allowed")
+    advertised = {name.strip() for name in response.headers["Allow"].split(",")}
+    assert allowed <= advertised and method not in advertised
+
+
+def test_unknown_urls_answer_json(client: httpx.Client) -> None:
+    assert_error(client.get("/nothing"), 404, "not_found")
 
 
 def test_train_queues_a_job_and_reports_it(client: httpx.Client) -> None:
@@ -204,8 +221,49 @@ def test_train_queues_a_job_and_reports_it(client: httpx.Client) -> None:
     assert job["status"] == "queued" and response.headers["Location"] == f"/train/{job['job_id']}"
     assert client.post("/train").json()["job_id"] == job["job_id"]  # still queued: same job
     assert client.get(f"/train/{job['job_id']}").json()["status"] == "queued"
-    error_of(client.get("/train/no-such-job"), 404, "job_not_found")
-    error_of(client.post("/train", json={"rows": 5}), 400, "invalid_request")
+    assert_error(client.get("/train/no-such-job"), 404, "job_not_found")
+    assert_error(client.post("/train", json={"rows": 5}), 400, "invalid_request")
+
+
+def test_redis_down_is_503_broker_unavailable(make_client: Any) -> None:
+    client = make_client(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert_error(client.post("/train"), 503, "broker_unavailable")
+    assert_error(client.get("/train/some-job"), 503, "broker_unavailable")
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+
+
+PREDICT_BODIES = [
+    {"text": "a regex engine"},
+    {"text": "x" * 40},
+    {"text": "x" * 41},
+    {"text": ""},
+    {"text": " \t\n"},
+    {"text": 5},
+    {"text": None},
+    {"texts": ["one", "two", "three"]},
+    {"texts": ["one", "two", "three", "four"]},
+    {"texts": []},
+    {"texts": ["ok", " "]},
+    {"texts": "one"},
+    {"text": "a", "texts": ["b"]},
+    {"text": None, "texts": ["b"]},
+    {"text": "a", "lang": "en"},
+    {},
+    ["a"],
+]
+
+
+def test_the_openapi_body_schema_accepts_exactly_what_predict_accepts(
+    make_client: Any, model_root: Path, model: TrainedModel
+) -> None:
+    publish(model_root, model)
+    client = make_client(predict_max_texts=3, predict_max_chars=40)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
+    validator = Draft202012Validator(schema)
+    for body in PREDICT_BODIES:
+        status = client.post("/predict", json=body).status_code
+        assert status in (200, 400) and (status == 200) == validator.is_valid(body), (body, status)
 
 
 def test_openapi_and_docs(client: httpx.Client) -> None:
@@ -214,6 +272,8 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     assert {"/predict", "/train", "/train/{job_id}", "/health/live", "/health/ready"} <= set(
         schema["paths"]
     )
+    train = schema["paths"]["/train"]["post"]["responses"]
+    assert train["202"]["headers"]["Location"]["required"] is True
     assert "swagger-ui" in client.get("/docs").text
     script = client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200 and b"SwaggerUIBundle" in script.content

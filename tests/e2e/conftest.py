@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,20 +12,20 @@ import pytest
 
 from stack.embedded import free_port
 from stack.process import Child, spawn, stop_children
+from tests.helpers import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def live() -> bool:
         assert child.running(), log.read_text()
         try:
-            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never came up:\n{log.read_text()}")
+            return False
+
+    wait_until(live, timeout=timeout, interval=0.1, what=f"{url} live (log: {log})")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from algorithm.artifacts import load_current_version
 from algorithm.ml import predict_labels
 from stack.embedded import free_port
+from tests.helpers import assert_error, wait_until
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +37,11 @@ def stack_urls(
 
 
 def wait_for_job(web: str, location: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{web}{location}").json()
-        if job["status"] in {"succeeded", "failed"}:
-            return dict(job)
-        time.sleep(0.2)
-    raise AssertionError(f"job never finished: {job}")
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = httpx.get(f"{web}{location}").json()
+        return job if job["status"] in {"succeeded", "failed"} else None
+
+    return wait_until(finished, timeout=timeout, interval=0.2, what=f"job at {location} finished")
 
 
 def test_a_user_trains_and_predicts_through_web(
@@ -53,8 +52,7 @@ def test_a_user_trains_and_predicts_through_web(
 ) -> None:
     web, _ = stack_urls
     before = httpx.post(f"{web}/api/predict/", json={"text": "a library for images"})
-    assert before.status_code == 503 and before.json()["error"] == "no_model"
-    assert "train" in before.json()["detail"]
+    assert "train" in assert_error(before, 503, "no_model")["detail"]
 
     rows = [{"text": text, "label": label} for text, label in fixture_corpus]
     assert httpx.post(f"{web}/api/data/", json=rows, timeout=60).status_code == 201
@@ -69,12 +67,13 @@ def test_a_user_trains_and_predicts_through_web(
 
     texts = [text for text, _ in fixture_corpus[:50]]
     expected = predict_labels(load_current_version(model_dir).model, texts)
-    deadline = time.monotonic() + 5
-    while True:  # the algorithm service picks the new version up within its poll interval
+
+    def predicted() -> httpx.Response | None:
         single = httpx.post(f"{web}/api/predict/", json={"text": texts[0]})
-        if single.status_code == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return single if single.status_code == 200 else None
+
+    # The algorithm service picks the new version up within its poll interval.
+    single = wait_until(predicted, timeout=5, interval=0.1, what="a prediction from the model")
     assert single.json() == {"label": expected[0], "model_version": job["model_version"]}
     batch = httpx.post(f"{web}/api/predict/", json={"texts": texts}).json()
     assert batch == {"labels": expected, "model_version": job["model_version"]}
@@ -83,8 +82,7 @@ def test_a_user_trains_and_predicts_through_web(
         "algorithm": "ok",
     }
 
-    unknown = httpx.get(f"{web}/api/train/no-such-job/")
-    assert unknown.status_code == 404 and unknown.json()["error"] == "job_not_found"
+    assert_error(httpx.get(f"{web}/api/train/no-such-job/"), 404, "job_not_found")
 
 
 def test_train_answers_in_milliseconds_with_100_000_rows(
@@ -133,11 +131,10 @@ def test_bad_predict_input_through_web_gets_4xx(
                                   headers={"Content-Type": "application/json"})  # fmt: skip
         else:
             response = httpx.post(f"{web}/api/predict/", json=body)
-        assert (response.status_code, response.json()["error"]) == (400, code), body
-    form = httpx.post(f"{web}/api/predict/", data={"text": "x"})
-    assert form.status_code == 415 and form.json()["error"] == "unsupported_media_type"
-    wrong_method = httpx.get(f"{web}/api/predict/")
-    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+        assert_error(response, 400, code)
+    assert_error(httpx.post(f"{web}/api/predict/", data={"text": "x"}), 415,
+                 "unsupported_media_type")  # fmt: skip
+    assert_error(httpx.get(f"{web}/api/predict/"), 405, "method_not_allowed")
 
 
 def test_algorithm_down_or_silent_gives_503_or_504_quickly(
@@ -147,9 +144,9 @@ def test_algorithm_down_or_silent_gives_503_or_504_quickly(
                          ALGORITHM_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
     started = time.perf_counter()
     response = httpx.post(f"{down}/api/predict/", json={"text": "hello"}, timeout=10)
-    assert response.status_code == 503 and response.json()["error"] == "algorithm_unavailable"
+    assert_error(response, 503, "algorithm_unavailable")
     assert time.perf_counter() - started < 3
-    assert httpx.post(f"{down}/api/train/", timeout=10).status_code == 503
+    assert_error(httpx.post(f"{down}/api/train/", timeout=10), 503)
     ready = httpx.get(f"{down}/health/ready", timeout=10)
     assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
 
@@ -161,5 +158,5 @@ def test_algorithm_down_or_silent_gives_503_or_504_quickly(
                              ALGORITHM_TIMEOUT_SECONDS="1")  # fmt: skip
         started = time.perf_counter()
         response = httpx.post(f"{slow}/api/predict/", json={"text": "hello"}, timeout=10)
-        assert response.status_code == 504 and response.json()["error"] == "algorithm_unavailable"
+        assert_error(response, 504, "algorithm_unavailable")
         assert time.perf_counter() - started < 3

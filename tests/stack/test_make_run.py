@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port
+from stack.embedded import free_port, make_scratch_dir
+from stack.run import SHARED_POSTGRES_ROOT, postgres_data_dir
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,22 +38,29 @@ def stack_env(var_dir: Path) -> dict[str, str]:
 def start_make_run(env: dict[str, str]) -> subprocess.Popen[str]:
     # A new session, like a terminal's foreground job: Ctrl-C goes to the whole group.
     return subprocess.Popen(
-        ["make", "--no-print-directory", "run"], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_ready(env: dict[str, str], process: subprocess.Popen[str], timeout: float = 120) -> dict:
+    """Wait for web's readiness answer (which checks the database and algorithm) and return it."""
     url = f"http://127.0.0.1:{env['WEB_PORT']}/health/ready"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def answer() -> dict | None:
         assert process.poll() is None, process.stdout.read() if process.stdout else ""
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return dict(json.load(response))
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError("make run never became ready")
+            return None
+
+    return wait_until(answer, timeout=timeout, interval=0.2, what="make run ready")
 
 
 def processes_mentioning(*needles: str) -> list[str]:
@@ -67,8 +77,13 @@ def processes_mentioning(*needles: str) -> list[str]:
 
 
 @pytest.fixture
-def var_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "var"
+def var_dir(state_dir: Path) -> Path:
+    """A VAR_DIR that does not exist yet, in a directory the embedded PostgreSQL can reach.
+
+    Not under pytest's tmp_path: that is private (0700), and as root PostgreSQL runs as a
+    system user that must enter the directory holding its data.
+    """
+    return make_scratch_dir("make-run-", parent=state_dir) / "var"
 
 
 def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) -> None:
@@ -78,8 +93,14 @@ def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) 
         ready = wait_ready(env, runner)
         assert ready["status"] == "ok"
 
-        second = subprocess.run(["make", "--no-print-directory", "run"], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        second = subprocess.run(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode != 0
         assert "another `make run`" in second.stderr + second.stdout
         assert wait_ready(env, runner)["status"] == "ok"  # the first stack is unharmed
@@ -100,10 +121,8 @@ def test_make_run_recovers_after_a_crash(var_dir: Path) -> None:
     wait_ready(env, runner)
     os.killpg(runner.pid, signal.SIGKILL)  # no clean-up at all: stale pid files remain
     runner.communicate(timeout=10)
-    deadline = time.monotonic() + 20
-    while processes_mentioning(str(var_dir)) and time.monotonic() < deadline:
-        time.sleep(0.2)  # children die with their parent
-    assert processes_mentioning(str(var_dir)) == []
+    # Children die with their parent.
+    wait_until(lambda: not processes_mentioning(str(var_dir)), timeout=20, what="no process left")
 
     restarted = start_make_run(env)
     try:
@@ -112,3 +131,23 @@ def test_make_run_recovers_after_a_crash(var_dir: Path) -> None:
         os.killpg(restarted.pid, signal.SIGINT)
         restarted.communicate(timeout=60)
     assert restarted.returncode in (0, -signal.SIGINT)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to a system user")
+def test_make_run_with_var_dir_in_a_private_directory_keeps_postgres_elsewhere(
+    state_dir: Path,
+) -> None:
+    private = Path(tempfile.mkdtemp(prefix="private-", dir=state_dir))  # 0700, like /root
+    env = stack_env(private / "var")
+    data_dir = postgres_data_dir(private / "var")
+    assert data_dir.is_relative_to(SHARED_POSTGRES_ROOT)
+    process = start_make_run(env)
+    try:
+        assert wait_ready(env, process)["status"] == "ok"
+        assert (data_dir / "PG_VERSION").exists()
+        assert (private.stat().st_mode & 0o777) == 0o700  # nothing opened up
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+    assert f"PostgreSQL data: {data_dir}" in output, output

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ import httpx
 import pytest
 
 from stack.embedded import free_port
+from stack.serve import pool_command
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,21 +26,26 @@ APP = "loadtests.servers.flask_hello:app"
 def start_pool(port: int, workers: int = 2, app: str = APP) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for slow_app
     return subprocess.Popen(
-        [sys.executable, "-m", "stack.serve", app, "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        pool_command(app, host="127.0.0.1", port=port, workers=workers),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
-def wait_serving(port: int, pool: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert pool.poll() is None
+def wait_serving(port: int, pool: subprocess.Popen[str], path: str = "/predict") -> httpx.Response:
+    """Wait until the pool answers a POST to `path` at all; return the answer."""
+
+    def answer() -> httpx.Response | None:
+        assert pool.poll() is None, pool.stdout.read() if pool.stdout else ""
         try:
-            if httpx.post(f"http://127.0.0.1:{port}/predict", timeout=1).status_code == 200:
-                return
+            return httpx.post(f"http://127.0.0.1:{port}{path}", timeout=1)
         except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("pool never served")
+            return None
+
+    return wait_until(answer, timeout=30, interval=0.1, what="pool serving")
 
 
 def worker_pids(pool_pid: int) -> list[int]:
@@ -59,7 +65,7 @@ def alive(pid: int) -> bool:
 def pool() -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
     process = start_pool(port)
-    wait_serving(port, process)
+    assert wait_serving(port, process).status_code == 200
     yield port, process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -92,13 +98,11 @@ def test_sigterm_stops_gracefully_and_sigkill_takes_the_workers_down(
     workers = worker_pids(first.pid)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers)  # no leftover silently sharing the port
+    # No leftover silently sharing the port.
+    wait_until(lambda: not any(alive(pid) for pid in workers), timeout=10, what="workers gone")
 
     again = start_pool(port)  # the port and its lock are free again
-    wait_serving(port, again)
+    assert wait_serving(port, again).status_code == 200
     again.send_signal(signal.SIGTERM)
     again.communicate(timeout=30)
     assert again.returncode == 0
@@ -108,14 +112,7 @@ def test_sigterm_lets_requests_in_flight_finish() -> None:
     port = free_port()
     pool = start_pool(port, workers=1, app="slow_app:app")
     url = f"http://127.0.0.1:{port}/slow"
-    deadline = time.monotonic() + 30
-    while True:  # up once it answers anything
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert pool.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    wait_serving(port, pool, path="/")
     answers: list[httpx.Response] = []
     in_flight = threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=10)))
     in_flight.start()

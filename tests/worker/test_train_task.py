@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from algorithm.artifacts import load_current_version
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 Insert = Callable[[list[tuple[str, str]]], None]
@@ -36,11 +36,13 @@ def test_a_training_job_publishes_a_complete_current_version(
     job = request_training()
     assert job["status"] == "queued"
     seen = {job["status"]}
-    deadline = time.monotonic() + 60
-    while (current := job_store.get(job["job_id"]))["status"] not in ("succeeded", "failed"):
+
+    def finished() -> Job | None:
+        current: Job = job_store.get(job["job_id"])
         seen.add(current["status"])
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+        return current if current["status"] in ("succeeded", "failed") else None
+
+    current = wait_until(finished, timeout=60, interval=0.01, what="the job finished")
     assert current["status"] == "succeeded", current["error"]
     assert "running" in seen
     assert current["created_at"] <= current["started_at"] <= current["finished_at"]
@@ -121,10 +123,8 @@ def test_requests_during_training_run_one_at_a_time_and_include_every_row(
 
     big = [(f"{text} copy {i}", label) for i in range(12) for text, label in fixture_corpus]
     first = add_rows_and_request(big)
-    deadline = time.monotonic() + 30
-    while job_store.get(first)["status"] == "queued":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: job_store.get(first)["status"] != "queued", timeout=30, interval=0.01,
+               what="the first job started")  # fmt: skip
     second = add_rows_and_request(fixture_corpus[:50])
     third = add_rows_and_request(fixture_corpus[50:60])
     assert second != first  # the first job was running: a new job

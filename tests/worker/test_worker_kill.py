@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from algorithm.artifacts import VERSION_PATTERN
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 Job = dict[str, Any]
@@ -77,10 +77,8 @@ def training_job(
     insert_rows(distinct_rows(fixture_corpus, ROWS))
     worker = start_worker(**LIMITS)
     job_id = request_training()["job_id"]
-    deadline = time.monotonic() + 60
-    while (job_store.get(job_id)["progress"] or {}).get("phase") != "training":
-        assert time.monotonic() < deadline, job_store.get(job_id)
-        time.sleep(0.02)
+    wait_until(lambda: (job_store.get(job_id)["progress"] or {}).get("phase") == "training",
+               timeout=60, interval=0.02, what=f"job {job_id} training")  # fmt: skip
     yield worker, job_id
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from worker.jobs import QUEUED_MARKER, JobStore
+from algorithm.jobs import QUEUED_MARKER, Job, JobStore
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def test_a_request_while_a_job_is_queued_returns_that_job(store: JobStore) -> No
     assert first["started_at"] is None and first["finished_at"] is None
     assert enqueue.job_ids == [first["job_id"]]
     assert store.get(first["job_id"]) == first
+    assert Job.model_validate(first).model_dump() == first  # every field of the API's job shape
 
 
 def test_concurrent_requests_create_exactly_one_queued_job(store: JobStore) -> None:

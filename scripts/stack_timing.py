@@ -1,6 +1,6 @@
 """Time `make run` to ready and a 10 000-row bulk insert, the way a newcomer meets them.
 
-    python -m loadtests.stack_timing --checkout DIR --var-dir DIR [--fresh-venv]
+    .venv/bin/python scripts/stack_timing.py --checkout DIR --var-dir DIR [--fresh-venv]
 
 Starts `make run` in DIR (a clean clone: with --fresh-venv its .venv is removed first, so the
 time includes creating it and installing every dependency), polls /health/ready until it answers
@@ -21,8 +21,27 @@ from pathlib import Path
 
 import httpx
 
-PORTS = {"WEB_PORT": 18000, "ALGORITHM_PORT": 18001, "EMBEDDED_POSTGRES_PORT": 15432,
-         "EMBEDDED_REDIS_PORT": 16379}  # fmt: skip
+PORTS = {
+    "WEB_PORT": 18000,
+    "ALGORITHM_PORT": 18001,
+    "EMBEDDED_POSTGRES_PORT": 15432,
+    "EMBEDDED_REDIS_PORT": 16379,
+}
+ROWS = [
+    {"text": f"package {i} provides tools for topic {i % 13}", "label": f"l{i % 13}"}
+    for i in range(10_000)
+]
+
+
+def wait_ready(stack: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    while stack.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"make run exited {stack.returncode}; see {log}")
 
 
 def time_stack(checkout: Path, var_dir: Path) -> dict[str, float]:
@@ -31,34 +50,33 @@ def time_stack(checkout: Path, var_dir: Path) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in inherited}
     env.update({name: str(port) for name, port in PORTS.items()}, VAR_DIR=str(var_dir))
     web = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
+    log = var_dir.with_suffix(".log")
     started = time.monotonic()
-    with open(var_dir.with_suffix(".log"), "w") as log:
-        stack = subprocess.Popen(["make", "run"], cwd=checkout, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    with log.open("wb") as output:
+        stack = subprocess.Popen(
+            ["make", "run"],
+            cwd=checkout,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
-            while True:
-                if stack.poll() is not None:
-                    raise RuntimeError(f"make run exited {stack.returncode}; see {log.name}")
-                try:
-                    if httpx.get(f"{web}/health/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_ready(stack, f"{web}/health/ready", log)
             ready = time.monotonic() - started
-            rows = [
-                {"text": f"package {i} provides tools for topic {i % 13}", "label": f"l{i % 13}"}
-                for i in range(10_000)
-            ]
             posted = time.monotonic()
-            response = httpx.post(f"{web}/api/data/", json=rows, timeout=120)
+            response = httpx.post(f"{web}/api/data/", json=ROWS, timeout=120)
             bulk = time.monotonic() - posted
-            assert response.status_code == 201, response.text[:300]
+            if response.status_code != 201:
+                raise RuntimeError(f"bulk insert answered {response.status_code}: {response.text}")
         finally:
             os.killpg(stack.pid, signal.SIGINT)
             stack.wait(timeout=60)
-    return {"ready_seconds": round(ready, 1), "bulk_10000_seconds": round(bulk, 2),
-            "rows_per_second": round(10_000 / bulk)}  # fmt: skip
+    return {
+        "ready_seconds": round(ready, 1),
+        "bulk_10000_seconds": round(bulk, 2),
+        "rows_per_second": round(len(ROWS) / bulk),
+    }
 
 
 def main() -> None:

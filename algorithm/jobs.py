@@ -7,7 +7,8 @@ with NX makes concurrent requests agree on one job, and `start` deletes it atomi
 switch to running, before the training reads anything. At most one training runs at a time: it
 holds a lock that it renews while it runs, so a killed worker's lock expires soon after.
 
-Plain redis-py, no Celery or scikit-learn: the algorithm service uses this module too.
+The job store is the algorithm service's contract with the worker: the service creates jobs
+and answers their state, the worker runs them. Plain redis-py and pydantic, nothing else.
 """
 
 from __future__ import annotations
@@ -16,19 +17,32 @@ import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import redis
+from pydantic import BaseModel
 
 PREFIX = "textclf:"
 QUEUED_MARKER = f"{PREFIX}queued-job"
 TRAINING_LOCK = f"{PREFIX}training-lock"
 DEFAULT_JOB_TTL = 7 * 24 * 3600
-JOB_FIELDS = (
-    "job_id", "status", "created_at", "started_at", "finished_at",
-    "progress", "model_version", "metrics", "error",
-)  # fmt: skip
-FINISHED = ("succeeded", "failed")
+
+
+class Job(BaseModel):
+    """A training job as the API answers it; the store keeps exactly these fields."""
+
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: dict[str, Any] | None
+    model_version: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+
+
+JOB_FIELDS = tuple(Job.model_fields)
 
 # Every hash field holds JSON, so Lua writes JSON-encoded strings too.
 _START = """

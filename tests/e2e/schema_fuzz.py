@@ -1,0 +1,111 @@
+"""Run `schemathesis run` against a live service and read back what it did.
+
+The CLI is the one entry point that runs all four phases (examples, coverage, fuzzing,
+stateful) with every check, and prints each finding with a curl command that reproduces it.
+The run report gives the verdict, the HAR file every request actually sent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SEED = 20261124
+PHASES = "examples,coverage,fuzzing,stateful"
+# A request slower than this is a finding (a hang), not something to wait out.
+REQUEST_TIMEOUT_SECONDS = 30
+RUN_TIMEOUT_SECONDS = 240
+REPORT_CHARS = 30_000
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    """What one Schemathesis run found."""
+
+    exit_code: int
+    requests: int
+    report_dir: Path
+    output: str = field(repr=False)
+    report: dict[str, Any] = field(repr=False)
+
+    def summary(self) -> str:
+        cases = self.report.get("test_cases", {})
+        return (
+            f"{self.requests} requests, {cases.get('unique_failures')} unique failures, "
+            f"{self.report.get('running_time', 0):.1f} s, exit code {self.exit_code}"
+        )
+
+    def failure_report(self) -> str:
+        """The CLI's own account of the failures: check, operation, and a curl to reproduce."""
+        heading = self.output.find(" FAILURES ")
+        start = self.output.rfind("\n", 0, heading) + 1 if heading >= 0 else 0
+        body = self.output[start:]
+        if len(body) > REPORT_CHARS:
+            body = body[:REPORT_CHARS] + f"\n[... cut: every failure is in {self.report_dir}]"
+        return f"Schemathesis found problems ({self.summary()}):\n{body}"
+
+
+def run_schemathesis(
+    schema_url: str, *, headers: dict[str, str], max_examples: int, report_dir: Path
+) -> FuzzRun:
+    """Fuzz the API described at `schema_url` (its base URL is the schema's host).
+
+    `max_examples` bounds the fuzzing phase per operation; the coverage, examples and stateful
+    phases add their own requests on top.
+    """
+    report_dir.mkdir(parents=True, exist_ok=True)
+    har_path = report_dir / "requests.har"
+    json_path = report_dir / "run.json"
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "--no-color", "run", schema_url,
+        "--checks", "all",
+        "--phases", PHASES,
+        "--seed", str(SEED),
+        "--max-examples", str(max_examples),
+        "--generation-database", "none",  # no examples carried over from an earlier run
+        # Hypothesis' data-generation speed check fails on a busy machine, never on the API.
+        "--suppress-health-check", "too_slow",
+        "--continue-on-failure",
+        "--request-timeout", str(REQUEST_TIMEOUT_SECONDS),
+        "--report", "json,har,junit",
+        "--report-dir", str(report_dir),
+        "--report-har-path", str(har_path),
+        "--report-json-path", str(json_path),
+    ]  # fmt: skip
+    for name, value in headers.items():
+        command += ["--header", f"{name}: {value}"]
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=report_dir,  # keeps Hypothesis' and Schemathesis' files out of the repository
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        partial = expired.stdout or ""
+        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+        raise AssertionError(
+            f"schemathesis did not finish within {RUN_TIMEOUT_SECONDS} s:\n{text[-REPORT_CHARS:]}"
+        ) from None
+    output = completed.stdout + completed.stderr
+    report = json.loads(json_path.read_text()) if json_path.exists() else {}
+    return FuzzRun(
+        exit_code=completed.returncode,
+        report_dir=report_dir,
+        output=output,
+        report=report,
+        requests=count_requests(har_path),
+    )
+
+
+def count_requests(har_path: Path) -> int:
+    """Requests recorded in a HAR file (0 when the run wrote none)."""
+    if not har_path.exists():
+        return 0
+    return len(json.loads(har_path.read_text())["log"]["entries"])

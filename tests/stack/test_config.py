@@ -1,0 +1,80 @@
+"""Shared settings: defaults derived from other settings, for every service that builds on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from algorithm.config import AlgorithmSettings
+from stack.config import CommonSettings, StackSettings
+from web.config import WebSettings
+from worker.config import WorkerSettings
+
+SERVICE_SETTINGS = [CommonSettings, StackSettings, WebSettings, AlgorithmSettings, WorkerSettings]
+
+
+@pytest.fixture(autouse=True)
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what each test sets (the session sets the URLs for the embedded test servers)."""
+    for name in ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "MODEL_DIR", "ALGORITHM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "a-long-random-value-that-is-not-a-placeholder")
+
+
+@pytest.mark.parametrize("settings_class", SERVICE_SETTINGS)
+def test_unset_urls_and_model_dir_follow_the_embedded_ports_and_var_dir(
+    settings_class: type[CommonSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VAR_DIR", "/srv/textclf")
+    monkeypatch.setenv("EMBEDDED_POSTGRES_PORT", "5544")
+    monkeypatch.setenv("EMBEDDED_REDIS_PORT", "6655")
+
+    settings = settings_class()
+
+    assert settings.database_url == "postgresql://postgres@127.0.0.1:5544/textclf"
+    assert settings.redis_url == "redis://127.0.0.1:6655/0"
+    assert settings.model_dir == settings.model_root == Path("/srv/textclf/models")
+
+
+@pytest.mark.parametrize("settings_class", SERVICE_SETTINGS)
+def test_set_values_win_and_empty_ones_mean_the_default(
+    settings_class: type[CommonSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/app")
+    monkeypatch.setenv("REDIS_URL", "")
+    monkeypatch.setenv("MODEL_DIR", "/models")
+
+    settings = settings_class()
+
+    assert settings.database_url == "postgresql://app@db:5432/app"
+    assert settings.redis_url == "redis://127.0.0.1:63799/0"
+    assert settings.model_dir == Path("/models")
+
+
+def test_make_run_starts_embedded_servers_only_for_urls_left_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432/app")
+
+    settings = StackSettings()
+
+    assert not settings.uses_embedded("database")
+    assert settings.uses_embedded("redis")
+
+
+def test_web_is_told_where_the_stack_starts_the_algorithm_service_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALGORITHM_HOST", "127.0.0.2")
+    monkeypatch.setenv("ALGORITHM_PORT", "9101")
+    assert StackSettings().algorithm_url == "http://127.0.0.2:9101"
+
+    monkeypatch.setenv("ALGORITHM_URL", "http://models.internal:8001")
+    assert StackSettings().algorithm_url == "http://models.internal:8001"
+
+
+def test_settings_cannot_be_changed_once_read() -> None:
+    settings = StackSettings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.web_port = 9000  # type: ignore[misc]

@@ -30,7 +30,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from loadtests.bench_data import load_average, load_corpus, machine_description
+from loadtests.bench_data import load_corpus
+from loadtests.bench_report import machine_description
 from loadtests.corpus import sample_rows
 from stack.embedded import free_port, start_postgres
 from stack.process import Child, spawn, stop_children
@@ -104,6 +105,11 @@ def time_requests(client: httpx.Client, url: str, count: int) -> tuple[float, fl
         samples.append((time.perf_counter() - began) * 1000)
     samples.sort()
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def load_average() -> float:
+    """The 1-minute load average: how busy the machine was apart from the bench."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def peak_rss_mib(pid: int) -> float:

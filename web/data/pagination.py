@@ -121,12 +121,14 @@ class KeysetPagination(pagination.BasePagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [
+            ORDERING_PARAMETER,
             {
                 "name": "cursor",
                 "in": "query",
                 "required": False,
                 "description": "Opaque position from a previous page's `next` or `previous` "
-                "link; valid with the same `ordering` only.",
+                "link; valid with the same `ordering` only (404 otherwise, as for a page that "
+                "does not exist).",
                 "schema": {"type": "string"},
             },
             {
@@ -147,12 +149,22 @@ def estimated_rows() -> int:
         return int(cursor.fetchone()[0])
 
 
+ORDERINGS = [f"{sign}{field}" for field in ORDERING_FIELDS for sign in ("", "-")]
+ORDERING_DESCRIPTION = "One field, prefixed by '-' for descending order; ties are broken by id."
+ORDERING_PARAMETER = {
+    "name": "ordering",
+    "in": "query",
+    "required": False,
+    "description": ORDERING_DESCRIPTION,
+    "schema": {"type": "string", "enum": ORDERINGS, "default": DEFAULT_ORDERING},
+}
+
+
 def requested_ordering(request: Request) -> str:
     """The one `?ordering=` field (with its optional '-'), or a 400."""
-    raw = request.query_params.get("ordering", "").strip() or DEFAULT_ORDERING
-    if raw.lstrip("-") not in ORDERING_FIELDS or raw.count("-") > 1:
-        allowed = ", ".join(ORDERING_FIELDS)
-        raise _invalid("ordering", f"One field of {allowed}, optionally prefixed by '-'.")
+    raw = request.query_params.get("ordering", DEFAULT_ORDERING)
+    if raw not in ORDERINGS:
+        raise _invalid("ordering", f"One of: {', '.join(ORDERINGS)}.")
     return raw
 
 
@@ -201,12 +213,13 @@ def _decode_cursor(token: str, ordering: str) -> tuple[list[Any], bool]:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         key, backwards = raw["k"], raw["b"]
         if raw["o"] != ordering:
-            raise _invalid("cursor", f"This cursor belongs to ordering={raw['o']}.")
+            raise exceptions.NotFound(f"Invalid cursor: it belongs to ordering={raw['o']}.")
         if not isinstance(backwards, bool) or not isinstance(key, list):
             raise TypeError
         return _typed_key(ordering.lstrip("-"), key), backwards
     except (ValueError, TypeError, KeyError, binascii.Error):
-        raise _invalid("cursor", "Not a cursor this API gave out.") from None
+        # Like DRF's CursorPagination: a cursor names a page, and this page does not exist.
+        raise exceptions.NotFound("Invalid cursor: not one this API gave out.") from None
 
 
 def _typed_key(field: str, key: list[Any]) -> list[Any]:

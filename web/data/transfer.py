@@ -22,9 +22,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from web.data import exporting, importing
-from web.data.filters import RefuseNulInQuery, TrigramSearchFilter
+from web.data.filters import (
+    SEARCH_DESCRIPTION,
+    SEARCH_PATTERN,
+    RefuseNulInQuery,
+    TrigramSearchFilter,
+)
 from web.data.models import Data
-from web.data.pagination import ORDERING_FIELDS, ordered_by, requested_ordering
+from web.data.pagination import (
+    ORDERING_DESCRIPTION,
+    ORDERINGS,
+    ordered_by,
+    requested_ordering,
+)
 from web.data.serializers import ErrorSerializer
 
 
@@ -111,12 +121,18 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
             "format", str, enum=[exporting.NDJSON, exporting.CSV], default=exporting.NDJSON
         ),
         OpenApiParameter("label", str, description="Only rows with this label."),
-        OpenApiParameter("search", str, description="Only rows whose text contains every term."),
+        OpenApiParameter(
+            "search",
+            str,
+            description=SEARCH_DESCRIPTION,
+            pattern=SEARCH_PATTERN,
+        ),
         OpenApiParameter(
             "ordering",
             str,
+            description=ORDERING_DESCRIPTION,
+            enum=ORDERINGS,
             default="id",
-            enum=[f"{s}{f}" for f in ORDERING_FIELDS for s in ("", "-")],
         ),
     ],  # fmt: skip
     responses={

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework import exceptions, filters
 
 MIN_SEARCH_TERM_CHARS = 3
-SEARCH_PATTERN = rf"^\s*(\S{{{MIN_SEARCH_TERM_CHARS},}}\s*)*$"  # runs of 3+ non-spaces
+# Terms are separated by ASCII whitespace, spelled out so that the pattern means the same in
+# Python and in the schema's (ECMAScript) regular expressions.
+SPACE = "[ \t\n\r\f\v]"
+SEARCH_PATTERN = rf"^{SPACE}*([^ \t\n\r\f\v]{{{MIN_SEARCH_TERM_CHARS},}}{SPACE}*)*$"
 SEARCH_DESCRIPTION = (
     "Rows whose text contains every whitespace-separated term (case-insensitive substring); "
     f"each term at least {MIN_SEARCH_TERM_CHARS} characters."
@@ -29,9 +33,10 @@ class TrigramSearchFilter(filters.SearchFilter):
     """
 
     def get_search_terms(self, request: Any) -> list[str]:
-        # Terms are separated by whitespace only (not DRF's commas and quotes), so that the
-        # rule below is the pattern the OpenAPI schema declares.
-        terms = request.query_params.get(self.search_param, "").split()
+        # Terms are separated by ASCII whitespace only (not DRF's commas and quotes), so that
+        # the rule below is the pattern the OpenAPI schema declares.
+        raw = request.query_params.get(self.search_param, "")
+        terms = [term for term in re.split(SPACE, raw) if term]
         short = [term for term in terms if len(term) < MIN_SEARCH_TERM_CHARS]
         if short:
             raise exceptions.ValidationError(
@@ -48,13 +53,16 @@ class TrigramSearchFilter(filters.SearchFilter):
         return [SEARCH_PARAMETER]
 
 
-class RefuseNulInQuery(filters.BaseFilterBackend):
-    """A NUL character (%00) in a query parameter gets a 400: PostgreSQL text cannot hold one."""
+class NulMatchesNothingMixin:
+    """`label` or `search` with a NUL character matches no row: PostgreSQL text cannot hold one.
 
-    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
-        bad = sorted({name for name, value in request.query_params.items() if "\x00" in value})
-        if bad:
-            raise exceptions.ValidationError(
-                {name: ["Null characters are not allowed."] for name in bad}
-            )
-        return queryset
+    Answered as an empty result before any filter sends the value to the database (which would
+    refuse it) or django-filter's form refuses it.
+    """
+
+    request: Any
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        if any("\x00" in self.request.query_params.get(name, "") for name in ("label", "search")):
+            return queryset.filter(pk__isnull=True)  # empty, and still a query COPY can run
+        return super().filter_queryset(queryset)  # type: ignore[misc]

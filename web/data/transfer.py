@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import (
@@ -25,7 +26,7 @@ from web.data import exporting, importing
 from web.data.filters import (
     SEARCH_DESCRIPTION,
     SEARCH_PATTERN,
-    RefuseNulInQuery,
+    NulMatchesNothingMixin,
     TrigramSearchFilter,
 )
 from web.data.models import Data
@@ -53,6 +54,16 @@ class CsvBody(_StreamedBody):
     media_type = importing.CSV
 
 
+class RequiredBodySchema(AutoSchema):
+    """The import's body is required: a request without one is answered 415."""
+
+    def _get_request_body(self, *args: Any, **kwargs: Any) -> Any:
+        body = super()._get_request_body(*args, **kwargs)
+        if body:
+            body["required"] = True
+        return body
+
+
 class ImportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField(help_text="Rows added (all of the body's rows).")
 
@@ -77,6 +88,7 @@ _ERROR = OpenApiResponse(ErrorSerializer)
     },
 )
 class DataImportView(generics.GenericAPIView):
+    schema = RequiredBodySchema()
     parser_classes = [NdjsonBody, CsvBody]
     serializer_class = ImportResultSerializer
 
@@ -141,11 +153,11 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
         400: _ERROR,
     },
 )
-class DataExportView(generics.GenericAPIView):
+class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
     content_negotiation_class = JsonErrorsOnly
     renderer_classes = [renderers.JSONRenderer]
     queryset = Data.objects.all()
-    filter_backends = [RefuseNulInQuery, DjangoFilterBackend, TrigramSearchFilter]
+    filter_backends = [DjangoFilterBackend, TrigramSearchFilter]
     filterset_fields = ["label"]
     search_fields = ["text"]
     pagination_class = None

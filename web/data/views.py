@@ -12,7 +12,7 @@ from rest_framework import exceptions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from web.data.filters import RefuseNulInQuery, TrigramSearchFilter
+from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
 from web.data.models import Data
 from web.data.pagination import KeysetPagination
 from web.data.serializers import DataSerializer, ErrorSerializer
@@ -37,13 +37,12 @@ ERRORS = {
     partial_update=extend_schema(summary="Change a row", responses={200: DataSerializer, **ERRORS}),
     destroy=extend_schema(summary="Delete a row", responses={204: None, 404: ERRORS[404]}),
 )
-class DataViewSet(viewsets.ModelViewSet):
+class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     queryset = Data.objects.all()
     serializer_class = DataSerializer
     lookup_value_regex = "[0-9]+"
     pagination_class = KeysetPagination
     filter_backends = [
-        RefuseNulInQuery,
         DjangoFilterBackend,
         TrigramSearchFilter,
     ]

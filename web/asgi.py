@@ -20,7 +20,10 @@ from django.conf import settings  # noqa: E402
 from stack.heap import freeze_startup_heap  # noqa: E402
 from web import algorithm_client  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
+from web.data.upload_limit import limit_import_body  # noqa: E402
 from web.static import static_files_app  # noqa: E402
+
+http_app = limit_import_body(django_app, max_bytes=get_settings().import_max_bytes)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -35,7 +38,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         if scope["path"].startswith(STATIC_PREFIX):
             await static_app(scope, receive, send)
         else:
-            await django_app(scope, receive, send)
+            await http_app(scope, receive, send)
         return
     while True:
         message = await receive()

@@ -27,6 +27,7 @@ class WebSettings(CommonSettings):
     text_max_chars: int = 100_000
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
+    import_max_bytes: int = 2 * 1024**3
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

@@ -14,6 +14,8 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
 
+from web.data import rules
+from web.data.serializers import RuleCharField
 from web.predict_body import PredictMany, PredictOne
 
 JSON = "application/json"
@@ -254,7 +256,7 @@ def _allow_bulk_create(operation: dict[str, Any] | None) -> None:
 
 
 class StrictSerializerExtension(OpenApiSerializerExtension):
-    """Request bodies of serializers that refuse unknown fields declare it."""
+    """Serializers that refuse unknown fields declare it, and each rule field its rule."""
 
     target_class = "web.data.serializers.RejectUnknownFieldsMixin"
     match_subclasses = True
@@ -263,4 +265,7 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction == "request":
             schema["additionalProperties"] = False
+        for name, field in self.target.fields.items():
+            if isinstance(field, RuleCharField) and name in schema["properties"]:
+                schema["properties"][name]["pattern"] = rules.SCHEMA_PATTERN
         return schema

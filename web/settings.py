@@ -17,6 +17,7 @@ ALLOWED_HOSTS = config.django_allowed_hosts
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.postgres",  # trigram index on text (OpClass in index expressions)
     "rest_framework",
     "django_filters",
     "drf_spectacular",
@@ -100,3 +101,4 @@ PAGE_SIZE_DEFAULT = config.page_size_default
 PAGE_SIZE_MAX = config.page_size_max
 PREDICT_MAX_TEXTS = config.predict_max_texts
 PREDICT_MAX_CHARS = config.predict_max_chars
+IMPORT_MAX_BYTES = config.import_max_bytes

@@ -7,6 +7,7 @@ from web import (
     openapi,  # noqa: F401  (registers its schema extension with drf-spectacular)
     predict,
 )
+from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
 
 router = SimpleRouter()
@@ -14,6 +15,8 @@ router.trailing_slash = "/?"  # accept both /api/data and /api/data/ (no redirec
 router.register("data", DataViewSet, basename="data")
 
 urlpatterns = [
+    re_path(r"^api/data/import/?$", DataImportView.as_view(), name="data-import"),
+    re_path(r"^api/data/export/?$", DataExportView.as_view(), name="data-export"),
     path("api/", include(router.urls)),
     re_path(r"^api/predict/?$", predict.predict, name="predict"),
     re_path(r"^api/train/?$", predict.start_training, name="train"),

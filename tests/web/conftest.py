@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 # Django is configured in the root conftest's pytest_configure, after this file is imported:
 # anything that reads Django settings is imported inside the fixtures.
@@ -30,3 +38,46 @@ def make_rows(api: APIClient) -> Any:
         return list(response.json())
 
     return make
+
+
+@dataclass
+class LiveWeb:
+    """A real `python -m web` (one Hypercorn worker) on the test database."""
+
+    url: str
+    child: Any
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the processes that serve requests (the pool's children)."""
+        path = Path(f"/proc/{self.child.pid}/task/{self.child.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+
+@pytest.fixture(scope="module")
+def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
+    """Start the web service as `make run` does; tests that write use `transactional_db`."""
+    import httpx
+
+    from stack.embedded import free_port
+    from stack.process import spawn, stop_children
+    from tests.helpers import wait_until
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("live-web") / "web.log"
+    env = {**os.environ, "DATABASE_URL": test_database_url, "WEB_PORT": str(port),
+           "WEB_WORKERS": "1", "IMPORT_MAX_BYTES": str(LIVE_IMPORT_MAX_BYTES)}  # fmt: skip
+    child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
+    url = f"http://127.0.0.1:{port}"
+
+    def live() -> bool:
+        assert child.running(), log.read_text()
+        try:
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(live, timeout=60, what="web service up")
+        yield LiveWeb(url=url, child=child)
+    finally:
+        stop_children([child])

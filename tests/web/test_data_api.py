@@ -39,13 +39,16 @@ def test_urls_work_without_trailing_slash(api: APIClient, make_rows: Any) -> Non
     assert api.post("/api/data", {"text": "t", "label": "y"}, format="json").status_code == 201
 
 
-def test_list_is_paginated_with_capped_page_size(api: APIClient, make_rows: Any) -> None:
+def test_list_is_paginated_by_cursor_with_capped_page_size(api: APIClient, make_rows: Any) -> None:
     make_rows(*[(f"text number {i}", "even" if i % 2 == 0 else "odd") for i in range(120)])
     first = api.get("/api/data/").json()
     assert first["count"] == 120 and len(first["results"]) == 50 and first["next"]
+    assert first["previous"] is None and first["count_is_estimate"] is False
     assert [r["text"] for r in first["results"][:2]] == ["text number 0", "text number 1"]
-    third = api.get("/api/data/?page=3").json()
+    second = api.get(first["next"]).json()
+    third = api.get(second["next"]).json()
     assert len(third["results"]) == 20 and third["next"] is None
+    assert api.get(third["previous"]).json()["results"] == second["results"]
     assert len(api.get("/api/data/?page_size=7").json()["results"]) == 7
     huge = api.get("/api/data/?page_size=100000").json()
     assert len(huge["results"]) == 120  # capped at the maximum (1000), not refused
@@ -146,10 +149,21 @@ def test_unknown_ids_urls_and_methods(api: APIClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["page=0", "page=abc", "page=999", "page_size=0", "page_size=x", "ordering=nope"]
-)
+    "query",
+    ["page=2", "page_size=0", "page_size=x", "ordering=nope", "ordering=label,id",
+     "cursor=abc", "cursor=eyJvIjoiaWQiLCJrIjpbMV0sImIiOmZhbHNlfQ&ordering=-id",
+     "search=ab", "search=abc%09de"],
+)  # fmt: skip
 def test_bad_list_parameters_get_4xx(api: APIClient, make_rows: Any, query: str) -> None:
     make_rows(("t", "l"))
     response = api.get(f"/api/data/?{query}")
     assert 400 <= response.status_code < 500
     assert response.json()["error"] in {"validation_error", "not_found"}
+
+
+def test_a_nul_character_in_label_or_search_matches_no_row(api: APIClient, make_rows: Any) -> None:
+    make_rows(("a text", "l"))
+    for query in ("label=l%00", "search=text%00"):
+        page = api.get(f"/api/data/?{query}").json()
+        assert page["results"] == [] and page["count"] == 0
+    assert [r["text"] for r in api.get("/api/data/?search=a%C2%85text").json()["results"]] == []

@@ -1,8 +1,11 @@
 """The labelled texts that training reads."""
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 LABEL_MAX_LENGTH = 100
+TRIGRAM_INDEX = "data_text_upper_trgm_idx"
 
 
 class Data(models.Model):
@@ -15,7 +18,17 @@ class Data(models.Model):
     class Meta:
         db_table = "data"
         ordering = ["id"]
-        indexes = [models.Index(fields=["label", "id"], name="data_label_id_idx")]
+        # Every list variant reads an index in its order (keyset pagination, ties broken by id);
+        # `?search=` (icontains, which Django writes as UPPER(text) LIKE UPPER(...)) reads the
+        # trigram index. Added concurrently by migration 0002: no write lock on a big table.
+        indexes = [
+            models.Index(fields=["label", "id"], name="data_label_id_idx"),
+            models.Index(fields=["created_at", "id"], name="data_created_id_idx"),
+            models.Index(fields=["updated_at", "id"], name="data_updated_id_idx"),
+            models.Index(fields=["label", "created_at", "id"], name="data_label_created_id_idx"),
+            models.Index(fields=["label", "updated_at", "id"], name="data_label_updated_id_idx"),
+            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name=TRIGRAM_INDEX),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(text__regex=r"\S"), name="data_text_not_blank"

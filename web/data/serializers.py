@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
+from web.data import rules
 from web.data.models import LABEL_MAX_LENGTH, Data
 
 
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of converting them to text."""
+class RuleCharField(serializers.CharField):
+    """A string field validated by one of `web.data.rules` (the import applies the same rules).
 
-    default_error_messages = {"invalid": "Must be a string."}
+    The CharField arguments (max_length) describe the field in the OpenAPI schema; the rule
+    alone decides what is accepted (CharField's own blank and length checks are bypassed).
+    """
+
+    def __init__(self, *, clean: Callable[[Any], str], **kwargs: Any) -> None:
+        self.clean = clean
+        super().__init__(trim_whitespace=False, **kwargs)
+        self.validators: list[Any] = []
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        return serializers.Field.run_validation(self, data)
 
     def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
+        try:
+            return self.clean(data)
+        except rules.RowProblem as problem:
+            raise serializers.ValidationError(str(problem)) from None
 
 
 class RejectUnknownFieldsMixin:
@@ -36,12 +49,13 @@ class RejectUnknownFieldsMixin:
 class DataSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
     """A labelled text, one row that training learns from."""
 
-    text = StrictCharField(
+    text = RuleCharField(
+        clean=rules.clean_text,
         max_length=settings.TEXT_MAX_CHARS,
-        trim_whitespace=False,
         help_text=f"Text to learn from; not blank, at most {settings.TEXT_MAX_CHARS} characters.",
     )
-    label = StrictCharField(
+    label = RuleCharField(
+        clean=rules.clean_label,
         max_length=LABEL_MAX_LENGTH,
         help_text=f"The class of the text; not blank, at most {LABEL_MAX_LENGTH} characters.",
     )
@@ -50,11 +64,6 @@ class DataSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         model = Data
         fields = ["id", "text", "label", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
-
-    def validate_text(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("This field may not be blank.")
-        return value
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -8,11 +8,13 @@ from django.conf import settings
 from django.db import transaction
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, filters, pagination, status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
 from web.data.models import Data
+from web.data.pagination import KeysetPagination
 from web.data.serializers import DataSerializer, ErrorSerializer
 from web.errors import ValidationFailed
 
@@ -23,54 +25,30 @@ ERRORS = {
 }
 
 
-class StrictPageNumberPagination(pagination.PageNumberPagination):
-    """Page numbers as usual; a malformed page_size is an error, a large one is capped."""
-
-    page_size = settings.PAGE_SIZE_DEFAULT
-    page_size_query_param = "page_size"
-    max_page_size = settings.PAGE_SIZE_MAX
-
-    def get_page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
-        if size < 1:
-            raise exceptions.ValidationError({"page_size": ["Must be a positive integer."]})
-        return min(size, self.max_page_size)
-
-
-class StrictOrderingFilter(filters.OrderingFilter):
-    """Ordering by an unknown field is reported instead of silently ignored."""
-
-    def remove_invalid_fields(self, queryset: Any, fields: Any, view: Any, request: Any) -> Any:
-        valid = super().remove_invalid_fields(queryset, fields, view, request)
-        if len(valid) != len([f for f in fields if f]):
-            allowed = ", ".join(name for name, _ in self.get_valid_fields(queryset, view))
-            raise exceptions.ValidationError({"ordering": [f"Allowed fields: {allowed}."]})
-        return valid
-
-
 @extend_schema_view(
-    list=extend_schema(summary="List rows", responses={200: DataSerializer(many=True), **ERRORS}),
+    list=extend_schema(
+        summary="List rows, a cursor page at a time",
+        description="Pages follow `next`/`previous` links (keyset cursors): every page, however "
+        "deep, costs the same. `ordering` takes one field; ties are broken by id.",
+        responses={200: DataSerializer(many=True), **ERRORS},
+    ),
     retrieve=extend_schema(summary="Get one row", responses={200: DataSerializer, **ERRORS}),
     update=extend_schema(summary="Replace a row", responses={200: DataSerializer, **ERRORS}),
     partial_update=extend_schema(summary="Change a row", responses={200: DataSerializer, **ERRORS}),
     destroy=extend_schema(summary="Delete a row", responses={204: None, 404: ERRORS[404]}),
 )
-class DataViewSet(viewsets.ModelViewSet):
+class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     queryset = Data.objects.all()
     serializer_class = DataSerializer
     lookup_value_regex = "[0-9]+"
-    pagination_class = StrictPageNumberPagination
-    filter_backends = [DjangoFilterBackend, filters.SearchFilter, StrictOrderingFilter]
+    pagination_class = KeysetPagination
+    filter_backends = [
+        DjangoFilterBackend,
+        TrigramSearchFilter,
+    ]
     filterset_fields = ["label"]
     search_fields = ["text"]
-    ordering_fields = ["id", "label", "created_at", "updated_at"]
-    ordering = ["id"]
+    # Ordering (one field, ties broken by id) is applied by KeysetPagination.
 
     @extend_schema(
         summary="Create one row, or many in one transaction",

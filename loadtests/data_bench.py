@@ -1,0 +1,311 @@
+"""Data at scale: list variants, import and export against a table of --rows rows.
+
+    python -m loadtests.data_bench --rows 1000000
+
+Starts its own embedded PostgreSQL (temporary directory, free port), migrates, loads --rows
+Debian descriptions by COPY (`sample_rows`/`vary_text`, timestamps spread over a year), then
+serves web with one Hypercorn worker and measures, over keep-alive HTTP from this process:
+each list variant (median and p99 of --requests sequential requests), the import of
+--import-rows rows as NDJSON and as CSV (rows/s and the web worker's peak RSS), and the export
+of the whole table (rows/s). The table goes into docs/benchmarks.md between its markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from loadtests.bench_data import load_corpus
+from loadtests.bench_report import machine_description
+from loadtests.corpus import sample_rows
+from stack.embedded import free_port, start_postgres
+from stack.process import Child, spawn, stop_children
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- data-bench:begin -->", "<!-- data-bench:end -->"
+TARGET_MS = 50
+TRIGRAM_INDEX = "data_text_upper_trgm_idx"  # web/data/models.py
+
+
+def cursor(ordering: str, key: list[object]) -> str:
+    """A cursor as web/data/pagination.py writes it: the position after `key` in `ordering`."""
+    raw = json.dumps({"o": ordering, "k": key, "b": False}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def load_table(dsn: str, rows: Iterator[tuple[str, str]], *, total: int) -> float:
+    """COPY rows into `data` with created/updated times spread over a year; return seconds."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    step = timedelta(days=365) / max(total, 1)
+    rng = random.Random(7)
+    began = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY data (text, label, created_at, updated_at) FROM STDIN") as copy,
+        ):
+            for index, (text, label) in enumerate(rows):
+                created = start + step * index
+                copy.write_row((text, label, created, created + timedelta(hours=rng.random())))
+        conn.execute("VACUUM ANALYZE data")
+    return time.perf_counter() - began
+
+
+def list_variants(total: int, common_label: str, rare_label: str, rare_word: str) -> list[tuple]:
+    """(name, query) of every list variant measured."""
+    deep = int(total * 0.95)
+    variants = [
+        ("first page", ""),
+        (f"deep cursor page (id > {deep})", f"cursor={cursor('id', [deep])}"),
+        ("deep cursor page, ordering=-label", f"ordering=-label&cursor="
+         f"{cursor('-label', [common_label, deep])}"),
+        (f"label={common_label} (common)", f"label={common_label}"),
+        (f"label={rare_label} (rare)", f"label={rare_label}"),
+        ("search=kernel (common word)", "search=kernel"),
+        (f"search={rare_word} (rare word)", f"search={rare_word}"),
+        ("search=x1e240 (one row)", "search=x1e240"),
+    ]  # fmt: skip
+    for field in ("id", "label", "created_at", "updated_at"):
+        for sign in ("", "-"):
+            variants.append((f"ordering={sign}{field}", f"ordering={sign}{field}"))
+    variants += [
+        (f"label={common_label} + ordering=-created_at",
+         f"label={common_label}&ordering=-created_at"),
+        (f"label={rare_label} + ordering=-updated_at", f"label={rare_label}&ordering=-updated_at"),
+        (f"search=kernel + label={common_label}", f"search=kernel&label={common_label}"),
+        ("search=kernel + ordering=-created_at", "search=kernel&ordering=-created_at"),
+        (f"search={rare_word} + ordering=label", f"search={rare_word}&ordering=label"),
+    ]  # fmt: skip
+    return variants
+
+
+def time_requests(client: httpx.Client, url: str, count: int) -> tuple[float, float]:
+    """Median and p99 in milliseconds of `count` sequential GETs (after two warm-up calls)."""
+    for _ in range(2):
+        client.get(url).raise_for_status()
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        client.get(url).raise_for_status()
+        samples.append((time.perf_counter() - began) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def load_average() -> float:
+    """The 1-minute load average: how busy the machine was apart from the bench."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM (peak resident set) of a process, MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def import_body(rows: list[tuple[str, str]], file_format: str) -> bytes:
+    if file_format == "ndjson":
+        return b"".join(
+            json.dumps({"text": t, "label": label}, ensure_ascii=False).encode() + b"\n"
+            for t, label in rows
+        )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["text", "label"])
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def measure_import(client: httpx.Client, web_pid: int, body: bytes, file_format: str) -> dict:
+    content_type = "application/x-ndjson" if file_format == "ndjson" else "text/csv"
+    rss_before = peak_rss_mib(web_pid)
+    began = time.perf_counter()
+    response = client.post("/api/data/import", content=body, timeout=1800,
+                           headers={"Content-Type": content_type})  # fmt: skip
+    seconds = time.perf_counter() - began
+    response.raise_for_status()
+    created = response.json()["created"]
+    return {"rows": created, "seconds": seconds, "mb": len(body) / 1e6,
+            "peak_rss_before": rss_before, "peak_rss_after": peak_rss_mib(web_pid)}  # fmt: skip
+
+
+def measure_export(client: httpx.Client, file_format: str) -> dict:
+    began = time.perf_counter()
+    lines = size = 0
+    with client.stream("GET", f"/api/data/export?format={file_format}", timeout=1800) as answer:
+        answer.raise_for_status()
+        for chunk in answer.iter_bytes():
+            lines += chunk.count(b"\n")
+            size += len(chunk)
+    seconds = time.perf_counter() - began
+    return {"lines": lines, "seconds": seconds, "mb": size / 1e6}
+
+
+def rare_word_of(corpus: list[tuple[str, str]]) -> str:
+    """A real word of 6+ letters found in very few descriptions."""
+    counts: dict[str, int] = {}
+    for text, _ in corpus:
+        for word in set(text.lower().split()):
+            if word.isalpha() and len(word) >= 8:
+                counts[word] = counts.get(word, 0) + 1
+    return sorted(w for w, c in counts.items() if c == 2)[0]
+
+
+def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
+    port = free_port()
+    secret = os.environ.get("DJANGO_SECRET_KEY", "bench-" + "k" * 40)
+    env = {**os.environ, "DATABASE_URL": dsn_url, "WEB_PORT": str(port), "WEB_WORKERS": "1",
+           "DJANGO_SECRET_KEY": secret}  # fmt: skip
+    child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return child, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"web did not start:\n{log.read_text()}")
+
+
+def migrate(dsn_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": dsn_url, "DJANGO_SETTINGS_MODULE": "web.settings",
+           "DJANGO_SECRET_KEY": "bench-" + "k" * 40}  # fmt: skip
+    migrate_child = spawn("migrate", [sys.executable, "-m", "django", "migrate", "-v", "0"],
+                          env=env, cwd=REPO_ROOT)  # fmt: skip
+    if migrate_child.popen.wait() != 0:
+        raise RuntimeError("migrate failed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--import-rows", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=50, help="per list variant")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    corpus = load_corpus()
+    children: list[Child] = []
+    with tempfile.TemporaryDirectory(prefix="data-bench-") as work:
+        port = free_port()
+        children.append(start_postgres(Path(work) / "pg", port=port, database="bench",
+                                       log_path=Path(work) / "pg.log"))  # fmt: skip
+        url = f"postgresql://postgres@127.0.0.1:{port}/bench"
+        try:
+            migrate(url)
+            load_seconds = load_table(url, sample_rows(corpus, args.rows, seed=1), total=args.rows)
+            print(f"loaded {args.rows} rows in {load_seconds:.0f} s", flush=True)
+            web, web_url = start_web(url, Path(work) / "web.log")
+            children.append(web)
+            web_pid = int(Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()[0])
+            try:
+                results = run_measurements(args, corpus, web_url, web_pid, dsn=url)
+            except httpx.HTTPError:
+                print((Path(work) / "web.log").read_text()[-5000:], file=sys.stderr)
+                raise
+        finally:
+            stop_children(children)
+    write_report(args, results, load_seconds)
+    return 0
+
+
+def run_measurements(
+    args: argparse.Namespace, corpus: list, web_url: str, web_pid: int, *, dsn: str
+) -> dict:
+    labels: dict[str, int] = {}
+    for _, label in corpus:
+        labels[label] = labels.get(label, 0) + 1
+    common_label = max(labels, key=lambda name: labels[name])
+    rare_label = min(labels, key=lambda name: labels[name])
+    results: dict = {"lists": [], "imports": {}, "exports": {}, "load_before": load_average()}
+    variants = list_variants(args.rows, common_label, rare_label, rare_word_of(corpus))
+    with httpx.Client(base_url=web_url, timeout=60) as client:
+        floor = time_requests(client, "/health/live", args.requests)
+        results["lists"].append(("GET /health/live (no database: the stack's floor)", *floor))
+        for name, query in variants:
+            median, p99 = time_requests(client, f"/api/data/?{query}", args.requests)
+            results["lists"].append((f"{name}", median, p99))
+            print(f"{name:55s} median {median:7.1f} ms  p99 {p99:7.1f} ms", flush=True)
+        extra = list(sample_rows(corpus, args.import_rows, seed=2))
+        for file_format in ("ndjson", "csv"):
+            body = import_body(extra, file_format)
+            results["imports"][file_format] = measure_import(client, web_pid, body, file_format)
+            print(file_format, "import", results["imports"][file_format], flush=True)
+        # What the trigram index costs an import: the same NDJSON rows once more without it.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP INDEX CONCURRENTLY {TRIGRAM_INDEX}")
+        body = import_body(extra, "ndjson")
+        results["imports"]["ndjson, no trigram index"] = measure_import(
+            client, web_pid, body, "ndjson"
+        )
+        print("import without trigram index", results["imports"]["ndjson, no trigram index"])
+        for file_format in ("ndjson", "csv"):
+            results["exports"][file_format] = measure_export(client, file_format)
+            print(file_format, "export", results["exports"][file_format], flush=True)
+    results["load_after"] = load_average()
+    return results
+
+
+def write_report(args: argparse.Namespace, results: dict, load_seconds: float) -> None:
+    lines = [
+        BEGIN,
+        "## Data at scale",
+        "",
+        f"`python -m loadtests.data_bench --rows {args.rows} --import-rows {args.import_rows} "
+        f"--requests {args.requests}` on {machine_description()}; 1-minute load average "
+        f"{results['load_before']:.1f} before the measurements, {results['load_after']:.1f} "
+        f"after (other work shared the machine). {args.rows} rows loaded by COPY in "
+        f"{load_seconds:.0f} s (all indexes in place), then VACUUM ANALYZE. Web: one Hypercorn "
+        "worker; sequential keep-alive requests from one client, page size 50.",
+        "",
+        f"| list request | median ms | p99 ms | under {TARGET_MS} ms |",
+        "|---|---|---|---|",
+    ]
+    for name, median, p99 in results["lists"]:
+        lines.append(f"| `{name}` | {median:.1f} | {p99:.1f} | "
+                     f"{'yes' if median < TARGET_MS else '**no**'} |")  # fmt: skip
+    lines += ["", "| transfer | rows | MB | seconds | rows/s | web peak RSS MiB (before → after) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for file_format, run in results["imports"].items():
+        lines.append(
+            f"| import {file_format} | {run['rows']} | {run['mb']:.0f} | {run['seconds']:.1f} | "
+            f"{run['rows'] / run['seconds']:,.0f} | {run['peak_rss_before']:.0f} → "
+            f"{run['peak_rss_after']:.0f} |"
+        )
+    for file_format, run in results["exports"].items():
+        rows = run["lines"] - (1 if file_format == "csv" else 0)
+        lines.append(
+            f"| export {file_format} | {rows} | {run['mb']:.0f} | {run['seconds']:.1f} | "
+            f"{rows / run['seconds']:,.0f} | |"
+        )
+    lines.append(END)
+    section = "\n".join(lines) + "\n"
+    text = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        text = head + section + rest.partition(END)[2].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    args.out.write_text(text)
+    print(f"wrote the Data at scale section of {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""POST /api/data/import and GET /api/data/export: all or nothing, same rules, round trips."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rest_framework.test import APIClient
+
+from tests.helpers import assert_error, wait_until
+from tests.web.conftest import LIVE_IMPORT_MAX_BYTES, LiveWeb
+from web.data.models import Data
+
+NDJSON, CSV = "application/x-ndjson", "text/csv"
+AWKWARD_ROWS = [
+    ("plain text", "plain"),
+    ('quotes " and \'single\', commas, and a "quoted, part"', "quoting"),
+    ("two\nlines and\r\nwindows ones\rand a bare CR", "newlines"),
+    ("tabs\tand backslashes \\ \\n \\\\ and a \\t literal", "escapes"),
+    ("unicode: naïve café — 漢字 🙂 and \x01 control \x1f chars", "unicode"),
+    ("  leading and trailing spaces  ", "spaces"),
+    ("\\.", "copy-end-marker"),
+    ('"', "lone-quote"),
+]
+
+
+def ndjson(rows: list[tuple[str, str]]) -> bytes:
+    """An NDJSON body as Python writes it."""
+    lines = [json.dumps({"text": t, "label": label}, ensure_ascii=False) for t, label in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def csv_body(rows: list[tuple[str, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["text", "label"])
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def post_import(api: APIClient, body: bytes, content_type: str = NDJSON) -> Any:
+    return api.generic("POST", "/api/data/import", body, content_type=content_type)
+
+
+def test_ndjson_import_with_one_bad_line_in_the_middle_creates_nothing(api: APIClient) -> None:
+    rows = [json.dumps({"text": f"row {i}", "label": "ok"}) for i in range(1, 1001)]
+    rows[499] = json.dumps({"text": "   ", "label": "ok"})
+    error = assert_error(post_import(api, "\n".join(rows).encode()), 400, "validation_error")
+    assert error["lines"] == [{"line": 500, "reason": "text: This field may not be blank."}]
+    assert "line 500" in error["detail"] and "nothing was imported" in error["detail"]
+    assert Data.objects.count() == 0
+
+
+def test_csv_import_names_bad_lines_by_their_first_physical_line(api: APIClient) -> None:
+    body = b'text,label\n"a text\nover two lines",ok\n"fine",\n"x",ok,extra\nlast,ok\n'
+    error = assert_error(post_import(api, body, CSV), 400, "validation_error")
+    assert [(bad["line"], bad["reason"]) for bad in error["lines"]] == [
+        (4, "label: This field may not be blank."),
+        (5, "Expected 2 fields, got 3."),
+    ]
+    assert Data.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({"text": "", "label": "x"}, "text: This field may not be blank."),
+        ({"text": 12, "label": "x"}, "text: Must be a string."),
+        ({"text": "t", "label": True}, "label: Must be a string."),
+        ({"text": "t"}, "label: This field is required."),
+        ({"text": "t", "label": "l" * 101}, "label: Ensure this field has no more than 100"),
+        ({"text": "t" * 100_001, "label": "x"}, "text: Ensure this field has no more than"),
+        ({"text": "a\x00b", "label": "x"}, "text: Null characters and lone surrogates"),
+        ({"text": "a\ud800b", "label": "x"}, "text: Null characters and lone surrogates"),
+        ({"text": "t", "label": "x", "colour": "red"}, "colour: Unknown field."),
+        (["t", "x"], 'Expected an object with "text" and "label".'),
+    ],
+)
+def test_import_refuses_what_the_api_refuses_with_the_same_words(
+    api: APIClient, row: Any, reason: str
+) -> None:
+    line = json.dumps(row).encode()  # ensure_ascii: the surrogate travels as \\ud800
+    error = assert_error(post_import(api, b'{"text": "fine", "label": "ok"}\n' + line), 400)
+    assert error["lines"][0]["line"] == 2 and error["lines"][0]["reason"].startswith(reason)
+    if isinstance(row, dict):
+        posted = api.generic("POST", "/api/data/", line, content_type="application/json")
+        field, _, words = reason.partition(": ")
+        assert assert_error(posted, 400)["fields"][field][0].startswith(words)
+    assert Data.objects.count() == 0
+
+
+def test_import_reports_at_most_100_bad_lines(api: APIClient) -> None:
+    body = b"not json\n" * 500
+    error = assert_error(post_import(api, body), 400, "validation_error")
+    assert [bad["line"] for bad in error["lines"]] == list(range(1, 101))
+    assert "reading stopped" in error["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"", NDJSON, 400),
+        (b"text,label\n", CSV, 400),
+        (b"label,txt\nx,y\n", CSV, 400),
+        (b'{"text": "t", "label": "l"}', "application/json", 415),
+        (b"t,l", "text/csv; charset=latin-1", 415),
+        (b"\xff\xfe not utf-8\n", NDJSON, 400),
+        (b"[" * 200_000 + b"\n", NDJSON, 400),
+        (b'text,label\n"unterminated,x\n', CSV, 400),
+    ],
+)
+def test_bad_import_bodies_get_4xx(
+    api: APIClient, body: bytes, content_type: str, status: int
+) -> None:
+    assert_error(post_import(api, body, content_type), status)
+    assert Data.objects.count() == 0
+
+
+def test_import_over_the_size_limit_gets_413(api: APIClient, settings: Any) -> None:
+    settings.IMPORT_MAX_BYTES = 1000
+    body = ndjson([(f"row {i}", "ok") for i in range(100)])
+    assert_error(post_import(api, body), 413, "payload_too_large")
+    assert Data.objects.count() == 0
+
+
+def test_import_adds_rows_and_answers_the_count(api: APIClient) -> None:
+    response = post_import(api, csv_body(AWKWARD_ROWS), "text/csv; charset=utf-8")
+    assert response.status_code == 201 and response.json() == {"created": len(AWKWARD_ROWS)}
+    stored = list(Data.objects.order_by("id").values_list("text", "label"))
+    assert stored == AWKWARD_ROWS
+
+
+# --- through a real server -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("file_format", "encode"), [("ndjson", ndjson), ("csv", csv_body)])
+def test_import_then_export_round_trips_byte_for_byte(
+    live_web: LiveWeb, transactional_db: Any, file_format: str, encode: Any
+) -> None:
+    body = encode(AWKWARD_ROWS * 3)
+    content_type = NDJSON if file_format == "ndjson" else CSV
+    created = httpx.post(f"{live_web.url}/api/data/import", content=body,
+                         headers={"Content-Type": content_type}, timeout=30)  # fmt: skip
+    assert created.status_code == 201, created.text
+    exported = httpx.get(f"{live_web.url}/api/data/export?format={file_format}", timeout=30)
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith(content_type)
+    assert exported.content == body
+
+
+def test_export_applies_the_list_filters_and_ordering(
+    live_web: LiveWeb, transactional_db: Any
+) -> None:
+    rows = [("python tools", "python"), ("perl regex", "perl"), ("python regex", "libs")]
+    Data.objects.bulk_create(Data(text=t, label=label) for t, label in rows)
+    url = f"{live_web.url}/api/data/export"
+    found = httpx.get(url, params={"search": "regex", "ordering": "-label"}, timeout=30)
+    assert found.content == ndjson([("python regex", "libs"), ("perl regex", "perl")][::-1])
+    by_label = httpx.get(url, params={"label": "python", "format": "csv"}, timeout=30)
+    assert by_label.content == b"text,label\npython tools,python\n"
+    bad = httpx.get(url, params={"format": "xml"}, timeout=30)
+    assert_error(bad, 400, "validation_error")
+
+
+def test_declared_oversized_import_gets_413_before_the_body_is_sent(live_web: LiveWeb) -> None:
+    host, port = live_web.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/api/data/import")
+    conn.putheader("Content-Type", NDJSON)
+    conn.putheader("Content-Length", str(LIVE_IMPORT_MAX_BYTES + 1))
+    conn.endheaders()  # and not one byte of the body
+    answer = conn.getresponse()
+    assert answer.status == 413
+    assert json.loads(answer.read())["error"] == "payload_too_large"
+    conn.close()
+
+
+def test_client_that_disconnects_mid_body_leaves_nothing_behind(
+    live_web: LiveWeb, transactional_db: Any
+) -> None:
+    body = ndjson([(f"row {i}", "ok") for i in range(20_000)])
+    host, port = live_web.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/data/import HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(body) * 2) + body
+        )
+    time.sleep(0.5)
+    assert httpx.get(f"{live_web.url}/health/live", timeout=5).status_code == 200
+    assert Data.objects.count() == 0
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@pytest.mark.slow
+def test_web_memory_stays_flat_while_importing_100_mb(
+    live_web: LiveWeb, transactional_db: Any
+) -> None:
+    (worker,) = live_web.worker_pids()
+    row = json.dumps({"text": "kernel module " * 70, "label": "kernel"}).encode() + b"\n"
+    copies = 100 * 1024 * 1024 // len(row) + 1
+
+    def body() -> Any:
+        for _ in range(copies // 1000):
+            yield row * 1000
+
+    warm = httpx.post(f"{live_web.url}/api/data/import", content=row * 1000,
+                      headers={"Content-Type": NDJSON}, timeout=60)  # fmt: skip
+    assert warm.status_code == 201
+    before = _peak_rss_kib(worker)
+    response = httpx.post(f"{live_web.url}/api/data/import", content=body(),
+                          headers={"Content-Type": NDJSON}, timeout=300)  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["created"] == copies // 1000 * 1000
+    growth_mib = (_peak_rss_kib(worker) - before) / 1024
+    assert growth_mib < 30, f"peak RSS grew by {growth_mib:.0f} MiB for a 100 MB body"
+    wait_until(lambda: Data.objects.count() == copies // 1000 * 1000 + 1000, timeout=5)
+
+
+def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient) -> None:
+    from openapi_spec_validator import validate
+
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    validate(schema)
+    imported = schema["paths"]["/api/data/import/"]["post"]
+    assert set(imported["requestBody"]["content"]) == {NDJSON, CSV}
+    assert {"201", "400", "413", "415"} <= set(imported["responses"])
+    exported = schema["paths"]["/api/data/export/"]["get"]
+    assert set(exported["responses"]["200"]["content"]) == {NDJSON, CSV}
+    listed = schema["paths"]["/api/data/"]["get"]
+    assert "cursor" in {p["name"] for p in listed["parameters"]}
+    page = listed["responses"]["200"]["content"]["application/json"]["schema"]
+    page = schema["components"]["schemas"][page["$ref"].rpartition("/")[2]]
+    assert "pg_class.reltuples" in page["properties"]["count"]["description"]

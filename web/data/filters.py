@@ -1,0 +1,68 @@
+"""List filters whose every accepted value an index can serve."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rest_framework import exceptions, filters
+
+MIN_SEARCH_TERM_CHARS = 3
+# Terms are separated by ASCII whitespace, spelled out so that the pattern means the same in
+# Python and in the schema's (ECMAScript) regular expressions.
+SPACE = "[ \t\n\r\f\v]"
+SEARCH_PATTERN = rf"^{SPACE}*([^ \t\n\r\f\v]{{{MIN_SEARCH_TERM_CHARS},}}{SPACE}*)*$"
+SEARCH_DESCRIPTION = (
+    "Rows whose text contains every whitespace-separated term (case-insensitive substring); "
+    f"each term at least {MIN_SEARCH_TERM_CHARS} characters."
+)
+SEARCH_PARAMETER: dict[str, Any] = {
+    "name": "search",
+    "in": "query",
+    "required": False,
+    "description": SEARCH_DESCRIPTION,
+    "schema": {"type": "string", "pattern": SEARCH_PATTERN},
+}
+
+
+class TrigramSearchFilter(filters.SearchFilter):
+    """`?search=`: case-insensitive substring match (icontains), served by the trigram index.
+
+    A trigram index can only narrow a search by terms of three or more characters; a shorter
+    term would read the whole table, so it is refused instead of answered slowly.
+    """
+
+    def get_search_terms(self, request: Any) -> list[str]:
+        # Terms are separated by ASCII whitespace only (not DRF's commas and quotes), so that
+        # the rule below is the pattern the OpenAPI schema declares.
+        raw = request.query_params.get(self.search_param, "")
+        terms = [term for term in re.split(SPACE, raw) if term]
+        short = [term for term in terms if len(term) < MIN_SEARCH_TERM_CHARS]
+        if short:
+            raise exceptions.ValidationError(
+                {
+                    "search": [
+                        f"Each search term needs at least {MIN_SEARCH_TERM_CHARS} characters "
+                        f"(got {', '.join(repr(t) for t in short)})."
+                    ]
+                }
+            )
+        return terms
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [SEARCH_PARAMETER]
+
+
+class NulMatchesNothingMixin:
+    """`label` or `search` with a NUL character matches no row: PostgreSQL text cannot hold one.
+
+    Answered as an empty result before any filter sends the value to the database (which would
+    refuse it) or django-filter's form refuses it.
+    """
+
+    request: Any
+
+    def filter_queryset(self, queryset: Any) -> Any:
+        if any("\x00" in self.request.query_params.get(name, "") for name in ("label", "search")):
+            return queryset.filter(pk__isnull=True)  # empty, and still a query COPY can run
+        return super().filter_queryset(queryset)  # type: ignore[misc]

@@ -1,0 +1,179 @@
+"""POST /api/data/import and GET /api/data/export: whole tables in and out, streamed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import (
+    exceptions,
+    generics,
+    negotiation,
+    parsers,
+    renderers,
+    serializers,
+    status,
+)
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from web.data import exporting, importing
+from web.data.filters import (
+    SEARCH_DESCRIPTION,
+    SEARCH_PATTERN,
+    NulMatchesNothingMixin,
+    TrigramSearchFilter,
+)
+from web.data.models import Data
+from web.data.pagination import (
+    ORDERING_DESCRIPTION,
+    ORDERINGS,
+    ordered_by,
+    requested_ordering,
+)
+from web.data.serializers import ErrorSerializer
+
+
+class _StreamedBody(parsers.BaseParser):
+    """Names a media type the import reads; the view streams the body itself."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        raise exceptions.ParseError("The import body is read by the view.")
+
+
+class NdjsonBody(_StreamedBody):
+    media_type = importing.NDJSON
+
+
+class CsvBody(_StreamedBody):
+    media_type = importing.CSV
+
+
+class RequiredBodySchema(AutoSchema):
+    """The import's body is required: a request without one is answered 415."""
+
+    def _get_request_body(self, *args: Any, **kwargs: Any) -> Any:
+        body = super()._get_request_body(*args, **kwargs)
+        if body:
+            body["required"] = True
+        return body
+
+
+class ImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Rows added (all of the body's rows).")
+
+
+_FILE = {"type": "string", "description": "The file's rows"}
+_ERROR = OpenApiResponse(ErrorSerializer)
+
+
+@extend_schema(
+    summary="Import rows from NDJSON or CSV, all or nothing",
+    description='`application/x-ndjson`: one `{"text", "label"}` object per line. '
+    "`text/csv`: a `text,label` header, then one record per row (RFC 4180 quoting; texts may "
+    "hold newlines). UTF-8. Rows obey the same rules as `POST /api/data/`. The body is streamed "
+    "into one COPY; any bad line refuses the whole import, and the 400 lists the first 100 bad "
+    'lines as `lines: [{"line", "reason"}]`. The body may have at most IMPORT_MAX_BYTES bytes.',
+    request={importing.NDJSON: _FILE, importing.CSV: _FILE},
+    responses={
+        201: ImportResultSerializer,
+        400: OpenApiResponse(ErrorSerializer, description="Bad lines; nothing was imported"),
+        413: OpenApiResponse(ErrorSerializer, description="Body over IMPORT_MAX_BYTES"),
+        415: OpenApiResponse(ErrorSerializer, description="Neither NDJSON nor CSV"),
+    },
+)
+class DataImportView(generics.GenericAPIView):
+    schema = RequiredBodySchema()
+    parser_classes = [NdjsonBody, CsvBody]
+    serializer_class = ImportResultSerializer
+
+    def post(self, request: Request) -> Response:
+        media_type = _body_media_type(request)
+        max_bytes = settings.IMPORT_MAX_BYTES
+        if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
+            raise importing.ImportTooLargeError(max_bytes)
+        lines = importing.bounded_lines(request._request.readline, max_bytes=max_bytes)
+        created = importing.import_rows(lines, media_type=media_type)
+        return Response({"created": created}, status=status.HTTP_201_CREATED)
+
+
+def _body_media_type(request: Request) -> str:
+    media_type, _, params = (request.content_type or "").partition(";")
+    media_type = media_type.strip().lower()
+    charset = params.partition("charset=")[2].split(";")[0].strip().strip('"').lower()
+    if media_type not in importing.MEDIA_TYPES or charset not in ("", "utf-8", "utf8"):
+        raise exceptions.UnsupportedMediaType(
+            request.content_type or "(none)",
+            detail="Send application/x-ndjson or text/csv, in UTF-8.",
+        )
+    return media_type
+
+
+class JsonErrorsOnly(negotiation.BaseContentNegotiation):
+    """The export's `?format=` picks the file format, not a DRF renderer; errors are JSON."""
+
+    def select_parser(self, request: Any, parsers: Any) -> None:
+        return None
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+@extend_schema(
+    summary="Export rows as NDJSON or CSV, streamed",
+    description="The rows the list would show (same `label`, `search` and `ordering`), all of "
+    "them, streamed in constant memory. The output is a valid import body.",
+    parameters=[
+        OpenApiParameter(
+            "format", str, enum=[exporting.NDJSON, exporting.CSV], default=exporting.NDJSON
+        ),
+        OpenApiParameter("label", str, description="Only rows with this label."),
+        OpenApiParameter(
+            "search",
+            str,
+            description=SEARCH_DESCRIPTION,
+            pattern=SEARCH_PATTERN,
+        ),
+        OpenApiParameter(
+            "ordering",
+            str,
+            description=ORDERING_DESCRIPTION,
+            enum=ORDERINGS,
+            default="id",
+        ),
+    ],  # fmt: skip
+    responses={
+        (200, importing.NDJSON): OpenApiTypes.STR,
+        (200, importing.CSV): OpenApiTypes.STR,  # sent with "; charset=utf-8"
+        400: _ERROR,
+    },
+)
+class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
+    content_negotiation_class = JsonErrorsOnly
+    renderer_classes = [renderers.JSONRenderer]
+    queryset = Data.objects.all()
+    filter_backends = [DjangoFilterBackend, TrigramSearchFilter]
+    filterset_fields = ["label"]
+    search_fields = ["text"]
+    pagination_class = None
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        file_format = request.query_params.get("format", exporting.NDJSON)
+        if file_format not in exporting.MEDIA_TYPES:
+            raise exceptions.ValidationError({"format": ["One of: ndjson, csv."]})
+        ordering = requested_ordering(request)
+        queryset = self.filter_queryset(self.get_queryset()).order_by(
+            *ordered_by(ordering.lstrip("-"), ascending=not ordering.startswith("-"))
+        )
+        sql = exporting.export_sql(queryset, file_format=file_format)
+        response = StreamingHttpResponse(
+            exporting.stream_copy(sql, file_format=file_format),
+            content_type=exporting.MEDIA_TYPES[file_format],
+        )
+        response["Content-Disposition"] = f'attachment; filename="data.{file_format}"'
+        return response

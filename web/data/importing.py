@@ -16,11 +16,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from rest_framework import status
 
 from web.data import rules
 from web.data.models import TRIGRAM_INDEX
-from web.errors import ServiceError
+from web.errors import PayloadTooLarge, ValidationFailed
 
 MAX_REPORTED = 100
 # The trigram index takes most of an import's time. A larger pending list for this transaction
@@ -39,11 +38,8 @@ MAX_LINE_BYTES = settings.TEXT_MAX_CHARS * 6 + 4096
 Parsed = tuple[int, tuple[str, str] | rules.RowProblem]
 
 
-class ImportRefusedError(ServiceError):
+class ImportRefusedError(ValidationFailed):
     """The body has bad lines: nothing was imported."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "validation_error"
 
 
 def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
@@ -77,15 +73,12 @@ def _refusal(bad: list[dict[str, Any]]) -> ImportRefusedError:
     return ImportRefusedError(
         f"{len(bad)} bad line(s){more}; nothing was imported. First: line {bad[0]['line']}: "
         f"{bad[0]['reason']}",
-        extra={"lines": bad},
+        lines=bad,
     )
 
 
-class ImportTooLargeError(ServiceError):
+class ImportTooLargeError(PayloadTooLarge):
     """The body is longer than IMPORT_MAX_BYTES: nothing was imported."""
-
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(

@@ -77,7 +77,7 @@ import redis  # noqa: E402
 from algorithm.jobs import JobStore  # noqa: E402
 from algorithm.training_queue import TrainingQueue  # noqa: E402
 from stack.process import spawn  # noqa: E402
-from tests.helpers import wait_until  # noqa: E402
+from tests.helpers import wait_live, wait_until  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
@@ -248,3 +248,28 @@ def wait_for_job(job_store: JobStore) -> Callable[..., dict[str, Any]]:
         return wait_until(finished, timeout=timeout, what=f"job {job_id} finished")
 
     return wait
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `python -m web` or `python -m algorithm` on a free port; returns its base URL."""
+    children: list[Child] = []
+
+    def start(package: str, **env: str) -> str:
+        port = free_port()
+        prefix = package.upper()
+        log = tmp_path / f"{package}.log"
+        child = spawn(
+            package,
+            [sys.executable, "-m", package],
+            env={**os.environ, f"{prefix}_PORT": str(port), f"{prefix}_WORKERS": "1", **env},
+            cwd=REPO_ROOT,
+            log_path=log,
+        )
+        children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        wait_live(url, child, log)
+        return url
+
+    yield start
+    stop_children(children)

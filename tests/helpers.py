@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from stack.process import Child
 
 T = TypeVar("T")
 
@@ -44,3 +48,16 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"] == code, body
     return body
+
+
+def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
+    """Wait until the service `child` started answers /health/live (its log on failure)."""
+
+    def live() -> bool:
+        assert child.running(), log.read_text()
+        try:
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(live, timeout=timeout, interval=0.1, what=f"{url} live (log: {log})")

@@ -122,7 +122,7 @@ def test_prune_keeps_current_even_with_zero_retention(model_root, model):
 
 def test_failed_save_publishes_nothing(model_root, model):
     before = publish(model_root, model)["version"]
-    unpicklable = TrainedModel(model.vectorizer, lambda: None)  # type: ignore[arg-type]
+    unpicklable = TrainedModel(model.vectorizer, lambda: None)
     with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails, whatever the type
         publish(model_root, unpicklable)
     assert sorted(os.listdir(model_root)) == sorted([before, "current"])

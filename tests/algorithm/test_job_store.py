@@ -99,7 +99,7 @@ def test_an_enqueue_failure_fails_the_job_and_lets_the_next_request_retry(
         store.request_training(enqueue=broken)
     assert store.client.get(QUEUED_MARKER) is None
     (key,) = store.client.keys("textclf:job:*")
-    failed = store.get(key.rsplit(":", 1)[1])
+    failed = store.get(str(key).rsplit(":", 1)[1])
     assert failed is not None and failed["status"] == "failed"
     assert "broker unreachable" in failed["error"]
     enqueue = Recorder()

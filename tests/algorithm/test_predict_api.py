@@ -60,7 +60,7 @@ def make_client(model_root: Path, serve_app: Callable[[Any], httpx.Client]) -> A
 @pytest.fixture
 def client(make_client: Any, model_root: Path, model: TrainedModel) -> httpx.Client:
     publish(model_root, model)
-    return make_client()  # type: ignore[no-any-return]
+    return make_client()
 
 
 def test_single_and_batch_predictions_equal_the_ml_module(

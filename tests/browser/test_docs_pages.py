@@ -45,9 +45,9 @@ def failed_resources(browser: webdriver.Chrome, *, ignore: str = "\0") -> list[s
 
 
 def test_web_api_docs_list_every_operation(
-    browser: webdriver.Chrome, start_server: Callable[..., str], tmp_path: Path
+    browser: webdriver.Chrome, start_service: Callable[..., str], tmp_path: Path
 ) -> None:
-    web = start_server("web", ALGORITHM_URL="http://127.0.0.1:9")
+    web = start_service("web", ALGORITHM_URL="http://127.0.0.1:9")
     browser.get(f"{web}/api/docs/")
     operations = listed_operations(browser)
     assert {
@@ -65,9 +65,9 @@ def test_web_api_docs_list_every_operation(
 
 
 def test_algorithm_docs_list_every_operation(
-    browser: webdriver.Chrome, start_server: Callable[..., str], tmp_path: Path, redis_db_url: str
+    browser: webdriver.Chrome, start_service: Callable[..., str], tmp_path: Path, redis_db_url: str
 ) -> None:
-    algorithm = start_server(
+    algorithm = start_service(
         "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(tmp_path / "models")
     )
     browser.get(f"{algorithm}/docs")

@@ -77,4 +77,4 @@ def test_web_is_told_where_the_stack_starts_the_algorithm_service_unless_told_ot
 def test_settings_cannot_be_changed_once_read() -> None:
     settings = StackSettings()
     with pytest.raises(ValueError, match="frozen"):
-        settings.web_port = 9000  # type: ignore[misc]
+        settings.web_port = 9000

@@ -56,11 +56,9 @@ class LiveWeb:
 @pytest.fixture(scope="module")
 def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
     """Start the web service as `make run` does; tests that write use `transactional_db`."""
-    import httpx
-
     from stack.embedded import free_port
     from stack.process import spawn, stop_children
-    from tests.helpers import wait_until
+    from tests.helpers import wait_live
 
     port = free_port()
     log = tmp_path_factory.mktemp("live-web") / "web.log"
@@ -69,15 +67,8 @@ def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
     url = f"http://127.0.0.1:{port}"
 
-    def live() -> bool:
-        assert child.running(), log.read_text()
-        try:
-            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(live, timeout=60, what="web service up")
+        wait_live(url, child, log)
         yield LiveWeb(url=url, child=child)
     finally:
         stop_children([child])

@@ -125,7 +125,7 @@ def test_a_malformed_answer_fails_every_waiter_instead_of_hanging(answer: object
         waiters = (client.predict_one(text) for text in ("a", "b", "c"))
         results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
         await client.aclose()
-        return results
+        return list(results)
 
     results = asyncio.run(scenario())
     assert results and all(isinstance(r, AlgorithmUnavailable) for r in results)

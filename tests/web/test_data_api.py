@@ -79,7 +79,7 @@ def test_bulk_create_of_ten_thousand_rows(api: APIClient) -> None:
 
 
 def test_bulk_with_one_bad_item_creates_nothing_and_names_it(api: APIClient) -> None:
-    body = [{"text": "fine", "label": "ok"}] * 5
+    body: list[dict[str, object]] = [{"text": "fine", "label": "ok"}] * 5
     body = [*body[:3], {"text": "", "label": "ok"}, *body[3:], {"text": "x", "label": 7}]
     body_error = assert_error(api.post("/api/data/", body, format="json"), 400, "validation_error")
     assert [item["index"] for item in body_error["items"]] == [3, 6]

@@ -19,7 +19,7 @@ def schema() -> dict[str, Any]:
     response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     document: dict[str, Any] = response.json()
-    validate(document)  # type: ignore[arg-type]
+    validate(document)
     return document
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -33,7 +33,7 @@ def ask(algorithm: Handler, method: str, path: str, **request: Any) -> httpx.Res
         )
         algorithm_client.install(client)
         try:
-            transport = httpx.ASGITransport(app=application)
+            transport = httpx.ASGITransport(app=cast(Any, application))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
                 return await web.request(method, path, **request)
         finally:

@@ -10,12 +10,12 @@ import httpx
 
 from tests.helpers import assert_error
 from web.asgi import application, django_app
-from web.static import ASGIApp, static_files_app
+from web.static import static_files_app
 
 CSS = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"
 
 
-def get(path: str, app: ASGIApp = application, **headers: str) -> httpx.Response:
+def get(path: str, app: Any = application, **headers: str) -> httpx.Response:
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:

@@ -108,3 +108,13 @@ def score_predictions(expected: Sequence[str], predicted: Sequence[str]) -> dict
             for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
         },
     }
+
+
+def accuracy_and_macro_f1(expected: Sequence[str], predicted: Sequence[str]) -> tuple[float, float]:
+    """The two scores of `score_predictions`, without its per-call overhead (used in searches)."""
+    actual = Counter(expected)
+    guessed = Counter(predicted)
+    hits = Counter(e for e, p in zip(expected, predicted, strict=True) if e == p)
+    # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (rows predicted as the label + rows of the label)
+    f1 = [2 * hits[label] / (guessed[label] + actual[label]) for label in actual]
+    return sum(hits.values()) / len(expected), sum(f1) / len(f1)

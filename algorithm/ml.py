@@ -1,26 +1,31 @@
 """The ML code: build, train, evaluate and predict with TF-IDF + a linear classifier.
 
 A plain module (no web or queue imports) shared by the worker, which trains, and by the algorithm
-service, which predicts; artifacts.py saves and loads the fitted model. `FastPredictor` gives
-exactly the labels of `predict_labels` for one text at a small fraction of scikit-learn's cost.
+service, which predicts; artifacts.py saves and loads the fitted model. Training picks its
+settings for the data (`choose_plan`, candidates in algorithm/tuning.py) on the training rows,
+never the holdout. `FastPredictor` gives exactly the labels and top-k scores of `predict_labels` /
+`score_labels` for one text at a small fraction of scikit-learn's per-call cost.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.svm import LinearSVC
 
 from algorithm.evaluation import (
     HoldoutSplit,
+    accuracy_and_macro_f1,
     cross_validation_folds,
     holdout_skip_reason,
     score_predictions,
@@ -58,25 +63,24 @@ class TrainedModel:
         return sorted(str(label) for label in self.classifier.classes_)
 
 
-def build_pipeline(plan: TrainingPlan) -> tuple[TfidfVectorizer, LinearClassifier]:
-    """Return an unfitted vectorizer and classifier for a plan (see algorithm/tuning.py)."""
-    vectorizer = TfidfVectorizer(
+def build_vectorizer(plan: TrainingPlan) -> TfidfVectorizer:
+    """Return an unfitted vectorizer for a plan (see algorithm/tuning.py)."""
+    return TfidfVectorizer(
         ngram_range=(1, plan.ngram_max), sublinear_tf=True, min_df=plan.min_df, dtype=np.float64
     )
-    classifier: LinearClassifier
+
+
+def build_classifier(plan: TrainingPlan) -> LinearClassifier:
+    """Return an unfitted linear classifier for a plan (see algorithm/tuning.py)."""
     if plan.solver == "liblinear":
-        classifier = LinearSVC(
-            C=plan.regularization, class_weight=plan.class_weight, random_state=0
-        )
-    else:
-        classifier = SGDClassifier(
-            loss="modified_huber",
-            alpha=plan.regularization,
-            class_weight=plan.class_weight,
-            n_jobs=2,  # one-vs-rest in threads: both cores
-            random_state=0,
-        )
-    return vectorizer, classifier
+        return LinearSVC(C=plan.regularization, class_weight=plan.class_weight, random_state=0)
+    return SGDClassifier(
+        loss="modified_huber",
+        alpha=plan.regularization,
+        class_weight=plan.class_weight,
+        n_jobs=2,  # one-vs-rest in threads: both cores
+        random_state=0,
+    )
 
 
 def check_training_data(labels: Sequence[str]) -> Counter[str]:
@@ -90,13 +94,22 @@ def check_training_data(labels: Sequence[str]) -> Counter[str]:
     return counts
 
 
-def _fit(texts: Sequence[str], labels: Sequence[str], plan: TrainingPlan) -> TrainedModel:
-    vectorizer, classifier = build_pipeline(plan)
-    features = vectorizer.fit_transform(texts)
-    classifier.fit(features, np.asarray(labels, dtype=object))
+def _fit_classifier(features: Any, labels: Sequence[str], plan: TrainingPlan) -> LinearClassifier:
+    classifier = build_classifier(plan)
+    with warnings.catch_warnings():
+        # liblinear may stop at its iteration limit on a hard plan (high C, class weights); the
+        # model it stops with is usable, and the validation scores judge it like any other.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier.fit(features, np.asarray(labels, dtype=object))
     # scikit-learn multiplies by coef_.T; unless that is C-contiguous scipy copies the whole
     # matrix on every predict call (milliseconds per text for SGDClassifier's C-ordered coef_).
     classifier.coef_ = np.asfortranarray(classifier.coef_)
+    return classifier
+
+
+def _fit(texts: Sequence[str], labels: Sequence[str], plan: TrainingPlan) -> TrainedModel:
+    vectorizer = build_vectorizer(plan)
+    classifier = _fit_classifier(vectorizer.fit_transform(texts), labels, plan)
     return TrainedModel(vectorizer=vectorizer, classifier=classifier)
 
 
@@ -121,11 +134,21 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         fit_labels = [labels[i] for i in split.train_rows]
         check_texts = [texts[i] for i in split.holdout_rows]
         expected = [labels[i] for i in split.holdout_rows]
+        features: dict[tuple[int, int], tuple[Any, Any]] = {}  # plans share vectorizers
         for index, plan in enumerate(candidates):
-            predicted = predict_labels(_fit(fit_texts, fit_labels, plan), check_texts)
-            scored = score_predictions(expected, predicted)
-            accuracy[index] += scored["accuracy"] / len(splits)
-            macro_f1[index] += scored["macro_f1"] / len(splits)
+            key = (plan.ngram_max, plan.min_df)
+            if key not in features:
+                vectorizer = build_vectorizer(plan)
+                features[key] = (
+                    vectorizer.fit_transform(fit_texts),
+                    vectorizer.transform(check_texts),
+                )
+            fit_features, check_features = features[key]
+            classifier = _fit_classifier(fit_features, fit_labels, plan)
+            predicted = [str(label) for label in classifier.predict(check_features)]
+            split_accuracy, split_macro_f1 = accuracy_and_macro_f1(expected, predicted)
+            accuracy[index] += split_accuracy / len(splits)
+            macro_f1[index] += split_macro_f1 / len(splits)
     # Leave the default only for a plan that validates at least as well on BOTH scores: trading
     # accuracy for macro-F1 (class weights do) is not an improvement a user asked for.
     eligible = (accuracy >= accuracy[0]) & (macro_f1 >= macro_f1[0])

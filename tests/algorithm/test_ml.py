@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from algorithm.evaluation import accuracy_and_macro_f1, score_predictions
 from algorithm.ml import (
     FastPredictor,
     TrainedModel,
@@ -185,3 +186,12 @@ def test_top_k_bounds(model):
             fast.top_k(["python bindings"], k)
         with pytest.raises(ValueError, match="k must be at least 1"):
             score_labels(model, ["python bindings"], k)
+
+
+def test_fast_search_scores_equal_scikit_learns(model, corpus):
+    expected = [label for _, label in corpus]
+    predicted = predict_labels(model, [text + " python" for text, _ in corpus])
+    reference = score_predictions(expected, predicted)
+    fast = accuracy_and_macro_f1(expected, predicted)
+    assert fast == pytest.approx((reference["accuracy"], reference["macro_f1"]), abs=1e-12)
+    assert reference["accuracy"] < 1.0  # the appended word moved some predictions

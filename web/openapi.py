@@ -33,12 +33,29 @@ ERROR_SCHEMA = {
 }
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
+RANKED = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/LabelScore"},
+    "description": "The k most likely labels, best first (only when `top_k` was sent).",
+}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "PredictOne": PredictOne.model_json_schema(),
     "PredictMany": PredictMany.model_json_schema(),
+    "LabelScore": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["label", "score"],
+    },
     "Prediction": {
         "type": "object",
-        "properties": {"label": {"type": "string"}, "model_version": {"type": "string"}},
+        "properties": {
+            "label": {"type": "string"},
+            "model_version": {"type": "string"},
+            "scores": RANKED,
+        },
         "required": ["label", "model_version"],
     },
     "Predictions": {
@@ -46,6 +63,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "labels": {"type": "array", "items": {"type": "string"}},
             "model_version": {"type": "string"},
+            "scores": {"type": "array", "items": RANKED, "description": "Per text, in order."},
         },
         "required": ["labels", "model_version"],
     },
@@ -108,7 +126,10 @@ UPSTREAM = {
     "504": _error("algorithm_unavailable: the algorithm service did not answer in time"),
 }
 BODY_ERRORS = {
-    "400": _error("validation_error (with fields) or invalid_json"),
+    "400": _error(
+        "validation_error (with fields; also a top_k above the served model's label count) "
+        "or invalid_json"
+    ),
     "413": _error("payload_too_large: larger than the server accepts"),
     "415": _error("unsupported_media_type: the body is not application/json"),
 }
@@ -118,8 +139,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "predict",
             "summary": "Label one text, or a batch",
-            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`. '
-            "Concurrent single-text requests share one call to the algorithm service.",
+            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`, '
+            'optionally with `"top_k": k` to get `scores` too. Concurrent single-text requests '
+            "without `top_k` share one call to the algorithm service.",
             "tags": ["predict"],
             "requestBody": {
                 "required": True,
@@ -136,7 +158,8 @@ PATHS: dict[str, dict[str, Any]] = {
             },
             "responses": {
                 "200": _answer(
-                    "The label of `text`, or the labels of `texts` in order",
+                    "The label of `text`, or the labels of `texts` in order; with `top_k`, "
+                    "their scores",
                     {
                         "oneOf": [
                             {"$ref": "#/components/schemas/Prediction"},

@@ -1,7 +1,9 @@
 """/api/train/ and /api/predict/: async views that forward to the algorithm service.
 
 They validate at the edge (web/predict_body.py), forward through the shared algorithm client,
-and pass the service's answers through, errors included. Everything that goes wrong here is a
+and pass the service's answers through, errors included. Single texts without `top_k` share
+calls (see web/algorithm_client.py); with `top_k` a request makes its own call, and the service
+checks k against its model's labels. Everything that goes wrong here is a
 ServiceError, answered in the error shape by `json_errors`.
 """
 
@@ -31,7 +33,9 @@ async def predict(request: HttpRequest) -> JsonResponse:
     """Label one text or a batch through the algorithm service."""
     body = parse_predict_body(_read_json(request))
     client = get_client()
-    if isinstance(body, PredictOne):
+    if body.top_k:  # scores are asked for: one call of its own, the algorithm service batches
+        answer = await client.call("POST", "/predict", json=body.model_dump(exclude_unset=True))
+    elif isinstance(body, PredictOne):
         answer = await client.predict_one(body.text)
     else:
         answer = await client.call("POST", "/predict", json={"texts": body.texts})

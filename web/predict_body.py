@@ -46,6 +46,10 @@ Text = Annotated[
 ]
 
 
+def _no_default_in_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class PredictOptions(BaseModel):
     """Fields both body shapes accept; unknown fields are refused.
 
@@ -54,6 +58,17 @@ class PredictOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # Not sent means no scores. 0 stands for that because no body can send it (ge=1), so
+    # `null` stays refused like any other non-integer; the schema shows the field optional,
+    # without that default, and only fields the body sent are forwarded (exclude_unset).
+    top_k: int = Field(
+        default=0,
+        ge=1,
+        description="Also answer `scores`: the k most likely labels with their confidence in "
+        "[0, 1], best first. At most the number of labels of the served model.",
+        json_schema_extra=_no_default_in_schema,
+    )
 
 
 class PredictOne(PredictOptions):

@@ -126,10 +126,7 @@ UPSTREAM = {
     "504": _error("algorithm_unavailable: the algorithm service did not answer in time"),
 }
 BODY_ERRORS = {
-    "400": _error(
-        "validation_error (with fields; also a top_k above the served model's label count) "
-        "or invalid_json"
-    ),
+    "400": _error("validation_error (with fields) or invalid_json"),
     "413": _error("payload_too_large: larger than the server accepts"),
     "415": _error("unsupported_media_type: the body is not application/json"),
 }
@@ -168,6 +165,10 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 ),
                 **BODY_ERRORS,
+                "409": _error(
+                    "top_k_above_labels (with fields): `top_k` is above the number of labels "
+                    "of the model served now"
+                ),
                 **REFUSED,
                 **UPSTREAM,
             },

@@ -99,7 +99,7 @@ def assert_top_k_answers_through_web(web: str, model: TrainedModel, texts: list[
     assert single["label"] == expected[0][0][0]
     assert batch["labels"] == [ranked[0][0] for ranked in expected]
     too_many = httpx.post(f"{web}/api/predict/", json={"text": "x", "top_k": len(model.labels) + 1})
-    error = assert_error(too_many, 400, "validation_error")
+    error = assert_error(too_many, 409, "top_k_above_labels")
     assert f"at most {len(model.labels)}" in error["fields"]["top_k"][0]
 
 

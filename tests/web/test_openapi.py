@@ -49,7 +49,7 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         (["texts"], False),
     ]
     assert bodies[1]["properties"]["texts"]["maxItems"] == 1000
-    assert set(operation["responses"]) == {"200", "400", "405", "413", "415", "503", "504"}
+    assert set(operation["responses"]) == {"200", "400", "405", "409", "413", "415", "503", "504"}
 
 
 @pytest.mark.parametrize(

@@ -260,7 +260,7 @@ def test_bad_top_k_is_400_without_a_call(top_k: Any, shape: dict[str, Any]) -> N
     assert "top_k" in error["fields"] and "top_k" in error["detail"]
 
 
-def test_top_k_above_the_model_labels_is_the_services_400() -> None:
+def test_top_k_above_the_model_labels_is_409_with_the_services_reason() -> None:
     refusal = {
         "error": "validation_error",
         "detail": "top_k: must be at most 6, the labels of model v7.",
@@ -271,4 +271,5 @@ def test_top_k_above_the_model_labels_is_the_services_400() -> None:
         return httpx.Response(400, json=refusal)
 
     response = ask(too_many, "POST", "/api/predict/", json={"text": "abc", "top_k": 7})
-    assert assert_error(response, 400, "validation_error") == refusal
+    error = assert_error(response, 409, "top_k_above_labels")
+    assert error == {**refusal, "error": "top_k_above_labels"}

@@ -50,12 +50,24 @@ class PredictRequest(BaseModel):
                 raise ValueError(f"item {index}: {exc}") from None
         return value
 
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _whole_number_as_int(cls, value: Any) -> Any:
+        return whole_number_as_int(value)
+
     @field_validator("top_k")
     @classmethod
     def _check_top_k(cls, value: int | None) -> int:
         if value is None:
             raise ValueError("must be an integer, not null")
         return value
+
+
+def whole_number_as_int(value: Any) -> Any:
+    """3.0 is the integer 3, as JSON Schema's "integer" has it; 1.5 and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _check_one(text: str, limits: dict[str, Any]) -> None:

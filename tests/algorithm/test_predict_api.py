@@ -350,6 +350,7 @@ PREDICT_BODIES = [
     {"text": "a", "top_k": 0},
     {"text": "a", "top_k": -1},
     {"text": "a", "top_k": 1.5},
+    {"text": "a", "top_k": 3.0},
     {"text": "a", "top_k": "3"},
     {"text": "a", "top_k": True},
     {"text": "a", "top_k": None},

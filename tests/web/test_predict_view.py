@@ -195,7 +195,7 @@ def test_top_k_is_forwarded_and_the_scores_answered() -> None:
         "model_version": "v7",
         "scores": [{"label": "len3", "score": 0.75}, {"label": "other", "score": 0.25}],
     }
-    many = ask(scores_by_length, "POST", "/api/predict/", json={"texts": ["a", "ab"], "top_k": 1})
+    many = ask(scores_by_length, "POST", "/api/predict/", json={"texts": ["a", "ab"], "top_k": 1.0})
     assert many.status_code == 200
     assert many.json() == {
         "labels": ["len1", "len2"],

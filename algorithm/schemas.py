@@ -52,8 +52,8 @@ class PredictRequest(BaseModel):
 
     @field_validator("top_k", mode="before")
     @classmethod
-    def _whole_number_as_int(cls, value: Any) -> Any:
-        return whole_number_as_int(value)
+    def _top_k_whole_number_as_int(cls, value: Any) -> Any:
+        return _whole_number_as_int(value)
 
     @field_validator("top_k")
     @classmethod
@@ -63,7 +63,7 @@ class PredictRequest(BaseModel):
         return value
 
 
-def whole_number_as_int(value: Any) -> Any:
+def _whole_number_as_int(value: Any) -> Any:
     """3.0 is the integer 3, as JSON Schema's "integer" has it; 1.5 and true stay refused."""
     if isinstance(value, float) and value.is_integer():
         return int(value)

@@ -27,6 +27,11 @@ class ServingModel:
     manifest: dict[str, Any]
     predictor: FastPredictor
 
+    @property
+    def label_count(self) -> int:
+        """How many labels the model can answer: the largest `top_k` it serves."""
+        return len(self.predictor.model.classifier.classes_)
+
 
 class ModelCache:
     def __init__(self, model_root: Path, *, poll_ms: int) -> None:

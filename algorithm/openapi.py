@@ -40,29 +40,40 @@ TOO_LARGE = _error("Body over the configured limit: `request_entity_too_large`")
 BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
 
 
-def predict_request_schema(*, max_texts: int, max_chars: int) -> dict[str, Any]:
-    """Exactly one of `text` or `texts`, as two closed objects."""
+def predict_request_schema(
+    *, max_texts: int, max_chars: int, label_count: int | None = None
+) -> dict[str, Any]:
+    """Exactly one of `text` or `texts`, as two closed objects, each with an optional `top_k`."""
     text = {"type": "string", "minLength": 1, "maxLength": max_chars,
             "pattern": r"\S", "description": "Not blank."}  # fmt: skip
     texts = {"type": "array", "items": text, "minItems": 1, "maxItems": max_texts}
+    top_k: dict[str, Any] = {
+        "type": "integer", "minimum": 1,
+        "description": "Also answer `scores`: the k most likely labels, best first. At most "
+                       "the number of labels of the served model.",
+    }  # fmt: skip
+    if label_count is not None:  # the served model's limit, so the schema admits no 400
+        top_k["maximum"] = label_count
     return {"oneOf": [
-        {"title": "OneText", "type": "object", "properties": {"text": text},
+        {"title": "OneText", "type": "object", "properties": {"text": text, "top_k": top_k},
          "required": ["text"], "additionalProperties": False},
-        {"title": "TextBatch", "type": "object", "properties": {"texts": texts},
+        {"title": "TextBatch", "type": "object", "properties": {"texts": texts, "top_k": top_k},
          "required": ["texts"], "additionalProperties": False},
     ]}  # fmt: skip
 
 
 @cache
-def build_openapi(*, max_texts: int, max_chars: int) -> dict[str, Any]:
-    """The OpenAPI 3.1 document, with the limits this service is configured with."""
+def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with this service's limits and its model's label count."""
     _, defs = models_json_schema(
         [(m, "serialization") for m in (PredictResponse, BatchPredictResponse, Job, Error,
                                         Liveness, Readiness)],
         ref_template="#/components/schemas/{model}",
     )  # fmt: skip
-    schemas = {"PredictRequest": predict_request_schema(max_texts=max_texts, max_chars=max_chars),
-               **defs["$defs"]}  # fmt: skip
+    request = predict_request_schema(
+        max_texts=max_texts, max_chars=max_chars, label_count=label_count
+    )
+    schemas = {"PredictRequest": request, **defs["$defs"]}
     job = _json(_ref("Job"), "The job")
     location = {"description": "Where the job's state is answered", "required": True,
                 "schema": {"type": "string"}}  # fmt: skip
@@ -78,9 +89,11 @@ def build_openapi(*, max_texts: int, max_chars: int) -> dict[str, Any]:
                     "schema": _ref("PredictRequest")}}},
                 "responses": {
                     "200": _json({"oneOf": [_ref("PredictResponse"), _ref("BatchPredictResponse")]},
-                                 "Labels and the model version that produced them"),
+                                 "Labels and the model version that produced them; with "
+                                 "`top_k`, also `scores`"),
                     "400": _error("Invalid input: `invalid_json`, or `validation_error` with "
-                                  "`fields` naming each field's problems"),
+                                  "`fields` naming each field's problems (`top_k` above the "
+                                  "served model's label count included)"),
                     "413": TOO_LARGE,
                     "415": _error("Body not sent as application/json: `unsupported_media_type`"),
                     "503": _error("Nothing trained yet: `no_model`"),
@@ -136,9 +149,14 @@ SWAGGER_PAGE = """<!doctype html>
 
 @docs.get("/openapi.json")
 def openapi_json() -> Response:
-    settings = current_app.extensions["textclf"].settings
+    runtime = current_app.extensions["textclf"]
+    served = runtime.models.current
     return jsonify(
-        build_openapi(max_texts=settings.predict_max_texts, max_chars=settings.predict_max_chars)
+        build_openapi(
+            max_texts=runtime.settings.predict_max_texts,
+            max_chars=runtime.settings.predict_max_chars,
+            label_count=served.label_count if served else None,
+        )
     )
 
 

@@ -5,7 +5,7 @@ The job's shape is `algorithm.jobs.Job`, shared with the job store.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -19,6 +19,9 @@ class PredictRequest(BaseModel):
 
     text: str | None = Field(default=None, description="One text to classify.")
     texts: list[str] | None = Field(default=None, description="Several texts to classify.")
+    top_k: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Also answer the k most likely labels with their scores."
+    )
 
     @field_validator("text")
     @classmethod
@@ -47,6 +50,25 @@ class PredictRequest(BaseModel):
                 raise ValueError(f"item {index}: {exc}") from None
         return value
 
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _top_k_whole_number_as_int(cls, value: Any) -> Any:
+        return _whole_number_as_int(value)
+
+    @field_validator("top_k")
+    @classmethod
+    def _check_top_k(cls, value: int | None) -> int:
+        if value is None:
+            raise ValueError("must be an integer, not null")
+        return value
+
+
+def _whole_number_as_int(value: Any) -> Any:
+    """3.0 is the integer 3, as JSON Schema's "integer" has it; 1.5 and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
 
 def _check_one(text: str, limits: dict[str, Any]) -> None:
     max_chars = limits.get("max_chars", 100_000)
@@ -56,14 +78,25 @@ def _check_one(text: str, limits: dict[str, Any]) -> None:
         raise ValueError(f"at most {max_chars} characters, got {len(text)}")
 
 
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(ge=0, le=1, description="Confidence in [0, 1]; ranks like the model.")
+
+
 class PredictResponse(BaseModel):
     label: str
     model_version: str
+    scores: list[LabelScore] | None = Field(
+        default=None, description="Only with `top_k`: the k most likely labels, best first."
+    )
 
 
 class BatchPredictResponse(BaseModel):
     labels: list[str]
     model_version: str
+    scores: list[list[LabelScore]] | None = Field(
+        default=None, description="Only with `top_k`: per text, its k most likely labels."
+    )
 
 
 class Liveness(BaseModel):

@@ -30,7 +30,7 @@ def require_json() -> bytes:
 
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
-    """Label one text or a batch, with the version of the model that did it."""
+    """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
     settings = runtime().settings
     body = parse_predict_request(
         require_json(),
@@ -38,10 +38,16 @@ async def predict() -> Response | tuple[Response, int]:
         max_chars=settings.predict_max_chars,
     )
     texts = [body.text] if body.text is not None else body.texts or []
-    labels, version = await runtime().batcher.predict(texts)  # NoModel: 503 until trained
+    # NoModel: 503 until trained; a top_k above the model's label count: 400.
+    labels, version, scores = await runtime().batcher.predict(texts, body.top_k)
+    if scores is None:
+        if body.text is not None:
+            return jsonify(label=labels[0], model_version=version)
+        return jsonify(labels=labels, model_version=version)
+    ranked = [[{"label": label, "score": score} for label, score in best] for best in scores]
     if body.text is not None:
-        return jsonify(label=labels[0], model_version=version)
-    return jsonify(labels=labels, model_version=version)
+        return jsonify(label=labels[0], model_version=version, scores=ranked[0])
+    return jsonify(labels=labels, model_version=version, scores=ranked)
 
 
 @api.post("/train")

@@ -169,20 +169,23 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     env = BenchEnv(work_dir, secret_key=secrets.token_urlsafe(50))
     version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
     print(f"corpus: {len(corpus):,} rows; model {version}", flush=True)
-    bodies = {t: bench_data.write_bodies(corpus, work_dir, texts=t) for t in (1, 1_000)}
     selected = [scenario for scenario in SCENARIOS if scenario.name in args.scenario]
+    bodies = {
+        (texts, top_k): bench_data.write_bodies(corpus, work_dir, texts=texts, top_k=top_k)
+        for texts, top_k in {(1, None), *(scenario.bodies for scenario in selected)}
+    }
     databases = start_databases(env, postgres=any(s.name == "web" for s in selected))
     try:
         runs: list[Run] = []
         print(report.markdown_table(report.RUN_HEADER, []), flush=True)
         for round_no in range(1, args.rounds + 1):
             for scenario in selected:
-                result = measure(scenario, env, bodies[scenario.texts_per_request], args)
+                result = measure(scenario, env, bodies[scenario.bodies], args)
                 runs.append(Run(scenario, round_no, result))
                 print(report.markdown_row(report.every_run_row(runs[-1])), flush=True)
         hotswap = None
         if "hotswap" in args.scenario:
-            hotswap = run_hotswap(env, corpus, bodies[1], args.hotswap_seconds)
+            hotswap = run_hotswap(env, corpus, bodies[1, None], args.hotswap_seconds)
     finally:
         stop_children(databases)
     return Results(runs, hotswap)

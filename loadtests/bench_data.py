@@ -67,16 +67,25 @@ def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, s
     return str(manifest["version"])
 
 
-def write_bodies(corpus: list[tuple[str, str]], work_dir: Path, *, texts: int) -> Bodies:
-    """Bodies of `texts` texts each: 2 000 single texts, or 16 batches."""
+def write_bodies(
+    corpus: list[tuple[str, str]], work_dir: Path, *, texts: int, top_k: int | None = None
+) -> Bodies:
+    """Bodies of `texts` texts each: 2 000 single texts, or 16 batches; `top_k` in each if given.
+
+    The texts depend on `texts` only, so bodies with and without `top_k` ask about the same texts.
+    """
     rng = random.Random(3 + texts)
-    bodies: list[dict[str, str | list[str]]]
+    bodies: list[dict[str, str | list[str] | int]]
     if texts == 1:
         bodies = [{"text": text} for text, _ in rng.sample(corpus, SINGLE_BODIES)]
     else:
         bodies = [
             {"texts": [text for text, _ in rng.sample(corpus, texts)]} for _ in range(BATCH_BODIES)
         ]
-    path = work_dir / f"bodies-{texts}.jsonl"
+    if top_k is not None:
+        bodies = [{**body, "top_k": top_k} for body in bodies]
+    path = work_dir / (
+        f"bodies-{texts}.jsonl" if top_k is None else f"bodies-{texts}-top{top_k}.jsonl"
+    )
     path.write_text("".join(json.dumps(body) + "\n" for body in bodies))
     return Bodies(path, texts)

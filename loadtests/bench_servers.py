@@ -51,6 +51,12 @@ class Scenario:
     env: Mapping[str, str] = field(default_factory=dict)
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
+    top_k: int | None = None  # sent in every body: the answers carry scores
+
+    @property
+    def bodies(self) -> tuple[int, int | None]:
+        """Which bodies it sends: scenarios with the same key send the same texts."""
+        return self.texts_per_request, self.top_k
 
 
 # One round runs them in this order; the letters are the spec's.
@@ -63,6 +69,14 @@ SCENARIOS = (
     ),
     Scenario(
         "algorithm", "(a) algorithm `POST /predict`", ("-m", "algorithm"), "/predict", ALGORITHM_ENV
+    ),
+    Scenario(
+        "top_k",
+        'algorithm `POST /predict` with `"top_k": 3` (scores)',
+        ("-m", "algorithm"),
+        "/predict",
+        ALGORITHM_ENV,
+        top_k=3,
     ),
     Scenario(
         "baseline",

@@ -7,6 +7,7 @@
     │   └── ValidationFailed        400 validation_error (+ fields or items)
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed (+ Allow header)
+    ├── TopKAboveLabels             409 top_k_above_labels (+ fields)
     ├── PayloadTooLarge             413 payload_too_large
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── AlgorithmUnavailable        503 algorithm_unavailable
@@ -79,6 +80,16 @@ class MethodNotAllowed(ServiceError):
             f"{method} is not allowed on {path}; use {', '.join(allowed)}.",
             headers={"Allow": ", ".join(allowed)},
         )
+
+
+class TopKAboveLabels(ServiceError):
+    """A valid top_k that the model served now cannot answer: it has fewer labels.
+
+    409, not 400: the same body succeeds once a model with enough labels is served, and web's
+    schema (unlike the algorithm service's) cannot state the served model's limit.
+    """
+
+    status, code = 409, "top_k_above_labels"
 
 
 class PayloadTooLarge(ServiceError):

@@ -35,12 +35,29 @@ ERROR_SCHEMA = {
 }
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
+RANKED = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/LabelScore"},
+    "description": "The k most likely labels, best first (only when `top_k` was sent).",
+}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "PredictOne": PredictOne.model_json_schema(),
     "PredictMany": PredictMany.model_json_schema(),
+    "LabelScore": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["label", "score"],
+    },
     "Prediction": {
         "type": "object",
-        "properties": {"label": {"type": "string"}, "model_version": {"type": "string"}},
+        "properties": {
+            "label": {"type": "string"},
+            "model_version": {"type": "string"},
+            "scores": RANKED,
+        },
         "required": ["label", "model_version"],
     },
     "Predictions": {
@@ -48,6 +65,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "labels": {"type": "array", "items": {"type": "string"}},
             "model_version": {"type": "string"},
+            "scores": {"type": "array", "items": RANKED, "description": "Per text, in order."},
         },
         "required": ["labels", "model_version"],
     },
@@ -120,8 +138,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "predict",
             "summary": "Label one text, or a batch",
-            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`. '
-            "Concurrent single-text requests share one call to the algorithm service.",
+            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`, '
+            'optionally with `"top_k": k` to get `scores` too. Concurrent single-text requests '
+            "without `top_k` share one call to the algorithm service.",
             "tags": ["predict"],
             "requestBody": {
                 "required": True,
@@ -138,7 +157,8 @@ PATHS: dict[str, dict[str, Any]] = {
             },
             "responses": {
                 "200": _answer(
-                    "The label of `text`, or the labels of `texts` in order",
+                    "The label of `text`, or the labels of `texts` in order; with `top_k`, "
+                    "their scores",
                     {
                         "oneOf": [
                             {"$ref": "#/components/schemas/Prediction"},
@@ -147,6 +167,10 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 ),
                 **BODY_ERRORS,
+                "409": _error(
+                    "top_k_above_labels (with fields): `top_k` is above the number of labels "
+                    "of the model served now"
+                ),
                 **REFUSED,
                 **UPSTREAM,
             },

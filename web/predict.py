@@ -1,7 +1,9 @@
 """/api/train/ and /api/predict/: async views that forward to the algorithm service.
 
 They validate at the edge (web/predict_body.py), forward through the shared algorithm client,
-and pass the service's answers through, errors included. Everything that goes wrong here is a
+and pass the service's answers through, errors included. Single texts without `top_k` share
+calls (see web/algorithm_client.py); with `top_k` a request makes its own call, and a k above the
+labels of the served model answers 409. Everything that goes wrong here is a
 ServiceError, answered in the error shape by `json_errors`.
 """
 
@@ -14,15 +16,16 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from web.algorithm_client import AlgorithmAnswer, get_client
+from web.algorithm_client import AlgorithmAnswer, AlgorithmClient, get_client
 from web.errors import (
     InvalidJson,
     InvalidRequest,
     PayloadTooLarge,
+    TopKAboveLabels,
     UnsupportedMediaType,
     json_errors,
 )
-from web.predict_body import PredictOne, parse_predict_body
+from web.predict_body import PredictMany, PredictOne, parse_predict_body
 
 
 @csrf_exempt
@@ -31,11 +34,26 @@ async def predict(request: HttpRequest) -> JsonResponse:
     """Label one text or a batch through the algorithm service."""
     body = parse_predict_body(_read_json(request))
     client = get_client()
-    if isinstance(body, PredictOne):
+    if body.top_k:  # with scores: a call of its own (the algorithm service batches it)
+        answer = await _predict_with_scores(client, body)
+    elif isinstance(body, PredictOne):
         answer = await client.predict_one(body.text)
     else:
         answer = await client.call("POST", "/predict", json={"texts": body.texts})
     return _forward(answer)
+
+
+async def _predict_with_scores(
+    client: AlgorithmClient, body: PredictOne | PredictMany
+) -> AlgorithmAnswer:
+    """Forward the fields the body sent; a top_k above the served model's labels is a 409."""
+    answer = await client.call("POST", "/predict", json=body.model_dump(exclude_unset=True))
+    fields = answer.body.get("fields") if isinstance(answer.body, dict) else None
+    if answer.status == 400 and isinstance(fields, dict) and "top_k" in fields:
+        # The body passed our schema, so the only top_k the service refuses is one above the
+        # labels of the model it serves now.
+        raise TopKAboveLabels(answer.body["detail"], fields=fields)
+    return answer
 
 
 @csrf_exempt

@@ -15,6 +15,7 @@ from django.conf import settings
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -46,6 +47,17 @@ Text = Annotated[
 ]
 
 
+def _whole_number_as_int(value: Any) -> Any:
+    """3.0 is the integer 3, as JSON Schema's "integer" has it; 1.5 and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _no_default_in_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class PredictOptions(BaseModel):
     """Fields both body shapes accept; unknown fields are refused.
 
@@ -54,6 +66,17 @@ class PredictOptions(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    # Not sent means no scores. 0 stands for that because no body can send it (ge=1), so
+    # `null` stays refused like any other non-integer; the schema shows the field optional,
+    # without that default, and only fields the body sent are forwarded (exclude_unset).
+    top_k: Annotated[int, BeforeValidator(_whole_number_as_int)] = Field(
+        default=0,
+        ge=1,
+        description="Also answer `scores`: the k most likely labels with their confidence in "
+        "[0, 1], best first. At most the number of labels of the served model.",
+        json_schema_extra=_no_default_in_schema,
+    )
 
 
 class PredictOne(PredictOptions):

@@ -19,7 +19,7 @@ from algorithm import artifacts
 from algorithm.app import create_asgi_app
 from algorithm.artifacts import sha256_of
 from algorithm.config import AlgorithmSettings
-from algorithm.ml import TrainedModel, predict_labels, train_model
+from algorithm.ml import TrainedModel, predict_labels, score_labels, train_model
 from stack.embedded import free_port
 from tests.helpers import assert_error, wait_until
 
@@ -88,6 +88,97 @@ def test_concurrent_requests_get_their_own_answers(
     with ThreadPoolExecutor(max_workers=32) as pool:
         answers = list(pool.map(ask, texts))
     assert all(label == expected[text] for text, label in answers)
+
+
+def assert_scores_equal_the_reference(answered: list[dict[str, Any]], expected: Any) -> None:
+    """Each answer's scores: the reference's labels in its order, scores equal to 1e-9."""
+    assert len(answered) == len(expected)
+    for got, want in zip(answered, expected, strict=True):
+        assert [item["label"] for item in got] == [label for label, _ in want]
+        assert [item["score"] for item in got] == pytest.approx([s for _, s in want], abs=1e-9)
+        scores = [item["score"] for item in got]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+
+
+def test_top_k_answers_scores_equal_to_the_reference(
+    client: httpx.Client, model: TrainedModel, corpus: list[dict[str, str]]
+) -> None:
+    texts = [r["text"] for r in corpus[:100]] + ["a text with no known words zzqx", "Python"]
+    expected = score_labels(model, texts, 3)
+    singles = [client.post("/predict", json={"text": t, "top_k": 3}).json() for t in texts[:40]]
+    assert_scores_equal_the_reference([a["scores"] for a in singles], expected[:40])
+    assert [a["label"] for a in singles] == [ranked[0][0] for ranked in expected[:40]]
+    batch = client.post("/predict", json={"texts": texts, "top_k": 3}).json()  # over max_size
+    assert_scores_equal_the_reference(batch["scores"], expected)
+    assert batch["labels"] == predict_labels(model, texts)
+    small = client.post("/predict", json={"texts": texts[:5], "top_k": 1}).json()
+    assert [ranked[0]["label"] for ranked in small["scores"]] == small["labels"]
+    everything = client.post("/predict", json={"text": "Python", "top_k": len(model.labels)})
+    assert sorted(item["label"] for item in everything.json()["scores"]) == model.labels
+    plain = client.post("/predict", json={"text": "Python"}).json()
+    assert set(plain) == {"label", "model_version"}  # no top_k: no scores
+    assert set(client.post("/predict", json={"texts": ["Python"]}).json()) == {
+        "labels",
+        "model_version",
+    }
+
+
+def test_concurrent_top_k_and_plain_requests_get_their_own_answers(
+    client: httpx.Client, model: TrainedModel, corpus: list[dict[str, str]]
+) -> None:
+    texts = [r["text"] for r in corpus[:240]]
+    labels = dict(zip(texts, predict_labels(model, texts), strict=True))
+    top_k_by_text = {text: (None, 1, 2, 3)[index % 4] for index, text in enumerate(texts)}
+
+    def ask(text: str) -> dict[str, Any]:
+        top_k = top_k_by_text[text]
+        body = {"text": text} if top_k is None else {"text": text, "top_k": top_k}
+        answer: dict[str, Any] = client.post("/predict", json=body).json()
+        return answer
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(ask, texts))
+    for text, answer in zip(texts, answers, strict=True):
+        assert answer["label"] == labels[text]
+        top_k = top_k_by_text[text]
+        if top_k is None:
+            assert "scores" not in answer
+        else:
+            assert len(answer["scores"]) == top_k
+            assert answer["scores"][0]["label"] == answer["label"]
+
+
+BAD_TOP_K = [0, -1, 1.5, "3", True, None, [3]]
+
+
+@pytest.mark.parametrize("top_k", BAD_TOP_K)
+@pytest.mark.parametrize("shape", ["text", "texts"])
+@pytest.mark.parametrize("served", [True, False], ids=["model", "no_model"])
+def test_bad_top_k_is_400_naming_it_with_or_without_a_model(
+    make_client: Any, model_root: Path, model: TrainedModel, top_k: Any, shape: str, served: bool
+) -> None:
+    if served:
+        publish(model_root, model)
+    body = {shape: "python bindings" if shape == "text" else ["python", "bindings"]}
+    response = make_client().post("/predict", json={**body, "top_k": top_k})
+    assert "top_k" in assert_error(response, 400, "validation_error")["fields"]
+
+
+def test_top_k_above_the_label_count_is_400_naming_the_limit(
+    client: httpx.Client, model: TrainedModel
+) -> None:
+    too_many = len(model.labels) + 1
+    for body in ({"text": "python"}, {"texts": ["python"] * 100}, {"texts": ["python"]}):
+        error = assert_error(client.post("/predict", json={**body, "top_k": too_many}), 400,
+                             "validation_error")  # fmt: skip
+        assert f"at most {len(model.labels)}" in error["fields"]["top_k"][0]
+        assert f"at most {len(model.labels)}" in error["detail"]
+
+
+def test_a_valid_top_k_without_a_model_is_503(make_client: Any) -> None:
+    client = make_client()
+    for body in ({"text": "python", "top_k": 2}, {"texts": ["a"], "top_k": 1000}):
+        assert_error(client.post("/predict", json=body), 503, "no_model")
 
 
 def test_no_model_is_503_then_hot_reload_without_restart(
@@ -251,6 +342,19 @@ PREDICT_BODIES = [
     {"text": "a", "lang": "en"},
     {},
     ["a"],
+    {"text": "a regex engine", "top_k": 1},
+    {"text": "a regex engine", "top_k": 6},  # the test model's label count
+    {"text": "a regex engine", "top_k": 7},
+    {"texts": ["one", "two"], "top_k": 2},
+    {"texts": ["one", "two"], "top_k": 7},
+    {"text": "a", "top_k": 0},
+    {"text": "a", "top_k": -1},
+    {"text": "a", "top_k": 1.5},
+    {"text": "a", "top_k": 3.0},
+    {"text": "a", "top_k": "3"},
+    {"text": "a", "top_k": True},
+    {"text": "a", "top_k": None},
+    {"top_k": 2},
 ]
 
 
@@ -258,6 +362,7 @@ def test_the_openapi_body_schema_accepts_exactly_what_predict_accepts(
     make_client: Any, model_root: Path, model: TrainedModel
 ) -> None:
     publish(model_root, model)
+    assert len(model.labels) == 6  # the top_k bodies above are around this limit
     client = make_client(predict_max_texts=3, predict_max_chars=40)
     schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
     validator = Draft202012Validator(schema)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from algorithm.artifacts import load_current_version
-from algorithm.ml import predict_labels
+from algorithm.ml import TrainedModel, predict_labels, score_labels
 from stack.embedded import free_port
 from tests.helpers import assert_error, wait_until
 
@@ -66,7 +66,8 @@ def test_a_user_trains_and_predicts_through_web(
     assert job["model_version"] and job["metrics"]["accuracy"] > 0.5
 
     texts = [text for text, _ in fixture_corpus[:50]]
-    expected = predict_labels(load_current_version(model_dir).model, texts)
+    model = load_current_version(model_dir).model
+    expected = predict_labels(model, texts)
 
     def predicted() -> httpx.Response | None:
         single = httpx.post(f"{web}/api/predict/", json={"text": texts[0]})
@@ -77,12 +78,29 @@ def test_a_user_trains_and_predicts_through_web(
     assert single.json() == {"label": expected[0], "model_version": job["model_version"]}
     batch = httpx.post(f"{web}/api/predict/", json={"texts": texts}).json()
     assert batch == {"labels": expected, "model_version": job["model_version"]}
+    assert_top_k_answers_through_web(web, model, texts)
     assert httpx.get(f"{web}/health/ready").json()["checks"] == {
         "database": "ok",
         "algorithm": "ok",
     }
 
     assert_error(httpx.get(f"{web}/api/train/no-such-job/"), 404, "job_not_found")
+
+
+def assert_top_k_answers_through_web(web: str, model: TrainedModel, texts: list[str]) -> None:
+    """Scores through web equal the reference's; a k above the labels is refused, naming them."""
+    expected = score_labels(model, texts, 3)
+    single = httpx.post(f"{web}/api/predict/", json={"text": texts[0], "top_k": 3}).json()
+    batch = httpx.post(f"{web}/api/predict/", json={"texts": texts, "top_k": 3}).json()
+    answered, reference = [single["scores"], *batch["scores"]], [expected[0], *expected]
+    for got, want in zip(answered, reference, strict=True):
+        assert [item["label"] for item in got] == [label for label, _ in want]
+        assert [item["score"] for item in got] == pytest.approx([s for _, s in want], abs=1e-9)
+    assert single["label"] == expected[0][0][0]
+    assert batch["labels"] == [ranked[0][0] for ranked in expected]
+    too_many = httpx.post(f"{web}/api/predict/", json={"text": "x", "top_k": len(model.labels) + 1})
+    error = assert_error(too_many, 409, "top_k_above_labels")
+    assert f"at most {len(model.labels)}" in error["fields"]["top_k"][0]
 
 
 def test_train_answers_in_milliseconds_with_100_000_rows(
@@ -113,6 +131,10 @@ BAD_PREDICT_BODIES = [
     ({"texts": ["a"] * 1001}, "validation_error"),
     ({"text": "a", "extra": 1}, "validation_error"),
     ({"text": "x" * 100_001}, "validation_error"),
+    ({"text": "a", "top_k": 0}, "validation_error"),
+    ({"texts": ["a"], "top_k": True}, "validation_error"),
+    ({"text": "a", "top_k": None}, "validation_error"),
+    ({"text": "a", "top_k": "3"}, "validation_error"),
     ("[1, 2]", "validation_error"),
     ('{"text": ', "invalid_json"),
     (b'{"text": "\xff"}', "invalid_json"),

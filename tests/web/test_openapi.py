@@ -49,7 +49,7 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         (["texts"], False),
     ]
     assert bodies[1]["properties"]["texts"]["maxItems"] == 1000
-    assert set(operation["responses"]) == {"200", "400", "405", "413", "415", "503", "504"}
+    assert set(operation["responses"]) == {"200", "400", "405", "409", "413", "415", "503", "504"}
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,15 @@ def test_request_bodies_refuse_unknown_fields(schema: dict[str, Any]) -> None:
     assert many == {"type": "array", "items": one, "minItems": 1, "maxItems": 10_000}
     train = schema["paths"]["/api/train/"]["post"]["requestBody"]["content"]["application/json"]
     assert train["schema"]["additionalProperties"] is False
+
+
+def test_predict_takes_top_k_and_answers_scores(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    for body in ("PredictOne", "PredictMany"):
+        top_k = components[body]["properties"]["top_k"]
+        assert (top_k["type"], top_k["minimum"], "default" in top_k) == ("integer", 1, False)
+        assert "top_k" not in components[body]["required"]
+    ranked = {"$ref": "#/components/schemas/LabelScore"}
+    assert components["Prediction"]["properties"]["scores"]["items"] == ranked
+    assert components["Predictions"]["properties"]["scores"]["items"]["items"] == ranked
+    assert components["LabelScore"]["required"] == ["label", "score"]

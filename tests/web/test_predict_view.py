@@ -166,3 +166,110 @@ def test_unknown_job_is_404_from_the_algorithm_service() -> None:
         return httpx.Response(404, json={"error": "not_found", "detail": "No job nope."})
 
     assert_error(ask(no_such_job, "GET", "/api/train/nope/"), 404, "not_found")
+
+
+def scores_by_length(request: httpx.Request) -> httpx.Response:
+    """A trained algorithm service answering top_k: scores say how long each text is."""
+    body = json.loads(request.content)
+    assert set(body) in ({"text", "top_k"}, {"texts", "top_k"}), body
+
+    def ranked(text: str) -> list[dict[str, Any]]:
+        return [{"label": f"len{len(text)}", "score": 0.75}, {"label": "other", "score": 0.25}]
+
+    if "text" in body:
+        answer = {
+            "label": f"len{len(body['text'])}",
+            "scores": ranked(body["text"])[: body["top_k"]],
+        }
+    else:
+        answer = {"labels": [f"len{len(t)}" for t in body["texts"]],
+                  "scores": [ranked(t)[: body["top_k"]] for t in body["texts"]]}  # fmt: skip
+    return httpx.Response(200, json={**answer, "model_version": "v7"})
+
+
+def test_top_k_is_forwarded_and_the_scores_answered() -> None:
+    one = ask(scores_by_length, "POST", "/api/predict/", json={"text": "abc", "top_k": 2})
+    assert one.status_code == 200
+    assert one.json() == {
+        "label": "len3",
+        "model_version": "v7",
+        "scores": [{"label": "len3", "score": 0.75}, {"label": "other", "score": 0.25}],
+    }
+    many = ask(scores_by_length, "POST", "/api/predict/", json={"texts": ["a", "ab"], "top_k": 1.0})
+    assert many.status_code == 200
+    assert many.json() == {
+        "labels": ["len1", "len2"],
+        "model_version": "v7",
+        "scores": [[{"label": "len1", "score": 0.75}], [{"label": "len2", "score": 0.75}]],
+    }
+
+
+def test_without_top_k_nothing_is_forwarded_but_the_texts() -> None:
+    sent: list[Any] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return labels_by_length(request)
+
+    assert "scores" not in ask(record, "POST", "/api/predict/", json={"text": "abc"}).json()
+    assert "scores" not in ask(record, "POST", "/api/predict/", json={"texts": ["a"]}).json()
+    assert sent == [{"texts": ["abc"]}, {"texts": ["a"]}]
+
+
+def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
+    sent: list[Any] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        if "top_k" in sent[-1]:
+            return scores_by_length(request)
+        return labels_by_length(request)
+
+    async def scenario() -> list[httpx.Response]:
+        client = algorithm_client.AlgorithmClient(
+            "http://algorithm.test", timeout=1, connect_retries=0,
+            transport=httpx.MockTransport(record),
+        )  # fmt: skip
+        algorithm_client.install(client)
+        try:
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+                bodies = [{"text": "a" * n} if n % 2 else {"text": "a" * n, "top_k": 1}
+                          for n in range(1, 9)]  # fmt: skip
+                return await asyncio.gather(
+                    *(web.post("/api/predict/", json=body) for body in bodies)
+                )
+        finally:
+            await client.aclose()
+            algorithm_client.install(None)
+
+    answers = asyncio.run(scenario())
+    assert [answer.json()["label"] for answer in answers] == [f"len{n}" for n in range(1, 9)]
+    assert ["scores" in answer.json() for answer in answers] == [n % 2 == 0 for n in range(1, 9)]
+    with_top_k = sorted(body["text"] for body in sent if "top_k" in body)
+    assert with_top_k == ["a" * n for n in (2, 4, 6, 8)]  # one call each, never coalesced
+    plain = sorted(text for body in sent if "texts" in body for text in body["texts"])
+    assert plain == ["a" * n for n in (1, 3, 5, 7)]
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 1.5, "3", True, None, [2]])
+@pytest.mark.parametrize("shape", [{"text": "abc"}, {"texts": ["a", "b"]}])
+def test_bad_top_k_is_400_without_a_call(top_k: Any, shape: dict[str, Any]) -> None:
+    response = ask(must_not_be_called, "POST", "/api/predict/", json={**shape, "top_k": top_k})
+    error = assert_error(response, 400, "validation_error")
+    assert "top_k" in error["fields"] and "top_k" in error["detail"]
+
+
+def test_top_k_above_the_model_labels_is_409_with_the_services_reason() -> None:
+    refusal = {
+        "error": "validation_error",
+        "detail": "top_k: must be at most 6, the labels of model v7.",
+        "fields": {"top_k": ["must be at most 6, the labels of model v7"]},
+    }
+
+    def too_many(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json=refusal)
+
+    response = ask(too_many, "POST", "/api/predict/", json={"text": "abc", "top_k": 7})
+    error = assert_error(response, 409, "top_k_above_labels")
+    assert error == {**refusal, "error": "top_k_above_labels"}

@@ -90,7 +90,7 @@ def test_concurrent_requests_get_their_own_answers(
     assert all(label == expected[text] for text, label in answers)
 
 
-def assert_scores_equal_the_reference(answered: list[dict[str, Any]], expected: Any) -> None:
+def assert_scores_equal_the_reference(answered: list[list[dict[str, Any]]], expected: Any) -> None:
     """Each answer's scores: the reference's labels in its order, scores equal to 1e-9."""
     assert len(answered) == len(expected)
     for got, want in zip(answered, expected, strict=True):

@@ -74,15 +74,31 @@ def test_algorithm_service_behaves_as_its_schema_says(
     assert run.requests >= MIN_REQUESTS, run.summary()
 
 
+# A CSV or NDJSON body is a string to JSON Schema, which cannot say which strings are valid rows:
+# a schema-valid string may hold a bad line, which the import rightly refuses with 400. So the
+# import is fuzzed in a run of its own without the positive-data check (this Schemathesis applies
+# per-operation check settings to other operations too, so a config file cannot single it out).
+IMPORT_PATH = "/api/data/import/"
+WEB_RUNS = {
+    "api": ("--exclude-path", IMPORT_PATH),
+    "import": ("--include-path", IMPORT_PATH, "--exclude-checks", "positive_data_acceptance"),
+}
+
+
 @pytest.mark.parametrize("headers", HEADER_SETS)
 def test_web_service_behaves_as_its_schema_says(
     web_url: str, headers: dict[str, str], tmp_path: Path
 ) -> None:
-    run = run_schemathesis(
-        f"{web_url}/api/schema/?format=json",
-        headers=headers,
-        max_examples=WEB_MAX_EXAMPLES,
-        report_dir=tmp_path / "report",
-    )
-    assert run.exit_code == 0, run.failure_report()
-    assert run.requests >= MIN_REQUESTS, run.summary()
+    runs = [
+        run_schemathesis(
+            f"{web_url}/api/schema/?format=json",
+            headers=headers,
+            max_examples=WEB_MAX_EXAMPLES,
+            report_dir=tmp_path / name,
+            options=options,
+        )
+        for name, options in WEB_RUNS.items()
+    ]
+    for run in runs:
+        assert run.exit_code == 0, run.failure_report()
+    assert sum(run.requests for run in runs) >= MIN_REQUESTS, [run.summary() for run in runs]

@@ -177,7 +177,7 @@ def scores_by_length(request: httpx.Request) -> httpx.Response:
         return [{"label": f"len{len(text)}", "score": 0.75}, {"label": "other", "score": 0.25}]
 
     if "text" in body:
-        answer = {
+        answer: dict[str, Any] = {
             "label": f"len{len(body['text'])}",
             "scores": ranked(body["text"])[: body["top_k"]],
         }
@@ -232,7 +232,7 @@ def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
         )  # fmt: skip
         algorithm_client.install(client)
         try:
-            transport = httpx.ASGITransport(app=application)
+            transport = httpx.ASGITransport(app=cast(Any, application))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
                 bodies = [{"text": "a" * n} if n % 2 else {"text": "a" * n, "top_k": 1}
                           for n in range(1, 9)]  # fmt: skip

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from tests.helpers import assert_error, wait_until
 from tests.web.conftest import LIVE_IMPORT_MAX_BYTES, LiveWeb
+from web.data.importing import BLOCK_ROWS
 from web.data.models import Data
 
 NDJSON, CSV = "application/x-ndjson", "text/csv"
@@ -136,6 +137,28 @@ def test_import_adds_rows_and_answers_the_count(api: APIClient) -> None:
     assert response.status_code == 201 and response.json() == {"created": len(AWKWARD_ROWS)}
     stored = list(Data.objects.order_by("id").values_list("text", "label"))
     assert stored == AWKWARD_ROWS
+
+
+def test_import_over_several_copy_blocks_is_still_all_or_nothing(api: APIClient) -> None:
+    count = BLOCK_ROWS * 2 + 1  # two full blocks written to the COPY, then a partial one
+    rows = [(f"block row {i}", f"label{i % 3}") for i in range(count)]
+    bad = ndjson(rows) + b'{"text": "late", "label": " "}\n'
+    error = assert_error(post_import(api, bad), 400, "validation_error")
+    assert error["lines"] == [{"line": count + 1, "reason": "label: This field may not be blank."}]
+    assert Data.objects.count() == 0
+    response = post_import(api, ndjson(rows))
+    assert response.status_code == 201 and response.json() == {"created": count}
+    stored = list(Data.objects.order_by("id").values_list("text", "label"))
+    assert stored == rows
+
+
+def test_search_finds_imported_rows_as_soon_as_the_import_answers(api: APIClient) -> None:
+    rows = [(f"zyxwv payload{i}", "found") for i in range(500)] + [("other text", "x")] * 500
+    assert post_import(api, csv_body(rows), CSV).status_code == 201
+    page = api.get("/api/data/", {"search": "ZYXWV payload", "ordering": "id"}).json()
+    assert [row["text"] for row in page["results"]] == [text for text, _ in rows[:50]]
+    few = api.get("/api/data/", {"search": "zyxwv payload49"}).json()
+    assert few["count"] == 11  # payload49 and payload490 to payload499
 
 
 # --- through a real server -------------------------------------------------------------------

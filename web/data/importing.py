@@ -1,9 +1,9 @@
 """Streaming import of rows (NDJSON or CSV) into `data` with COPY, all or nothing.
 
 The body is read line by line (never whole), each row is checked with `web.data.rules` (the
-API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction. The first bad line stops the
-writing; reading goes on to report up to MAX_REPORTED bad lines, then the transaction is rolled
-back, so a refused import leaves no row behind.
+API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction.
+The first bad line stops the writing; reading goes on to report up to MAX_REPORTED bad lines,
+then the transaction is rolled back, so a refused import leaves no row behind.
 """
 
 from __future__ import annotations
@@ -93,10 +93,7 @@ def copy_text(rows: list[tuple[str, str]], *, row_end: str) -> bytes:
     """
     joined = "".join([f"{text}\x00{label}\x00\x00" for text, label in rows])
     escaped = (
-        joined.replace("\\", "\\\\")
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
+        joined.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     )
     return escaped.replace("\x00\x00", row_end).replace("\x00", "\t").encode()
 

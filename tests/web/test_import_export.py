@@ -152,6 +152,14 @@ def test_import_over_several_copy_blocks_is_still_all_or_nothing(api: APIClient)
     assert stored == rows
 
 
+def test_import_of_the_longest_texts_stores_them_whole(api: APIClient, settings: Any) -> None:
+    longest = settings.TEXT_MAX_CHARS  # BLOCK_CHARS is reached every few rows
+    rows = [(f"{i}\t\\" + "ü" * (longest - 4), "long") for i in range(25)]
+    response = post_import(api, ndjson(rows))
+    assert response.status_code == 201 and response.json() == {"created": 25}
+    assert list(Data.objects.order_by("id").values_list("text", "label")) == rows
+
+
 def test_search_finds_imported_rows_as_soon_as_the_import_answers(api: APIClient) -> None:
     rows = [(f"zyxwv payload{i}", "found") for i in range(500)] + [("other text", "x")] * 500
     assert post_import(api, csv_body(rows), CSV).status_code == 201

@@ -36,8 +36,10 @@ GIN_MERGE_SQL = (  # a no-op where the index has been dropped
     "SELECT gin_clean_pending_list(oid) FROM pg_class "
     f"WHERE relname = '{TRIGRAM_INDEX}' AND relkind = 'i'"
 )
-# Rows go to the COPY in blocks of pre-formatted text: one write per block, not per row.
+# Rows go to the COPY in blocks of pre-formatted text: one write per block, not per row. A
+# block is sent at BLOCK_ROWS rows or BLOCK_CHARS characters, so long texts keep it small too.
 BLOCK_ROWS = 2000
+BLOCK_CHARS = 1_000_000
 COPY_SQL = "COPY data (text, label, created_at, updated_at) FROM STDIN"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 # Longest line accepted: the longest text, every character escaped as \uXXXX, plus slack.
@@ -59,7 +61,7 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
     row_end = f"\t{stamp}\t{stamp}\n"  # created_at and updated_at
     bad: list[dict[str, Any]] = []
     block: list[tuple[str, str]] = []
-    added = 0
+    block_chars = added = 0
     with transaction.atomic(), connection.cursor() as cursor:
         for setting in IMPORT_SETTINGS_SQL:
             cursor.execute(setting)
@@ -71,10 +73,12 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
                         break
                 elif not bad:
                     block.append(parsed)
-                    if len(block) == BLOCK_ROWS:
+                    block_chars += len(parsed[0])
+                    if len(block) == BLOCK_ROWS or block_chars >= BLOCK_CHARS:
                         copy.write(copy_text(block, row_end=row_end))
                         added += len(block)
                         block.clear()
+                        block_chars = 0
             if bad or not (added or block):
                 # Raised inside the COPY and the transaction: both are aborted.
                 raise _refusal(bad)

@@ -6,6 +6,7 @@ import csv
 import http.client
 import io
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -276,3 +277,16 @@ def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient
     page = listed["responses"]["200"]["content"]["application/json"]["schema"]
     page = schema["components"]["schemas"][page["$ref"].rpartition("/")[2]]
     assert "pg_class.reltuples" in page["properties"]["count"]["description"]
+    patterns = {
+        schema["components"]["schemas"][name]["properties"][field]["pattern"]
+        for name in ("DataRequest", "Data")
+        for field in ("text", "label")
+    }
+    (pattern,) = patterns  # what the API refuses, the schema does not declare valid
+    assert [bool(re.search(pattern, v)) for v in ("a", " a ", "\x00", " \x00 ", "  ")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

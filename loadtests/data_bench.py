@@ -1,6 +1,7 @@
 """Data at scale: list variants, import and export against a table of --rows rows.
 
     python -m loadtests.data_bench --rows 1000000
+    python -m loadtests.data_bench --rows 1000000 --only import   # imports only, no report
 
 Starts its own embedded PostgreSQL (temporary directory, free port), migrates, loads --rows
 Debian descriptions by COPY (`sample_rows`/`vary_text`, timestamps spread over a year), then
@@ -200,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-rows", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=50, help="per list variant")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--only", choices=["import"], help="measure only the imports; no report")
     args = parser.parse_args(argv)
     corpus = load_corpus()
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="data-bench-") as work:
+        os.chmod(work, 0o755)  # PostgreSQL runs as a user of its own and must reach its data
         port = free_port()
         children.append(start_postgres(Path(work) / "pg", port=port, database="bench",
                                        log_path=Path(work) / "pg.log"))  # fmt: skip
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise
         finally:
             stop_children(children)
-    write_report(args, results, load_seconds)
+    if not args.only:
+        write_report(args, results, load_seconds)
     return 0
 
 
@@ -239,7 +243,7 @@ def run_measurements(
     with httpx.Client(base_url=web_url, timeout=60) as client:
         floor = time_requests(client, "/health/live", args.requests)
         results["lists"].append(("GET /health/live (no database: the stack's floor)", *floor))
-        for name, query in variants:
+        for name, query in [] if args.only else variants:
             median, p99 = time_requests(client, f"/api/data/?{query}", args.requests)
             results["lists"].append((f"{name}", median, p99))
             print(f"{name:55s} median {median:7.1f} ms  p99 {p99:7.1f} ms", flush=True)
@@ -248,6 +252,13 @@ def run_measurements(
             body = import_body(extra, file_format)
             results["imports"][file_format] = measure_import(client, web_pid, body, file_format)
             print(file_format, "import", results["imports"][file_format], flush=True)
+            # Searches right after the import answered: the new rows are indexed already.
+            for name, query in variants:
+                if name.startswith("search=") and "+" not in name:
+                    median, p99 = time_requests(client, f"/api/data/?{query}", 10)
+                    results["lists"].append((f"{name}, right after the {file_format} import",
+                                             median, p99))  # fmt: skip
+                    print(f"  {name} after import: median {median:.1f} ms", flush=True)
         # What the trigram index costs an import: the same NDJSON rows once more without it.
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP INDEX CONCURRENTLY {TRIGRAM_INDEX}")
@@ -256,7 +267,7 @@ def run_measurements(
             client, web_pid, body, "ndjson"
         )
         print("import without trigram index", results["imports"]["ndjson, no trigram index"])
-        for file_format in ("ndjson", "csv"):
+        for file_format in () if args.only else ("ndjson", "csv"):
             results["exports"][file_format] = measure_export(client, file_format)
             print(file_format, "export", results["exports"][file_format], flush=True)
     results["load_after"] = load_average()

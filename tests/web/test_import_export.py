@@ -6,6 +6,7 @@ import csv
 import http.client
 import io
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 
 from tests.helpers import assert_error, wait_until
 from tests.web.conftest import LIVE_IMPORT_MAX_BYTES, LiveWeb
+from web.data.importing import BLOCK_ROWS
 from web.data.models import Data
 
 NDJSON, CSV = "application/x-ndjson", "text/csv"
@@ -138,6 +140,36 @@ def test_import_adds_rows_and_answers_the_count(api: APIClient) -> None:
     assert stored == AWKWARD_ROWS
 
 
+def test_import_over_several_copy_blocks_is_still_all_or_nothing(api: APIClient) -> None:
+    count = BLOCK_ROWS * 2 + 1  # two full blocks written to the COPY, then a partial one
+    rows = [(f"block row {i}", f"label{i % 3}") for i in range(count)]
+    bad = ndjson(rows) + b'{"text": "late", "label": " "}\n'
+    error = assert_error(post_import(api, bad), 400, "validation_error")
+    assert error["lines"] == [{"line": count + 1, "reason": "label: This field may not be blank."}]
+    assert Data.objects.count() == 0
+    response = post_import(api, ndjson(rows))
+    assert response.status_code == 201 and response.json() == {"created": count}
+    stored = list(Data.objects.order_by("id").values_list("text", "label"))
+    assert stored == rows
+
+
+def test_import_of_the_longest_texts_stores_them_whole(api: APIClient, settings: Any) -> None:
+    longest = settings.TEXT_MAX_CHARS  # BLOCK_CHARS is reached every few rows
+    rows = [(f"{i}\t\\" + "ü" * (longest - 4), "long") for i in range(25)]
+    response = post_import(api, ndjson(rows))
+    assert response.status_code == 201 and response.json() == {"created": 25}
+    assert list(Data.objects.order_by("id").values_list("text", "label")) == rows
+
+
+def test_search_finds_imported_rows_as_soon_as_the_import_answers(api: APIClient) -> None:
+    rows = [(f"zyxwv payload{i}", "found") for i in range(500)] + [("other text", "x")] * 500
+    assert post_import(api, csv_body(rows), CSV).status_code == 201
+    page = api.get("/api/data/", {"search": "ZYXWV payload", "ordering": "id"}).json()
+    assert [row["text"] for row in page["results"]] == [text for text, _ in rows[:50]]
+    few = api.get("/api/data/", {"search": "zyxwv payload49"}).json()
+    assert few["count"] == 11  # payload49 and payload490 to payload499
+
+
 # --- through a real server -------------------------------------------------------------------
 
 
@@ -245,3 +277,16 @@ def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient
     page = listed["responses"]["200"]["content"]["application/json"]["schema"]
     page = schema["components"]["schemas"][page["$ref"].rpartition("/")[2]]
     assert "pg_class.reltuples" in page["properties"]["count"]["description"]
+    patterns = {
+        schema["components"]["schemas"][name]["properties"][field]["pattern"]
+        for name in ("DataRequest", "Data")
+        for field in ("text", "label")
+    }
+    (pattern,) = patterns  # what the API refuses, the schema does not declare valid
+    assert [bool(re.search(pattern, v)) for v in ("a", " a ", "\x00", " \x00 ", "  ")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

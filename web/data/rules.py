@@ -18,7 +18,7 @@ TEXT_MAX_CHARS: int = settings.TEXT_MAX_CHARS  # read once: this runs for every 
 # JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be stored.
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
 # The same rule as a JSON Schema pattern, for the OpenAPI document: something not blank, no NUL.
-SCHEMA_PATTERN = r"^[^\x00]*\S[^\x00]*$"
+SCHEMA_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class RowProblem(ValueError):

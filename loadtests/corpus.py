@@ -18,7 +18,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 MAX_TEXT_CHARS = 1_000
@@ -156,13 +156,19 @@ def print_stats(rows: list[tuple[str, str]]) -> None:
         print(f"{count:8d}  {100 * count / len(rows):5.1f}%  {label}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: --stats, or --rows N --out FILE."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(
+    argv: list[str] | None = None,
+    *,
+    load: Callable[[int], list[tuple[str, str]]] = load_debian_corpus,
+    min_per_label: int = 50,
+    description: str | None = None,
+) -> int:
+    """Command line: --stats, or --rows N --out FILE, for this corpus or another `load`."""
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, help="number of rows to write (sampled, seeded)")
     parser.add_argument("--out", type=Path, help="JSON-lines output file")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-per-label", type=int, default=50)
+    parser.add_argument("--min-per-label", type=int, default=min_per_label)
     parser.add_argument("--stats", action="store_true", help="print corpus statistics")
     parser.add_argument("--labels", help="comma-separated labels: write --per-label rows of each")
     parser.add_argument("--per-label", type=int, default=150)
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.stats and not ((args.rows or args.labels) and args.out):
         parser.error("give --stats, or --rows N --out FILE, or --labels A,B --out FILE")
     try:
-        corpus = load_debian_corpus(args.min_per_label)
+        corpus = load(args.min_per_label)
     except CorpusUnavailableError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -12,10 +12,11 @@ near-templated) these are longer prose whose categories overlap heavily: a much 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+
+from loadtests.corpus import CorpusUnavailableError
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 MAX_TEXT_CHARS = 1_000
@@ -23,7 +24,7 @@ MAX_TEXT_CHARS = 1_000
 SKIPPED_PREFIXES = ("art", "ascii-art", "mario.")
 
 
-class FortunesUnavailableError(RuntimeError):
+class FortunesUnavailableError(CorpusUnavailableError):
     """No fortune files are installed."""
 
 
@@ -61,28 +62,15 @@ def load_fortunes_corpus(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: --stats, or --rows N --out FILE (a seeded sample, as-is up to the corpus)."""
-    from loadtests.corpus import print_stats, sample_rows, write_jsonl
+    """Command line: --stats, or --rows N --out FILE (the corpus builder's, on the fortunes)."""
+    from loadtests.corpus import main as corpus_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stats", action="store_true", help="print corpus statistics")
-    parser.add_argument("--rows", type=int, help="number of rows to write (sampled, seeded)")
-    parser.add_argument("--out", type=Path, help="JSON-lines output file")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.stats and not (args.rows and args.out):
-        parser.error("give --stats, or --rows N --out FILE")
-    try:
-        corpus = load_fortunes_corpus()
-    except FortunesUnavailableError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    if args.stats:
-        print_stats(corpus)
-    if args.rows and args.out:
-        written = write_jsonl(sample_rows(corpus, args.rows, seed=args.seed), args.out)
-        print(f"wrote {written} rows to {args.out}")
-    return 0
+    return corpus_main(
+        argv,
+        load=lambda min_per_label: load_fortunes_corpus(min_per_label=min_per_label),
+        min_per_label=20,
+        description=__doc__.splitlines()[0],
+    )
 
 
 if __name__ == "__main__":

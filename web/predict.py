@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from web.algorithm_client import AlgorithmAnswer, AlgorithmClient, get_client
 from web.errors import (
+    AlgorithmUnavailable,
     InvalidJson,
     InvalidRequest,
     PayloadTooLarge,
@@ -65,7 +66,10 @@ async def start_training(request: HttpRequest) -> JsonResponse:
     answer = await get_client().call("POST", "/train")
     if answer.status != 202:
         return _forward(answer)
-    return _forward(answer, Location=f"/api/train/{answer.body['job_id']}/")
+    job_id = answer.body.get("job_id") if isinstance(answer.body, dict) else None
+    if not isinstance(job_id, str):
+        raise AlgorithmUnavailable("The algorithm service accepted the training without a job id.")
+    return _forward(answer, Location=f"/api/train/{job_id}/")
 
 
 @json_errors("GET")

@@ -161,6 +161,13 @@ def test_training_is_accepted_with_the_job_location() -> None:
     assert_error(with_body, 400, "invalid_request")
 
 
+def test_an_accepted_training_without_a_job_id_is_503_not_a_crash() -> None:
+    def malformed(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(202, json=["queued"])
+
+    assert_error(ask(malformed, "POST", "/api/train/"), 503, "algorithm_unavailable")
+
+
 def test_unknown_job_is_404_from_the_algorithm_service() -> None:
     def no_such_job(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"error": "not_found", "detail": "No job nope."})

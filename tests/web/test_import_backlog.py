@@ -83,3 +83,15 @@ def test_a_live_import_is_found_at_once_and_indexed_after_it_answers(
     assert Data.objects.count() == 3000
     again = httpx.get(f"{live_web.url}/api/data/", params={"search": "asdfg 2999"}, timeout=10)
     assert again.json()["results"] == found.json()["results"]
+
+
+def test_the_drain_command_indexes_what_an_interrupted_drain_left(api: APIClient) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    assert post_import(api, ndjson([("left behind", "x")] * 4)).status_code == 201
+    out = StringIO()
+    call_command("drain_search_backlog", stdout=out)
+    assert out.getvalue().startswith("4 rows indexed")
+    assert not Data.objects.filter(search_indexed=False).exists()

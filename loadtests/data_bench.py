@@ -339,7 +339,7 @@ def write_report(args: argparse.Namespace, results: dict, load_seconds: float) -
     text = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2].lstrip("\n")
+        text = head + section + "\n" + rest.partition(END)[2].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     args.out.write_text(text)

@@ -7,8 +7,11 @@ Starts its own embedded PostgreSQL (temporary directory, free port), migrates, l
 Debian descriptions by COPY (`sample_rows`/`vary_text`, timestamps spread over a year), then
 serves web with one Hypercorn worker and measures, over keep-alive HTTP from this process:
 each list variant (median and p99 of --requests sequential requests), the import of
---import-rows rows as NDJSON and as CSV (rows/s and the web worker's peak RSS), and the export
-of the whole table (rows/s). The table goes into docs/benchmarks.md between its markers.
+--import-rows rows as NDJSON and as CSV (rows/s, the web worker's peak RSS, and how long web's
+drain takes to put them into the trigram index), the searches while that drain runs, after it,
+and while a backlog of --import-rows rows waits (the bench holds the drain's lock, then drains
+alone), and the export of the whole table (rows/s). The table goes into docs/benchmarks.md
+between its markers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +44,7 @@ from stack.process import Child, spawn, stop_children
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- data-bench:begin -->", "<!-- data-bench:end -->"
 TARGET_MS = 50
-TRIGRAM_INDEX = "data_text_upper_trgm_idx"  # web/data/models.py
+DRAIN_LOCK = 0x6261636B6C6F67  # web/data/search_backlog.py
 
 
 def cursor(ordering: str, key: list[object]) -> str:
@@ -159,6 +163,24 @@ def measure_export(client: httpx.Client, file_format: str) -> dict:
     return {"lines": lines, "seconds": seconds, "mb": size / 1e6}
 
 
+def time_searches(
+    client: httpx.Client, searches: list[tuple[str, str]], results: dict, *, count: int, when: str
+) -> None:
+    """Median and p99 of each search `count` times, recorded as `<search>, <when>`."""
+    for name, query in searches:
+        median, p99 = time_requests(client, f"/api/data/?{query}", count)
+        results["lists"].append((f"{name}, {when}", median, p99))
+        print(f"  {name}, {when}: median {median:.1f} ms", flush=True)
+
+
+def wait_for_empty_backlog(conn: psycopg.Connection) -> float:
+    """Poll until no row waits in the search backlog; return when (perf_counter)."""
+    waiting = "SELECT EXISTS (SELECT 1 FROM data WHERE NOT search_indexed)"
+    while conn.execute(waiting).fetchone() != (False,):
+        time.sleep(0.2)
+    return time.perf_counter()
+
+
 def rare_word_of(corpus: list[tuple[str, str]]) -> str:
     """A real word of 6+ letters found in very few descriptions."""
     counts: dict[str, int] = {}
@@ -186,13 +208,15 @@ def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
     raise RuntimeError(f"web did not start:\n{log.read_text()}")
 
 
-def migrate(dsn_url: str) -> None:
+def run_django(dsn_url: str, *command: str) -> str:
+    """Run a Django management command on the bench's database; return what it printed."""
     env = {**os.environ, "DATABASE_URL": dsn_url, "DJANGO_SETTINGS_MODULE": "web.settings",
            "DJANGO_SECRET_KEY": "bench-" + "k" * 40}  # fmt: skip
-    migrate_child = spawn("migrate", [sys.executable, "-m", "django", "migrate", "-v", "0"],
-                          env=env, cwd=REPO_ROOT)  # fmt: skip
-    if migrate_child.popen.wait() != 0:
-        raise RuntimeError("migrate failed")
+    done = subprocess.run([sys.executable, "-m", "django", *command], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+    return done.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                        log_path=Path(work) / "pg.log"))  # fmt: skip
         url = f"postgresql://postgres@127.0.0.1:{port}/bench"
         try:
-            migrate(url)
+            run_django(url, "migrate", "-v", "0")
             load_seconds = load_table(url, sample_rows(corpus, args.rows, seed=1), total=args.rows)
             print(f"loaded {args.rows} rows in {load_seconds:.0f} s", flush=True)
             web, web_url = start_web(url, Path(work) / "web.log")
@@ -248,25 +272,29 @@ def run_measurements(
             results["lists"].append((f"{name}", median, p99))
             print(f"{name:55s} median {median:7.1f} ms  p99 {p99:7.1f} ms", flush=True)
         extra = list(sample_rows(corpus, args.import_rows, seed=2))
-        for file_format in ("ndjson", "csv"):
-            body = import_body(extra, file_format)
-            results["imports"][file_format] = measure_import(client, web_pid, body, file_format)
-            print(file_format, "import", results["imports"][file_format], flush=True)
-            # Searches right after the import answered: the new rows are indexed already.
-            for name, query in variants:
-                if name.startswith("search=") and "+" not in name:
-                    median, p99 = time_requests(client, f"/api/data/?{query}", 10)
-                    results["lists"].append((f"{name}, right after the {file_format} import",
-                                             median, p99))  # fmt: skip
-                    print(f"  {name} after import: median {median:.1f} ms", flush=True)
-        # What the trigram index costs an import: the same NDJSON rows once more without it.
+        searches = [(n, q) for n, q in variants if n.startswith("search=") and "+" not in n]
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP INDEX CONCURRENTLY {TRIGRAM_INDEX}")
-        body = import_body(extra, "ndjson")
-        results["imports"]["ndjson, no trigram index"] = measure_import(
-            client, web_pid, body, "ndjson"
-        )
-        print("import without trigram index", results["imports"]["ndjson, no trigram index"])
+            for file_format in ("ndjson", "csv"):
+                run = measure_import(client, web_pid, import_body(extra, file_format), file_format)
+                answered = time.perf_counter()
+                if file_format == "ndjson":  # what searches cost while web drains the backlog
+                    when = f"during the drain after the {file_format} import"
+                    time_searches(client, searches, results, count=5, when=when)
+                run["drain_seconds"] = wait_for_empty_backlog(conn) - answered
+                print(file_format, "import", run, flush=True)
+                results["imports"][file_format] = run
+                when = f"after the {file_format} import's drain"
+                time_searches(client, searches, results, count=10, when=when)
+            # A backlog that waits: while the bench holds the drain lock, web's drain gives way.
+            conn.execute("SELECT pg_advisory_lock(%s)", [DRAIN_LOCK])
+            run = measure_import(client, web_pid, import_body(extra, "ndjson"), "ndjson")
+            when = f"{args.import_rows} imported rows waiting in the backlog"
+            time_searches(client, searches, results, count=10, when=when)
+            conn.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK])
+            drained = run_django(dsn, "drain_search_backlog")  # alone: no request meanwhile
+            run["drain_seconds"] = float(drained.split(" in ")[1].split()[0])
+            print("import, drain held back, then drained alone", run, flush=True)
+            results["imports"]["ndjson, drained alone afterwards"] = run
         for file_format in () if args.only else ("ndjson", "csv"):
             results["exports"][file_format] = measure_export(client, file_format)
             print(file_format, "export", results["exports"][file_format], flush=True)
@@ -292,26 +320,26 @@ def write_report(args: argparse.Namespace, results: dict, load_seconds: float) -
     for name, median, p99 in results["lists"]:
         lines.append(f"| `{name}` | {median:.1f} | {p99:.1f} | "
                      f"{'yes' if median < TARGET_MS else '**no**'} |")  # fmt: skip
-    lines += ["", "| transfer | rows | MB | seconds | rows/s | web peak RSS MiB (before → after) |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "| transfer | rows | MB | seconds | rows/s | web peak RSS MiB (before → after) "
+              "| backlog drained in s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for file_format, run in results["imports"].items():
         lines.append(
             f"| import {file_format} | {run['rows']} | {run['mb']:.0f} | {run['seconds']:.1f} | "
             f"{run['rows'] / run['seconds']:,.0f} | {run['peak_rss_before']:.0f} → "
-            f"{run['peak_rss_after']:.0f} |"
+            f"{run['peak_rss_after']:.0f} | {run['drain_seconds']:.1f} |"
         )
     for file_format, run in results["exports"].items():
         rows = run["lines"] - (1 if file_format == "csv" else 0)
         lines.append(
             f"| export {file_format} | {rows} | {run['mb']:.0f} | {run['seconds']:.1f} | "
-            f"{rows / run['seconds']:,.0f} | |"
+            f"{rows / run['seconds']:,.0f} | | |"
         )
     lines.append(END)
     section = "\n".join(lines) + "\n"
     text = args.out.read_text() if args.out.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
         head, _, rest = text.partition(BEGIN)
-        text = head + section + rest.partition(END)[2].lstrip("\n")
+        text = head + section + "\n" + rest.partition(END)[2].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     args.out.write_text(text)

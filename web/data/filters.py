@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.db.models import Q
 from rest_framework import exceptions, filters
 
 MIN_SEARCH_TERM_CHARS = 3
@@ -29,8 +30,15 @@ class TrigramSearchFilter(filters.SearchFilter):
     """`?search=`: case-insensitive substring match (icontains), served by the trigram index.
 
     A trigram index can only narrow a search by terms of three or more characters; a shorter
-    term would read the whole table, so it is refused instead of answered slowly.
+    term would read the whole table, so it is refused instead of answered slowly. Rows an
+    import left in the search backlog (not in the trigram index yet) are matched too.
     """
+
+    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
+        terms = self.get_search_terms(request)
+        if not terms:
+            return queryset
+        return queryset.filter(matching_every_term(terms))
 
     def get_search_terms(self, request: Any) -> list[str]:
         # Terms are separated by ASCII whitespace only (not DRF's commas and quotes), so that
@@ -51,6 +59,19 @@ class TrigramSearchFilter(filters.SearchFilter):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         return [SEARCH_PARAMETER]
+
+
+def matching_every_term(terms: list[str]) -> Q:
+    """Rows whose text contains every term: the trigram index's rows or the backlog's.
+
+    The terms are also required outside the OR, so every row is checked; inside it they are
+    what lets PostgreSQL read the partial trigram index (its WHERE search_indexed is implied
+    there), while the backlog's rows come from the partial backlog index: a BitmapOr of two
+    small index scans. Written as (indexed AND terms) OR (NOT indexed AND terms), PostgreSQL
+    would factor the terms out of the OR and could use neither partial index.
+    """
+    contains = Q(*(Q(text__icontains=term) for term in terms))
+    return contains & ((Q(search_indexed=True) & contains) | Q(search_indexed=False))
 
 
 class NulMatchesNothingMixin:

@@ -3,7 +3,8 @@
 The body is read line by line (never whole), each row is checked with `web.data.rules` (the
 API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction.
 The first bad line stops the writing; reading goes on to report up to MAX_REPORTED bad lines,
-then the transaction is rolled back, so a refused import leaves no row behind.
+then the transaction is rolled back, so a refused import leaves no row behind. The rows enter
+the search backlog (web/data/search_backlog.py), drained into the trigram index after commit.
 """
 
 from __future__ import annotations
@@ -18,29 +19,17 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from web.data import rules
-from web.data.models import TRIGRAM_INDEX
+from web.data.search_backlog import drainer
 from web.errors import PayloadTooLarge, ValidationFailed
 
 MAX_REPORTED = 100
-# The trigram index takes most of an import's time; these settings, for the import's transaction
-# only, make its maintenance cheaper (measured in docs/data.md): new entries go to the GIN pending
-# list (a 256 MB one is merged once, not every 4 MB), and the merges sort in memory.
-IMPORT_SETTINGS_SQL = (
-    "SET LOCAL gin_pending_list_limit = '256MB'",
-    "SET LOCAL work_mem = '64MB'",
-    "SET LOCAL maintenance_work_mem = '256MB'",
-)
-# Merging the rest before commit keeps searches from scanning a long pending list afterwards
-# (a rare word took over a second while 200 000 rows were unmerged).
-GIN_MERGE_SQL = (  # a no-op where the index has been dropped
-    "SELECT gin_clean_pending_list(oid) FROM pg_class "
-    f"WHERE relname = '{TRIGRAM_INDEX}' AND relkind = 'i'"
-)
 # Rows go to the COPY in blocks of pre-formatted text: one write per block, not per row. A
 # block is sent at BLOCK_ROWS rows or BLOCK_CHARS characters, so long texts keep it small too.
 BLOCK_ROWS = 2000
 BLOCK_CHARS = 1_000_000
-COPY_SQL = "COPY data (text, label, created_at, updated_at) FROM STDIN"
+# Imported rows enter the search backlog (search_indexed false): the COPY does not wait for the
+# trigram index, which took ~90 % of an import's time; the drain indexes them after the commit.
+COPY_SQL = "COPY data (text, label, created_at, updated_at, search_indexed) FROM STDIN"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 # Longest line accepted: the longest text, every character escaped as \uXXXX, plus slack.
 MAX_LINE_BYTES = settings.TEXT_MAX_CHARS * 6 + 4096
@@ -56,13 +45,12 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
     """Validate and COPY every row of the body in one transaction; return how many were added."""
     parse = _PARSERS[media_type]
     stamp = timezone.now().isoformat()
-    row_end = f"\t{stamp}\t{stamp}\n"  # created_at and updated_at
+    row_end = f"\t{stamp}\t{stamp}\tf\n"  # created_at, updated_at, search_indexed
     bad: list[dict[str, Any]] = []
     block: list[tuple[str, str]] = []
     block_chars = added = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        for setting in IMPORT_SETTINGS_SQL:
-            cursor.execute(setting)
+        transaction.on_commit(drainer.request)
         with cursor.cursor.copy(COPY_SQL) as copy:
             for line, parsed in parse(lines):
                 if isinstance(parsed, rules.RowProblem):
@@ -83,7 +71,6 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
             if block:
                 copy.write(copy_text(block, row_end=row_end))
                 added += len(block)
-        cursor.execute(GIN_MERGE_SQL)
     return added
 
 

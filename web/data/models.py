@@ -1,11 +1,16 @@
 """The labelled texts that training reads."""
 
+from typing import Any
+
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.functions import Upper
 
 LABEL_MAX_LENGTH = 100
-TRIGRAM_INDEX = "data_text_upper_trgm_idx"
+# The trigram index holds the rows whose search_indexed is true; the backlog index holds the
+# others (imported rows not indexed yet, see web/data/search_backlog.py).
+TRIGRAM_INDEX = "data_text_trgm_indexed_idx"
+BACKLOG_INDEX = "data_search_backlog_idx"
 
 
 class Data(models.Model):
@@ -14,20 +19,31 @@ class Data(models.Model):
     label = models.CharField(max_length=LABEL_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # False while the row waits for the trigram index: an import leaves that work to a drain
+    # after its commit, so it does not wait for it; searches read such rows through the backlog.
+    search_indexed = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         db_table = "data"
         ordering = ["id"]
-        # Every list variant reads an index in its order (keyset pagination, ties broken by id);
+        # Every ordering reads an index in its order (keyset pagination, ties broken by id);
+        # `?label=` with a time ordering walks the time index filtering the label, or reads the
+        # label's rows and sorts them, whichever is cheaper (both bounded: docs/data.md);
         # `?search=` (icontains, which Django writes as UPPER(text) LIKE UPPER(...)) reads the
-        # trigram index. Added concurrently by migration 0002: no write lock on a big table.
+        # trigram index for indexed rows and the backlog index for the others. Changed
+        # concurrently (migrations 0002, 0003): no write lock on a big table.
         indexes = [
             models.Index(fields=["label", "id"], name="data_label_id_idx"),
             models.Index(fields=["created_at", "id"], name="data_created_id_idx"),
             models.Index(fields=["updated_at", "id"], name="data_updated_id_idx"),
-            models.Index(fields=["label", "created_at", "id"], name="data_label_created_id_idx"),
-            models.Index(fields=["label", "updated_at", "id"], name="data_label_updated_id_idx"),
-            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name=TRIGRAM_INDEX),
+            GinIndex(
+                OpClass(Upper("text"), name="gin_trgm_ops"),
+                name=TRIGRAM_INDEX,
+                condition=models.Q(search_indexed=True),
+            ),
+            models.Index(
+                fields=["id"], name=BACKLOG_INDEX, condition=models.Q(search_indexed=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -37,6 +53,12 @@ class Data(models.Model):
                 condition=models.Q(label__regex=r"\S"), name="data_label_not_blank"
             ),
         ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A row written through the API pays for its own trigram entry, so it never re-enters
+        # the backlog (an update of a row the drain has not reached yet indexes it at once).
+        self.search_indexed = True
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.label}: {self.text[:40]}"

@@ -1,0 +1,112 @@
+"""The search backlog: imported rows the trigram index does not hold yet, and the drain.
+
+An import writes its rows with `search_indexed = false`, so its COPY does not wait for the
+trigram index (most of an import's cost). Searches still find them at once: they read such rows
+through the small backlog index (`web.data.filters.matching_every_term`). After the import
+commits, the drain flips the backlog to `search_indexed = true` in short transactions of
+DRAIN_BATCH_ROWS rows, which puts the rows into the trigram index; a crash mid-way loses
+nothing (the rest waits, still found, for the next drain). One drain runs at a time across all
+processes and replicas (a PostgreSQL advisory lock); a process that finds it taken leaves its
+rows to the drain that holds it, which looks for new rows after letting go of the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.db import connection, connections
+
+logger = logging.getLogger(__name__)
+
+DRAIN_BATCH_ROWS = 5000
+# Any fixed number names the lock; this one spells "backlog" in ASCII.
+DRAIN_LOCK = 0x6261636B6C6F67
+# The next rows of the backlog, walked by id so that no batch re-reads the ones flipped before,
+# then flipped by primary key: two plain statements whose plans cannot go wrong on the stale
+# statistics of a just-imported table (one UPDATE ... WHERE id IN (SELECT ... LIMIT) ran for
+# minutes on its first batch right after an import, 25 ms per 200 rows later).
+NEXT_BATCH_SQL = "SELECT id FROM data WHERE NOT search_indexed AND id > %s ORDER BY id LIMIT %s"
+# NOT search_indexed: a row an API write indexed meanwhile is left alone.
+FLIP_SQL = "UPDATE data SET search_indexed = true WHERE id = ANY(%s) AND NOT search_indexed"
+# An index scan of the whole backlog index: it also marks the entries the drain left dead, so
+# that searches skip them from then on instead of visiting their rows until the next VACUUM.
+ANY_LEFT_SQL = "SELECT EXISTS (SELECT 1 FROM data WHERE NOT search_indexed)"
+
+
+def drain_search_backlog(*, batch_rows: int = DRAIN_BATCH_ROWS) -> int:
+    """Put every backlog row into the trigram index, one batch per transaction; return how many.
+
+    Returns 0 at once when another drain holds the lock (it will index these rows too).
+    """
+    flipped = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [DRAIN_LOCK])
+            if not cursor.fetchone()[0]:
+                return flipped
+            try:
+                after = 0
+                while True:
+                    cursor.execute(NEXT_BATCH_SQL, [after, batch_rows])
+                    ids = [row[0] for row in cursor.fetchall()]
+                    if not ids:
+                        break
+                    cursor.execute(FLIP_SQL, [ids])
+                    flipped += cursor.rowcount
+                    after = ids[-1]
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK])
+            # Rows committed by an import whose drain found the lock taken, and rows behind the
+            # walk's position: looked for after letting go, so none is left behind.
+            cursor.execute(ANY_LEFT_SQL)
+            if not cursor.fetchone()[0]:
+                return flipped
+
+
+class BacklogDrainer:
+    """Runs `drain_search_backlog` in one background thread per process, on request.
+
+    A request while the thread runs is remembered, and the thread drains once more before it
+    ends, so rows committed during a drain are never left waiting for the next import.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._requested = False
+
+    def request(self) -> None:
+        """Start draining the backlog in the background (or once more, if a drain is running)."""
+        with self._lock:
+            self._requested = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="search-backlog-drain", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._requested:
+                        self._thread = None
+                        return
+                    self._requested = False
+                began = time.perf_counter()
+                try:
+                    flipped = drain_search_backlog()
+                except Exception:  # the rows stay in the backlog, still found; logged for people
+                    logger.exception("search backlog drain failed; the next import retries it")
+                    connection.close()  # a broken connection is not reused by the next drain
+                    continue
+                if flipped:
+                    seconds = time.perf_counter() - began
+                    logger.info("search backlog: %d rows indexed in %.1f s", flipped, seconds)
+        finally:
+            connections.close_all()  # this thread's connection, opened by the drain
+
+
+drainer = BacklogDrainer()

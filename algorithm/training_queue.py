@@ -2,14 +2,18 @@
 
 The task's name is the whole contract: the worker registers its task under `TRAIN_TASK`, and
 the algorithm service sends to that name through a Celery app that is configured only to send
-(broker, serializer), so the service never imports the task or anything that trains.
+(broker, serializer), so the service never imports the task or anything that trains. The
+request's id travels as a message header (`request_id`), not as an argument of the task.
 """
 
 from __future__ import annotations
 
 from celery import Celery
 
+from stack.logs import REQUEST_ID
+
 TRAIN_TASK = "textclf.train"
+REQUEST_ID_TASK_HEADER = "request_id"
 
 
 class TrainingQueue:
@@ -24,8 +28,10 @@ class TrainingQueue:
         )
 
     def enqueue(self, job_id: str) -> None:
-        """Send the training task for job_id."""
-        self._app.send_task(TRAIN_TASK, args=[job_id])
+        """Send the training task for job_id, with the current request's id as a header."""
+        request_id = REQUEST_ID.get()
+        headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
+        self._app.send_task(TRAIN_TASK, args=[job_id], headers=headers)
 
     def close(self) -> None:
         """Release the broker connections."""

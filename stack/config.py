@@ -7,6 +7,7 @@ computed from the values already validated, so an unset or empty variable means 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,16 @@ class CommonSettings(BaseSettings):
         default_factory=lambda data: f"redis://127.0.0.1:{data['embedded_redis_port']}/0"
     )
     model_dir: Path = Field(default_factory=lambda data: data["var_dir"] / "models")
+    # Observability (README "Observability"): log lines as text or one JSON object each, one
+    # access line per request, and an optional bearer token that /metrics then requires.
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = True
+    metrics_token: str = ""
+
+    @property
+    def metrics_root(self) -> Path:
+        """Where each server pool keeps its processes' metric files (one directory per pool)."""
+        return self.var_dir / "metrics"
 
     @property
     def model_root(self) -> Path:

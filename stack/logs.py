@@ -40,13 +40,23 @@ def accepted_request_id(value: str | None) -> str:
     return new_request_id()
 
 
-class RequestIdFilter(logging.Filter):
-    """Puts the current request id on every record (`-` outside a request)."""
+def install_request_id_on_records() -> None:
+    """Give every log record of this process a `request_id` (`-` outside a request).
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get() or "-"
-        return True
+    A record factory rather than a handler filter: every handler sees it, including those of
+    Celery, of pytest's log capture, and of libraries that add their own.
+    """
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "adds_request_id", False):
+        return
+
+    def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = REQUEST_ID.get() or "-"
+        return record
+
+    record_with_request_id.adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_request_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +68,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
+            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get() or "-",
         }
         for name in ACCESS_FIELDS:
             value = getattr(record, name, None)
@@ -73,19 +83,18 @@ def logging_config(
     log_format: LogFormat, *, levels: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """A `logging.config.dictConfig` dict: one stderr handler on the root, in `log_format`."""
+    install_request_id_on_records()
     formatter: dict[str, Any] = (
         {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
     )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
         "formatters": {"default": formatter},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
-                "filters": ["request_id"],
             }
         },
         "root": {"handlers": ["console"], "level": "INFO"},
@@ -100,4 +109,5 @@ def configure_logging(log_format: LogFormat, *, levels: dict[str, str] | None = 
 
 def formatter_for(log_format: LogFormat) -> logging.Formatter:
     """The formatter `logging_config` uses, for handlers created by others (Celery's)."""
+    install_request_id_on_records()
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)

@@ -32,7 +32,7 @@ from celery import signals
 from prometheus_client import Counter, Histogram, values
 
 from algorithm.training_queue import REQUEST_ID_TASK_HEADER
-from stack.logs import REQUEST_ID, RequestIdFilter, formatter_for
+from stack.logs import REQUEST_ID, formatter_for
 from stack.metrics import (
     CONTENT_TYPE,
     MULTIPROC_DIR_ENV,
@@ -128,7 +128,6 @@ def _format_log_lines(logger: logging.Logger, **_: Any) -> None:
     formatter = formatter_for(get_settings().log_format)
     for handler in logger.handlers:
         handler.setFormatter(formatter)
-        handler.addFilter(RequestIdFilter())
 
 
 # --- the metric files and the endpoint ----------------------------------------------------------

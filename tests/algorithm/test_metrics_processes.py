@@ -53,6 +53,12 @@ def served(samples: Samples) -> dict[str, str]:
     }
 
 
+def both_serving(url: str) -> Samples | None:
+    """A scrape once both processes report a served version."""
+    samples = scrape(url)
+    return samples if len(served(samples)) == 2 else None
+
+
 def metrics_dir(url: str) -> Path:
     return Path(os.environ["VAR_DIR"]) / "metrics" / f"algorithm-{urlsplit(url).port}"
 
@@ -160,10 +166,7 @@ def test_a_killed_process_leaves_no_live_series_and_a_restart_counts_from_zero(
     restarted = spawn("algorithm", [sys.executable, "-m", "algorithm"], env=env, log_path=log)
     try:
         wait_live(url, restarted, log)
-        samples = wait_until(
-            lambda: (samples := scrape(url)) and len(served(samples)) == 2 and samples,
-            timeout=30, what="both new processes serve",
-        )  # fmt: skip
+        samples = wait_until(lambda: both_serving(url), timeout=30, what="both processes serve")
     finally:
         stop_children([restarted])
     assert value(samples, "textclf_predictions_total") == 0  # the dead run's files are gone

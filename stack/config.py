@@ -57,6 +57,8 @@ class StackSettings(CommonSettings):
     web_port: int = 8000
     algorithm_host: str = "127.0.0.1"
     algorithm_port: int = 8001
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 8002  # the worker's own GET /metrics; 0: none
     # web finds the algorithm service where this stack starts it, unless told otherwise.
     algorithm_url: str = Field(
         default_factory=lambda data: f"http://{data['algorithm_host']}:{data['algorithm_port']}"

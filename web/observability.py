@@ -186,7 +186,7 @@ def metrics(get_response: Callable[..., Any]) -> Callable[..., Any]:
     return middleware
 
 
-@json_errors("GET", "HEAD")
+@json_errors("GET")
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics`: every web process's metrics; open unless METRICS_TOKEN is set."""
     if not scrape_allowed(request.headers.get("Authorization"), get_settings().metrics_token):

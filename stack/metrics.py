@@ -24,9 +24,36 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def use_multiprocess_files() -> None:
+    """Make metrics created from now on keep their values in $PROMETHEUS_MULTIPROC_DIR's files.
+
+    prometheus-client does this itself when the variable is set before it is imported; ours
+    also spares every increment a getpid() system call (the pid is refreshed after a fork).
+    Done once per process: two value stores would both write this process's files.
+    """
+    if not getattr(values.ValueClass, "uses_cached_pid", False):
+        values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid)
+        values.ValueClass.uses_cached_pid = True
+
+
+if os.environ.get(MULTIPROC_DIR_ENV):
+    use_multiprocess_files()
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

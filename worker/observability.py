@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from celery import signals
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Histogram
 
 from algorithm.training_queue import REQUEST_ID_TASK_HEADER
 from stack.logs import REQUEST_ID, formatter_for
@@ -40,6 +40,7 @@ from stack.metrics import (
     prepare_metrics_dir,
     render_metrics,
     scrape_allowed,
+    use_multiprocess_files,
 )
 from worker.config import get_settings
 
@@ -144,7 +145,7 @@ def _serve_metrics(**_: Any) -> None:
     os.environ[MULTIPROC_DIR_ENV] = str(metrics_dir)  # inherited by the pool processes
     # prometheus-client picks its value store when it is imported; metrics made from now on
     # (all of them: they are created on first use) write to the directory.
-    values.ValueClass = values.get_value_class()
+    use_multiprocess_files()
     try:
         server = ThreadingHTTPServer(
             (settings.worker_metrics_host, settings.worker_metrics_port), _MetricsHandler

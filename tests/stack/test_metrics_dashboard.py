@@ -1,4 +1,4 @@
-"""The Grafana dashboard in docs/ imports (its shape) and charts only metrics the services export."""
+"""The Grafana dashboard in docs/ has an importable shape and charts only exported metrics."""
 
 from __future__ import annotations
 

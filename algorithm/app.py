@@ -78,7 +78,7 @@ def create_asgi_app(
         on_startup=[runtime.start],
         on_shutdown=[runtime.aclose],
     )
-    return ObservedASGI(served, access_log=settings.access_log) if observe else served
+    return ObservedASGI(served, access_log=settings.algorithm_access_log) if observe else served
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:

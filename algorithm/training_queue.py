@@ -8,10 +8,13 @@ request's id travels as a message header (`request_id`), not as an argument of t
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from stack.logs import REQUEST_ID
 
+log = logging.getLogger(__name__)
 TRAIN_TASK = "textclf.train"
 REQUEST_ID_TASK_HEADER = "request_id"
 
@@ -32,6 +35,7 @@ class TrainingQueue:
         request_id = REQUEST_ID.get()
         headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
         self._app.send_task(TRAIN_TASK, args=[job_id], headers=headers)
+        log.info("queued the training of job %s", job_id)
 
     def close(self) -> None:
         """Release the broker connections."""

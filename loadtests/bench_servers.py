@@ -72,7 +72,7 @@ SCENARIOS = (
     ),
     Scenario(
         "algorithm_off",
-        "(a) without request ids, request metrics and access log",
+        "(a) without request ids and request metrics",
         pool("loadtests.servers.algorithm_unobserved:app"),
         "/predict",
     ),

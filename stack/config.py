@@ -32,10 +32,9 @@ class CommonSettings(BaseSettings):
         default_factory=lambda data: f"redis://127.0.0.1:{data['embedded_redis_port']}/0"
     )
     model_dir: Path = Field(default_factory=lambda data: data["var_dir"] / "models")
-    # Observability (README "Observability"): log lines as text or one JSON object each, one
-    # access line per request, and an optional bearer token that /metrics then requires.
+    # Observability (README "Observability"): log lines as text or one JSON object each, and an
+    # optional bearer token that every /metrics then requires.
     log_format: Literal["text", "json"] = "text"
-    access_log: bool = True
     metrics_token: str = ""
 
     @property

@@ -93,7 +93,7 @@ def test_predictions_over_two_processes_all_count_and_the_swap_shows(
     tmp_path: Path,
 ) -> None:
     first = publish(model_dir, fixture_corpus, rows=600)
-    url = start_algorithm(LOG_FORMAT="json")
+    url = start_algorithm(LOG_FORMAT="json", ALGORITHM_ACCESS_LOG="true")
     predictions = 80
     for number in range(predictions):  # a new connection each: the kernel spreads them
         answer = httpx.post(f"{url}/predict", json={"text": f"library {number}"},

@@ -10,10 +10,12 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from algorithm import observability
 from algorithm.config import AlgorithmSettings, get_settings
 from algorithm.errors import ApiError
 from algorithm.event_loop import FlaskASGI, LoopFlask
 from algorithm.jobs import JobStore
+from algorithm.observability import ObservedASGI
 from algorithm.openapi import docs
 from algorithm.runtime import ServingRuntime
 from algorithm.training_queue import TrainingQueue
@@ -30,7 +32,6 @@ def create_app(
 ) -> LoopFlask:
     """Build the Flask app with its runtime; tests pass their own settings or collaborators."""
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redis_client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
     )
@@ -50,6 +51,7 @@ def create_app(
         on_close=on_close,
     )
     register_error_handlers(app)
+    observability.install(app, metrics_token=settings.metrics_token)
     app.register_blueprint(api)
     app.register_blueprint(docs)
     return app
@@ -60,17 +62,23 @@ def create_asgi_app(
     *,
     job_store: JobStore | None = None,
     enqueue: Callable[[str], None] | None = None,
-) -> FlaskASGI:
-    """The service as Hypercorn serves it: the Flask app on the server's loop, with its lifespan."""
+    observe: bool = True,
+) -> FlaskASGI | ObservedASGI:
+    """The service as Hypercorn serves it: the Flask app on the server's loop, with its lifespan.
+
+    `observe=False` leaves out request ids, request metrics and the access log (the bench's
+    comparison).
+    """
     settings = settings or get_settings()
     app = create_app(settings, job_store=job_store, enqueue=enqueue)
     runtime: ServingRuntime = app.extensions["textclf"]
-    return FlaskASGI(
+    served = FlaskASGI(
         app,
         max_body_bytes=settings.predict_max_body_bytes,
         on_startup=[runtime.start],
         on_shutdown=[runtime.aclose],
     )
+    return ObservedASGI(served, access_log=settings.algorithm_access_log) if observe else served
 
 
 def error_response(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:

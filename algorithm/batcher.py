@@ -11,11 +11,13 @@ that same snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import NamedTuple
 
 from algorithm.errors import ApiError, BadRequest, NoModel
 from algorithm.model_cache import ServingModel
+from algorithm.observability import record_batch
 
 Ranked = list[tuple[str, float]]
 
@@ -53,7 +55,10 @@ class MicroBatcher:
             return _unwrap((await asyncio.to_thread(self._run, [(texts, top_k)]))[0])
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            # A context of its own: batches serve many requests, not the one that started it.
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), context=contextvars.Context()
+            )
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((texts, top_k, future))
         return await future
@@ -123,6 +128,7 @@ def _predict_group(
 ) -> list[Prediction | ApiError]:
     """Answers for requests that share one top_k, in order."""
     texts = [text for texts, _ in requests for text in texts]
+    record_batch(len(texts))
     if top_k is None:
         labels = model.predictor.predict_many(texts)
         return _split(requests, lambda start, end: Prediction(labels[start:end], model.version))

@@ -18,6 +18,9 @@ class AlgorithmSettings(CommonSettings):
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
     predict_max_body_bytes: int = 32 * 1024 * 1024
+    # Off by default: web already logs every request with the same id, and at this service's
+    # rates a line per prediction costs more than the 5 % observability budget (README).
+    algorithm_access_log: bool = False
 
 
 @lru_cache(maxsize=1)

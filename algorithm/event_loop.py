@@ -52,6 +52,9 @@ def await_on_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
 async def run_in_greenlet(function: Callable[..., Any], *args: Any) -> Any:
     """Call synchronous `function` on the loop thread, serving its `await_on_loop` calls."""
     child = _RequestGreenlet(function)
+    # A new greenlet starts with empty context variables: Flask's code sees the request's (its
+    # request id) as a task would.
+    child.gr_context = contextvars.copy_context()
     request = child.switch(*args)
     loop = asyncio.get_running_loop()
     while not child.dead:

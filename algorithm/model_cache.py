@@ -17,6 +17,7 @@ from typing import Any
 from algorithm import artifacts
 from algorithm.errors import NoModel
 from algorithm.ml import FastPredictor
+from algorithm.observability import record_reload, record_served_version
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class ModelCache:
         except artifacts.ArtifactError as exc:
             self.last_error = str(exc)
             log.error("keeping model %s: %s", self.version, exc)
+            record_reload(succeeded=False)
             return False
+        previous = self.version
         self.current = ServingModel(
             version=loaded.version,
             manifest=loaded.manifest,
@@ -64,6 +67,8 @@ class ModelCache:
         )
         self.last_error = None
         log.info("serving model version %s", loaded.version)
+        record_reload(succeeded=True)
+        record_served_version(previous, loaded.version)
         return True
 
     @property

@@ -126,6 +126,15 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                 "responses": {"200": _json(_ref("Readiness"), "Ready"),
                               "503": _json(_ref("Readiness"), "Redis does not answer")},
             }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics of every process of this service (text format); "
+                           "open unless METRICS_TOKEN is set, then a bearer token",
+                "responses": {
+                    "200": {"description": "The metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "401": _error("METRICS_TOKEN is set and was not sent: `unauthorized`"),
+                },
+            }},
         },
         "components": {"schemas": schemas},
     }  # fmt: skip

@@ -17,6 +17,7 @@ from algorithm.batcher import MicroBatcher
 from algorithm.config import AlgorithmSettings
 from algorithm.jobs import JobStore
 from algorithm.model_cache import ModelCache
+from algorithm.observability import record_served_version
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ServingRuntime:
         self._on_close = on_close  # blocking clean-ups (connections), run off the loop
         self.models = ModelCache(settings.model_root, poll_ms=settings.model_poll_ms)
         self.models.refresh()  # serve the published model from the first request on
+        record_served_version(None, self.models.version)  # "none" until a model is served
         self.batcher = MicroBatcher(
             lambda: self.models.current,
             max_size=settings.batch_max_size,

@@ -2,14 +2,21 @@
 
 The task's name is the whole contract: the worker registers its task under `TRAIN_TASK`, and
 the algorithm service sends to that name through a Celery app that is configured only to send
-(broker, serializer), so the service never imports the task or anything that trains.
+(broker, serializer), so the service never imports the task or anything that trains. The
+request's id travels as a message header (`request_id`), not as an argument of the task.
 """
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
+from stack.logs import REQUEST_ID
+
+log = logging.getLogger(__name__)
 TRAIN_TASK = "textclf.train"
+REQUEST_ID_TASK_HEADER = "request_id"
 
 
 class TrainingQueue:
@@ -24,8 +31,11 @@ class TrainingQueue:
         )
 
     def enqueue(self, job_id: str) -> None:
-        """Send the training task for job_id."""
-        self._app.send_task(TRAIN_TASK, args=[job_id])
+        """Send the training task for job_id, with the current request's id as a header."""
+        request_id = REQUEST_ID.get()
+        headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
+        self._app.send_task(TRAIN_TASK, args=[job_id], headers=headers)
+        log.info("queued the training of job %s", job_id)
 
     def close(self) -> None:
         """Release the broker connections."""

@@ -107,10 +107,18 @@ CHECKS = (
     Check("algorithm / hello ceiling", lambda r: r.ratio("algorithm", "hello"), ">=", 0.9, RATIO),
     Check("algorithm p99 (median of runs)", lambda r: r.median("algorithm", p99_ms), "<", 50, MS),
     Check("algorithm runs: most off the median", lambda r: r.spread("algorithm"), "<=", 0.2, SHARE),
+    Check(
+        "algorithm: observability on / off",
+        lambda r: r.ratio("algorithm", "algorithm_off"),
+        ">=",
+        0.95,
+        RATIO,
+    ),  # fmt: skip
     Check("top_k / plain (requests/s)", lambda r: r.ratio("top_k", "algorithm"), None, 0, RATIO),
     Check("batch texts/s (median)", lambda r: r.median("batch", texts_s), ">=", 150_000, COUNT),
     Check("web / web ceiling", lambda r: r.ratio("web", "web_ceiling"), ">=", 0.85, RATIO),
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 150, MS),
+    Check("web: observability on / off", lambda r: r.ratio("web", "web_off"), ">=", 0.95, RATIO),
     Check("web / algorithm direct", lambda r: r.ratio("web", "algorithm"), None, 0, RATIO),
     Check("failed requests, every run but ceilings and B", Results.measured_errors, "==", 0, COUNT),
     Check("hot swap: failed requests", lambda r: r.swap("failures"), "==", 0, COUNT),

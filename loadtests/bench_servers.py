@@ -71,6 +71,12 @@ SCENARIOS = (
         "algorithm", "(a) algorithm `POST /predict`", ("-m", "algorithm"), "/predict", ALGORITHM_ENV
     ),
     Scenario(
+        "algorithm_off",
+        "(a) without request ids and request metrics",
+        pool("loadtests.servers.algorithm_unobserved:app"),
+        "/predict",
+    ),
+    Scenario(
         "top_k",
         'algorithm `POST /predict` with `"top_k": 3` (scores)',
         ("-m", "algorithm"),
@@ -104,6 +110,14 @@ SCENARIOS = (
         ("-m", "web"),
         "/api/predict/",
         WEB_ENV,
+        upstream="algorithm",
+    ),
+    Scenario(
+        "web_off",
+        "(d) without request ids, request metrics and access log",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_unobserved_settings"},
         upstream="algorithm",
     ),
 )

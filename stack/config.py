@@ -7,6 +7,7 @@ computed from the values already validated, so an unset or empty variable means 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,15 @@ class CommonSettings(BaseSettings):
         default_factory=lambda data: f"redis://127.0.0.1:{data['embedded_redis_port']}/0"
     )
     model_dir: Path = Field(default_factory=lambda data: data["var_dir"] / "models")
+    # Observability (README "Observability"): log lines as text or one JSON object each, and an
+    # optional bearer token that every /metrics then requires.
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: str = ""
+
+    @property
+    def metrics_root(self) -> Path:
+        """Where each server pool keeps its processes' metric files (one directory per pool)."""
+        return self.var_dir / "metrics"
 
     @property
     def model_root(self) -> Path:
@@ -46,6 +56,8 @@ class StackSettings(CommonSettings):
     web_port: int = 8000
     algorithm_host: str = "127.0.0.1"
     algorithm_port: int = 8001
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 8002  # the worker's own GET /metrics; 0: none
     # web finds the algorithm service where this stack starts it, unless told otherwise.
     algorithm_url: str = Field(
         default_factory=lambda data: f"http://{data['algorithm_host']}:{data['algorithm_port']}"

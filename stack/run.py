@@ -54,6 +54,18 @@ def services(settings: StackSettings) -> list[Service]:
     ]
 
 
+def metrics_urls(settings: StackSettings) -> str:
+    """Where Prometheus scrapes each service (README "Observability")."""
+    urls = [
+        f"http://{settings.web_host}:{settings.web_port}/metrics",
+        f"http://{settings.algorithm_host}:{settings.algorithm_port}/metrics",
+    ]
+    if settings.worker_metrics_port:
+        urls.append(f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
+    token = " (bearer METRICS_TOKEN)" if settings.metrics_token else ""
+    return f"metrics{token}:\n  " + "\n  ".join(urls)
+
+
 class AlreadyRunningError(RuntimeError):
     pass
 
@@ -177,6 +189,7 @@ def run(settings: StackSettings) -> int:
             if service.url:
                 wait_until_answers(service.url, child=child, timeout=60)
                 print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)
+        print(metrics_urls(settings), flush=True)
         print("ready; press Ctrl-C to stop", flush=True)
         while not stop.requested:
             exited = [child for child in children if not child.running()]

@@ -5,6 +5,10 @@ to one worker now and then; one socket per process lets the kernel spread connec
 SO_REUSEPORT would also let a leftover server silently share the port, so the pool refuses to
 start while anything listens on it, holds a per-port lock while it runs, and its workers die
 with it (parent-death signal). SIGTERM/SIGINT stop every worker gracefully.
+
+The pool also owns its workers' metric files (see stack/metrics.py): it gives them a directory of
+their own, emptied at start, and marks each worker dead there when it exits, so live gauges of
+a dead process disappear. Hypercorn has no child-exit hook; the pool does not need one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import fcntl
 import importlib
+import logging
 import os
 import signal
 import socket
@@ -22,6 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stack.config import CommonSettings
+from stack.logs import configure_logging
+from stack.metrics import MULTIPROC_DIR_ENV, mark_process_dead, prepare_metrics_dir
 from stack.process import Child, StopSignals, set_parent_death_signal, spawn, stop_children
 
 
@@ -89,6 +97,15 @@ def serve_pool(
         return 2
 
 
+def metrics_dir_for(app_path: str, port: int) -> Path:
+    """The metric files of the pool serving `app_path` on `port` ($VAR_DIR/metrics/web-8000).
+
+    The port makes it the pool's own: the port lock keeps a second pool off it.
+    """
+    service = app_path.split(".", 1)[0].split(":", 1)[0]
+    return CommonSettings().metrics_root / f"{service}-{port}"
+
+
 def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float) -> int:
     """Start `workers` processes serving `app_path`; return when they have all stopped."""
     lock = _lock_port(host, port)
@@ -101,15 +118,19 @@ def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seco
         *pool_command(app_path, host=host, port=port, graceful_seconds=graceful_seconds),
         "--worker",
     ]
+    metrics_dir = prepare_metrics_dir(metrics_dir_for(app_path, port))
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(metrics_dir)}
     children: list[Child] = []
     stop = StopSignals()
     try:
-        children = [spawn(f"worker-{i}", argv) for i in range(workers)]
+        children = [spawn(f"worker-{i}", argv, env=env) for i in range(workers)]
         while not stop.requested and all(child.running() for child in children):
             time.sleep(0.2)
         exit_code = 0 if stop.requested else 1
     finally:
         stop_children(children, timeout=graceful_seconds + 5)
+        for child in children:
+            mark_process_dead(child.pid, metrics_dir)
         _release_port(lock)
     return exit_code
 
@@ -139,6 +160,8 @@ def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float
     from hypercorn.config import Config
 
     set_parent_death_signal(signal.SIGTERM)
+    # Before the app is imported: an app that configures logging itself (Django) may redo it.
+    configure_logging(CommonSettings().log_format)
     sock = _listening_socket(host, port)
     config = Config()
     config.bind = [f"fd://{sock.fileno()}"]
@@ -146,8 +169,10 @@ def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float
     config.keep_alive_timeout = 75
     config.keep_alive_max_requests = 1_000_000
     config.graceful_timeout = graceful_seconds
+    # The apps log one access line per request themselves (with the request id); Hypercorn's
+    # own messages go through the root logger, in the same format.
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")
     app = _import_app(app_path)
 
     async def main() -> None:

@@ -38,6 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ["VAR_DIR"] = str(_state_dir / "var")
     os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+    # Test workers run side by side: only tests that scrape a worker give it a metrics port.
+    os.environ["WORKER_METRICS_PORT"] = "0"
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 

@@ -8,11 +8,15 @@ twice. Failures raise the service's own `AlgorithmUnavailable` (503) or `Algorit
 Concurrent single-text predictions are coalesced: while one call to the service is in flight,
 new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
 requests.
+
+Every call carries the current request's `X-Request-ID`; a coalesced call carries the id of the
+first request in its batch (its log lines on the algorithm side name that request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +30,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from stack.logs import REQUEST_ID, REQUEST_ID_HEADER
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
+from web.observability import record_algorithm_call, record_coalesced_batch
 
 
 def _never_reached_the_service(exc: BaseException) -> bool:
@@ -42,6 +48,9 @@ class AlgorithmAnswer:
     status: int
     body: Any
     headers: httpx.Headers
+
+
+Pending = tuple[str, "asyncio.Future[AlgorithmAnswer]", str | None]  # text, its waiter, request id
 
 
 class AlgorithmClient:
@@ -66,11 +75,25 @@ class AlgorithmClient:
         # Keeps a coalesced body far below the service's size limit, so one caller's long text
         # never gets other callers' predictions refused with 413.
         self._batch_max_chars = batch_max_chars
-        self._pending: list[tuple[str, asyncio.Future[AlgorithmAnswer]]] = []
+        self._pending: list[Pending] = []
         self._sender: asyncio.Task[None] | None = None
 
     async def call(self, method: str, path: str, *, json: Any = None) -> AlgorithmAnswer:
         """One request with retries on connection errors only."""
+        started = time.perf_counter()
+        try:
+            answer = await self._call(method, path, json=json)
+        except AlgorithmUnavailable as exc:
+            outcome = "timeout" if isinstance(exc, AlgorithmTimeout) else "unavailable"
+            record_algorithm_call(outcome, time.perf_counter() - started)
+            raise
+        outcome = "ok" if answer.status < 400 else f"status_{answer.status // 100}xx"
+        record_algorithm_call(outcome, time.perf_counter() - started)
+        return answer
+
+    async def _call(self, method: str, path: str, *, json: Any) -> AlgorithmAnswer:
+        request_id = REQUEST_ID.get()
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_never_reached_the_service),
@@ -79,7 +102,7 @@ class AlgorithmClient:
                 reraise=True,
             ):
                 with attempt:
-                    response = await self._client.request(method, path, json=json)
+                    response = await self._client.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as exc:
             if _never_reached_the_service(exc) or not isinstance(exc, httpx.TimeoutException):
                 raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
@@ -97,7 +120,7 @@ class AlgorithmClient:
     async def predict_one(self, text: str) -> AlgorithmAnswer:
         """Predict one text, sharing the HTTP call with concurrent requests."""
         future: asyncio.Future[AlgorithmAnswer] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future))
+        self._pending.append((text, future, REQUEST_ID.get()))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_pending())
         return await future
@@ -105,8 +128,11 @@ class AlgorithmClient:
     async def _send_pending(self) -> None:
         while self._pending:
             batch = self._take_batch()
+            record_coalesced_batch(len(batch))
+            REQUEST_ID.set(batch[0][2])  # this task's own context: the call names the first
             try:
-                answer = await self.call("POST", "/predict", json={"texts": [t for t, _ in batch]})
+                texts = [text for text, *_ in batch]
+                answer = await self.call("POST", "/predict", json={"texts": texts})
                 results = _split_batch_answer(answer, len(batch))
             except Exception as exc:  # whatever went wrong, every waiter gets an answer
                 error = (
@@ -115,7 +141,7 @@ class AlgorithmClient:
                     else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
                 )
                 results = None
-            for index, (_, future) in enumerate(batch):
+            for index, (_, future, _) in enumerate(batch):
                 if future.done():
                     continue
                 if results is None:
@@ -123,10 +149,10 @@ class AlgorithmClient:
                 else:
                     future.set_result(results[index])
 
-    def _take_batch(self) -> list[tuple[str, asyncio.Future[AlgorithmAnswer]]]:
+    def _take_batch(self) -> list[Pending]:
         """The next waiters, bounded by text count and total characters (at least one)."""
         size, chars = 0, 0
-        for text, _ in self._pending[: self._batch_max_texts]:
+        for text, *_ in self._pending[: self._batch_max_texts]:
             if size and chars + len(text) > self._batch_max_chars:
                 break
             size, chars = size + 1, chars + len(text)

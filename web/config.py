@@ -28,6 +28,7 @@ class WebSettings(CommonSettings):
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
     import_max_bytes: int = 2 * 1024**3
+    access_log: bool = True  # one log line per request (method, route, status, duration, id)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

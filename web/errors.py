@@ -5,6 +5,7 @@
     │   ├── InvalidJson             400 invalid_json
     │   ├── InvalidRequest          400 invalid_request
     │   └── ValidationFailed        400 validation_error (+ fields or items)
+    ├── Unauthorized                401 unauthorized (+ WWW-Authenticate: Bearer)
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed (+ Allow header)
     ├── TopKAboveLabels             409 top_k_above_labels (+ fields)
@@ -66,6 +67,13 @@ class InvalidRequest(BadRequest):
 
 class ValidationFailed(BadRequest):
     code, default_detail = "validation_error", "Some fields are invalid."
+
+
+class Unauthorized(ServiceError):
+    status, code, default_detail = 401, "unauthorized", "Send a valid bearer token."
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extra)
 
 
 class NotFound(ServiceError):

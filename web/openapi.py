@@ -254,6 +254,22 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of every web process (text exposition format)",
+            "description": "Open unless METRICS_TOKEN is set; then send it as a bearer token.",
+            "tags": ["observability"],
+            "responses": {
+                "200": {
+                    "description": "The metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error("unauthorized: METRICS_TOKEN is set and was not sent"),
+                **REFUSED,
+            },
+        }
+    },
 }
 
 

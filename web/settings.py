@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from stack.logs import logging_config
 from web.config import get_settings
 
 config = get_settings()
@@ -26,8 +27,12 @@ INSTALLED_APPS = [
     "web.data",
 ]
 
-# One async-native middleware: each sync one would cost a thread hop per request (see module).
-MIDDLEWARE = ["web.middleware.security_headers"]
+# Async-native middleware only: each sync one would cost a thread hop per request (see module).
+MIDDLEWARE = [
+    "web.observability.request_id",
+    "web.observability.metrics",
+    "web.middleware.security_headers",
+]
 
 ROOT_URLCONF = "web.urls"
 ASGI_APPLICATION = "web.asgi.application"
@@ -86,14 +91,9 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
-    # httpx logs every call to the algorithm service at INFO: health checks would flood the log.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
-}
+# One stderr handler, text or JSON (LOG_FORMAT), with the request id on every line (stack/logs.py).
+# httpx logs every call to the algorithm service at INFO: health checks would flood the log.
+LOGGING = logging_config(config.log_format, levels={"django.request": "ERROR", "httpx": "WARNING"})
 
 TEXT_MAX_CHARS = config.text_max_chars
 BULK_MAX_ROWS = config.bulk_max_rows

@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from web import (
     health,
+    observability,
     openapi,  # noqa: F401  (registers its schema extension with drf-spectacular)
     predict,
 )
@@ -25,6 +26,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("metrics", observability.metrics_view, name="metrics"),
 ]
 
 handler400 = "web.errors.bad_request_view"

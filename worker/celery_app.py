@@ -48,3 +48,5 @@ def make_celery(settings: WorkerSettings) -> Celery:
 
 
 celery_app = make_celery(get_settings())
+
+from worker import observability  # noqa: E402, F401  (connects its signal handlers)

@@ -26,6 +26,9 @@ class WorkerSettings(CommonSettings):
     read_chunk_rows: PositiveInt = 5000
     model_retention: PositiveInt = 5
     job_ttl_seconds: PositiveInt = 7 * 24 * 3600
+    # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 8002
 
     @model_validator(mode="after")
     def _check_limits(self) -> WorkerSettings:

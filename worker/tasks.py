@@ -27,6 +27,7 @@ from algorithm.ml import TrainingDataError, train_model
 from algorithm.training_queue import TRAIN_TASK
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
+from worker.observability import record_training_rows, training_phase
 from worker.rows import DataFingerprint, stream_training_rows
 
 logger = logging.getLogger(__name__)
@@ -94,21 +95,25 @@ def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[Non
 
 def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> dict[str, Any]:
     """Train and publish for a started job; return the manifest (raises on failure)."""
-    rows = asyncio.run(read_training_rows(settings, store=store, job_id=job_id))
+    with training_phase("read"):
+        rows = asyncio.run(read_training_rows(settings, store=store, job_id=job_id))
     count = len(rows.texts)
+    record_training_rows(count)
     store.report_progress(job_id, {"phase": "training", "rows": count})
-    model, metrics = train_model(rows.texts, rows.labels)
+    with training_phase("fit"):
+        model, metrics = train_model(rows.texts, rows.labels)
     rows.texts.clear()  # the fitted model no longer needs the rows: free them before pickling
     rows.labels.clear()
     store.report_progress(job_id, {"phase": "publishing", "rows": count})
-    return publish_model_version(
-        settings.model_root,
-        model,
-        metrics=metrics,
-        fingerprint=rows.fingerprint.as_dict(),
-        rows=count,
-        retention=settings.model_retention,
-    )
+    with training_phase("publish"):
+        return publish_model_version(
+            settings.model_root,
+            model,
+            metrics=metrics,
+            fingerprint=rows.fingerprint.as_dict(),
+            rows=count,
+            retention=settings.model_retention,
+        )
 
 
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:

@@ -1,0 +1,113 @@
+"""Log lines every service writes the same way: the request id on each, text or JSON.
+
+`REQUEST_ID` holds the id of the request (or training task) being handled; asyncio tasks and
+`asyncio.to_thread` copy it, so every line logged while handling one request carries its id.
+`LOG_FORMAT=text` (the default) writes one readable line per record; `LOG_FORMAT=json` one JSON
+object per line with `time`, `level`, `logger`, `message`, `request_id` and, on access lines,
+`method`, `route`, `status` and `duration_ms`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import re
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+LogFormat = Literal["text", "json"]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a client may send as its own id: short, no spaces or control characters, so it cannot
+# forge log lines or grow them without bound. Anything else is replaced by a new id.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+ACCESS_FIELDS = ("method", "route", "status", "duration_ms")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accepted_request_id(value: str | None) -> str:
+    """The client's id when it is a sensible one, else a new one."""
+    if value and _VALID_REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+def install_request_id_on_records() -> None:
+    """Give every log record of this process a `request_id` (`-` outside a request).
+
+    A record factory rather than a handler filter: every handler sees it, including those of
+    Celery, of pytest's log capture, and of libraries that add their own.
+    """
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "adds_request_id", False):
+        return
+
+    def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = REQUEST_ID.get() or "-"
+        return record
+
+    record_with_request_id.adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_request_id)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get() or "-",
+        }
+        for name in ACCESS_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def logging_config(
+    log_format: LogFormat, *, levels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A `logging.config.dictConfig` dict: one stderr handler on the root, in `log_format`."""
+    install_request_id_on_records()
+    formatter: dict[str, Any] = (
+        {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+            }
+        },
+        "root": {"handlers": ["console"], "level": "INFO"},
+        "loggers": {name: {"level": level} for name, level in (levels or {}).items()},
+    }
+
+
+def configure_logging(log_format: LogFormat, *, levels: dict[str, str] | None = None) -> None:
+    """Configure this process's root logger (call once, from the process's entry point)."""
+    logging.config.dictConfig(logging_config(log_format, levels=levels))
+
+
+def formatter_for(log_format: LogFormat) -> logging.Formatter:
+    """The formatter `logging_config` uses, for handlers created by others (Celery's)."""
+    install_request_id_on_records()
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)

@@ -1,0 +1,78 @@
+"""The algorithm service in-process: web's request id reaches the training task, /metrics' token.
+
+The real ASGI app on a real Hypercorn server; the queue is replaced by a function that notes
+what the real one would send (the Celery header is tested end to end in tests/e2e).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from algorithm.app import create_asgi_app
+from algorithm.config import AlgorithmSettings
+from algorithm.jobs import JobStore
+from stack.logs import REQUEST_ID
+from tests.helpers import assert_error
+
+
+@pytest.fixture
+def queued() -> list[str | None]:
+    return []
+
+
+@pytest.fixture
+def service(
+    serve_app: Callable[[Any], httpx.Client],
+    job_store: JobStore,
+    redis_db_url: str,
+    tmp_path: Path,
+    queued: list[str | None],
+) -> Callable[..., httpx.Client]:
+    def start(**overrides: Any) -> httpx.Client:
+        settings = AlgorithmSettings(redis_url=redis_db_url, model_dir=tmp_path, **overrides)
+        enqueue = lambda job_id: queued.append(REQUEST_ID.get())  # noqa: E731
+        return serve_app(create_asgi_app(settings, job_store=job_store, enqueue=enqueue))
+
+    return start
+
+
+def test_the_request_id_reaches_the_queue_and_comes_back(
+    service: Callable[..., httpx.Client], queued: list[str | None]
+) -> None:
+    client = service()
+    answer = client.post("/train", headers={"X-Request-ID": "from-web-1"})
+    assert answer.status_code == 202 and answer.headers["X-Request-ID"] == "from-web-1"
+    assert queued == ["from-web-1"]
+    missing = client.get("/train/no-such-job", headers={"X-Request-ID": "from-web-2"})
+    assert_error(missing, 404, "job_not_found")
+    assert missing.headers["X-Request-ID"] == "from-web-2"
+    assert len(client.get("/health/live").headers["X-Request-ID"]) == 32
+
+
+def test_duration_is_labelled_by_route_template(service: Callable[..., httpx.Client]) -> None:
+    client = service()
+    client.get("/train/job-abc")
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    routes = {
+        sample.labels["route"]
+        for family in families
+        if family.name == "http_server_request_duration_seconds"
+        for sample in family.samples
+    }
+    assert "/train/<job_id>" in routes and not any("job-abc" in route for route in routes)
+
+
+def test_metrics_token_when_set_is_required(service: Callable[..., httpx.Client]) -> None:
+    client = service(metrics_token="s3cret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        refused = client.get("/metrics", headers=headers)
+        assert_error(refused, 401, "unauthorized")
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+    allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200 and "textclf_predictions_total" in allowed.text

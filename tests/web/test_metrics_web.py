@@ -1,0 +1,127 @@
+"""web's GET /metrics in-process: what an operator scrapes after some traffic.
+
+In one process the default registry is exposed (the multiprocess merge is tested against the
+real server pool in tests/algorithm/test_metrics_processes.py); counters keep counting across
+tests, so each test compares before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import assert_error
+from web import algorithm_client, observability
+from web.asgi import application
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def labels(request: httpx.Request) -> httpx.Response:
+    """An algorithm service with a model (and a job for GET /train/<id>)."""
+    if request.method == "GET":
+        return httpx.Response(200, json={"job_id": "job-1", "status": "queued"})
+    texts = json.loads(request.content)["texts"]
+    return httpx.Response(200, json={"labels": ["x"] * len(texts), "model_version": "v1"})
+
+
+def run(algorithm: Handler, *requests: dict[str, Any]) -> list[httpx.Response]:
+    """Send `requests` to web one after the other while `algorithm` plays the service."""
+
+    async def scenario() -> list[httpx.Response]:
+        client = algorithm_client.AlgorithmClient(
+            "http://algorithm.test",
+            timeout=1,
+            connect_retries=0,
+            transport=httpx.MockTransport(algorithm),
+        )
+        algorithm_client.install(client)
+        try:
+            transport = httpx.ASGITransport(app=cast(Any, application))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+                return [await web.request(**request) for request in requests]
+        finally:
+            await client.aclose()
+            algorithm_client.install(None)
+
+    return asyncio.run(scenario())
+
+
+def scrape(**headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics, parsed by prometheus-client's own parser: {(sample, labels): value}."""
+    [response] = run(labels, {"method": "GET", "url": "/metrics", "headers": headers})
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+PREDICT = {"route": "/api/predict/", "method": "POST", "status": "200"}
+
+
+def test_predictions_show_in_the_duration_histogram_by_route_template() -> None:
+    before = scrape()
+    one = {"method": "POST", "url": "/api/predict/", "json": {"text": "a"}}
+    job = {"method": "GET", "url": "/api/train/job-1/"}
+    run(labels, *[one] * 5, job)
+    after = scrape()
+    count = "http_server_request_duration_seconds_count"
+    assert value(after, count, **PREDICT) - value(before, count, **PREDICT) == 5
+    job_labels = {"route": "/api/train/{job_id}/", "method": "GET", "status": "200"}
+    assert value(after, count, **job_labels) - value(before, count, **job_labels) == 1
+    inf = {**PREDICT, "le": "+Inf"}
+    assert value(after, "http_server_request_duration_seconds_bucket", **inf) == value(
+        after, count, **PREDICT
+    )
+    assert not any("job-1" in str(key) for key in after), "a raw path became a label"
+    calls = "textclf_web_algorithm_calls_total"
+    assert value(after, calls, outcome="ok") - value(before, calls, outcome="ok") == 6
+    sizes = "textclf_web_coalesced_batch_size_count"
+    assert value(after, sizes) - value(before, sizes) == 5  # one call each: they came in turn
+
+
+def test_calls_to_a_down_algorithm_service_are_counted_as_unavailable() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    before = scrape()
+    [answer] = run(down, {"method": "POST", "url": "/api/predict/", "json": {"texts": ["a"]}})
+    assert_error(answer, 503, "algorithm_unavailable")
+    after = scrape()
+    calls = "textclf_web_algorithm_calls_total"
+    assert (
+        value(after, calls, outcome="unavailable") - value(before, calls, outcome="unavailable")
+        == 1
+    )
+    errors = {"route": "/api/predict/", "method": "POST", "status": "503"}
+    count = "http_server_request_duration_seconds_count"
+    assert value(after, count, **errors) - value(before, count, **errors) == 1
+
+
+def test_metrics_token_when_set_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = observability.get_settings().model_copy(update={"metrics_token": "s3cret"})
+    monkeypatch.setattr(observability, "get_settings", lambda: settings)
+    request = {"method": "GET", "url": "/metrics"}
+    anonymous, wrong = run(labels, request, {**request, "headers": {"Authorization": "Bearer x"}})
+    for response in (anonymous, wrong):
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "http_server_request_duration_seconds" in str(scrape(Authorization="Bearer s3cret"))
+
+
+def test_metrics_answers_only_get() -> None:
+    [response] = run(labels, {"method": "POST", "url": "/metrics"})
+    assert_error(response, 405, "method_not_allowed")

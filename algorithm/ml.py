@@ -3,13 +3,13 @@
 A plain module (no web or queue imports) shared by the worker, which trains, and by the algorithm
 service, which predicts; artifacts.py saves and loads the fitted model. Training picks its
 settings for the data (`choose_plan`, candidates in algorithm/tuning.py) on the training rows,
-never the holdout. `FastPredictor` gives exactly the labels and top-k scores of `predict_labels` /
-`score_labels` for one text at a small fraction of scikit-learn's per-call cost.
+never the holdout. `predict_labels` and `score_labels` are the reference predictions; the
+service predicts with `algorithm.predictor.FastPredictor` (re-exported here), which gives exactly
+their labels and scores at a fraction of scikit-learn's cost.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections import Counter
@@ -31,6 +31,8 @@ from algorithm.evaluation import (
     score_predictions,
     split_holdout,
 )
+from algorithm.predictor import FastPredictor as FastPredictor
+from algorithm.predictor import rank_top_k
 from algorithm.tuning import (
     CROSS_VALIDATION_FOLDS,
     CROSS_VALIDATION_MAX_ROWS,
@@ -39,8 +41,6 @@ from algorithm.tuning import (
     default_plan,
 )
 
-# Above this many texts one vectorized scikit-learn call beats the per-text loop (measured).
-FAST_BATCH_THRESHOLD = 32
 VALIDATION_FRACTION = 0.2
 
 LinearClassifier: TypeAlias = SGDClassifier | LinearSVC
@@ -219,30 +219,6 @@ def predict_labels(model: TrainedModel, texts: Sequence[str]) -> list[str]:
     return [str(label) for label in model.classifier.predict(model.vectorizer.transform(texts))]
 
 
-def _decisions_per_class(values: np.ndarray) -> np.ndarray:
-    """Return one decision value per text and class; a binary s means classes [-s, s]."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, np.newaxis]
-    return np.hstack([-values, values]) if values.shape[1] == 1 else values
-
-
-def _top_k(decisions: np.ndarray, classes: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-    """The k best classes per row of decision values, with their softmax scores, best first."""
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    decisions = _decisions_per_class(decisions)
-    shifted = np.exp(decisions - decisions.max(axis=1, keepdims=True))
-    scores = shifted / shifted.sum(axis=1, keepdims=True)
-    # Ranked by the decision values themselves (ties: class order, as argmax breaks them), so the
-    # first label is always the predicted one, even where two softmax scores round equal.
-    order = np.argsort(-decisions, axis=1, kind="stable")[:, :k]
-    return [
-        [(classes[index], float(row_scores[index])) for index in row_order]
-        for row_order, row_scores in zip(order, scores, strict=True)
-    ]
-
-
 def score_labels(
     model: TrainedModel, texts: Sequence[str], k: int
 ) -> list[list[tuple[str, float]]]:
@@ -252,64 +228,4 @@ def score_labels(
     if len(texts) == 0:
         return []
     decisions = model.classifier.decision_function(model.vectorizer.transform(texts))
-    return _top_k(decisions, [str(label) for label in model.classifier.classes_], k)
-
-
-class FastPredictor:
-    """Predicts one text with a hand-written sparse dot product, same labels as scikit-learn."""
-
-    def __init__(self, model: TrainedModel) -> None:
-        vectorizer, classifier = model.vectorizer, model.classifier
-        self.model = model
-        self._analyze = vectorizer.build_analyzer()  # identical tokenization by construction
-        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self._binary = vectorizer.binary
-        self._sublinear_tf = vectorizer.sublinear_tf
-        self._norm = vectorizer.norm
-        self._idf = vectorizer.idf_ if vectorizer.use_idf else None
-        # Row j holds every class's weight for feature j: one contiguous gather per text.
-        self._coef_by_feature = np.ascontiguousarray(classifier.coef_.T, dtype=np.float64)
-        self._intercept = np.asarray(classifier.intercept_, dtype=np.float64)
-        self._classes = [str(label) for label in classifier.classes_]
-
-    def _scores(self, text: str) -> np.ndarray:
-        counts: Counter[int] = Counter()
-        vocabulary = self._vocabulary
-        for token in self._analyze(text):
-            index = vocabulary.get(token)
-            if index is not None:
-                counts[index] += 1
-        if not counts:
-            return self._intercept
-        indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if self._binary:
-            weights[:] = 1.0
-        elif self._sublinear_tf:
-            weights = np.log(weights) + 1.0
-        if self._idf is not None:
-            weights *= self._idf[indices]
-        if self._norm == "l2":
-            weights /= math.sqrt(float(weights @ weights))
-        elif self._norm == "l1":
-            weights /= float(np.abs(weights).sum())
-        return weights @ self._coef_by_feature[indices] + self._intercept
-
-    def predict_one(self, text: str) -> str:
-        """Return the label for one text."""
-        scores = self._scores(text)
-        if scores.shape[0] == 1:  # binary: one score, positive means the second class
-            return self._classes[1] if scores[0] > 0 else self._classes[0]
-        return self._classes[int(np.argmax(scores))]
-
-    def top_k(self, texts: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-        """Return each text's k most likely labels with scores, as `score_labels` does."""
-        if len(texts) > FAST_BATCH_THRESHOLD or len(texts) == 0:
-            return score_labels(self.model, texts, k)
-        return _top_k(np.vstack([self._scores(text) for text in texts]), self._classes, k)
-
-    def predict_many(self, texts: Sequence[str]) -> list[str]:
-        """Return a label per text, switching to scikit-learn's vectorized path for big batches."""
-        if len(texts) > FAST_BATCH_THRESHOLD:
-            return predict_labels(self.model, texts)
-        return [self.predict_one(text) for text in texts]
+    return rank_top_k(decisions, [str(label) for label in model.classifier.classes_], k)

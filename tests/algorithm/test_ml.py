@@ -20,7 +20,7 @@ from algorithm.ml import (
     train_model,
 )
 from algorithm.predictor import term_extractor
-from algorithm.tuning import TrainingPlan
+from algorithm.tuning import LINEARSVC_DEFAULTS, LOGREG_DEFAULTS, TrainingPlan
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 UNSEEN_TEXTS = [
@@ -102,7 +102,7 @@ def test_metrics_are_json_with_per_label_scores_and_the_training_choice(trained)
         assert set(scores) == {"precision", "recall", "f1", "support"}
         assert 0.0 <= scores["f1"] <= 1.0 and scores["support"] == 30
     assert metrics["excluded_labels"] == {} and metrics["excluded_rows"] == 0
-    assert metrics["training"]["solver"] in ("liblinear", "sgd")
+    assert metrics["training"]["solver"] in ("liblinear", "logreg", "sgd")
     assert "cross-validation" in metrics["training"]["chosen_by"]
 
 
@@ -136,6 +136,8 @@ def test_binary_labels(corpus):
 PLANS = {
     "liblinear": TrainingPlan(2, 1, "liblinear", 1.0, "balanced"),
     "sgd": TrainingPlan(2, 2, "sgd", 2e-5, None),
+    "linearsvc-defaults": LINEARSVC_DEFAULTS,
+    "logreg-defaults": LOGREG_DEFAULTS,
 }
 
 

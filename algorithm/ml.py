@@ -15,7 +15,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -155,12 +155,14 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     # No plan clears the bar when the defaults split the two scores: the first plan then.
     best = int(np.argmax(np.where(eligible, accuracy + macro_f1, -np.inf))) if eligible.any() else 0
     how = f"{len(splits)}-fold cross-validation" if len(splits) > 1 else "a 20 % validation split"
-    chosen_by = (
-        f"best of {len(candidates)} by {how} of the training rows "
-        f"(accuracy {accuracy[best]:.4f}, macro-F1 {macro_f1[best]:.4f}; "
-        f"bar of the defaults {bar[0]:.4f}, {bar[1]:.4f})"
-    )
-    return TrainingPlan(**{**candidates[best].as_dict(), "chosen_by": chosen_by})
+    validation = {
+        "accuracy": round(float(accuracy[best]), 4),
+        "macro_f1": round(float(macro_f1[best]), 4),
+        "bar_accuracy": round(float(bar[0]), 4),
+        "bar_macro_f1": round(float(bar[1]), 4),
+    }
+    chosen_by = f"best of {len(candidates)} by {how} of the training rows"
+    return replace(candidates[best], chosen_by=chosen_by, validation=validation)
 
 
 def validation_scores(

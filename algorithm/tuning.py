@@ -51,6 +51,9 @@ class TrainingPlan:
     class_weight: Literal["balanced"] | None
     chosen_by: str = "data size"
     sublinear_tf: bool = True  # term counts as 1 + log(count); False: scikit-learn's default
+    # After a search: the chosen plan's validation accuracy and macro_f1, and the bar it had to
+    # clear (bar_accuracy, bar_macro_f1: the better of the defaults' on each score).
+    validation: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-serialisable values (it goes into the metrics and the manifest)."""

@@ -142,7 +142,7 @@ def _predict_group(
 
     def scored(start: int, end: int) -> Prediction:
         scores = ranked[start:end]
-        # The best-scored label is the predicted one (ml._top_k ranks by the decision values).
+        # The best-scored label is the predicted one (predictor.rank_top_k ranks by the decisions).
         return Prediction([best[0][0] for best in scores], model.version, scores)
 
     return _split(requests, scored)

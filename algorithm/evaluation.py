@@ -8,6 +8,7 @@ the training rows only and says which they were, and the scores cover the labels
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,22 +68,30 @@ def split_holdout(
 
 
 def cross_validation_folds(labels: Sequence[str], *, folds: int, seed: int) -> list[HoldoutSplit]:
-    """Stratified folds: each row with `folds` or more of its label is validated exactly once."""
+    """Stratified folds: each row of a label with 2 or more rows is validated exactly once.
+
+    The same labels as `split_holdout` holds out, so validation judges what the holdout will: a
+    label of 2-4 rows is validated in 2-4 of the folds, one of its rows always trains.
+    """
     counts = Counter(labels)
     label_array = np.asarray(labels, dtype=object)
-    evaluable = np.fromiter((counts[label] >= folds for label in labels), bool)
-    if len(set(label_array[evaluable])) < 1:
+    evaluable = np.fromiter((counts[label] >= MIN_ROWS_TO_EVALUATE for label in labels), bool)
+    if max(counts.values()) < folds:  # StratifiedKFold needs one label with a row per fold
         return []
     rows, always_train = np.flatnonzero(evaluable), np.flatnonzero(~evaluable)
-    excluded = {label: n for label, n in sorted(counts.items()) if n < folds}
+    excluded = {label: n for label, n in sorted(counts.items()) if n < MIN_ROWS_TO_EVALUATE}
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # "The least populated class in y has only 2 members": intended, see above.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        assignments = list(splitter.split(rows, label_array[rows]))
     return [
         HoldoutSplit(
             train_rows=np.sort(np.concatenate([rows[train], always_train])),
             holdout_rows=rows[held_out],
             excluded_labels=excluded,
         )
-        for train, held_out in splitter.split(rows, label_array[rows])
+        for train, held_out in assignments
     ]
 
 

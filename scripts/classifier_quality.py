@@ -1,13 +1,15 @@
 """Holdout quality of the service's training against the scikit-learn lines a user would write.
 
-For each corpus and row count: one seeded sample (loadtests.corpus.sample_rows: as-is up to the
-corpus size, then drawn with replacement and varied), one stratified 80/20 split (the service's own
-`split_holdout`, so every method sees the same rows), then each method fitted on the 80 % and
-scored on the 20 %: `LinearSVC()` and `LogisticRegression()` on `TfidfVectorizer()` features
-(scikit-learn defaults), and the service's training (`choose_plan` + `fit_model`). Each fit runs in
-a fresh process so its peak RSS (VmHWM, reset once the rows are in memory) is its own.
+For each corpus, row count and seed: one seeded sample (loadtests.corpus.sample_rows: as-is up to
+the corpus size, then drawn with replacement and varied), one stratified 80/20 split with the same
+seed (the service's own `split_holdout`, so every method sees the same rows), then each method
+fitted on the 80 % and scored on the 20 %: `LinearSVC()` and `LogisticRegression()` on
+`TfidfVectorizer()` features (scikit-learn defaults), and the service's training (`choose_plan` +
+`fit_model`). Each fit runs in a fresh process so its peak RSS (VmHWM, reset once the rows are in
+memory) is its own.
 
     python -m scripts.classifier_quality --corpora debian,fortunes --sizes 1000,10000,100000
+    python -m scripts.classifier_quality --sizes 1000,2000,5000 --seeds 0,1,2   # split by split
     python -m scripts.classifier_quality --sizes 1000000 --timeout 1800 --json-out var/q.jsonl
 """
 
@@ -44,7 +46,7 @@ def peak_mib() -> int:
     raise KeyError("VmHWM")
 
 
-def measure(corpus_name: str, rows: int, method: str) -> dict[str, Any]:
+def measure(corpus_name: str, rows: int, method: str, seed: int = 0) -> dict[str, Any]:
     """Fit one method on the 80 % split and score it on the 20 % (run in a fresh process)."""
     import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -56,11 +58,11 @@ def measure(corpus_name: str, rows: int, method: str) -> dict[str, Any]:
     from algorithm.ml import choose_plan, fit_model, predict_labels
     from loadtests.corpus import sample_rows
 
-    sample = list(sample_rows(load_corpus(corpus_name), rows, seed=0))
+    sample = list(sample_rows(load_corpus(corpus_name), rows, seed=seed))
     texts = [text for text, _ in sample]
     labels = [label for _, label in sample]
     del sample
-    split = split_holdout(labels, holdout_fraction=0.2, seed=0)
+    split = split_holdout(labels, holdout_fraction=0.2, seed=seed)
     if split is None:
         raise SystemExit(f"{corpus_name} at {rows} rows cannot be split")
     train_texts = [texts[i] for i in split.train_rows]
@@ -86,6 +88,7 @@ def measure(corpus_name: str, rows: int, method: str) -> dict[str, Any]:
     return {
         "corpus": corpus_name,
         "rows": rows,
+        "seed": seed,
         "labels": len(set(train_labels)),
         "method": method,
         "accuracy": round(float(accuracy_score(expected, predicted)), 4),
@@ -98,11 +101,13 @@ def measure(corpus_name: str, rows: int, method: str) -> dict[str, Any]:
     }
 
 
-def run_measurement(corpus: str, rows: int, method: str, timeout: float) -> dict[str, Any]:
+def run_measurement(
+    corpus: str, rows: int, method: str, timeout: float, seed: int = 0
+) -> dict[str, Any]:
     """Run `measure` in a child process; a timeout or a crash becomes a row that says so."""
     command = [sys.executable, "-W", "ignore", "-m", "scripts.classifier_quality",
-               "--child", f"{corpus},{rows},{method}"]  # fmt: skip
-    base = {"corpus": corpus, "rows": rows, "method": method}
+               "--child", f"{corpus},{rows},{method},{seed}"]  # fmt: skip
+    base = {"corpus": corpus, "rows": rows, "seed": seed, "method": method}
     started = time.perf_counter()
     try:
         output = subprocess.run(
@@ -123,14 +128,20 @@ def format_row(result: dict[str, Any]) -> str:
         cells = [
             result["corpus"],
             f"{result['rows']:,}",
+            str(result["seed"]),
             "",
             result["method"],
             str(result["error"]),
         ]
         return "| " + " | ".join(cells) + " | | | | |"
-    chosen = ", ".join(f"{key}={value}" for key, value in result["chosen"].items())
+    chosen = ", ".join(
+        f"{key}={value}"
+        for key, value in result["chosen"].items()
+        if key not in ("chosen_by", "validation")
+    )
     cells = [
-        result["corpus"], f"{result['rows']:,}", str(result["labels"]), result["method"],
+        result["corpus"], f"{result['rows']:,}", str(result["seed"]), str(result["labels"]),
+        result["method"],
         f"{result['accuracy']:.3f}", f"{result['macro_f1']:.3f}", f"{result['fit_seconds']:.1f}",
         f"{result['peak_mib']:,}", chosen,
     ]  # fmt: skip
@@ -143,24 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", default=",".join(CORPORA))
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seeds", default="0", help="sample and split seeds, one row each")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per fit")
     parser.add_argument("--json-out", type=Path, help="also append each result as a JSON line")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        corpus, rows, method = args.child.split(",")
-        print(json.dumps(measure(corpus, int(rows), method)))
+        corpus, rows, method, seed = args.child.split(",")
+        print(json.dumps(measure(corpus, int(rows), method, int(seed))))
         return 0
-    print("| corpus | rows | labels | method | accuracy | macro-F1 | fit s | peak MiB | chosen |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
-    for corpus in args.corpora.split(","):
-        for rows in (int(size) for size in args.sizes.split(",")):
-            for method in args.methods.split(","):
-                result = run_measurement(corpus, rows, method, args.timeout)
-                print(format_row(result), flush=True)
-                if args.json_out:
-                    with args.json_out.open("a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(result) + "\n")
+    columns = ["corpus", "rows", "seed", "labels", "method", "accuracy", "macro-F1", "fit s",
+               "peak MiB", "chosen"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns), flush=True)
+    runs = [
+        (corpus, int(rows), int(seed), method)
+        for corpus in args.corpora.split(",")
+        for rows in args.sizes.split(",")
+        for seed in args.seeds.split(",")
+        for method in args.methods.split(",")
+    ]
+    for corpus, rows, seed, method in runs:
+        result = run_measurement(corpus, rows, method, args.timeout, seed)
+        print(format_row(result), flush=True)
+        if args.json_out:
+            with args.json_out.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(result) + "\n")
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from algorithm.evaluation import accuracy_and_macro_f1, score_predictions
 from algorithm.ml import (
@@ -17,7 +19,8 @@ from algorithm.ml import (
     score_labels,
     train_model,
 )
-from algorithm.tuning import TrainingPlan
+from algorithm.predictor import term_extractor
+from algorithm.tuning import LINEARSVC_DEFAULTS, LOGREG_DEFAULTS, TrainingPlan
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 UNSEEN_TEXTS = [
@@ -99,7 +102,7 @@ def test_metrics_are_json_with_per_label_scores_and_the_training_choice(trained)
         assert set(scores) == {"precision", "recall", "f1", "support"}
         assert 0.0 <= scores["f1"] <= 1.0 and scores["support"] == 30
     assert metrics["excluded_labels"] == {} and metrics["excluded_rows"] == 0
-    assert metrics["training"]["solver"] in ("liblinear", "sgd")
+    assert metrics["training"]["solver"] in ("liblinear", "logreg", "sgd")
     assert "cross-validation" in metrics["training"]["chosen_by"]
 
 
@@ -133,6 +136,8 @@ def test_binary_labels(corpus):
 PLANS = {
     "liblinear": TrainingPlan(2, 1, "liblinear", 1.0, "balanced"),
     "sgd": TrainingPlan(2, 2, "sgd", 2e-5, None),
+    "linearsvc-defaults": LINEARSVC_DEFAULTS,
+    "logreg-defaults": LOGREG_DEFAULTS,
 }
 
 
@@ -148,7 +153,21 @@ def any_model(request, corpus) -> TrainedModel:
 def test_fast_predictor_matches_scikit_learn_for_every_solver(any_model, corpus):
     texts = [text for text, _ in corpus] + UNSEEN_TEXTS
     fast = FastPredictor(any_model)
-    assert [fast.predict_one(text) for text in texts] == predict_labels(any_model, texts)
+    expected = predict_labels(any_model, texts)
+    assert [fast.predict_one(text) for text in texts] == expected
+    assert fast.predict_many(texts) == expected  # one sparse matrix for the whole batch
+    reference = any_model.classifier.decision_function(any_model.vectorizer.transform(texts))
+    assert fast.decisions(texts).reshape(reference.shape) == pytest.approx(reference, abs=1e-12)
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (1, 3), (2, 3)])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_fast_terms_are_scikit_learns(corpus, ngram_range, lowercase):
+    vectorizer = TfidfVectorizer(ngram_range=ngram_range, lowercase=lowercase)
+    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS
+    analyze, terms = vectorizer.build_analyzer(), term_extractor(vectorizer)
+    for text in texts:
+        assert Counter(terms(text)) == Counter(analyze(text)), text
 
 
 def test_top_k_fast_path_equals_the_reference(any_model, corpus):
@@ -159,7 +178,10 @@ def test_top_k_fast_path_equals_the_reference(any_model, corpus):
     for got, want in zip(per_text, expected, strict=True):
         assert [label for label, _ in got] == [label for label, _ in want]
         assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
-    assert fast.top_k(texts, 3) == expected  # a large batch takes the reference path itself
+    batch = fast.top_k(texts, 3)  # a large batch: one sparse matrix
+    for got, want in zip(batch, expected, strict=True):
+        assert [label for label, _ in got] == [label for label, _ in want]
+        assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
 
 
 def test_top_k_ranks_like_the_prediction_with_scores_in_unit_interval(any_model, corpus):

@@ -1,16 +1,22 @@
-"""The service's training against the scikit-learn baselines a user would write, on real texts.
+"""The service's training against the scikit-learn lines a user would write, split by split.
 
-Each test splits the rows the way `train_model` does (stratified, seeded), fits `LinearSVC()` and
-`LogisticRegression()` on `TfidfVectorizer()` features of the training side, and compares the
-model `train_model` evaluates on that same holdout with the better of them. At a few hundred rows
-one holdout of 90-180 rows moves by a point per row, so the scores are averaged over three splits
-(seeds 0-2), each method scored on the same rows.
+What the training guarantees by construction: on small data `TfidfVectorizer()` + `LinearSVC()`
+and + `LogisticRegression()` are among its candidate plans, and another plan replaces them only
+when it cross-validates on the training rows at least as well as the better of them on both
+accuracy and macro-F1. Cross-validation can still misjudge one particular holdout, so the holdout
+comparison below is measured, not proved: on a fixed sample of a real corpus (1 000 Debian
+package descriptions as `sample_rows` draws them: 51 sections, long tail) at two sizes, on a
+fixed split each, the model `train_model` evaluates scores at least the better baseline's
+accuracy AND macro-F1, both fitted by this test on the same split, with no tie margin.
+docs/classifier.md has the same comparison over more splits, sizes and a second corpus.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +24,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from algorithm.evaluation import score_predictions, split_holdout
+from algorithm.evaluation import cross_validation_folds, score_predictions, split_holdout
 from algorithm.ml import train_model
+from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -29,44 +36,70 @@ def read_fixture(name: str) -> tuple[list[str], list[str]]:
     return [row["text"] for row in rows], [row["label"] for row in rows]
 
 
-SEEDS = (0, 1, 2)
-# At 450 rows one holdout row is 1.1 points: closer than half a row is a tie, not a loss.
-HALF_A_HOLDOUT_ROW = 0.005
+def baseline_scores(
+    texts: list[str], labels: list[str], train_rows: np.ndarray, test_rows: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Accuracy and macro-F1 of `LinearSVC()` and `LogisticRegression()` on one split."""
+    train_texts = [texts[i] for i in train_rows]
+    train_labels = np.asarray([labels[i] for i in train_rows])
+    expected = [labels[i] for i in test_rows]
+    scores = {}
+    for name, classifier in (("linearsvc", LinearSVC()), ("logreg", LogisticRegression())):
+        vectorizer = TfidfVectorizer()
+        classifier.fit(vectorizer.fit_transform(train_texts), train_labels)
+        predicted = classifier.predict(vectorizer.transform([texts[i] for i in test_rows]))
+        scores[name] = score_predictions(expected, [str(label) for label in predicted])
+    return scores
 
 
-def best_baseline(texts: list[str], labels: list[str], seed: int) -> dict[str, float]:
-    """The better accuracy and the better macro-F1 of the two default baselines, same split."""
+@functools.cache
+def service_metrics(rows: int, seed: int) -> dict[str, Any]:
+    """`train_model`'s metrics on the first `rows` rows of the sample, split with `seed`."""
+    texts, labels = read_fixture("debian_sample.jsonl")
+    return train_model(texts[:rows], labels[:rows], seed=seed)[1]
+
+
+SPLITS = [(500, 0), (1000, 0)]  # (rows, seed)
+
+
+@pytest.mark.parametrize(("rows", "seed"), SPLITS)
+def test_service_is_at_least_as_good_as_the_better_baseline_on_the_same_split(rows, seed):
+    texts, labels = read_fixture("debian_sample.jsonl")
+    texts, labels = texts[:rows], labels[:rows]
+    metrics = service_metrics(rows, seed)
+    split = split_holdout(labels, holdout_fraction=0.2, seed=seed)  # train_model's own split
+    assert split is not None and metrics["holdout_rows"] == len(split.holdout_rows)
+    baselines = baseline_scores(texts, labels, split.train_rows, split.holdout_rows)
+    for metric in ("accuracy", "macro_f1"):
+        better = max(scores[metric] for scores in baselines.values())
+        assert metrics[metric] >= better, (metric, metrics["training"], baselines)
+
+
+def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_both_scores():
+    rows, seed = SPLITS[0]
+    texts, labels = read_fixture("debian_sample.jsonl")
+    texts, labels = texts[:rows], labels[:rows]
+    chosen = service_metrics(rows, seed)["training"]
     split = split_holdout(labels, holdout_fraction=0.2, seed=seed)
     assert split is not None
     train_texts = [texts[i] for i in split.train_rows]
-    train_labels = np.asarray([labels[i] for i in split.train_rows])
-    expected = [labels[i] for i in split.holdout_rows]
-    best = {"accuracy": 0.0, "macro_f1": 0.0}
-    for classifier in (LinearSVC(), LogisticRegression()):
-        vectorizer = TfidfVectorizer()
-        classifier.fit(vectorizer.fit_transform(train_texts), train_labels)
-        predicted = classifier.predict(vectorizer.transform([texts[i] for i in split.holdout_rows]))
-        scores = score_predictions(expected, [str(label) for label in predicted])
-        for metric in best:
-            best[metric] = max(best[metric], scores[metric])
-    return best
-
-
-@pytest.mark.parametrize("rows", [450, 900])  # six package sections, 75 or 150 rows each
-def test_service_is_at_least_as_good_as_the_better_baseline(rows):
-    texts, labels = read_fixture("debian_descriptions.jsonl")
-    step = len(texts) // rows
-    texts, labels = texts[::step], labels[::step]
-    service = {"accuracy": 0.0, "macro_f1": 0.0}
-    baseline = {"accuracy": 0.0, "macro_f1": 0.0}
-    for seed in SEEDS:
-        _, metrics = train_model(texts, labels, seed=seed)
-        best = best_baseline(texts, labels, seed)
-        for metric in service:
-            service[metric] += metrics[metric] / len(SEEDS)
-            baseline[metric] += best[metric] / len(SEEDS)
-    assert service["accuracy"] >= baseline["accuracy"] - HALF_A_HOLDOUT_ROW
-    assert service["macro_f1"] >= baseline["macro_f1"] - HALF_A_HOLDOUT_ROW
+    train_labels = [labels[i] for i in split.train_rows]
+    folds = cross_validation_folds(train_labels, folds=CROSS_VALIDATION_FOLDS, seed=0)
+    # The baselines' cross-validation scores, computed here with scikit-learn on the same folds.
+    totals = {"linearsvc": np.zeros(2), "logreg": np.zeros(2)}
+    for fold in folds:
+        fold_scores = baseline_scores(train_texts, train_labels, fold.train_rows, fold.holdout_rows)
+        for name, scores in fold_scores.items():
+            totals[name] += [scores["accuracy"] / len(folds), scores["macro_f1"] / len(folds)]
+    bar = np.maximum(totals["linearsvc"], totals["logreg"])
+    validation = chosen["validation"]
+    assert [validation["bar_accuracy"], validation["bar_macro_f1"]] == pytest.approx(bar, abs=5e-5)
+    assert validation["accuracy"] >= validation["bar_accuracy"]
+    assert validation["macro_f1"] >= validation["bar_macro_f1"]
+    plan = {**chosen, "chosen_by": "data size", "validation": None}
+    if validation["accuracy"] < bar[0] - 5e-5 or validation["macro_f1"] < bar[1] - 5e-5:
+        # No plan cleared the bar (the defaults split the two scores): LinearSVC() it is.
+        assert plan == LINEARSVC_DEFAULTS.as_dict()
 
 
 def test_rare_labels_of_a_long_tail_train_and_the_rest_are_evaluated():
@@ -79,6 +112,8 @@ def test_rare_labels_of_a_long_tail_train_and_the_rest_are_evaluated():
     assert metrics["excluded_rows"] == sum(excluded.values())
     assert sorted([*metrics["per_label"], *excluded]) == sorted(set(labels))
     assert set(excluded) <= set(model.labels)
-    baseline = best_baseline(texts, labels, seed=0)
-    # Measured, not a guarantee at 800 rows: see docs/classifier.md for this corpus at 1k-1M rows.
-    assert metrics["macro_f1"] >= baseline["macro_f1"] - 0.03
+    split = split_holdout(labels, holdout_fraction=0.2, seed=0)
+    assert split is not None
+    baselines = baseline_scores(texts, labels, split.train_rows, split.holdout_rows)
+    # Measured, not a guarantee at 800 rows of 40 labels: see docs/classifier.md.
+    assert metrics["macro_f1"] >= max(scores["macro_f1"] for scores in baselines.values()) - 0.03

@@ -13,9 +13,8 @@ shares the next one (`ensure_model`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis
@@ -27,6 +26,7 @@ from algorithm.serving_state import Desired, ReplicaReport, ShadowCounts
 
 log = logging.getLogger(__name__)
 RECONNECT_MAX_SECONDS = 5.0
+CLOSE_SECONDS = 3.0
 
 
 class ChampionFollower:
@@ -53,21 +53,27 @@ class ChampionFollower:
         self._reconciling = asyncio.Lock()
         self._check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for job in (self._listen, self._poll, self._report_periodically):
-            self._tasks.append(loop.create_task(_forever(job)))
+            self._tasks.append(loop.create_task(self._forever(job)))
 
     async def aclose(self) -> None:
-        """Stop following; remove this replica's report so nobody waits for it."""
-        for task in [*self._tasks, *([self._check] if self._check else [])]:
+        """Stop following; remove this replica's report so nobody waits for it.
+
+        Bounded: shutting down never waits on Redis for more than a few seconds.
+        """
+        self._closing = True
+        tasks = [*self._tasks, *([self._check] if self._check else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
         self._tasks.clear()
-        with contextlib.suppress(redis.RedisError, OSError):
-            await self._redis.delete(serving_state.report_key(self.replica))
-        await self._redis.aclose()
+        await _bounded(self._redis.delete(serving_state.report_key(self.replica)), "unreport")
+        await _bounded(self._redis.aclose(), "close Redis")
 
     async def ensure_model(self, timeout: float) -> None:
         """With no model loaded, look for one (at most `timeout` s; callers share one look)."""
@@ -75,11 +81,11 @@ class ChampionFollower:
             return
         if self._check is None or self._check.done():
             self._check = asyncio.get_running_loop().create_task(self.reconcile())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._check), timeout)
+        # asyncio.wait, not wait_for: a look that takes longer goes on for the next request.
+        await asyncio.wait([self._check], timeout=timeout)
 
     async def reconcile(self) -> None:
-        """Load what the registry wants now; report at once when anything changed."""
+        """Load what the registry wants now; report at once after a load attempt or a change."""
         async with self._reconciling:
             desired = await self._read_desired()
             before = self._state()
@@ -112,9 +118,9 @@ class ChampionFollower:
             if self._redis_reachable:
                 log.warning("cannot report what replica %s serves: %s", self.replica, exc)
 
-    def _state(self) -> tuple[str | None, ...]:
+    def _state(self) -> tuple[object, ...]:
         models = self.models
-        return (models.version, models.challenger_version, models.last_error, models.loaded_at)
+        return (models.load_attempts, models.version, models.challenger_version, models.last_error)
 
     async def _read_desired(self) -> Desired | None:
         try:
@@ -131,8 +137,13 @@ class ChampionFollower:
 
     async def _poll(self) -> None:
         interval = self._poll_seconds if self._desired_known else self._fallback_poll_seconds
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), interval)
+        # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as its timeout fires, and the follower would never stop.
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([woken], timeout=interval)
+        finally:
+            woken.cancel()
         self._wake.clear()
         await self.reconcile()
 
@@ -150,21 +161,28 @@ class ChampionFollower:
         await self.report()
         await asyncio.sleep(serving_state.REPORT_INTERVAL_SECONDS)
 
+    async def _forever(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `job` again and again until closed; back off while it fails (Redis restarting)."""
+        backoff = 0.1
+        while not self._closing:
+            try:
+                await job()
+                backoff = 0.1
+                continue
+            except (redis.RedisError, OSError) as exc:
+                log.warning("%s: %s; retrying in %.1f s", job.__name__, exc, backoff)
+            except Exception:
+                log.exception("%s failed; retrying in %.1f s", job.__name__, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
-async def _forever(job: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `job` again and again; back off while it fails (e.g. Redis restarting)."""
-    backoff = 0.1
-    while True:
-        try:
-            await job()
-            backoff = 0.1
-        except asyncio.CancelledError:
-            raise
-        except (redis.RedisError, OSError) as exc:
-            log.warning("%s: %s; retrying in %.1f s", job.__name__, exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
-        except Exception:
-            log.exception("%s failed; retrying in %.1f s", job.__name__, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
+
+async def _bounded(step: Awaitable[object], what: str) -> None:
+    """Await a shutdown step for at most CLOSE_SECONDS; its failure is logged, not raised."""
+    task = asyncio.ensure_future(step)
+    await asyncio.wait([task], timeout=CLOSE_SECONDS)
+    if not task.done():
+        task.cancel()
+        log.warning("%s: no answer within %.0f s", what, CLOSE_SECONDS)
+    elif not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("%s: %s", what, error)

@@ -66,6 +66,7 @@ class ModelCache:
         self.last_error: str | None = None
         self.error_version: str | None = None
         self.loaded_at: str | None = None
+        self.load_attempts = 0  # so the follower can report after every attempt
         self._signature: tuple[str, int, int] | None = None
         self._failed: set[tuple[str, int]] = set()  # (version, seq) loads that failed
 
@@ -98,6 +99,7 @@ class ModelCache:
         self._signature = signature  # a failed version is not retried until `current` moves
         if signature is None:
             return False  # nothing published (or unpublished by hand): keep what we serve
+        self.load_attempts += 1
         try:
             loaded = artifacts.load_current_version(self.model_root)
         except NoModel:
@@ -135,6 +137,7 @@ class ModelCache:
             log.info("shadow scoring with challenger %s", version)
 
     def _load(self, version: str, seq: int) -> artifacts.LoadedVersion | None:
+        self.load_attempts += 1
         try:
             return load_named_version(self.model_root, version)
         except artifacts.ArtifactError as exc:

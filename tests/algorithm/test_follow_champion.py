@@ -11,7 +11,10 @@ import pytest
 import redis
 
 from algorithm import serving_state
+from algorithm.app import create_asgi_app
+from algorithm.config import AlgorithmSettings
 from algorithm.ml import TrainedModel
+from tests.algorithm.conftest import LiveServer
 from tests.algorithm.registry_helpers import (
     Announcer,
     Corpus,
@@ -165,3 +168,18 @@ def test_a_predict_without_a_model_or_registry_follows_current_before_answering(
     answers = [httpx.post(f"{url}/predict", json={"text": "Python"}) for _ in range(10)]
     assert [answer.status_code for answer in answers] == [200] * 10
     assert {answer.json()["model_version"] for answer in answers} == {version}
+
+
+def test_a_process_that_stops_takes_its_report_away(
+    redis_db_url: str, model_dir: Path, versions: list[str], client: redis.Redis
+) -> None:
+    settings = AlgorithmSettings(model_dir=model_dir, redis_url=redis_db_url)
+    server = LiveServer(create_asgi_app(settings))
+    try:
+        (report,) = wait_until(lambda: reports(client), timeout=10, what="the replica's report")
+        assert report.version == versions[1] and report.replica == serving_state.replica_name()
+    finally:
+        stopping = time.monotonic()
+        server.stop()
+    assert time.monotonic() - stopping < 10
+    assert reports(client) == []  # gone at once, not after the 15 s expiry

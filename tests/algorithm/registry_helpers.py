@@ -23,11 +23,13 @@ def train(corpus: Corpus, rows: slice) -> TrainedModel:
 
 
 def publish(model_dir: Path, model: TrainedModel) -> str:
-    """Publish a version's files (this also points `current` at it); return its name."""
+    """Publish a version's files and point `current` at it, as a promotion does; its name."""
     manifest = artifacts.publish_model_version(
         model_dir, model, metrics={}, fingerprint={"rows": 0}, rows=0, retention=50
     )
-    return str(manifest["version"])
+    version = str(manifest["version"])
+    artifacts.switch_current(model_dir, version)  # explicit: publishing alone may not switch
+    return version
 
 
 def corrupt(model_dir: Path, version: str) -> None:

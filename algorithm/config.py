@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+from pydantic import Field
+
 from stack.config import CommonSettings
 
 
@@ -12,7 +14,14 @@ class AlgorithmSettings(CommonSettings):
     algorithm_host: str = "127.0.0.1"
     algorithm_port: int = 8001
     algorithm_workers: int = os.cpu_count() or 1
-    model_poll_ms: int = 500
+    model_poll_ms: int = 500  # the `current` link's stat poll, while no desired state exists
+    # The desired state is pushed at once; this poll only catches a lost message.
+    desired_poll_ms: int = 1000
+    # A predict that finds no model looks for one this long before answering 503 no_model.
+    model_check_ms: int = 500
+    # Share of live predicted texts the challenger also scores, off the response path; 0: none.
+    shadow_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    shadow_queue_size: int = 1000  # queued predictions awaiting the challenger; more are dropped
     batch_max_size: int = 64
     batch_max_wait_ms: float = 0.0  # natural batching only; see docs/benchmarks.md
     predict_max_texts: int = 1000

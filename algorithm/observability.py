@@ -82,11 +82,10 @@ def record_served_version(previous: str | None, current: str | None) -> None:
     MODEL_SERVED.labels(current or NO_MODEL).set(1)
 
 
-def record_shadow(*, agreed: bool) -> None:
-    """One live prediction compared with the challenger's (for the shadow scorer)."""
-    SHADOW_COMPARED.inc()
-    if agreed:
-        SHADOW_AGREED.inc()
+def record_shadow(*, compared: int, agreed: int) -> None:
+    """Live predictions scored again by the challenger, and how many it agreed with."""
+    SHADOW_COMPARED.inc(compared)
+    SHADOW_AGREED.inc(agreed)
 
 
 class _Route:

@@ -1,23 +1,27 @@
-"""What one algorithm process owns: model cache, batcher, model poller, job store and queue.
+"""What one algorithm process owns: model cache, batcher, registry follower, shadow scorer,
+job store and queue.
 
-Created by the app factory; the poller starts and everything closes with the server's lifespan,
-on the server's event loop. Nothing here is created lazily by a view.
+Created by the app factory; the follower and the shadow scorer start and everything closes with
+the server's lifespan, on the server's event loop. Nothing here is created lazily by a view.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import redis
 
-from algorithm.batcher import MicroBatcher
+from algorithm import serving_state
+from algorithm.batcher import MicroBatcher, Prediction
+from algorithm.champion_follower import ChampionFollower
 from algorithm.config import AlgorithmSettings
 from algorithm.jobs import JobStore
 from algorithm.model_cache import ModelCache
 from algorithm.observability import record_served_version
+from algorithm.serving_state import ShadowCounts
+from algorithm.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +41,67 @@ class ServingRuntime:
         self.enqueue = enqueue
         self.redis = redis_client
         self._on_close = on_close  # blocking clean-ups (connections), run off the loop
-        self.models = ModelCache(settings.model_root, poll_ms=settings.model_poll_ms)
-        self.models.refresh()  # serve the published model from the first request on
+        shadowing = settings.shadow_fraction > 0
+        self.models = ModelCache(settings.model_root, keep_challenger=shadowing)
+        # Serve the desired (else the published) model from the first request on.
+        self.models.follow(_desired_or_none(redis_client))
         record_served_version(None, self.models.version)  # "none" until a model is served
         self.batcher = MicroBatcher(
             lambda: self.models.current,
             max_size=settings.batch_max_size,
             max_wait=settings.batch_max_wait_ms / 1000,
         )
-        self._watcher: asyncio.Task[None] | None = None
+        self.shadow = (
+            ShadowScorer(
+                self.models,
+                fraction=settings.shadow_fraction,
+                queue_size=settings.shadow_queue_size,
+            )
+            if shadowing
+            else None
+        )
+        self.follower = ChampionFollower(
+            self.models,
+            redis_url=settings.redis_url,
+            poll_seconds=settings.desired_poll_ms / 1000,
+            fallback_poll_seconds=settings.model_poll_ms / 1000,
+            shadow_counts=self.shadow.counts if self.shadow else ShadowCounts,
+        )
+        self._started = False
+
+    async def predict(self, texts: list[str], top_k: int | None = None) -> Prediction:
+        """Labels (and `top_k` scores) for `texts`; with no model yet, look for one first."""
+        if self.models.current is None:
+            await self.follower.ensure_model(self.settings.model_check_ms / 1000)
+        prediction = await self.batcher.predict(texts, top_k)
+        if self.shadow is not None:  # the one comparison shadow scoring costs when it is off
+            self.shadow.offer(texts, prediction.labels, prediction.version)
+        return prediction
 
     async def start(self) -> None:
-        """Start polling for new model versions on the running loop."""
-        if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self.models.watch())
+        """Start following the registry (and shadow scoring) on the running loop."""
+        if not self._started:
+            self._started = True
+            await self.follower.start()
+            if self.shadow is not None:
+                await self.shadow.start()
 
     async def aclose(self) -> None:
-        """Stop the poller and the batcher; close the connections."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        """Stop following, the shadow scorer and the batcher; close the connections."""
+        if self._started:
+            self._started = False
+            await self.follower.aclose()
+            if self.shadow is not None:
+                await self.shadow.aclose()
         await self.batcher.close()
         for close in self._on_close:
             await asyncio.to_thread(close)
+
+
+def _desired_or_none(client: redis.Redis) -> serving_state.Desired | None:
+    """The desired state at startup; None (follow `current`) when Redis cannot say."""
+    try:
+        return serving_state.read_desired(client)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("cannot read the desired versions at startup, following `current`: %s", exc)
+        return None

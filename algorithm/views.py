@@ -40,7 +40,7 @@ async def predict() -> Response | tuple[Response, int]:
     )
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
-    labels, version, scores = await runtime().batcher.predict(texts, body.top_k)
+    labels, version, scores = await runtime().predict(texts, body.top_k)
     record_predictions(len(texts))
     if scores is None:
         if body.text is not None:

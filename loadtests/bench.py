@@ -20,11 +20,15 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
+
+from algorithm import serving_state
 from loadtests import bench_data
 from loadtests import bench_report as report
 from loadtests.bench_report import Results, Run
@@ -57,17 +61,30 @@ def measure(
         server.stop()
 
 
+def announce(env: BenchEnv, champion: str, challenger: str | None = None) -> None:
+    """Move the aliases as the registry does; every algorithm process follows."""
+    desired = serving_state.Desired(champion=champion, challenger=challenger, seq=time.time_ns())
+    with redis.Redis.from_url(env.redis_url) as client:
+        serving_state.announce(client, desired)
+
+
 def run_hotswap(
     env: BenchEnv, corpus: list[tuple[str, str]], bodies: bench_data.Bodies, seconds: float
 ) -> HotSwapResult:
-    """Publish a model trained on another sample while 64 connections predict."""
+    """Publish a model trained on another sample, make it champion while 64 connections predict."""
     trained = bench_data.train(corpus, seed=2)
     server = start_server(BY_NAME["algorithm"], env, bodies.lines()[0])
+
+    def publish_champion() -> str:
+        version = bench_data.publish(env.model_root, trained, seed=2)
+        announce(env, version)
+        return version
+
     try:
         return asyncio.run(
             measure_hot_swap(
                 server.url,
-                publish=lambda: bench_data.publish(env.model_root, trained, seed=2),
+                publish=publish_champion,
                 bodies=bodies.lines(),
                 connections=64,
                 seconds=seconds,
@@ -112,7 +129,9 @@ def section(results: Results, args: argparse.Namespace, started: datetime, load:
         "(anything well above 0 means other work competed for the cores).",
         f"- Model: the service's TF-IDF + linear model (`algorithm.ml`), trained on "
         f"{bench_data.TRAIN_ROWS:,} Debian package descriptions (`loadtests/corpus.py`), "
-        "published with `publish_model_version` into a temporary model root.",
+        "published with `publish_model_version` into a temporary model root and announced as "
+        "champion (`algorithm.serving_state`); the shadow scenarios' challenger is trained the "
+        "same way on another sample.",
         f"- Load: `wrk -t1 -c{args.connections} -d{args.seconds:g}s` from this machine to "
         "127.0.0.1, POST of one short text, cycling through 2 000 descriptions "
         f"(`loadtests/wrk_post.lua`); batch: `-c{args.batch_connections}` (enough connections "
@@ -167,15 +186,21 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     wrk_binary()
     corpus = bench_data.load_corpus()
     env = BenchEnv(work_dir, secret_key=secrets.token_urlsafe(50))
-    version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
-    print(f"corpus: {len(corpus):,} rows; model {version}", flush=True)
     selected = [scenario for scenario in SCENARIOS if scenario.name in args.scenario]
+    challenger = None
+    if any(
+        scenario.name.startswith("shadow") for scenario in selected
+    ):  # trained on another sample
+        challenger = bench_data.publish(env.model_root, bench_data.train(corpus, seed=3), seed=3)
+    version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
+    print(f"corpus: {len(corpus):,} rows; model {version}, challenger {challenger}", flush=True)
     bodies = {
         (texts, top_k): bench_data.write_bodies(corpus, work_dir, texts=texts, top_k=top_k)
         for texts, top_k in {(1, None), *(scenario.bodies for scenario in selected)}
     }
     databases = start_databases(env, postgres=any(s.name == "web" for s in selected))
     try:
+        announce(env, version, challenger)
         runs: list[Run] = []
         print(report.markdown_table(report.RUN_HEADER, []), flush=True)
         for round_no in range(1, args.rounds + 1):

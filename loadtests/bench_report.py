@@ -64,8 +64,9 @@ class Results:
         return max(abs(run.rps - median) for run in self.of(name)) / median
 
     def measured_errors(self) -> float | None:
-        """Failed requests of the service's own runs (algorithm, top_k, batch, web)."""
-        runs = [run for name in ("algorithm", "top_k", "batch", "web") for run in self.of(name)]
+        """Failed requests of the service's own runs (algorithm, top_k, shadow, batch, web)."""
+        names = ("algorithm", "top_k", "shadow_0.1", "shadow_1", "batch", "web")
+        runs = [run for name in names for run in self.of(name)]
         return sum(run.result.errors for run in runs) if runs else None
 
     def swap(self, attribute: str) -> float | None:
@@ -115,6 +116,16 @@ CHECKS = (
         RATIO,
     ),  # fmt: skip
     Check("top_k / plain (requests/s)", lambda r: r.ratio("top_k", "algorithm"), None, 0, RATIO),
+    Check(
+        "shadow 0.1 / plain (requests/s)",
+        lambda r: r.ratio("shadow_0.1", "algorithm"),
+        None,
+        0,
+        RATIO,
+    ),
+    Check(
+        "shadow 1 / plain (requests/s)", lambda r: r.ratio("shadow_1", "algorithm"), None, 0, RATIO
+    ),
     Check("batch texts/s (median)", lambda r: r.median("batch", texts_s), ">=", 150_000, COUNT),
     Check("web / web ceiling", lambda r: r.ratio("web", "web_ceiling"), ">=", 0.85, RATIO),
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 150, MS),

@@ -84,6 +84,21 @@ SCENARIOS = (
         ALGORITHM_ENV,
         top_k=3,
     ),
+    # Shadow scoring: the bench announces a challenger, so (a) is the same service at fraction 0.
+    Scenario(
+        "shadow_0.1",
+        "algorithm `/predict`, challenger shadows 10 % (`SHADOW_FRACTION=0.1`)",
+        ("-m", "algorithm"),
+        "/predict",
+        {**ALGORITHM_ENV, "SHADOW_FRACTION": "0.1"},
+    ),
+    Scenario(
+        "shadow_1",
+        "algorithm `/predict`, challenger shadows every text (`SHADOW_FRACTION=1`)",
+        ("-m", "algorithm"),
+        "/predict",
+        {**ALGORITHM_ENV, "SHADOW_FRACTION": "1"},
+    ),
     Scenario(
         "baseline",
         "(c) B: sync Flask view, gunicorn 2 sync workers",

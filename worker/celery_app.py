@@ -6,9 +6,13 @@ app that receives it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from worker.config import WorkerSettings, get_settings
+from worker.link_follower import LinkFollower
 
 
 def make_celery(settings: WorkerSettings) -> Celery:
@@ -48,5 +52,24 @@ def make_celery(settings: WorkerSettings) -> Celery:
 
 
 celery_app = make_celery(get_settings())
+
+
+_link_followers: list[LinkFollower] = []
+
+
+@worker_ready.connect
+def start_link_follower(**_: Any) -> None:
+    """In the worker's main process: `current` follows the champion while the pool trains."""
+    settings = get_settings()
+    follower = LinkFollower(settings.model_root, settings.redis_url)
+    follower.start()
+    _link_followers.append(follower)
+
+
+@worker_shutdown.connect
+def stop_link_follower(**_: Any) -> None:
+    while _link_followers:
+        _link_followers.pop().stop()
+
 
 from worker import observability  # noqa: E402, F401  (connects its signal handlers)

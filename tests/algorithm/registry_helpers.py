@@ -1,0 +1,81 @@
+"""Helpers for tests of processes following the registry: versions, announcements, reports."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from algorithm import artifacts, serving_state
+from algorithm.ml import TrainedModel, train_model
+from algorithm.serving_state import Desired, ReplicaReport
+from tests.helpers import wait_until
+
+Corpus = list[tuple[str, str]]
+
+
+def train(corpus: Corpus, rows: slice) -> TrainedModel:
+    texts = [text for text, _ in corpus[rows]]
+    return train_model(texts, [label for _, label in corpus[rows]])[0]
+
+
+def publish(model_dir: Path, model: TrainedModel) -> str:
+    """Publish a version's files and point `current` at it, as a promotion does; its name."""
+    manifest = artifacts.publish_model_version(
+        model_dir, model, metrics={}, fingerprint={"rows": 0}, rows=0, retention=50
+    )
+    version = str(manifest["version"])
+    artifacts.switch_current(model_dir, version)  # explicit: publishing alone may not switch
+    return version
+
+
+def corrupt(model_dir: Path, version: str) -> None:
+    """Overwrite a published version's classifier: its checksum no longer matches."""
+    (model_dir / version / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
+
+
+class Announcer:
+    """Moves aliases the way the registry does: SET the desired state, then PUBLISH it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._seq = itertools.count(1)
+
+    def __call__(self, champion: str | None, challenger: str | None = None) -> float:
+        """Announce; return the monotonic time right after the announcement."""
+        desired = Desired(champion=champion, challenger=challenger, seq=next(self._seq))
+        serving_state.announce(self.client, desired)
+        return time.monotonic()
+
+
+def reports(client: redis.Redis) -> list[ReplicaReport]:
+    return serving_state.read_reports(client)
+
+
+def wait_until_all_serve(
+    client: redis.Redis, version: str, *, replicas: int, timeout: float
+) -> list[ReplicaReport]:
+    """Wait until `replicas` replicas all report serving `version`; return the reports."""
+
+    def served() -> list[ReplicaReport] | None:
+        found = reports(client)
+        ok = len(found) == replicas and all(r.version == version for r in found)
+        return found if ok else None
+
+    return wait_until(served, timeout=timeout, interval=0.01, what=f"every replica on {version}")
+
+
+def predicted_versions(url: str, texts: list[str]) -> set[str]:
+    """The model versions that answered one prediction per text (each one must succeed).
+
+    A new connection per request: the kernel spreads connections over the processes.
+    """
+    versions = set()
+    for text in texts:
+        response = httpx.post(f"{url}/predict", json={"text": text}, timeout=10)
+        assert response.status_code == 200, response.text
+        versions.add(response.json()["model_version"])
+    return versions

@@ -1,0 +1,166 @@
+"""Shadow scoring: the challenger scores a share of live predictions, off the response path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from algorithm.ml import TrainedModel, predict_labels
+from algorithm.model_cache import ModelCache
+from algorithm.serving_state import Desired, ShadowCounts
+from algorithm.shadow import ShadowScorer
+from tests.algorithm.registry_helpers import (
+    Announcer,
+    Corpus,
+    publish,
+    reports,
+    train,
+    wait_until_all_serve,
+)
+from tests.helpers import wait_until
+
+REPLICAS = 2
+
+
+@pytest.fixture
+def client(redis_db_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_db_url, decode_responses=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def models(fixture_corpus: Corpus) -> list[TrainedModel]:
+    """Champion and challenger: trained on different thirds, so they disagree now and then."""
+    return [train(fixture_corpus, slice(0, None, 3)), train(fixture_corpus, slice(1, None, 3))]
+
+
+@pytest.fixture
+def versions(model_dir: Path, models: list[TrainedModel]) -> list[str]:
+    return [publish(model_dir, model) for model in models]
+
+
+@pytest.fixture
+def serve(
+    start_service: Callable[..., str], redis_db_url: str, model_dir: Path
+) -> Callable[..., str]:
+    def start(shadow_fraction: str) -> str:
+        return start_service(
+            "algorithm",
+            REDIS_URL=redis_db_url,
+            MODEL_DIR=str(model_dir),
+            ALGORITHM_WORKERS=str(REPLICAS),
+            SHADOW_FRACTION=shadow_fraction,
+        )
+
+    return start
+
+
+def shadow_total(client: redis.Redis) -> ShadowCounts:
+    found = reports(client)
+    return ShadowCounts(
+        compared=sum(r.shadow.compared for r in found), agreed=sum(r.shadow.agreed for r in found)
+    )
+
+
+@pytest.mark.slow
+def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
+    serve: Callable[..., str],
+    versions: list[str],
+    models: list[TrainedModel],
+    client: redis.Redis,
+    fixture_corpus: Corpus,
+) -> None:
+    champion, challenger = versions
+    Announcer(client)(champion, challenger)
+    url = serve("1")
+    for report in wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30):
+        assert report.challenger == challenger
+    texts = [text for text, _ in fixture_corpus[:300]]
+
+    for start in range(0, len(texts), 30):
+        response = httpx.post(f"{url}/predict", json={"texts": texts[start : start + 30]})
+        assert response.json()["model_version"] == champion  # the challenger never answers
+
+    agreeing = sum(
+        a == b
+        for a, b in zip(
+            predict_labels(models[0], texts), predict_labels(models[1], texts), strict=True
+        )
+    )
+    assert 0 < agreeing < len(texts)  # the check below can tell agreement from disagreement
+    # Reports are rewritten every 5 s: the counts arrive within one period.
+    expected = ShadowCounts(compared=len(texts), agreed=agreeing)
+    assert wait_until(lambda: shadow_total(client) == expected, timeout=10, what="counts")
+
+
+@pytest.mark.slow
+def test_fraction_zero_loads_no_challenger_and_counts_nothing(
+    serve: Callable[..., str], versions: list[str], client: redis.Redis, fixture_corpus: Corpus
+) -> None:
+    champion, challenger = versions
+    Announcer(client)(champion, challenger)
+    url = serve("0")
+    wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30)
+    texts = [text for text, _ in fixture_corpus[:100]]
+    assert httpx.post(f"{url}/predict", json={"texts": texts}).status_code == 200
+
+    for report in reports(client):
+        assert report.challenger is None and report.shadow == ShadowCounts()
+
+
+def test_a_share_of_texts_is_sampled_and_a_full_queue_drops_instead_of_waiting(
+    model_dir: Path, versions: list[str]
+) -> None:
+    champion, challenger = versions
+    models = ModelCache(model_dir, keep_challenger=True)
+    models.follow(Desired(champion=champion, challenger=challenger, seq=1))
+    draws = iter([0.05, 0.5, 0.09, 0.99] * 3)
+    scorer = ShadowScorer(models, fraction=0.1, queue_size=2, chance=lambda: next(draws))
+
+    for _ in range(3):
+        scorer.offer(["a", "b", "c", "d"], ["x", "y", "z", "w"], champion)
+
+    assert scorer.dropped == 1  # the third offer found the queue full and returned at once
+
+    async def score() -> ShadowCounts:
+        await scorer.start()
+        try:
+            return await asyncio.wait_for(_counted(scorer, 4), timeout=10)
+        finally:
+            await scorer.aclose()
+
+    assert asyncio.run(score()).compared == 4  # "a" and "c" of two offers: 0.05 and 0.09 < 0.1
+
+
+async def _counted(scorer: ShadowScorer, compared: int) -> ShadowCounts:
+    while (counts := scorer.counts()).compared < compared:
+        await asyncio.sleep(0.01)
+    return counts
+
+
+def test_counts_start_again_when_the_challenger_changes(
+    model_dir: Path, versions: list[str], models: list[TrainedModel]
+) -> None:
+    champion, challenger = versions
+    cache = ModelCache(model_dir, keep_challenger=True)
+    cache.follow(Desired(champion=champion, challenger=challenger, seq=1))
+    scorer = ShadowScorer(cache, fraction=1.0, queue_size=10)
+
+    async def scenario() -> tuple[ShadowCounts, ShadowCounts]:
+        await scorer.start()
+        try:
+            scorer.offer(["Python", "kernel"], ["x", "y"], champion)
+            before = await asyncio.wait_for(_counted(scorer, 2), timeout=10)
+            third = publish(model_dir, models[0])
+            cache.follow(Desired(champion=champion, challenger=third, seq=2))
+            return before, scorer.counts()
+        finally:
+            await scorer.aclose()
+
+    before, after = asyncio.run(scenario())
+    assert before.compared == 2 and after == ShadowCounts()

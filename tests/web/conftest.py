@@ -20,8 +20,18 @@ LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 
 @pytest.fixture
-def api(db: Any) -> APIClient:
-    """A DRF client against the real database (each test in a rolled-back transaction)."""
+def api(admin_headers: dict[str, str]) -> APIClient:
+    """A DRF client with an admin token, against the real database (rolled back after each test)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
+    return client
+
+
+@pytest.fixture
+def anonymous_api(db: Any) -> APIClient:
+    """A DRF client that sends no token."""
     from rest_framework.test import APIClient
 
     return APIClient()
@@ -38,6 +48,19 @@ def make_rows(api: APIClient) -> Any:
         return list(response.json())
 
     return make
+
+
+@pytest.fixture
+def asgi_db(transactional_db: Any) -> Iterator[None]:
+    """Committed rows for tests that drive the ASGI app in-process (`web.asgi.application`).
+
+    The token check reaches the database from a thread of its own; that thread's connection
+    is closed afterwards, or the test database could not be dropped.
+    """
+    yield
+    from web.auth.check import token_cache
+
+    token_cache.close_connections()
 
 
 @dataclass

@@ -51,12 +51,17 @@ def make_rows(api: APIClient) -> Any:
 
 
 @pytest.fixture
-def asgi_db(transactional_db: Any) -> Iterator[None]:
+def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Committed rows for tests that drive the ASGI app in-process (`web.asgi.application`).
 
-    The token check reaches the database from a thread of its own; that thread's connection
-    is closed afterwards, or the test database could not be dropped.
+    Under ASGI each request's sync code runs in a thread of its own, so its connections are
+    closed at the end of the request (CONN_MAX_AGE 0, as Django advises for ASGI) instead of
+    being dropped open with the thread; the token check's own thread is closed afterwards.
+    Either left open would keep the test database from being dropped.
     """
+    from django.db import connections
+
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
     yield
     from web.auth.check import token_cache
 
@@ -69,6 +74,7 @@ class LiveWeb:
 
     url: str
     child: Any
+    log: Path
 
     def worker_pids(self) -> list[int]:
         """The pids of the processes that serve requests (the pool's children)."""
@@ -92,6 +98,6 @@ def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
     try:
         wait_live(url, child, log)
-        yield LiveWeb(url=url, child=child)
+        yield LiveWeb(url=url, child=child, log=log)
     finally:
         stop_children([child])

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
+import httpx  # noqa: E402
 import redis  # noqa: E402
 
 from algorithm.jobs import JobStore  # noqa: E402
@@ -269,6 +270,27 @@ def tokens(db: Any) -> dict[str, str]:
 def admin_headers(tokens: dict[str, str]) -> dict[str, str]:
     """Headers that authenticate as this test's admin token."""
     return bearer(tokens["admin"])
+
+
+@pytest.fixture
+def web_client(
+    transactional_db: Any, tokens: dict[str, str]
+) -> Iterator[Callable[..., httpx.Client]]:
+    """httpx clients for a live web service: `web_client(url, role="admin")` (None: no token).
+
+    The tokens are committed, so the web process finds them; clients are closed after the test.
+    """
+    clients: list[httpx.Client] = []
+
+    def make(url: str, role: str | None = "admin") -> httpx.Client:
+        headers = bearer(tokens[role]) if role else {}
+        client = httpx.Client(base_url=url, headers=headers, timeout=5)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

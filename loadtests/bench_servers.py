@@ -98,6 +98,7 @@ SCENARIOS = (
         "(e) Django async constant view, web's pool (ceiling)",
         pool("loadtests.servers.django_ceiling:application"),
         "/api/predict/",
+        token=True,  # same middleware as web, token check included
     ),
     Scenario(
         "web",

@@ -100,9 +100,6 @@ class TokenCache:
             self._pending[digest] = task
         return _current(await asyncio.shield(task))
 
-    def clear(self) -> None:
-        self._entries.clear()
-
     def close_connections(self) -> None:
         """Close the database connection of the thread async misses query from."""
         self._db_thread.submit(connections.close_all).result()

@@ -32,7 +32,14 @@ from algorithm import serving_state
 from loadtests import bench_data
 from loadtests import bench_report as report
 from loadtests.bench_report import Results, Run
-from loadtests.bench_servers import BY_NAME, SCENARIOS, BenchEnv, Scenario, start_server
+from loadtests.bench_servers import (
+    BY_NAME,
+    SCENARIOS,
+    BenchEnv,
+    Scenario,
+    auth_headers,
+    start_server,
+)
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
 from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
@@ -53,6 +60,7 @@ def measure(
         bodies.path,
         connections=args.batch_connections if batch else args.connections,
         timeout_seconds=30.0 if batch else 5.0,
+        headers=auth_headers(scenario, env),
     )
     try:
         load(seconds=args.warmup)  # discarded: connections, caches and both workers warm up
@@ -111,6 +119,13 @@ def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
             env={**env.service_env(), "DJANGO_SETTINGS_MODULE": "web.settings"},
             check=True,
         )
+        env.api_token = "tcf_" + secrets.token_urlsafe(32)
+        subprocess.run(
+            [sys.executable, "-m", "web", "createtoken", "--name", "bench", "--role", "reader",
+             "--from-env", "BENCH_TOKEN"],
+            env={**env.service_env(), "BENCH_TOKEN": env.api_token},
+            check=True,
+        )  # fmt: skip
     return children
 
 
@@ -198,7 +213,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
         (texts, top_k): bench_data.write_bodies(corpus, work_dir, texts=texts, top_k=top_k)
         for texts, top_k in {(1, None), *(scenario.bodies for scenario in selected)}
     }
-    databases = start_databases(env, postgres=any(s.name == "web" for s in selected))
+    databases = start_databases(env, postgres=any(s.name.startswith("web") for s in selected))
     try:
         announce(env, version, challenger)
         runs: list[Run] = []

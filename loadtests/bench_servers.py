@@ -52,6 +52,7 @@ class Scenario:
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
     top_k: int | None = None  # sent in every body: the answers carry scores
+    token: bool = False  # sends `Authorization: Bearer` with the bench's reader token
 
     @property
     def bodies(self) -> tuple[int, int | None]:
@@ -118,6 +119,7 @@ SCENARIOS = (
         "(e) Django async constant view, web's pool (ceiling)",
         pool("loadtests.servers.django_ceiling:application"),
         "/api/predict/",
+        token=True,  # same middleware as web, token check included
     ),
     Scenario(
         "web",
@@ -125,6 +127,15 @@ SCENARIOS = (
         ("-m", "web"),
         "/api/predict/",
         WEB_ENV,
+        upstream="algorithm",
+        token=True,
+    ),
+    Scenario(
+        "web_no_auth",
+        "web `POST /api/predict/` without token check and CORS (their cost: compare with d)",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_no_auth_settings"},
         upstream="algorithm",
     ),
     Scenario(
@@ -147,6 +158,7 @@ class BenchEnv:
     secret_key: str
     redis_url: str = ""
     database_url: str = ""
+    api_token: str = ""  # a reader token in the bench's database, once it is migrated
     started: int = 0  # servers started so far: numbers the log files in start order
 
     @property
@@ -208,14 +220,21 @@ def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
     children.append(spawn(scenario.name, argv, env={**env.service_env(), **extra}, log_path=log))
     server = Server(children, f"http://{HOST}:{port}", scenario.path)
     try:
-        wait_until_answers(server, body, log)
+        wait_until_answers(server, body, log, headers=auth_headers(scenario, env))
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def wait_until_answers(server: Server, body: bytes, log: Path) -> None:
+def auth_headers(scenario: Scenario, env: BenchEnv) -> dict[str, str]:
+    """The Authorization header the scenario's requests carry, if any."""
+    return {"Authorization": f"Bearer {env.api_token}"} if scenario.token else {}
+
+
+def wait_until_answers(
+    server: Server, body: bytes, log: Path, *, headers: Mapping[str, str] | None = None
+) -> None:
     """POST `body` until it answers 2xx; fail at once if the server exits."""
 
     def probe() -> None:
@@ -223,7 +242,7 @@ def wait_until_answers(server: Server, body: bytes, log: Path) -> None:
         if not child.running():
             raise RuntimeError(f"{child.name} exited ({child.popen.returncode}):\n{tail(log)}")
         request = urllib.request.Request(
-            server.url, data=body, headers={"Content-Type": "application/json"}
+            server.url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
         )
         try:
             with urllib.request.urlopen(request, timeout=5):

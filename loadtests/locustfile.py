@@ -5,7 +5,8 @@
         -u 20 -r 5 -t 2m MixedUser
 
 Hosts come from ALGORITHM_URL (default http://127.0.0.1:8001) and WEB_URL (default
-http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. Texts
+http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. Web
+users send `Authorization: Bearer $TOKEN` (MixedUser writes: an editor or admin token). Texts
 are Debian package descriptions (`loadtests/corpus.py`), or the test fixture's 900 when apt has
 no package lists. For the spec's throughput figures use `make bench` (wrk): on two cores locust
 itself needs most of a core.
@@ -28,6 +29,7 @@ ALGORITHM_URL = os.environ.get("ALGORITHM_URL", "http://127.0.0.1:8001")
 WEB_URL = os.environ.get("WEB_URL", "http://127.0.0.1:8000")
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "debian_descriptions.jsonl"
 JSON_HEADERS = {"Content-Type": "application/json"}
+WEB_AUTH = {"Authorization": f"Bearer {os.environ['TOKEN']}"} if os.environ.get("TOKEN") else {}
 
 
 def load_rows() -> list[tuple[str, str]]:
@@ -103,12 +105,14 @@ class WebPredictUser(PredictUser):
 
     host = WEB_URL
     path = "/api/predict/"
+    default_headers = WEB_AUTH
 
 
 class MixedUser(FastHttpUser):
     """A person using the web API: browses and edits rows, and asks for predictions."""
 
     host = WEB_URL
+    default_headers = WEB_AUTH
     wait_time = between(0.2, 1.0)
 
     def on_start(self) -> None:

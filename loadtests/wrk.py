@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +59,19 @@ def parse_result(stdout: str) -> WrkResult:
 
 
 def run_wrk(
-    url: str, bodies_file: Path, *, connections: int, seconds: float, timeout_seconds: float
+    url: str,
+    bodies_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    timeout_seconds: float,
+    headers: Mapping[str, str] | None = None,
 ) -> WrkResult:
-    """POST the bodies of `bodies_file` (one JSON per line) to `url` for `seconds`."""
+    """POST the bodies of `bodies_file` (one JSON per line) to `url` for `seconds`.
+
+    `headers` go with every request; they reach the Lua script through the environment, not
+    wrk's command line, so a token does not show in the process list.
+    """
     argv = [
         wrk_binary(),
         "-t1",
@@ -72,8 +84,13 @@ def run_wrk(
         "--",
         str(bodies_file),
     ]
+    header_lines = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
     done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=seconds + timeout_seconds + 30
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds + timeout_seconds + 30,
+        env={**os.environ, "WRK_HEADERS": header_lines},
     )
     if done.returncode != 0:
         raise WrkError(f"wrk exited with {done.returncode}: {done.stderr.strip()[-2000:]}")

@@ -1,6 +1,7 @@
 -- POST JSON bodies read from a file (one body per line), cycling through them, and print the
 -- results as one JSON line for loadtests/wrk.py. Any answer outside 2xx counts as an error.
 --   wrk -t1 -c64 -d10s -s loadtests/wrk_post.lua http://127.0.0.1:8001/predict -- bodies.jsonl
+-- WRK_HEADERS (environment, optional): more headers, one "Name: value" per line.
 
 local bodies = {}
 local next_body = 1
@@ -12,9 +13,13 @@ function setup(thread)
 end
 
 function init(args)
+  local headers = {["Content-Type"] = "application/json"}
+  for name, value in string.gmatch(os.getenv("WRK_HEADERS") or "", "([^:\n]+): ([^\n]*)") do
+    headers[name] = value
+  end
   for line in io.lines(args[1]) do
     if #line > 0 then
-      table.insert(bodies, wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line))
+      table.insert(bodies, wrk.format("POST", nil, headers, line))
     end
   end
   if #bodies == 0 then

@@ -1,8 +1,10 @@
 """`make run`: the whole stack in the foreground, stopped cleanly by Ctrl-C.
 
 Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name other servers),
-migrates, then starts every service in SERVICES. A lock on $VAR_DIR refuses a second stack on
-the same data; the lock dies with the process, so a crashed run needs no clean-up.
+migrates, makes sure the admin token kept in $VAR_DIR/admin-token exists (created on the first
+start), then starts every service in SERVICES and prints the token with a curl line to try.
+A lock on $VAR_DIR refuses a second stack on the same data; the lock dies with the process, so
+a crashed run needs no clean-up.
 """
 
 from __future__ import annotations
@@ -100,6 +102,36 @@ def secret_key(var_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def admin_token(var_dir: Path) -> Path:
+    """$VAR_DIR/admin-token (mode 0600): an admin token's secret, made on the first start."""
+    path = var_dir / "admin-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("tcf_" + secrets.token_urlsafe(32))
+    return path
+
+
+def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
+    """Give the secret in `token_path` the token "admin" (the secret travels in the environment)."""
+    secret = token_path.read_text().strip()
+    command = [sys.executable, "-m", "web", "createtoken", "--name", "admin", "--role", "admin",
+               "--from-env", "ADMIN_TOKEN"]  # fmt: skip
+    child = spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
+    if child.popen.wait() != 0:
+        raise RuntimeError("could not set up the admin token")
+
+
+def print_admin_token(token_path: Path, web_url: str) -> None:
+    print(
+        f"admin token: {token_path.read_text().strip()}  (kept in {token_path.resolve()}; "
+        "more tokens: .venv/bin/python -m web createtoken --help)\n"
+        f"  export TOKEN=$(cat {token_path.resolve()})\n"
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {web_url}/api/data/',
+        flush=True,
+    )
+
+
 def postgres_data_dir(var_dir: Path) -> Path:
     """$VAR_DIR/postgres, unless PostgreSQL's system user cannot reach it (a checkout in /root).
 
@@ -181,6 +213,8 @@ def run(settings: StackSettings) -> int:
         )
         if migrate.popen.wait() != 0:
             raise RuntimeError("migrations failed")
+        token_path = admin_token(settings.var_dir)
+        ensure_admin_token(env, token_path)
         for service in services(settings):
             if stop.requested:
                 return 0
@@ -190,6 +224,7 @@ def run(settings: StackSettings) -> int:
                 wait_until_answers(service.url, child=child, timeout=60)
                 print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)
         print(metrics_urls(settings), flush=True)
+        print_admin_token(token_path, f"http://{settings.web_host}:{settings.web_port}")
         print("ready; press Ctrl-C to stop", flush=True)
         while not stop.requested:
             exited = [child for child in children if not child.running()]

@@ -74,12 +74,13 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
+import httpx  # noqa: E402
 import redis  # noqa: E402
 
 from algorithm.jobs import JobStore  # noqa: E402
 from algorithm.training_queue import TrainingQueue  # noqa: E402
 from stack.process import spawn  # noqa: E402
-from tests.helpers import wait_live, wait_until  # noqa: E402
+from tests.helpers import bearer, wait_live, wait_until  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
@@ -250,6 +251,48 @@ def wait_for_job(job_store: JobStore) -> Callable[..., dict[str, Any]]:
         return wait_until(finished, timeout=timeout, what=f"job {job_id} finished")
 
     return wait
+
+
+@pytest.fixture
+def tokens(db: Any) -> dict[str, str]:
+    """A fresh token secret per role ("reader", "editor", "admin") in the test's database.
+
+    Committed (so live servers see them) when the test also uses `transactional_db`.
+    """
+    from web.auth.roles import Role
+    from web.auth.tokens import issue_token
+
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        role.label: issue_token(name=f"test-{role.label}-{suffix}", role=role)[1] for role in Role
+    }
+
+
+@pytest.fixture
+def admin_headers(tokens: dict[str, str]) -> dict[str, str]:
+    """Headers that authenticate as this test's admin token."""
+    return bearer(tokens["admin"])
+
+
+@pytest.fixture
+def web_client(
+    transactional_db: Any, tokens: dict[str, str]
+) -> Iterator[Callable[..., httpx.Client]]:
+    """httpx clients for a live web service: `web_client(url, role="admin")` (None: no token).
+
+    The tokens are committed, so the web process finds them; clients are closed after the test.
+    """
+    clients: list[httpx.Client] = []
+
+    def make(url: str, role: str | None = "admin") -> httpx.Client:
+        headers = bearer(tokens[role]) if role else {}
+        client = httpx.Client(base_url=url, headers=headers, timeout=5)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

@@ -50,6 +50,11 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     return body
 
 
+def bearer(secret: str) -> dict[str, str]:
+    """The Authorization header that presents the token `secret`."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
     """Wait until the service `child` started answers /health/live (its log on failure)."""
 

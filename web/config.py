@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlsplit
 
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stack.config import CommonSettings
 
@@ -29,6 +30,22 @@ class WebSettings(CommonSettings):
     predict_max_chars: int = 100_000
     import_max_bytes: int = 2 * 1024**3
     access_log: bool = True  # one log line per request (method, route, status, duration, id)
+    # How long a token check is cached per process: a revoked token works at most this long.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    # Origins browsers may call the API from (JSON list, e.g. ["https://app.example.com"]).
+    cors_allowed_origins: list[str] = []
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"CORS_ALLOWED_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path), e.g. https://app.example.com"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

@@ -5,7 +5,9 @@
     │   ├── InvalidJson             400 invalid_json
     │   ├── InvalidRequest          400 invalid_request
     │   └── ValidationFailed        400 validation_error (+ fields or items)
-    ├── Unauthorized                401 unauthorized (+ WWW-Authenticate: Bearer)
+    ├── Unauthorized                401 not_authenticated (+ WWW-Authenticate)
+    │   └── InvalidToken            401 invalid_token
+    ├── Forbidden                   403 forbidden
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed (+ Allow header)
     ├── TopKAboveLabels             409 top_k_above_labels (+ fields)
@@ -70,10 +72,24 @@ class ValidationFailed(BadRequest):
 
 
 class Unauthorized(ServiceError):
-    status, code, default_detail = 401, "unauthorized", "Send a valid bearer token."
+    """No bearer token; the challenge says how to authenticate (RFC 6750)."""
 
-    def __init__(self, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extra)
+    status, code = 401, "not_authenticated"
+    default_detail = "This endpoint needs a token: send `Authorization: Bearer <token>`."
+    challenge = 'Bearer realm="api"'
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": self.challenge})
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    default_detail = "The token is unknown, expired or revoked."
+    challenge = 'Bearer realm="api", error="invalid_token"'
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
 
 
 class NotFound(ServiceError):

@@ -2,18 +2,24 @@
 
 Predict, train and health are plain async Django views (a DRF APIView would put every prediction
 through a thread hop), so `add_plain_views` writes their operations into the generated schema,
-with the predict request body taken from the pydantic models that validate it. Serializers that
-refuse unknown fields say so (`additionalProperties: false`) through `StrictSerializerExtension`.
+with the predict request body taken from the pydantic models that validate it. Then every /api/
+operation gets the `bearerAuth` security scheme and the answers authentication and rate limits
+add (401, 403 where its role is above reader, 429), from the same table the middleware reads.
+Serializers that refuse unknown fields say so (`additionalProperties: false`) through
+`StrictSerializerExtension`.
 tests/web/test_openapi.py checks the schema against the URL conf, so a route cannot go missing.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
+from web.auth.middleware import route_name
+from web.auth.roles import READER, required_role
 from web.data import rules
 from web.data.serializers import RuleCharField
 from web.predict_body import PredictMany, PredictOne
@@ -273,14 +279,58 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+SECURITY_SCHEME_NAME = "bearerAuth"
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A token printed by `make run` (kept in $VAR_DIR/admin-token) or made by "
+    "`python -m web createtoken --name NAME --role reader|editor|admin`.",
+}
+UNAUTHORIZED = _answer(
+    "not_authenticated: no bearer token; invalid_token: unknown, expired or revoked",
+    ERROR_REF,
+    **{"WWW-Authenticate": 'The Bearer challenge, e.g. Bearer realm="api"'},
+)
+TOO_MANY_REQUESTS = _answer(
+    "Too many requests for this token (or address): wait Retry-After seconds",
+    ERROR_REF,
+    **{"Retry-After": "Seconds to wait before retrying"},
+)
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
 def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: add the operations of the plain async views."""
-    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    """drf-spectacular postprocessing hook: add the plain async views, then secure /api/."""
+    components = result.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas.setdefault("Error", ERROR_SCHEMA)
     schemas.update(SCHEMAS)
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
     result["paths"] = dict(sorted({**result["paths"], **PATHS}.items()))
     _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))
+    for path, operations in result["paths"].items():
+        if path.startswith("/api/"):
+            _secure(path, operations)
     return result
+
+
+def _secure(path: str, operations: dict[str, Any]) -> None:
+    """Declare the token, the role it needs, and the answers the checks in front add."""
+    route = route_name(re.sub(r"\{[^}/]+\}", "1", path))  # any value the route accepts
+    for method, operation in operations.items():
+        if method not in HTTP_METHODS:
+            continue
+        needed = required_role(route, method.upper()) if route else None
+        operation["security"] = [{SECURITY_SCHEME_NAME: []}]
+        responses = operation["responses"]
+        responses["401"] = UNAUTHORIZED
+        if needed is None or needed > READER:
+            role = needed.label if needed else "a role no token has"
+            responses["403"] = _error(f"forbidden: this operation needs role {role}")
+        responses["429"] = TOO_MANY_REQUESTS
+        if needed is not None:
+            note = f"Needs a token with role `{needed.label}` or above."
+            operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
 
 
 def _allow_bulk_create(operation: dict[str, Any] | None) -> None:
@@ -293,6 +343,16 @@ def _allow_bulk_create(operation: dict[str, Any] | None) -> None:
         one = media["schema"]
         many = {"type": "array", "items": one, "minItems": 1, "maxItems": settings.BULK_MAX_ROWS}
         media["schema"] = {"oneOf": [one, many]}
+
+
+class BearerAuthScheme(OpenApiAuthenticationExtension):
+    """The scheme of DRF views' authentication class (the identity the middleware checked)."""
+
+    target_class = "web.auth.drf.TokenFromMiddleware"
+    name = SECURITY_SCHEME_NAME
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return SECURITY_SCHEME
 
 
 class StrictSerializerExtension(OpenApiSerializerExtension):

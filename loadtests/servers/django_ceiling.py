@@ -26,7 +26,8 @@ async def constant(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"label": "hello", "model_version": "django-ceiling"})
 
 
-urlpatterns = [path("api/predict/", constant)]
+# Named like web's predict route, so the token check treats it the same (reader).
+urlpatterns = [path("api/predict/", constant, name="predict")]
 
 django_application = get_asgi_application()
 

@@ -104,6 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, htt
     settings = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "ADMIN_TOKEN": "tcf_" + secrets.token_urlsafe(32),
         "WEB_PUBLISH": f"127.0.0.1:{web_port}",
         "ALGORITHM_PUBLISH": f"127.0.0.1:{free_port()}",
         "TEXTCLF_TAG": IMAGE_TAG,
@@ -113,7 +114,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, htt
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     stack = Stack(settings, env_file)
     stack.run("down", "-v", "--remove-orphans")
-    with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=30) as client:
+    auth = {"Authorization": f"Bearer {settings['ADMIN_TOKEN']}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", headers=auth, timeout=30) as client:
         try:
             yield stack, client
         finally:

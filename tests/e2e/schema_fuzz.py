@@ -56,6 +56,7 @@ def run_schemathesis(
     max_examples: int,
     report_dir: Path,
     options: tuple[str, ...] = (),
+    phases: str = PHASES,
 ) -> FuzzRun:
     """Fuzz the API described at `schema_url` (its base URL is the schema's host).
 
@@ -68,7 +69,7 @@ def run_schemathesis(
     command = [
         sys.executable, "-m", "schemathesis.cli", "--no-color", "run", schema_url,
         "--checks", "all",
-        "--phases", PHASES,
+        "--phases", phases,
         "--seed", str(SEED),
         "--max-examples", str(max_examples),
         "--generation-database", "none",  # no examples carried over from an earlier run

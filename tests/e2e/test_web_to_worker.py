@@ -36,9 +36,9 @@ def stack_urls(
     return web, algorithm
 
 
-def wait_for_job(web: str, location: str, timeout: float = 120) -> dict[str, Any]:
+def wait_for_job(web: httpx.Client, location: str, timeout: float = 120) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
-        job: dict[str, Any] = httpx.get(f"{web}{location}").json()
+        job: dict[str, Any] = web.get(location).json()
         return job if job["status"] in {"succeeded", "failed"} else None
 
     return wait_until(finished, timeout=timeout, interval=0.2, what=f"job at {location} finished")
@@ -48,16 +48,16 @@ def test_a_user_trains_and_predicts_through_web(
     stack_urls: tuple[str, str],
     fixture_corpus: list[tuple[str, str]],
     model_dir: Path,
-    transactional_db: Any,
+    web_client: Callable[..., httpx.Client],
 ) -> None:
-    web, _ = stack_urls
-    before = httpx.post(f"{web}/api/predict/", json={"text": "a library for images"})
+    web = web_client(stack_urls[0])
+    before = web.post("/api/predict/", json={"text": "a library for images"})
     assert "train" in assert_error(before, 503, "no_model")["detail"]
 
     rows = [{"text": text, "label": label} for text, label in fixture_corpus]
-    assert httpx.post(f"{web}/api/data/", json=rows, timeout=60).status_code == 201
+    assert web.post("/api/data/", json=rows, timeout=60).status_code == 201
 
-    started = httpx.post(f"{web}/api/train/")
+    started = web.post("/api/train/")
     assert started.status_code == 202
     location = started.headers["Location"]
     assert location == f"/api/train/{started.json()['job_id']}/"
@@ -70,41 +70,43 @@ def test_a_user_trains_and_predicts_through_web(
     expected = predict_labels(model, texts)
 
     def predicted() -> httpx.Response | None:
-        single = httpx.post(f"{web}/api/predict/", json={"text": texts[0]})
+        single = web.post("/api/predict/", json={"text": texts[0]})
         return single if single.status_code == 200 else None
 
     # The algorithm service picks the new version up within its poll interval.
     single = wait_until(predicted, timeout=5, interval=0.1, what="a prediction from the model")
     assert single.json() == {"label": expected[0], "model_version": job["model_version"]}
-    batch = httpx.post(f"{web}/api/predict/", json={"texts": texts}).json()
+    batch = web.post("/api/predict/", json={"texts": texts}).json()
     assert batch == {"labels": expected, "model_version": job["model_version"]}
     assert_top_k_answers_through_web(web, model, texts)
-    assert httpx.get(f"{web}/health/ready").json()["checks"] == {
+    assert web.get("/health/ready").json()["checks"] == {
         "database": "ok",
         "algorithm": "ok",
     }
 
-    assert_error(httpx.get(f"{web}/api/train/no-such-job/"), 404, "job_not_found")
+    assert_error(web.get("/api/train/no-such-job/"), 404, "job_not_found")
 
 
-def assert_top_k_answers_through_web(web: str, model: TrainedModel, texts: list[str]) -> None:
+def assert_top_k_answers_through_web(
+    web: httpx.Client, model: TrainedModel, texts: list[str]
+) -> None:
     """Scores through web equal the reference's; a k above the labels is refused, naming them."""
     expected = score_labels(model, texts, 3)
-    single = httpx.post(f"{web}/api/predict/", json={"text": texts[0], "top_k": 3}).json()
-    batch = httpx.post(f"{web}/api/predict/", json={"texts": texts, "top_k": 3}).json()
+    single = web.post("/api/predict/", json={"text": texts[0], "top_k": 3}).json()
+    batch = web.post("/api/predict/", json={"texts": texts, "top_k": 3}).json()
     answered, reference = [single["scores"], *batch["scores"]], [expected[0], *expected]
     for got, want in zip(answered, reference, strict=True):
         assert [item["label"] for item in got] == [label for label, _ in want]
         assert [item["score"] for item in got] == pytest.approx([s for _, s in want], abs=1e-9)
     assert single["label"] == expected[0][0][0]
     assert batch["labels"] == [ranked[0][0] for ranked in expected]
-    too_many = httpx.post(f"{web}/api/predict/", json={"text": "x", "top_k": len(model.labels) + 1})
+    too_many = web.post("/api/predict/", json={"text": "x", "top_k": len(model.labels) + 1})
     error = assert_error(too_many, 409, "top_k_above_labels")
     assert f"at most {len(model.labels)}" in error["fields"]["top_k"][0]
 
 
 def test_train_answers_in_milliseconds_with_100_000_rows(
-    stack_urls: tuple[str, str], transactional_db: Any
+    stack_urls: tuple[str, str], web_client: Callable[..., httpx.Client]
 ) -> None:
     from django.db import connection
 
@@ -114,10 +116,10 @@ def test_train_answers_in_milliseconds_with_100_000_rows(
             "SELECT 'package number ' || i || ' does thing ' || (i % 97), 'l' || (i % 5), "
             "now(), now() FROM generate_series(1, 100000) AS i"
         )
-    web, _ = stack_urls
-    httpx.get(f"{web}/health/ready")  # warm the connections
+    web = web_client(stack_urls[0])
+    web.get("/health/ready")  # warm the connections
     started = time.perf_counter()
-    response = httpx.post(f"{web}/api/train/")
+    response = web.post("/api/train/")
     elapsed = time.perf_counter() - started
     assert response.status_code == 202
     assert elapsed < 0.5, f"POST /api/train/ took {elapsed * 1000:.0f} ms"
@@ -144,41 +146,46 @@ BAD_PREDICT_BODIES = [
 
 
 def test_bad_predict_input_through_web_gets_4xx(
-    start_service: Callable[..., str], test_database_url: str
+    start_service: Callable[..., str],
+    test_database_url: str,
+    web_client: Callable[..., httpx.Client],
 ) -> None:
-    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
+    web = web_client(start_service("web", DATABASE_URL=test_database_url,
+                                   ALGORITHM_URL="http://127.0.0.1:9"))  # fmt: skip
     for body, code in BAD_PREDICT_BODIES:
         if isinstance(body, str | bytes):
-            response = httpx.post(f"{web}/api/predict/", content=body,
+            response = web.post("/api/predict/", content=body,
                                   headers={"Content-Type": "application/json"})  # fmt: skip
         else:
-            response = httpx.post(f"{web}/api/predict/", json=body)
+            response = web.post("/api/predict/", json=body)
         assert_error(response, 400, code)
-    assert_error(httpx.post(f"{web}/api/predict/", data={"text": "x"}), 415,
+    assert_error(web.post("/api/predict/", data={"text": "x"}), 415,
                  "unsupported_media_type")  # fmt: skip
-    assert_error(httpx.get(f"{web}/api/predict/"), 405, "method_not_allowed")
+    assert_error(web.get("/api/predict/"), 405, "method_not_allowed")
 
 
 def test_algorithm_down_or_silent_gives_503_or_504_quickly(
-    start_service: Callable[..., str], test_database_url: str
+    start_service: Callable[..., str],
+    test_database_url: str,
+    web_client: Callable[..., httpx.Client],
 ) -> None:
-    down = start_service("web", DATABASE_URL=test_database_url,
-                         ALGORITHM_URL=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    down = web_client(start_service("web", DATABASE_URL=test_database_url,
+                                    ALGORITHM_URL=f"http://127.0.0.1:{free_port()}"))  # fmt: skip
     started = time.perf_counter()
-    response = httpx.post(f"{down}/api/predict/", json={"text": "hello"}, timeout=10)
+    response = down.post("/api/predict/", json={"text": "hello"}, timeout=10)
     assert_error(response, 503, "algorithm_unavailable")
     assert time.perf_counter() - started < 3
-    assert_error(httpx.post(f"{down}/api/train/", timeout=10), 503)
-    ready = httpx.get(f"{down}/health/ready", timeout=10)
+    assert_error(down.post("/api/train/", timeout=10), 503)
+    ready = down.get("/health/ready", timeout=10)
     assert ready.status_code == 503 and ready.json()["checks"]["database"] == "ok"
 
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        slow = start_service("web", DATABASE_URL=test_database_url,
-                             ALGORITHM_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                             ALGORITHM_TIMEOUT_SECONDS="1")  # fmt: skip
+        slow = web_client(start_service("web", DATABASE_URL=test_database_url,
+                                        ALGORITHM_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                        ALGORITHM_TIMEOUT_SECONDS="1"))  # fmt: skip
         started = time.perf_counter()
-        response = httpx.post(f"{slow}/api/predict/", json={"text": "hello"}, timeout=10)
+        response = slow.post("/api/predict/", json={"text": "hello"}, timeout=10)
         assert_error(response, 504, "algorithm_unavailable")
         assert time.perf_counter() - started < 3

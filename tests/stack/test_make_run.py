@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,6 +64,19 @@ def wait_ready(env: dict[str, str], process: subprocess.Popen[str], timeout: flo
     return wait_until(answer, timeout=timeout, interval=0.2, what="make run ready")
 
 
+def api_status(env: dict[str, str], token: str | None) -> int:
+    """The status of GET /api/data/ with `Authorization: Bearer <token>` (or no header)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{env['WEB_PORT']}/api/data/", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def processes_mentioning(*needles: str) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -92,6 +106,10 @@ def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) 
     try:
         ready = wait_ready(env, runner)
         assert ready["status"] == "ok"
+        token_file = var_dir / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert api_status(env, token_file.read_text().strip()) == 200
+        assert api_status(env, None) == 401
 
         second = subprocess.run(
             ["make", "--no-print-directory", "run"],
@@ -110,6 +128,8 @@ def test_make_run_reaches_ready_and_ctrl_c_leaves_nothing_behind(var_dir: Path) 
     # make re-raises the Ctrl-C it saw after its child (the supervisor) exits cleanly.
     assert runner.returncode in (0, -signal.SIGINT), output
     assert output.rstrip().endswith("stopped"), output
+    assert f"admin token: {token_file.read_text().strip()}" in output
+    assert f'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{env["WEB_PORT"]}' in output
     time.sleep(0.5)
     assert processes_mentioning(str(var_dir), f"--port {env['WEB_PORT']}") == []
     assert (var_dir / "postgres" / "PG_VERSION").exists()  # data is kept for the next run
@@ -124,9 +144,12 @@ def test_make_run_recovers_after_a_crash(var_dir: Path) -> None:
     # Children die with their parent.
     wait_until(lambda: not processes_mentioning(str(var_dir)), timeout=20, what="no process left")
 
+    token = (var_dir / "admin-token").read_text()
     restarted = start_make_run(env)
     try:
         assert wait_ready(env, restarted)["status"] == "ok"
+        assert (var_dir / "admin-token").read_text() == token  # kept across starts
+        assert api_status(env, token.strip()) == 200
     finally:
         os.killpg(restarted.pid, signal.SIGINT)
         restarted.communicate(timeout=60)

@@ -20,8 +20,18 @@ LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 
 @pytest.fixture
-def api(db: Any) -> APIClient:
-    """A DRF client against the real database (each test in a rolled-back transaction)."""
+def api(admin_headers: dict[str, str]) -> APIClient:
+    """A DRF client with an admin token, against the real database (rolled back after each test)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
+    return client
+
+
+@pytest.fixture
+def anonymous_api(db: Any) -> APIClient:
+    """A DRF client that sends no token."""
     from rest_framework.test import APIClient
 
     return APIClient()
@@ -40,12 +50,31 @@ def make_rows(api: APIClient) -> Any:
     return make
 
 
+@pytest.fixture
+def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Committed rows for tests that drive the ASGI app in-process (`web.asgi.application`).
+
+    Under ASGI each request's sync code runs in a thread of its own, so its connections are
+    closed at the end of the request (CONN_MAX_AGE 0, as Django advises for ASGI) instead of
+    being dropped open with the thread; the token check's own thread is closed afterwards.
+    Either left open would keep the test database from being dropped.
+    """
+    from django.db import connections
+
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    yield
+    from web.auth.check import token_cache
+
+    token_cache.close_connections()
+
+
 @dataclass
 class LiveWeb:
     """A real `python -m web` (one Hypercorn worker) on the test database."""
 
     url: str
     child: Any
+    log: Path
 
     def worker_pids(self) -> list[int]:
         """The pids of the processes that serve requests (the pool's children)."""
@@ -69,6 +98,6 @@ def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
     try:
         wait_live(url, child, log)
-        yield LiveWeb(url=url, child=child)
+        yield LiveWeb(url=url, child=child, log=log)
     finally:
         stop_children([child])

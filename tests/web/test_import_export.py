@@ -16,7 +16,7 @@ import httpx
 import pytest
 from rest_framework.test import APIClient
 
-from tests.helpers import assert_error, wait_until
+from tests.helpers import assert_error, bearer, wait_until
 from tests.web.conftest import LIVE_IMPORT_MAX_BYTES, LiveWeb
 from web.data.importing import BLOCK_ROWS
 from web.data.models import Data
@@ -175,34 +175,42 @@ def test_search_finds_imported_rows_as_soon_as_the_import_answers(api: APIClient
 
 @pytest.mark.parametrize(("file_format", "encode"), [("ndjson", ndjson), ("csv", csv_body)])
 def test_import_then_export_round_trips_byte_for_byte(
-    live_web: LiveWeb, transactional_db: Any, file_format: str, encode: Any
+    live_web: LiveWeb,
+    transactional_db: Any,
+    admin_headers: dict[str, str],
+    file_format: str,
+    encode: Any,
 ) -> None:
     body = encode(AWKWARD_ROWS * 3)
     content_type = NDJSON if file_format == "ndjson" else CSV
     created = httpx.post(f"{live_web.url}/api/data/import", content=body,
-                         headers={"Content-Type": content_type}, timeout=30)  # fmt: skip
+                         headers={"Content-Type": content_type, **admin_headers},
+                         timeout=30)  # fmt: skip
     assert created.status_code == 201, created.text
-    exported = httpx.get(f"{live_web.url}/api/data/export?format={file_format}", timeout=30)
+    exported = httpx.get(f"{live_web.url}/api/data/export?format={file_format}",
+                         headers=admin_headers, timeout=30)  # fmt: skip
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith(content_type)
     assert exported.content == body
 
 
 def test_export_applies_the_list_filters_and_ordering(
-    live_web: LiveWeb, transactional_db: Any
+    live_web: LiveWeb, transactional_db: Any, tokens: dict[str, str]
 ) -> None:
     rows = [("python tools", "python"), ("perl regex", "perl"), ("python regex", "libs")]
     Data.objects.bulk_create(Data(text=t, label=label) for t, label in rows)
     url = f"{live_web.url}/api/data/export"
-    found = httpx.get(url, params={"search": "regex", "ordering": "-label"}, timeout=30)
+    with httpx.Client(headers=bearer(tokens["reader"]), timeout=30) as reader:  # reader exports
+        found = reader.get(url, params={"search": "regex", "ordering": "-label"})
+        by_label = reader.get(url, params={"label": "python", "format": "csv"})
+        bad = reader.get(url, params={"format": "xml"})
     assert found.content == ndjson([("python regex", "libs"), ("perl regex", "perl")][::-1])
-    by_label = httpx.get(url, params={"label": "python", "format": "csv"}, timeout=30)
     assert by_label.content == b"text,label\npython tools,python\n"
-    bad = httpx.get(url, params={"format": "xml"}, timeout=30)
     assert_error(bad, 400, "validation_error")
 
 
 def test_declared_oversized_import_gets_413_before_the_body_is_sent(live_web: LiveWeb) -> None:
+    # No token needed: the size guard answers before Django (and the token check) runs.
     host, port = live_web.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.putrequest("POST", "/api/data/import")
@@ -216,14 +224,15 @@ def test_declared_oversized_import_gets_413_before_the_body_is_sent(live_web: Li
 
 
 def test_client_that_disconnects_mid_body_leaves_nothing_behind(
-    live_web: LiveWeb, transactional_db: Any
+    live_web: LiveWeb, transactional_db: Any, admin_headers: dict[str, str]
 ) -> None:
     body = ndjson([(f"row {i}", "ok") for i in range(20_000)])
     host, port = live_web.url.removeprefix("http://").split(":")
+    auth = admin_headers["Authorization"].encode()
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(
             b"POST /api/data/import HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
-            b"Content-Length: %d\r\n\r\n" % (len(body) * 2) + body
+            b"Authorization: %s\r\nContent-Length: %d\r\n\r\n" % (auth, len(body) * 2) + body
         )
     time.sleep(0.5)
     assert httpx.get(f"{live_web.url}/health/live", timeout=5).status_code == 200
@@ -239,7 +248,7 @@ def _peak_rss_kib(pid: int) -> int:
 
 @pytest.mark.slow
 def test_web_memory_stays_flat_while_importing_100_mb(
-    live_web: LiveWeb, transactional_db: Any
+    live_web: LiveWeb, transactional_db: Any, admin_headers: dict[str, str]
 ) -> None:
     (worker,) = live_web.worker_pids()
     row = json.dumps({"text": "kernel module " * 70, "label": "kernel"}).encode() + b"\n"
@@ -250,11 +259,12 @@ def test_web_memory_stays_flat_while_importing_100_mb(
             yield row * 1000
 
     warm = httpx.post(f"{live_web.url}/api/data/import", content=row * 1000,
-                      headers={"Content-Type": NDJSON}, timeout=60)  # fmt: skip
+                      headers={"Content-Type": NDJSON, **admin_headers}, timeout=60)  # fmt: skip
     assert warm.status_code == 201
     before = _peak_rss_kib(worker)
-    response = httpx.post(f"{live_web.url}/api/data/import", content=body(),
-                          headers={"Content-Type": NDJSON}, timeout=300)  # fmt: skip
+    headers = {"Content-Type": NDJSON, **admin_headers}
+    response = httpx.post(f"{live_web.url}/api/data/import", content=body(), headers=headers,
+                          timeout=300)  # fmt: skip
     assert response.status_code == 201, response.text
     assert response.json()["created"] == copies // 1000 * 1000
     growth_mib = (_peak_rss_kib(worker) - before) / 1024

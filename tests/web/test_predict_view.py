@@ -1,24 +1,33 @@
 """web's predict and train views in-process: the real ASGI app, the algorithm at the network edge.
 
 Each test installs an AlgorithmClient whose transport is an httpx.MockTransport playing the
-algorithm service, and talks to `web.asgi.application` through httpx's ASGI transport.
+algorithm service, and talks to `web.asgi.application` through httpx's ASGI transport, with an
+editor token (committed: the app checks it from another thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
 import httpx
 import pytest
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer
 from web import algorithm_client
 from web.asgi import application
 
 Handler = Callable[[httpx.Request], httpx.Response]
+TOKEN_HEADERS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def editor_token(asgi_db: None, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request here presents an editor token: predict needs reader, train editor."""
+    monkeypatch.setattr(sys.modules[__name__], "TOKEN_HEADERS", bearer(tokens["editor"]))
 
 
 def ask(algorithm: Handler, method: str, path: str, **request: Any) -> httpx.Response:
@@ -34,7 +43,9 @@ def ask(algorithm: Handler, method: str, path: str, **request: Any) -> httpx.Res
         algorithm_client.install(client)
         try:
             transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=TOKEN_HEADERS
+            ) as web:
                 return await web.request(method, path, **request)
         finally:
             await client.aclose()
@@ -240,7 +251,9 @@ def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
         algorithm_client.install(client)
         try:
             transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=TOKEN_HEADERS
+            ) as web:
                 bodies = [{"text": "a" * n} if n % 2 else {"text": "a" * n, "top_k": 1}
                           for n in range(1, 9)]  # fmt: skip
                 return await asyncio.gather(

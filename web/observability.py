@@ -32,7 +32,7 @@ from stack.metrics import (
     scrape_allowed,
 )
 from web.config import get_settings
-from web.errors import Unauthorized, json_errors
+from web.errors import InvalidToken, Unauthorized, json_errors
 
 access_log = logging.getLogger("web.access")
 UNMATCHED_ROUTE = "unmatched"  # 404s: never the raw path, which would add a series per URL
@@ -189,7 +189,9 @@ def metrics(get_response: Callable[..., Any]) -> Callable[..., Any]:
 @json_errors("GET")
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics`: every web process's metrics; open unless METRICS_TOKEN is set."""
-    if not scrape_allowed(request.headers.get("Authorization"), get_settings().metrics_token):
-        raise Unauthorized("GET /metrics needs the METRICS_TOKEN bearer token.")
+    presented = request.headers.get("Authorization")
+    if not scrape_allowed(presented, get_settings().metrics_token):
+        refusal = InvalidToken if presented else Unauthorized
+        raise refusal("GET /metrics needs the METRICS_TOKEN bearer token.")
     body = await asyncio.to_thread(render_metrics)
     return HttpResponse(body, content_type=CONTENT_TYPE)

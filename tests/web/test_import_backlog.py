@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import psycopg
@@ -70,18 +70,19 @@ def test_an_api_write_to_a_row_in_the_backlog_indexes_it(api: APIClient) -> None
 
 
 def test_a_live_import_is_found_at_once_and_indexed_after_it_answers(
-    live_web: LiveWeb, transactional_db: Any
+    live_web: LiveWeb, web_client: Callable[..., httpx.Client]
 ) -> None:
+    editor = web_client(live_web.url, role="editor")
     rows = [(f"live asdfg {i}", "live") for i in range(3000)]
-    answer = httpx.post(f"{live_web.url}/api/data/import", content=ndjson(rows),
-                        headers={"Content-Type": NDJSON}, timeout=60)  # fmt: skip
+    answer = editor.post("/api/data/import", content=ndjson(rows),
+                         headers={"Content-Type": NDJSON}, timeout=60)  # fmt: skip
     assert answer.status_code == 201, answer.text
-    found = httpx.get(f"{live_web.url}/api/data/", params={"search": "asdfg 2999"}, timeout=10)
+    found = editor.get("/api/data/", params={"search": "asdfg 2999"}, timeout=10)
     assert [row["text"] for row in found.json()["results"]] == ["live asdfg 2999"]
     # The web process drains its import's rows into the trigram index by itself.
     wait_until(lambda: not Data.objects.filter(search_indexed=False).exists(), timeout=60)
     assert Data.objects.count() == 3000
-    again = httpx.get(f"{live_web.url}/api/data/", params={"search": "asdfg 2999"}, timeout=10)
+    again = editor.get("/api/data/", params={"search": "asdfg 2999"}, timeout=10)
     assert again.json()["results"] == found.json()["results"]
 
 

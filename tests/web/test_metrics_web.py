@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer
 from web import algorithm_client, observability
 from web.asgi import application
 
 Handler = Callable[[httpx.Request], httpx.Response]
+# A reader's bearer token on every request (the API needs one): set per test by `_as_reader`.
+AUTH_HEADERS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _as_reader(asgi_db: Any, tokens: dict[str, str]) -> Iterator[None]:
+    AUTH_HEADERS.update(bearer(tokens["reader"]))
+    yield
+    AUTH_HEADERS.clear()
 
 
 def labels(request: httpx.Request) -> httpx.Response:
@@ -44,7 +53,9 @@ def run(algorithm: Handler, *requests: dict[str, Any]) -> list[httpx.Response]:
         algorithm_client.install(client)
         try:
             transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=AUTH_HEADERS
+            ) as web:
                 return [await web.request(**request) for request in requests]
         finally:
             await client.aclose()
@@ -114,11 +125,13 @@ def test_calls_to_a_down_algorithm_service_are_counted_as_unavailable() -> None:
 def test_metrics_token_when_set_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = observability.get_settings().model_copy(update={"metrics_token": "s3cret"})
     monkeypatch.setattr(observability, "get_settings", lambda: settings)
+    AUTH_HEADERS.clear()  # an API token is not the metrics token
     request = {"method": "GET", "url": "/metrics"}
     anonymous, wrong = run(labels, request, {**request, "headers": {"Authorization": "Bearer x"}})
+    assert_error(anonymous, 401, "not_authenticated")
+    assert_error(wrong, 401, "invalid_token")
     for response in (anonymous, wrong):
-        assert_error(response, 401, "unauthorized")
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="api"')
     assert "http_server_request_duration_seconds" in str(scrape(Authorization="Bearer s3cret"))
 
 

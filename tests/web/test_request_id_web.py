@@ -5,18 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import httpx
 import pytest
 
 from stack.logs import JsonFormatter
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer
 from web import algorithm_client
 from web.asgi import application
 
 Handler = Callable[[httpx.Request], httpx.Response]
+# A reader's bearer token on every request (the API needs one): set per test by `_as_reader`.
+AUTH_HEADERS: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _as_reader(asgi_db: Any, tokens: dict[str, str]) -> Iterator[None]:
+    AUTH_HEADERS.update(bearer(tokens["reader"]))
+    yield
+    AUTH_HEADERS.clear()
 
 
 def labels_and_ids(seen: list[str | None]) -> Handler:
@@ -43,7 +52,9 @@ def send(algorithm: Handler, *requests: dict[str, Any]) -> list[httpx.Response]:
         algorithm_client.install(client)
         try:
             transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=AUTH_HEADERS
+            ) as web:
                 return list(await asyncio.gather(*(web.request(**r) for r in requests)))
         finally:
             await client.aclose()

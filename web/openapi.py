@@ -271,7 +271,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     "description": "The metrics",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
                 },
-                "401": _error("not_authenticated or invalid_token: METRICS_TOKEN is set and was not sent"),
+                "401": _error("METRICS_TOKEN is set: not_authenticated or invalid_token"),
                 **REFUSED,
             },
         }

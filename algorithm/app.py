@@ -10,6 +10,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from algorithm.auth import require_service_token
 from algorithm.config import AlgorithmSettings, get_settings
 from algorithm.errors import ApiError
 from algorithm.event_loop import FlaskASGI, LoopFlask
@@ -50,6 +51,7 @@ def create_app(
         on_close=on_close,
     )
     register_error_handlers(app)
+    require_service_token(app, settings.algorithm_tokens)
     app.register_blueprint(api)
     app.register_blueprint(docs)
     return app
@@ -83,7 +85,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response, status = error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:

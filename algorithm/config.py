@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import field_validator
+from pydantic_settings import NoDecode
 
 from stack.config import CommonSettings
+
+MIN_TOKEN_CHARS = 16
 
 
 class AlgorithmSettings(CommonSettings):
@@ -18,6 +24,30 @@ class AlgorithmSettings(CommonSettings):
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
     predict_max_body_bytes: int = 32 * 1024 * 1024
+    # The service tokens callers must present (web's ALGORITHM_TOKEN is one of them). A list, so
+    # a token can be rotated: add the new one, move the callers over, then drop the old one.
+    algorithm_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("algorithm_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        """`ALGORITHM_TOKENS=old,new`: comma-separated, blanks around each token ignored."""
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("algorithm_tokens")
+    @classmethod
+    def _require_strong_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Never name the token in the message: it would end up in a log.
+        if not value:
+            raise ValueError(
+                "ALGORITHM_TOKENS is empty: set one or more service tokens, comma-separated "
+                "(make run generates one under $VAR_DIR)"
+            )
+        if any(len(token) < MIN_TOKEN_CHARS for token in value):
+            raise ValueError(f"every ALGORITHM_TOKENS entry needs {MIN_TOKEN_CHARS}+ characters")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,14 @@ class WebSettings(CommonSettings):
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
     import_max_bytes: int = 2 * 1024**3
+    # web's credential at the algorithm service: one of that service's ALGORITHM_TOKENS.
+    algorithm_token: str = ""
+    # Requests per minute per token (per client address without one), shared by every web
+    # process through Redis; 0 turns a scope off. See web/throttling.py.
+    rate_limit_predict_per_minute: int = 120_000
+    rate_limit_reads_per_minute: int = 6_000
+    rate_limit_writes_per_minute: int = 600
+    rate_limit_train_per_minute: int = 10
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:
@@ -38,6 +46,15 @@ class WebSettings(CommonSettings):
             raise ValueError(
                 "DJANGO_SECRET_KEY is missing or a placeholder; set a long random value "
                 "(or DJANGO_DEBUG=true for local debugging only)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _require_algorithm_token(self) -> WebSettings:
+        if not self.django_debug and not self.algorithm_token.strip():
+            raise ValueError(
+                "ALGORITHM_TOKEN is missing: set it to one of the algorithm service's "
+                "ALGORITHM_TOKENS (make run generates one under $VAR_DIR)"
             )
         return self
 

@@ -26,8 +26,8 @@ INSTALLED_APPS = [
     "web.data",
 ]
 
-# One async-native middleware: each sync one would cost a thread hop per request (see module).
-MIDDLEWARE = ["web.middleware.security_headers"]
+# Async-native middleware only: each sync one would cost a thread hop per request.
+MIDDLEWARE = ["web.middleware.security_headers", "web.throttling.rate_limit"]
 
 ROOT_URLCONF = "web.urls"
 ASGI_APPLICATION = "web.asgi.application"

@@ -1,0 +1,117 @@
+"""Rate limits on web's API: the middleware, and which scope a request counts against.
+
+Scopes, each with its own limit per minute in settings (0 turns it off):
+predict (`POST /api/predict/`), train (`POST /api/train/`), writes (every other unsafe method
+under /api/, bulk import included) and reads (safe methods under /api/). The schema, the docs,
+health and static files are never limited. A request is counted against its caller: the token
+id AUTH's middleware sets (`request.token_id`), else a hash of the bearer token it presents,
+else the client address. A refusal is 429 `rate_limited` with `Retry-After`.
+
+Redis outage: predict, reads and writes fail open (a prediction or a stored row matters more
+than the limit for a few seconds; writes go to PostgreSQL, which does not need Redis); train
+fails closed with 503 `rate_limit_unavailable`, since a training needs Redis (its queue and job
+state) anyway and a runaway script must not queue trainings unchecked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+from django.utils.decorators import sync_and_async_middleware
+
+from web.config import WebSettings
+from web.errors import RateLimitUnavailable, TooManyRequests, error_response
+from web.rate_limits import Scope, SharedRateLimiter
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# (URL name in web/urls.py, method) -> scope, where it is neither reads nor writes.
+ROUTE_SCOPES = {("predict", "POST"): "predict", ("train", "POST"): "train"}
+UNLIMITED_ROUTES = frozenset({"schema", "docs"})
+
+
+def scopes(config: WebSettings) -> list[Scope]:
+    """The scopes, their limits and their Redis-outage policy (see the module docstring)."""
+    return [
+        Scope("predict", config.rate_limit_predict_per_minute, fail_open=True),
+        Scope("reads", config.rate_limit_reads_per_minute, fail_open=True),
+        Scope("writes", config.rate_limit_writes_per_minute, fail_open=True),
+        Scope("train", config.rate_limit_train_per_minute, fail_open=False),
+    ]
+
+
+def limiter_from_settings(config: WebSettings) -> SharedRateLimiter | None:
+    """The process's limiter, or None when every scope is off."""
+    configured = scopes(config)
+    if all(scope.per_minute <= 0 for scope in configured):
+        return None
+    return SharedRateLimiter(config.redis_url, configured)
+
+
+def scope_of(request: HttpRequest) -> str | None:
+    """The scope `request` counts against, or None for routes that are never limited."""
+    if not request.path_info.startswith("/api/"):
+        return None
+    try:
+        url_name = resolve(request.path_info).url_name
+    except Resolver404:
+        return None  # answered 404 without any work
+    if url_name in UNLIMITED_ROUTES:
+        return None
+    method = str(request.method)
+    return ROUTE_SCOPES.get((url_name or "", method)) or (
+        "reads" if method in SAFE_METHODS else "writes"
+    )
+
+
+def client_key(request: HttpRequest) -> str:
+    """Who a request counts against; never the token itself."""
+    token_id = getattr(request, "token_id", None)
+    if token_id:
+        return f"token:{token_id}"
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "bearer:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return "address:" + str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+_limiter: SharedRateLimiter | None = None
+
+
+def install(limiter: SharedRateLimiter | None) -> None:
+    """Make `limiter` the process's limiter (web/asgi.py at start-up; tests their own)."""
+    global _limiter
+    _limiter = limiter
+
+
+def get_limiter() -> SharedRateLimiter | None:
+    return _limiter
+
+
+@sync_and_async_middleware
+def rate_limit(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse requests over their scope's limit with 429 (async only: no thread hop)."""
+    if not iscoroutinefunction(get_response):
+        # Only Django's test client builds a sync chain: the service runs under ASGI.
+        return get_response
+
+    async def middleware(request: HttpRequest) -> HttpResponse:
+        limiter = _limiter
+        scope = scope_of(request) if limiter is not None else None
+        if limiter is not None and scope is not None:
+            decision = await limiter.acquire(scope, client_key(request))
+            if decision.limiter_down:
+                return error_response(RateLimitUnavailable(retry_after=decision.retry_after))
+            if not decision.allowed:
+                limit = limiter.scopes[scope].per_minute
+                return error_response(
+                    TooManyRequests(scope, limit=limit, retry_after=decision.retry_after)
+                )
+        response: HttpResponse = await get_response(request)
+        return response
+
+    return middleware

@@ -24,7 +24,7 @@ from web import algorithm_client, throttling
 from web.asgi import application
 from web.rate_limits import Scope, SharedRateLimiter
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Request = tuple[str, str, dict[str, Any]]  # method, path, httpx arguments
 SCOPES = ("predict", "reads", "writes", "train")
 
 
@@ -45,7 +45,7 @@ def algorithm(request: httpx.Request) -> httpx.Response:
 
 async def send(
     limits: SharedRateLimiter,
-    requests: list[tuple[str, str, dict[str, Any]]],
+    requests: list[Request],
     *,
     client_address: str = "127.0.0.1",
 ) -> list[httpx.Response]:
@@ -73,7 +73,7 @@ def bearer(token: str) -> dict[str, Any]:
     return {"headers": {"Authorization": f"Bearer {token}"}}
 
 
-def predict(token: str | None = None) -> tuple[str, str, dict[str, Any]]:
+def predict(token: str | None = None) -> Request:
     return (
         "POST",
         "/api/predict/",
@@ -117,8 +117,8 @@ def test_over_the_limit_is_429_with_retry_after_per_token(redis_db_url: str) -> 
 
 
 def test_scopes_are_separate_and_anonymous_callers_count_by_address(redis_db_url: str) -> None:
-    train = ("POST", "/api/train/", {})
-    invalid_row = ("POST", "/api/data/", {"json": {}})  # refused by the view: no database write
+    train: Request = ("POST", "/api/train/", {})
+    invalid_row: Request = ("POST", "/api/data/", {"json": {}})  # refused by the view, no write
     answers = asyncio.run(
         send(
             limiter(redis_db_url, predict=2, train=2, writes=1),

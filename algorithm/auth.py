@@ -49,4 +49,8 @@ def require_service_token(app: Flask, tokens: Iterable[str]) -> None:
         if presented is None:
             raise Unauthorized()
         if not is_accepted(presented, accepted):
-            raise Unauthorized("The service token is not accepted.", invalid=True)
+            raise Unauthorized(
+                "The service token is not accepted: send one of ALGORITHM_TOKENS as "
+                "`Authorization: Bearer <token>`.",
+                invalid=True,
+            )

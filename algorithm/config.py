@@ -6,8 +6,8 @@ import os
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from stack.config import CommonSettings
 
@@ -15,6 +15,9 @@ MIN_TOKEN_CHARS = 16
 
 
 class AlgorithmSettings(CommonSettings):
+    # A refused setting must not print its value (a token, a secret key) into a log.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     algorithm_host: str = "127.0.0.1"
     algorithm_port: int = 8001
     algorithm_workers: int = os.cpu_count() or 1
@@ -26,7 +29,9 @@ class AlgorithmSettings(CommonSettings):
     predict_max_body_bytes: int = 32 * 1024 * 1024
     # The service tokens callers must present (web's ALGORITHM_TOKEN is one of them). A list, so
     # a token can be rotated: add the new one, move the callers over, then drop the old one.
-    algorithm_tokens: Annotated[tuple[str, ...], NoDecode] = ()
+    algorithm_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validate_default=True
+    )
 
     @field_validator("algorithm_tokens", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from pydantic import model_validator
+from pydantic_settings import SettingsConfigDict
 
 from stack.config import CommonSettings
 
@@ -12,6 +13,9 @@ PLACEHOLDER_SECRET_KEYS = {"", "change-me", "changeme", "secret", "django-insecu
 
 
 class WebSettings(CommonSettings):
+    # A refused setting must not print its value (a token, a secret key) into a log.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     django_secret_key: str = ""
     django_debug: bool = False
     django_allowed_hosts: list[str] = ["127.0.0.1", "localhost", "[::1]", "web"]

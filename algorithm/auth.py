@@ -43,7 +43,9 @@ def require_service_token(app: Flask, tokens: Iterable[str]) -> None:
 
     @app.before_request
     def check_service_token() -> None:
-        if request.endpoint in OPEN_ENDPOINTS:
+        # An unknown path or method is answered 404/405 to anyone: the routes are no secret
+        # (the schema is public), and a probe's 405 must say `Allow` whoever asks.
+        if request.routing_exception is not None or request.endpoint in OPEN_ENDPOINTS:
             return
         presented = bearer_token(request.headers.get("Authorization"))
         if presented is None:

@@ -34,9 +34,9 @@ PROTECTED = [
     ("POST", "/predict", {"text": ""}, 400),  # validated only after the caller is known
     ("POST", "/train", None, 202),
     ("GET", "/train/no-such-job", None, 404),
-    ("GET", "/predict", None, 405),
-    ("GET", "/no-such-path", None, 404),
 ]
+# Unknown paths and methods: the same answer for everyone (the schema lists the routes anyway).
+ROUTING = [("GET", "/predict", 405), ("DELETE", "/health/live", 405), ("GET", "/nowhere", 404)]
 OPEN = ["/health/live", "/health/ready", "/openapi.json", "/docs", "/docs/static/swagger-ui.css"]
 CALLERS = {
     "old token": {"Authorization": f"Bearer {OLD}"},
@@ -87,6 +87,17 @@ def test_protected_operations_answer_only_token_holders(
     assert ('error="invalid_token"' in challenge) == presented_a_bearer
     assert not any(token in response.text for token in (OLD, NEW, WRONG, OLD[:-1]))
     assert "Bearer" in error["detail"]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "path", "status"), ROUTING)
+def test_unknown_routes_and_methods_answer_the_same_to_everyone(
+    base_url: str, caller: str, method: str, path: str, status: int
+) -> None:
+    with httpx.Client(base_url=base_url, headers=CALLERS[caller], timeout=10) as client:
+        response = client.request(method, path)
+    assert_error(response, status)
+    assert (status == 405) == ("Allow" in response.headers)
 
 
 @pytest.mark.parametrize("caller", CALLERS)

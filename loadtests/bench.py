@@ -49,6 +49,7 @@ def measure(
         bodies.path,
         connections=args.batch_connections if batch else args.connections,
         timeout_seconds=30.0 if batch else 5.0,
+        headers=env.headers(scenario),
     )
     try:
         load(seconds=args.warmup)  # discarded: connections, caches and both workers warm up
@@ -62,11 +63,13 @@ def run_hotswap(
 ) -> HotSwapResult:
     """Publish a model trained on another sample while 64 connections predict."""
     trained = bench_data.train(corpus, seed=2)
-    server = start_server(BY_NAME["algorithm"], env, bodies.lines()[0])
+    algorithm = BY_NAME["algorithm"]
+    server = start_server(algorithm, env, bodies.lines()[0])
     try:
         return asyncio.run(
             measure_hot_swap(
                 server.url,
+                headers=env.headers(algorithm),
                 publish=lambda: bench_data.publish(env.model_root, trained, seed=2),
                 bodies=bodies.lines(),
                 connections=64,
@@ -166,7 +169,14 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     """Every selected scenario, round by round, then the hot swap."""
     wrk_binary()
     corpus = bench_data.load_corpus()
-    env = BenchEnv(work_dir, secret_key=secrets.token_urlsafe(50))
+    env = BenchEnv(
+        work_dir,
+        secret_key=secrets.token_urlsafe(50),
+        service_token=secrets.token_urlsafe(32),
+        # web keys its rate limits on this token; where web checks tokens, it must be one of
+        # web's own (created in start_databases, after the migrations).
+        client_token=secrets.token_urlsafe(32),
+    )
     version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
     print(f"corpus: {len(corpus):,} rows; model {version}", flush=True)
     selected = [scenario for scenario in SCENARIOS if scenario.name in args.scenario]
@@ -174,7 +184,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
         (texts, top_k): bench_data.write_bodies(corpus, work_dir, texts=texts, top_k=top_k)
         for texts, top_k in {(1, None), *(scenario.bodies for scenario in selected)}
     }
-    databases = start_databases(env, postgres=any(s.name == "web" for s in selected))
+    databases = start_databases(env, postgres=any(s.upstream for s in selected))
     try:
         runs: list[Run] = []
         print(report.markdown_table(report.RUN_HEADER, []), flush=True)

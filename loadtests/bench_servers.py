@@ -52,6 +52,9 @@ class Scenario:
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
     top_k: int | None = None  # sent in every body: the answers carry scores
+    # Whose bearer token every request carries: "service" (as web calls the algorithm service)
+    # or "client" (a user of web's API).
+    caller: str = "service"
 
     @property
     def bodies(self) -> tuple[int, int | None]:
@@ -105,6 +108,16 @@ SCENARIOS = (
         "/api/predict/",
         WEB_ENV,
         upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_unguarded",
+        "(d') web `POST /api/predict/`, authentication and rate limits off",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_unguarded_settings"},
+        upstream="algorithm",
+        caller="client",
     ),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
@@ -116,6 +129,8 @@ class BenchEnv:
 
     work_dir: Path
     secret_key: str
+    service_token: str  # the algorithm service accepts it, web sends it
+    client_token: str  # what the load generator presents to web
     redis_url: str = ""
     database_url: str = ""
     started: int = 0  # servers started so far: numbers the log files in start order
@@ -138,11 +153,18 @@ class BenchEnv:
             MODEL_DIR=str(self.model_root),
             REDIS_URL=self.redis_url,
             DJANGO_SECRET_KEY=self.secret_key,
+            ALGORITHM_TOKEN=self.service_token,
+            ALGORITHM_TOKENS=self.service_token,
             PYTHONUNBUFFERED="1",
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         return env
+
+    def headers(self, scenario: Scenario) -> dict[str, str]:
+        """The headers every request of `scenario` carries besides the content type."""
+        token = self.client_token if scenario.caller == "client" else self.service_token
+        return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -179,14 +201,14 @@ def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
     children.append(spawn(scenario.name, argv, env={**env.service_env(), **extra}, log_path=log))
     server = Server(children, f"http://{HOST}:{port}", scenario.path)
     try:
-        wait_until_answers(server, body, log)
+        wait_until_answers(server, body, log, headers=env.headers(scenario))
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def wait_until_answers(server: Server, body: bytes, log: Path) -> None:
+def wait_until_answers(server: Server, body: bytes, log: Path, *, headers: dict[str, str]) -> None:
     """POST `body` until it answers 2xx; fail at once if the server exits."""
 
     def probe() -> None:
@@ -194,7 +216,7 @@ def wait_until_answers(server: Server, body: bytes, log: Path) -> None:
         if not child.running():
             raise RuntimeError(f"{child.name} exited ({child.popen.returncode}):\n{tail(log)}")
         request = urllib.request.Request(
-            server.url, data=body, headers={"Content-Type": "application/json"}
+            server.url, data=body, headers={"Content-Type": "application/json", **headers}
         )
         try:
             with urllib.request.urlopen(request, timeout=5):

@@ -5,7 +5,9 @@
         -u 20 -r 5 -t 2m MixedUser
 
 Hosts come from ALGORITHM_URL (default http://127.0.0.1:8001) and WEB_URL (default
-http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. Texts
+http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. The
+algorithm classes send ALGORITHM_TOKEN (`make run` keeps it in var/algorithm_token), the web
+classes WEB_TOKEN when set. Texts
 are Debian package descriptions (`loadtests/corpus.py`), or the test fixture's 900 when apt has
 no package lists. For the spec's throughput figures use `make bench` (wrk): on two cores locust
 itself needs most of a core.
@@ -26,8 +28,15 @@ from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_
 
 ALGORITHM_URL = os.environ.get("ALGORITHM_URL", "http://127.0.0.1:8001")
 WEB_URL = os.environ.get("WEB_URL", "http://127.0.0.1:8000")
+# The algorithm service's token (as web sends it); a web API token, where web asks for one.
+ALGORITHM_TOKEN = os.environ.get("ALGORITHM_TOKEN", "")
+WEB_TOKEN = os.environ.get("WEB_TOKEN", "")
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "debian_descriptions.jsonl"
 JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def load_rows() -> list[tuple[str, str]]:
@@ -69,13 +78,14 @@ class PredictUser(FastHttpUser):
     bodies: ClassVar[list[str]] = SINGLE_BODIES
     field = "label"
     request_name: str | None = None
+    headers: ClassVar[dict[str, str]] = {**JSON_HEADERS, **bearer(ALGORITHM_TOKEN)}
 
     @task
     def predict(self) -> None:
         with self.client.post(
             self.path,
             data=random.choice(self.bodies),
-            headers=JSON_HEADERS,
+            headers=self.headers,
             catch_response=True,
             name=self.request_name,
         ) as response:
@@ -103,6 +113,7 @@ class WebPredictUser(PredictUser):
 
     host = WEB_URL
     path = "/api/predict/"
+    headers: ClassVar[dict[str, str]] = {**JSON_HEADERS, **bearer(WEB_TOKEN)}
 
 
 class MixedUser(FastHttpUser):
@@ -110,6 +121,7 @@ class MixedUser(FastHttpUser):
 
     host = WEB_URL
     wait_time = between(0.2, 1.0)
+    default_headers = bearer(WEB_TOKEN) or None
 
     def on_start(self) -> None:
         self.created: list[int] = []

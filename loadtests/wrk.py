@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,13 @@ def parse_result(stdout: str) -> WrkResult:
 
 
 def run_wrk(
-    url: str, bodies_file: Path, *, connections: int, seconds: float, timeout_seconds: float
+    url: str,
+    bodies_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    timeout_seconds: float,
+    headers: Mapping[str, str] | None = None,
 ) -> WrkResult:
     """POST the bodies of `bodies_file` (one JSON per line) to `url` for `seconds`."""
     argv = [
@@ -71,6 +78,7 @@ def run_wrk(
         url,
         "--",
         str(bodies_file),
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
     ]
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=seconds + timeout_seconds + 30

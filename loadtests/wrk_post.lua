@@ -1,6 +1,8 @@
 -- POST JSON bodies read from a file (one body per line), cycling through them, and print the
 -- results as one JSON line for loadtests/wrk.py. Any answer outside 2xx counts as an error.
---   wrk -t1 -c64 -d10s -s loadtests/wrk_post.lua http://127.0.0.1:8001/predict -- bodies.jsonl
+-- Arguments after the bodies file are extra headers, "Name: value".
+--   wrk -t1 -c64 -d10s -s loadtests/wrk_post.lua http://127.0.0.1:8001/predict -- bodies.jsonl \
+--       "Authorization: Bearer $(cat var/algorithm_token)"
 
 local bodies = {}
 local next_body = 1
@@ -12,9 +14,14 @@ function setup(thread)
 end
 
 function init(args)
+  local headers = {["Content-Type"] = "application/json"}
+  for i = 2, #args do
+    local name, value = string.match(args[i], "^([^:]+):%s*(.*)$")
+    headers[name] = value
+  end
   for line in io.lines(args[1]) do
     if #line > 0 then
-      table.insert(bodies, wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line))
+      table.insert(bodies, wrk.format("POST", nil, headers, line))
     end
   end
   if #bodies == 0 then

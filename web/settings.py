@@ -83,6 +83,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "web.openapi.add_plain_views",
+        "web.throttling.declare_rate_limits",
     ],
 }
 

@@ -49,14 +49,24 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         (["texts"], False),
     ]
     assert bodies[1]["properties"]["texts"]["maxItems"] == 1000
-    assert set(operation["responses"]) == {"200", "400", "405", "409", "413", "415", "503", "504"}
+    assert set(operation["responses"]) == {
+        "200",
+        "400",
+        "405",
+        "409",
+        "413",
+        "415",
+        "429",
+        "503",
+        "504",
+    }
 
 
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/train/", "post", {"202", "400", "405", "413", "503", "504"}),
-        ("/api/train/{job_id}/", "get", {"200", "404", "405", "503", "504"}),
+        ("/api/train/", "post", {"202", "400", "405", "413", "429", "503", "504"}),
+        ("/api/train/{job_id}/", "get", {"200", "404", "405", "429", "503", "504"}),
         ("/health/live", "get", {"200", "405"}),
         ("/health/ready", "get", {"200", "503", "405"}),
     ],

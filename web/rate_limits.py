@@ -3,7 +3,8 @@
 Each (scope, client) pair has a sliding-window counter in Redis (the `limits` library: one Lua
 script per hit, so concurrent processes cannot both take the last request). A Redis round trip
 per request would cost real throughput on predict, so a process reserves quota in small batches
-(`Scope.batch`) and spends it locally for at most `RESERVATION_SECONDS`. The trade: a process
+(`Scope.batch`) and spends it locally for at most `RESERVATION_SECONDS`; concurrent requests of
+one client wait for one reservation rather than each calling Redis. The trade: a process
 never admits a request Redis did not count, so the sum over all processes stays within the limit;
 but reservations a process does not spend in time lapse, so a client spread over P processes may
 be refused up to P x (batch - 1) requests early in a window. Scopes with small limits use a batch
@@ -17,10 +18,11 @@ logged once per such pause.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 RESERVATION_SECONDS = 1.0
 REDIS_RETRY_SECONDS = 5.0
-REDIS_TIMEOUT_SECONDS = 0.25
+REDIS_TIMEOUT_SECONDS = 0.5
 MAX_BATCH = 20
 MAX_TRACKED_CLIENTS = 10_000  # local entries kept per process before the expired are pruned
 
@@ -69,6 +71,8 @@ class _Local:
     tokens: int = 0
     tokens_until: float = 0.0
     refused_until: float = 0.0
+    # One reservation at a time: concurrent requests wait for it instead of each calling Redis.
+    refilling: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class SharedRateLimiter:
@@ -99,18 +103,32 @@ class SharedRateLimiter:
         scope = self.scopes[scope_name]
         if scope.per_minute <= 0:
             return ALLOW
+        local = self._local_entry(scope_name, client, time.monotonic())
+        decision = self._take_local(local)
+        if decision is not None:
+            return decision
+        async with local.refilling:
+            decision = self._take_local(local)  # what the reservation we waited for brought
+            if decision is not None:
+                return decision
+            return await self._reserve_or_degrade(scope, client, local)
+
+    @staticmethod
+    def _take_local(local: _Local) -> Decision | None:
+        """A decision from what this process holds, or None when Redis must be asked."""
         now = time.monotonic()
-        local = self._local.get((scope_name, client))
-        if local is not None:
-            if now < local.refused_until:
-                return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
-            if local.tokens > 0 and now < local.tokens_until:
-                local.tokens -= 1
-                return ALLOW
-        if now < self._redis_down_until:
+        if now < local.refused_until:
+            return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
+        if local.tokens > 0 and now < local.tokens_until:
+            local.tokens -= 1
+            return ALLOW
+        return None
+
+    async def _reserve_or_degrade(self, scope: Scope, client: str, local: _Local) -> Decision:
+        if time.monotonic() < self._redis_down_until:
             return self._without_redis(scope)
         try:
-            return await self._reserve(scope, client, now)
+            return await self._reserve(scope, client, local)
         except StorageError as exc:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
             log.warning(
@@ -121,18 +139,16 @@ class SharedRateLimiter:
             )
             return self._without_redis(scope)
 
-    async def _reserve(self, scope: Scope, client: str, now: float) -> Decision:
+    async def _reserve(self, scope: Scope, client: str, local: _Local) -> Decision:
         item = self._items[scope.name]
         taken = scope.batch
         allowed = await self._strategy.hit(item, scope.name, client, cost=taken)
         if not allowed and taken > 1:  # less than a batch left: take what one request needs
             taken = 1
             allowed = await self._strategy.hit(item, scope.name, client)
-        local = self._local_entry(scope.name, client, now)
+        now = time.monotonic()
         if allowed:
-            if now >= local.tokens_until:
-                local.tokens = 0
-            local.tokens += taken - 1
+            local.tokens = taken - 1  # whatever was left had lapsed
             local.tokens_until = now + RESERVATION_SECONDS
             return ALLOW
         stats = await self._strategy.get_window_stats(item, scope.name, client)

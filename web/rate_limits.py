@@ -163,7 +163,10 @@ class SharedRateLimiter:
                 for key, entry in self._local.items()
                 if entry.tokens_until > now or entry.refused_until > now
             }
-        return self._local.setdefault((scope_name, client), _Local())
+        local = self._local.get((scope_name, client))
+        if local is None:
+            local = self._local[scope_name, client] = _Local()
+        return local
 
     @staticmethod
     def _without_redis(scope: Scope) -> Decision:

@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from algorithm import observability
+from algorithm.auth import require_service_token
 from algorithm.config import AlgorithmSettings, get_settings
 from algorithm.errors import ApiError
 from algorithm.event_loop import FlaskASGI, LoopFlask
@@ -52,6 +53,7 @@ def create_app(
     )
     register_error_handlers(app)
     observability.install(app, metrics_token=settings.metrics_token)
+    require_service_token(app, settings.algorithm_tokens)
     app.register_blueprint(api)
     app.register_blueprint(docs)
     return app
@@ -91,7 +93,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response, status = error_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:

@@ -2,6 +2,7 @@
 
 ApiError                    {"error": code, "detail": text} with an HTTP status
 ├── BadRequest              400: the body is not what the endpoint takes
+├── Unauthorized            401: no service token, or not an accepted one (+ WWW-Authenticate)
 ├── NoModel                 503: nothing trained (or published) yet
 ├── JobNotFound             404
 └── BrokerUnavailable       503: Redis (the queue) does not answer
@@ -24,6 +25,7 @@ class ApiError(Exception):
         self.detail = detail or self.default_detail
         super().__init__(self.detail)
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
     def with_status(self, status: int) -> ApiError:
         """The same error answered with another HTTP status."""
@@ -40,6 +42,23 @@ class BadRequest(ApiError):
         super().__init__(detail, **extra)
         if code:
             self.code = code
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+    default_detail = (
+        "This service answers only the web service and operators: send "
+        "`Authorization: Bearer <service token>` (one of ALGORITHM_TOKENS)."
+    )
+
+    def __init__(self, detail: str | None = None, *, invalid: bool = False) -> None:
+        super().__init__(detail)
+        # RFC 6750: say which scheme to use, and whether the token sent was refused.
+        challenge = 'Bearer realm="textclf-algorithm"'
+        self.headers = {
+            "WWW-Authenticate": f'{challenge}, error="invalid_token"' if invalid else challenge
+        }
 
 
 class NoModel(ApiError):

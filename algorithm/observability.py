@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import Counter, Gauge, Histogram
 
+from algorithm.errors import Unauthorized
 from stack.logs import REQUEST_ID, accepted_request_id
 from stack.metrics import (
     CONTENT_TYPE,
@@ -164,13 +165,16 @@ metrics_api = Blueprint("metrics", __name__)
 
 
 @metrics_api.get("/metrics")
-async def metrics() -> Response | tuple[Response, int, dict[str, str]]:
-    """Every process's metrics in the Prometheus text format; open unless METRICS_TOKEN is set."""
-    token = current_app.config["METRICS_TOKEN"]
-    if not scrape_allowed(request.headers.get("Authorization"), token):
-        detail = "GET /metrics needs the METRICS_TOKEN bearer token."
-        body = jsonify(error="unauthorized", detail=detail)
-        return body, 401, {"WWW-Authenticate": "Bearer"}
+async def metrics() -> Response:
+    """Every process's metrics in the Prometheus text format; open unless METRICS_TOKEN is set.
+
+    The service token is not asked for here (algorithm/auth.py): scrapers hold METRICS_TOKEN.
+    """
+    presented = request.headers.get("Authorization")
+    if not scrape_allowed(presented, current_app.config["METRICS_TOKEN"]):
+        raise Unauthorized(
+            "GET /metrics needs the METRICS_TOKEN bearer token.", invalid=bool(presented)
+        )
     return Response(await asyncio.to_thread(render_metrics), content_type=CONTENT_TYPE)
 
 

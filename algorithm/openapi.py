@@ -3,7 +3,8 @@
 Response schemas come from the pydantic models the views answer with, so they cannot drift. The
 predict body is written out here: its rules (exactly one of `text` or `texts`, the configured
 limits) live in validators that pydantic cannot express as a schema. Every operation lists every
-status it answers; a method a path does not support answers 405 with `Allow`. Swagger UI's files
+status it answers; a method a path does not support answers 405 with `Allow`. Every operation but
+the health probes needs the service token (`serviceToken`, 401 without it). Swagger UI's files
 ship in a Python package: no CDN needed.
 """
 
@@ -37,6 +38,17 @@ def _error(description: str) -> dict[str, Any]:
 
 
 TOO_LARGE = _error("Body over the configured limit: `request_entity_too_large`")
+UNAUTHORIZED = {
+    **_error("No service token, or not one of ALGORITHM_TOKENS: `unauthorized`"),
+    "headers": {"WWW-Authenticate": {"description": "The Bearer challenge", "required": True,
+                                     "schema": {"type": "string"}}},
+}  # fmt: skip
+SERVICE_TOKEN = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "One of the service tokens in ALGORITHM_TOKENS (web sends ALGORITHM_TOKEN).",
+}
+OPEN: dict[str, list[Any]] = {"security": []}  # health probes need no token
 BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
 
 
@@ -94,6 +106,7 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                     "400": _error("Invalid input: `invalid_json`, or `validation_error` with "
                                   "`fields` naming each field's problems (`top_k` above the "
                                   "served model's label count included)"),
+                    "401": UNAUTHORIZED,
                     "413": TOO_LARGE,
                     "415": _error("Body not sent as application/json: `unsupported_media_type`"),
                     "503": _error("Nothing trained yet: `no_model`"),
@@ -104,6 +117,7 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                 "responses": {
                     "202": queued,
                     "400": _error("A body was sent: `invalid_request`"),
+                    "401": UNAUTHORIZED,
                     "413": TOO_LARGE,
                     "503": BROKER_DOWN,
                 },
@@ -114,15 +128,16 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                                 "schema": {"type": "string"}}],
                 "responses": {
                     "200": job,
+                    "401": UNAUTHORIZED,
                     "404": _error("No such job (or it expired): `job_not_found`; `not_found` "
                                   "when the id holds a `/`"),
                     "503": BROKER_DOWN,
                 },
             }},
-            "/health/live": {"get": {"summary": "Liveness",
+            "/health/live": {"get": {"summary": "Liveness", **OPEN,
                                      "responses": {"200": _json(_ref("Liveness"), "Up")}}},
             "/health/ready": {"get": {
-                "summary": "Readiness (Redis) and the model version this process serves",
+                "summary": "Readiness (Redis) and the model version this process serves", **OPEN,
                 "responses": {"200": _json(_ref("Readiness"), "Ready"),
                               "503": _json(_ref("Readiness"), "Redis does not answer")},
             }},
@@ -136,7 +151,8 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                 },
             }},
         },
-        "components": {"schemas": schemas},
+        "security": [{"serviceToken": []}],
+        "components": {"schemas": schemas, "securitySchemes": {"serviceToken": SERVICE_TOKEN}},
     }  # fmt: skip
 
 

@@ -37,7 +37,6 @@ from loadtests.bench_servers import (
     SCENARIOS,
     BenchEnv,
     Scenario,
-    auth_headers,
     start_server,
 )
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
@@ -60,7 +59,7 @@ def measure(
         bodies.path,
         connections=args.batch_connections if batch else args.connections,
         timeout_seconds=30.0 if batch else 5.0,
-        headers=auth_headers(scenario, env),
+        headers=env.headers(scenario),
     )
     try:
         load(seconds=args.warmup)  # discarded: connections, caches and both workers warm up
@@ -81,7 +80,8 @@ def run_hotswap(
 ) -> HotSwapResult:
     """Publish a model trained on another sample, make it champion while 64 connections predict."""
     trained = bench_data.train(corpus, seed=2)
-    server = start_server(BY_NAME["algorithm"], env, bodies.lines()[0])
+    algorithm = BY_NAME["algorithm"]
+    server = start_server(algorithm, env, bodies.lines()[0])
 
     def publish_champion() -> str:
         version = bench_data.publish(env.model_root, trained, seed=2)
@@ -92,6 +92,7 @@ def run_hotswap(
         return asyncio.run(
             measure_hot_swap(
                 server.url,
+                headers=env.headers(algorithm),
                 publish=publish_champion,
                 bodies=bodies.lines(),
                 connections=64,
@@ -200,7 +201,9 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     """Every selected scenario, round by round, then the hot swap."""
     wrk_binary()
     corpus = bench_data.load_corpus()
-    env = BenchEnv(work_dir, secret_key=secrets.token_urlsafe(50))
+    env = BenchEnv(
+        work_dir, secret_key=secrets.token_urlsafe(50), service_token=secrets.token_urlsafe(32)
+    )
     selected = [scenario for scenario in SCENARIOS if scenario.name in args.scenario]
     challenger = None
     if any(

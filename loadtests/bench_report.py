@@ -65,7 +65,7 @@ class Results:
 
     def measured_errors(self) -> float | None:
         """Failed requests of the service's own runs (algorithm, top_k, shadow, batch, web)."""
-        names = ("algorithm", "top_k", "shadow_0.1", "shadow_1", "batch", "web")
+        names = ("algorithm", "top_k", "shadow_0.1", "shadow_1", "batch", "web", "web_unguarded")
         runs = [run for name in names for run in self.of(name)]
         return sum(run.result.errors for run in runs) if runs else None
 
@@ -131,6 +131,20 @@ CHECKS = (
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 150, MS),
     Check("web: observability on / off", lambda r: r.ratio("web", "web_off"), ">=", 0.95, RATIO),
     Check("web / algorithm direct", lambda r: r.ratio("web", "algorithm"), None, 0, RATIO),
+    Check(
+        "web, auth and rate limits on / off",
+        lambda r: r.ratio("web", "web_unguarded"),
+        ">=",
+        0.95,
+        RATIO,
+    ),
+    Check(
+        "web p99, auth and rate limits off",
+        lambda r: r.median("web_unguarded", p99_ms),
+        None,
+        0,
+        MS,
+    ),
     Check("failed requests, every run but ceilings and B", Results.measured_errors, "==", 0, COUNT),
     Check("hot swap: failed requests", lambda r: r.swap("failures"), "==", 0, COUNT),
     Check("hot swap: new version answers after", lambda r: r.swap("swap_seconds"), "<", 2, SECONDS),

@@ -52,7 +52,9 @@ class Scenario:
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
     top_k: int | None = None  # sent in every body: the answers carry scores
-    token: bool = False  # sends `Authorization: Bearer` with the bench's reader token
+    # Whose bearer token every request carries: "service" (as web calls the algorithm service)
+    # or "client" (a user of web's API).
+    caller: str = "service"
 
     @property
     def bodies(self) -> tuple[int, int | None]:
@@ -119,7 +121,16 @@ SCENARIOS = (
         "(e) Django async constant view, web's pool (ceiling)",
         pool("loadtests.servers.django_ceiling:application"),
         "/api/predict/",
-        token=True,  # same middleware as web, token check included
+        caller="client",  # same middleware as web, token check included
+    ),
+    Scenario(
+        "web_unguarded",
+        "(d') web `POST /api/predict/`, authentication and rate limits off",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_unguarded_settings"},
+        upstream="algorithm",
+        caller="client",
     ),
     Scenario(
         "web",
@@ -128,15 +139,7 @@ SCENARIOS = (
         "/api/predict/",
         WEB_ENV,
         upstream="algorithm",
-        token=True,
-    ),
-    Scenario(
-        "web_no_auth",
-        "web `POST /api/predict/` without token check and CORS (their cost: compare with d)",
-        ("-m", "web"),
-        "/api/predict/",
-        {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_no_auth_settings"},
-        upstream="algorithm",
+        caller="client",
     ),
     Scenario(
         "web_off",
@@ -145,6 +148,7 @@ SCENARIOS = (
         "/api/predict/",
         {**WEB_ENV, "DJANGO_SETTINGS_MODULE": "loadtests.servers.web_unobserved_settings"},
         upstream="algorithm",
+        caller="client",
     ),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
@@ -156,9 +160,10 @@ class BenchEnv:
 
     work_dir: Path
     secret_key: str
+    service_token: str  # the algorithm service accepts it, web sends it
     redis_url: str = ""
     database_url: str = ""
-    api_token: str = ""  # a reader token in the bench's database, once it is migrated
+    api_token: str = ""  # what the load generator presents to web: a reader token, once migrated
     started: int = 0  # servers started so far: numbers the log files in start order
 
     @property
@@ -179,11 +184,18 @@ class BenchEnv:
             MODEL_DIR=str(self.model_root),
             REDIS_URL=self.redis_url,
             DJANGO_SECRET_KEY=self.secret_key,
+            ALGORITHM_TOKEN=self.service_token,
+            ALGORITHM_TOKENS=self.service_token,
             PYTHONUNBUFFERED="1",
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         return env
+
+    def headers(self, scenario: Scenario) -> dict[str, str]:
+        """The headers every request of `scenario` carries besides the content type."""
+        token = self.api_token if scenario.caller == "client" else self.service_token
+        return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -220,21 +232,14 @@ def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
     children.append(spawn(scenario.name, argv, env={**env.service_env(), **extra}, log_path=log))
     server = Server(children, f"http://{HOST}:{port}", scenario.path)
     try:
-        wait_until_answers(server, body, log, headers=auth_headers(scenario, env))
+        wait_until_answers(server, body, log, headers=env.headers(scenario))
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def auth_headers(scenario: Scenario, env: BenchEnv) -> dict[str, str]:
-    """The Authorization header the scenario's requests carry, if any."""
-    return {"Authorization": f"Bearer {env.api_token}"} if scenario.token else {}
-
-
-def wait_until_answers(
-    server: Server, body: bytes, log: Path, *, headers: Mapping[str, str] | None = None
-) -> None:
+def wait_until_answers(server: Server, body: bytes, log: Path, *, headers: dict[str, str]) -> None:
     """POST `body` until it answers 2xx; fail at once if the server exits."""
 
     def probe() -> None:
@@ -242,7 +247,7 @@ def wait_until_answers(
         if not child.running():
             raise RuntimeError(f"{child.name} exited ({child.popen.returncode}):\n{tail(log)}")
         request = urllib.request.Request(
-            server.url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
+            server.url, data=body, headers={"Content-Type": "application/json", **headers}
         )
         try:
             with urllib.request.urlopen(request, timeout=5):

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -58,15 +58,14 @@ async def _predict_until(
     first: int,
     stop_at: float,
     answers: list[Answer],
+    headers: dict[str, str],
 ) -> None:
     for body in itertools.islice(itertools.cycle(bodies), first, None):
         sent = time.monotonic()
         if sent >= stop_at:
             return
         try:
-            response = await client.post(
-                url, content=body, headers={"Content-Type": "application/json"}
-            )
+            response = await client.post(url, content=body, headers=headers)
             received = time.monotonic()
             if response.status_code == 200:
                 answers.append(Answer(sent, received, str(response.json()["model_version"])))
@@ -85,8 +84,13 @@ async def measure_hot_swap(
     connections: int = 64,
     seconds: float = 8.0,
     publish_after: float = 3.0,
+    headers: Mapping[str, str] | None = None,
 ) -> HotSwapResult:
-    """Predict on `connections` connections; call `publish` (returns the new version) meanwhile."""
+    """Predict on `connections` connections; call `publish` (returns the new version) meanwhile.
+
+    `headers` go with every request (the algorithm service's token).
+    """
+    request_headers = {"Content-Type": "application/json", **(headers or {})}
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     transport = AiohttpTransport(limits=limits, trust_env=False)
     answers: list[Answer] = []
@@ -95,7 +99,15 @@ async def measure_hot_swap(
         stop_at = started + seconds
         tasks = [
             asyncio.create_task(
-                _predict_until(client, url, bodies, first=i, stop_at=stop_at, answers=answers)
+                _predict_until(
+                    client,
+                    url,
+                    bodies,
+                    first=i,
+                    stop_at=stop_at,
+                    answers=answers,
+                    headers=request_headers,
+                )
             )
             for i in range(connections)
         ]

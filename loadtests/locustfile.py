@@ -5,8 +5,9 @@
         -u 20 -r 5 -t 2m MixedUser
 
 Hosts come from ALGORITHM_URL (default http://127.0.0.1:8001) and WEB_URL (default
-http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. Web
-users send `Authorization: Bearer $TOKEN` (MixedUser writes: an editor or admin token). Texts
+http://127.0.0.1:8000); `--host` on the command line overrides them for every user class. The
+algorithm classes send ALGORITHM_TOKEN (`make run` keeps it in var/algorithm_token); web users
+send `Authorization: Bearer $TOKEN` (MixedUser writes: an editor or admin token). Texts
 are Debian package descriptions (`loadtests/corpus.py`), or the test fixture's 900 when apt has
 no package lists. For the spec's throughput figures use `make bench` (wrk): on two cores locust
 itself needs most of a core.
@@ -27,9 +28,17 @@ from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_
 
 ALGORITHM_URL = os.environ.get("ALGORITHM_URL", "http://127.0.0.1:8001")
 WEB_URL = os.environ.get("WEB_URL", "http://127.0.0.1:8000")
+# The algorithm service's token (as web sends it); web users send $TOKEN (an API token).
+ALGORITHM_TOKEN = os.environ.get("ALGORITHM_TOKEN", "")
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "debian_descriptions.jsonl"
 JSON_HEADERS = {"Content-Type": "application/json"}
-WEB_AUTH = {"Authorization": f"Bearer {os.environ['TOKEN']}"} if os.environ.get("TOKEN") else {}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+WEB_AUTH = bearer(os.environ.get("TOKEN", ""))
 
 
 def load_rows() -> list[tuple[str, str]]:
@@ -71,13 +80,14 @@ class PredictUser(FastHttpUser):
     bodies: ClassVar[list[str]] = SINGLE_BODIES
     field = "label"
     request_name: str | None = None
+    headers: ClassVar[dict[str, str]] = {**JSON_HEADERS, **bearer(ALGORITHM_TOKEN)}
 
     @task
     def predict(self) -> None:
         with self.client.post(
             self.path,
             data=random.choice(self.bodies),
-            headers=JSON_HEADERS,
+            headers=self.headers,
             catch_response=True,
             name=self.request_name,
         ) as response:

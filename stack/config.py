@@ -52,6 +52,9 @@ class StackSettings(CommonSettings):
     """What `make run` needs to know about the services it starts."""
 
     django_secret_key: str = ""  # default: a random key kept in $VAR_DIR
+    # Default: a random service token kept in $VAR_DIR, given to web and the algorithm service.
+    algorithm_token: str = ""
+    algorithm_tokens: str = ""  # passed on as it is (the algorithm service parses the list)
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     algorithm_host: str = "127.0.0.1"

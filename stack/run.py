@@ -92,24 +92,30 @@ def lock_var_dir(var_dir: Path) -> Any:
     return handle
 
 
-def secret_key(var_dir: Path) -> str:
-    """A random Django secret kept under $VAR_DIR, so local runs need no configuration."""
-    path = var_dir / "django_secret_key"
+def kept_secret(var_dir: Path, name: str, *, prefix: str = "") -> str:
+    """A random secret kept in $VAR_DIR/<name> (owner-only), so local runs need no configuration."""
+    path = var_dir / name
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
+            handle.write(prefix + secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def secret_key(var_dir: Path) -> str:
+    """The Django secret key kept under $VAR_DIR."""
+    return kept_secret(var_dir, "django_secret_key")
+
+
+def service_token(var_dir: Path) -> str:
+    """The algorithm service's token kept under $VAR_DIR; web presents it."""
+    return kept_secret(var_dir, "algorithm_token")
 
 
 def admin_token(var_dir: Path) -> Path:
     """$VAR_DIR/admin-token (mode 0600): an admin token's secret, made on the first start."""
-    path = var_dir / "admin-token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("tcf_" + secrets.token_urlsafe(32))
-    return path
+    kept_secret(var_dir, "admin-token", prefix="tcf_")
+    return var_dir / "admin-token"
 
 
 def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
@@ -185,7 +191,12 @@ def wait_until_answers(url: str, *, child: Child, timeout: float) -> None:
 
 
 def service_env(settings: StackSettings) -> dict[str, str]:
-    """The environment every service starts with: the caller's, plus what this stack decided."""
+    """The environment every service starts with: the caller's, plus what this stack decided.
+
+    web presents ALGORITHM_TOKEN and the algorithm service accepts ALGORITHM_TOKENS; unset, both
+    are the token kept under $VAR_DIR.
+    """
+    token = settings.algorithm_token or service_token(settings.var_dir)
     return {
         **os.environ,
         "VAR_DIR": str(settings.var_dir),
@@ -193,6 +204,8 @@ def service_env(settings: StackSettings) -> dict[str, str]:
         "REDIS_URL": settings.redis_url,
         "ALGORITHM_URL": settings.algorithm_url,
         "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
+        "ALGORITHM_TOKEN": token,
+        "ALGORITHM_TOKENS": settings.algorithm_tokens or token,
     }
 
 

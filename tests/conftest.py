@@ -8,6 +8,7 @@ Django reads its settings, and stopped when the session ends.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
     # Test workers run side by side: only tests that scrape a worker give it a metrics port.
     os.environ["WORKER_METRICS_PORT"] = "0"
+    # Every service the tests start shares one service token (see the `service_token` fixture).
+    os.environ.setdefault("ALGORITHM_TOKEN", secrets.token_urlsafe(32))
+    os.environ.setdefault("ALGORITHM_TOKENS", os.environ["ALGORITHM_TOKEN"])
+    # Rate limits are shared through Redis by every process of the session: a test turns on the
+    # ones it checks (tests/web/test_rate_limits.py), so no other test is throttled by chance.
+    for scope in ("PREDICT", "READS", "WRITES", "TRAIN"):
+        os.environ.setdefault(f"RATE_LIMIT_{scope}_PER_MINUTE", "0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 
@@ -50,6 +58,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     stop_children(_children)
     if _state_dir is not None:
         shutil.rmtree(_state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def service_token() -> str:
+    """The token every algorithm service of the session accepts and every web sends."""
+    return os.environ["ALGORITHM_TOKEN"]
+
+
+@pytest.fixture(scope="session")
+def service_headers(service_token: str) -> dict[str, str]:
+    """Headers of a caller of the algorithm service (web, an operator, a test)."""
+    return {"Authorization": f"Bearer {service_token}"}
 
 
 @pytest.fixture(scope="session")

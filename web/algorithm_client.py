@@ -4,6 +4,8 @@ The client is opened at ASGI start-up and closed at shutdown (see web/asgi.py). 
 connections alive, bounds every call with explicit timeouts, and retries only connection errors
 (exponential backoff with jitter): a request that may have reached the service is never sent
 twice. Failures raise the service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
+Every call carries web's service token; a service that refuses it is a configuration error of
+ours, answered as 503 (never passed on as the caller's 401) and logged without the token.
 
 Concurrent single-text predictions are coalesced: while one call to the service is in flight,
 new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
@@ -16,6 +18,7 @@ first request in its batch (its log lines on the algorithm side name that reques
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +36,8 @@ from tenacity import (
 from stack.logs import REQUEST_ID, REQUEST_ID_HEADER
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 from web.observability import record_algorithm_call, record_coalesced_batch
+
+log = logging.getLogger(__name__)
 
 
 def _never_reached_the_service(exc: BaseException) -> bool:
@@ -60,12 +65,14 @@ class AlgorithmClient:
         *,
         timeout: float,
         connect_retries: int,
+        token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         batch_max_texts: int = 256,
         batch_max_chars: int = 1_000_000,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
             transport=transport
             or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=60)),
@@ -113,6 +120,12 @@ class AlgorithmClient:
             raise AlgorithmUnavailable(
                 f"The algorithm service answered {response.status_code} without JSON."
             ) from None
+        if response.status_code == 401:
+            log.error(
+                "the algorithm service refused web's service token: ALGORITHM_TOKEN must be one "
+                "of its ALGORITHM_TOKENS"
+            )
+            raise AlgorithmUnavailable("The algorithm service refused this server's credentials.")
         if response.status_code >= 500 and not (isinstance(body, dict) and "error" in body):
             raise AlgorithmUnavailable(f"The algorithm service failed ({response.status_code}).")
         return AlgorithmAnswer(response.status_code, body, response.headers)

@@ -1,7 +1,8 @@
 """ASGI entry point for Hypercorn, with start-up and shutdown of the algorithm client.
 
-Django has no ASGI lifespan support of its own; `with_lifespan` answers lifespan events so the
-process's one httpx client is opened before the first request and closed on shutdown.
+Django has no ASGI lifespan support of its own; `application` answers lifespan events so the
+process's one httpx client and its rate limiter are opened before the first request and closed on
+shutdown.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ django_app = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from stack.heap import freeze_startup_heap  # noqa: E402
-from web import algorithm_client  # noqa: E402  (needs configured settings)
+from web import algorithm_client, throttling  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
 from web.data.upload_limit import limit_import_body  # noqa: E402
 from web.static import static_files_app  # noqa: E402
@@ -49,12 +50,18 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                     config.algorithm_url,
                     timeout=config.algorithm_timeout_seconds,
                     connect_retries=config.algorithm_connect_retries,
+                    token=config.algorithm_token,
                 )
             )
+            throttling.install(throttling.limiter_from_settings(config))
             freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await algorithm_client.get_client().aclose()
             algorithm_client.install(None)
+            limiter = throttling.get_limiter()
+            if limiter is not None:
+                await limiter.aclose()
+                throttling.install(None)
             await send({"type": "lifespan.shutdown.complete"})
             return

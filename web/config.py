@@ -6,6 +6,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from stack.config import CommonSettings
 
@@ -13,6 +14,9 @@ PLACEHOLDER_SECRET_KEYS = {"", "change-me", "changeme", "secret", "django-insecu
 
 
 class WebSettings(CommonSettings):
+    # A refused setting must not print its value (a token, a secret key) into a log.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     django_secret_key: str = ""
     django_debug: bool = False
     django_allowed_hosts: list[str] = ["127.0.0.1", "localhost", "[::1]", "web"]
@@ -47,6 +51,15 @@ class WebSettings(CommonSettings):
                 )
         return origins
 
+    # web's credential at the algorithm service: one of that service's ALGORITHM_TOKENS.
+    algorithm_token: str = ""
+    # Requests per minute per token (per client address without one), shared by every web
+    # process through Redis; 0 turns a scope off. See web/throttling.py.
+    rate_limit_predict_per_minute: int = 120_000
+    rate_limit_reads_per_minute: int = 6_000
+    rate_limit_writes_per_minute: int = 600
+    rate_limit_train_per_minute: int = 10
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:
         if (
@@ -56,6 +69,15 @@ class WebSettings(CommonSettings):
             raise ValueError(
                 "DJANGO_SECRET_KEY is missing or a placeholder; set a long random value "
                 "(or DJANGO_DEBUG=true for local debugging only)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _require_algorithm_token(self) -> WebSettings:
+        if not self.django_debug and not self.algorithm_token.strip():
+            raise ValueError(
+                "ALGORITHM_TOKEN is missing: set it to one of the algorithm service's "
+                "ALGORITHM_TOKENS (make run generates one under $VAR_DIR)"
             )
         return self
 

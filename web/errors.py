@@ -13,6 +13,8 @@
     ├── TopKAboveLabels             409 top_k_above_labels (+ fields)
     ├── PayloadTooLarge             413 payload_too_large
     ├── UnsupportedMediaType        415 unsupported_media_type
+    ├── TooManyRequests             429 rate_limited (+ Retry-After)
+    ├── RateLimitUnavailable        503 rate_limit_unavailable (+ Retry-After)
     ├── AlgorithmUnavailable        503 algorithm_unavailable
     └── AlgorithmTimeout            504 algorithm_unavailable
 
@@ -123,6 +125,30 @@ class PayloadTooLarge(ServiceError):
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
     default_detail = "Send the body as application/json."
+
+
+class TooManyRequests(ServiceError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, scope: str, *, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"Too many {scope} requests: at most {limit} a minute per token (or address "
+            f"without one). Retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class RateLimitUnavailable(ServiceError):
+    """The limiter's Redis does not answer, on a scope that fails closed (train)."""
+
+    status, code = 503, "rate_limit_unavailable"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(
+            "Rate limits cannot be checked right now, and this request is not taken without "
+            f"them. Retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 class AlgorithmUnavailable(ServiceError):

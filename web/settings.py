@@ -43,6 +43,7 @@ MIDDLEWARE = [
     *CORS_MIDDLEWARE,  # async-capable (sync_capable and async_capable in 4.9)
     "web.middleware.security_headers",
     "web.auth.middleware.authenticate",  # bearer token and role, for /api/ (web/auth/roles.py)
+    "web.throttling.rate_limit",  # per token, shared through Redis (web/rate_limits.py)
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -100,6 +101,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "web.openapi.add_plain_views",
+        "web.throttling.declare_rate_limits",
     ],
 }
 

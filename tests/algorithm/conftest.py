@@ -52,15 +52,15 @@ class LiveServer:
 
 
 @pytest.fixture
-def serve_app() -> Iterator[Callable[[Any], httpx.Client]]:
-    """Start a server for an ASGI app; returns an httpx client bound to it."""
+def serve_app(service_headers: dict[str, str]) -> Iterator[Callable[[Any], httpx.Client]]:
+    """Start a server for an ASGI app; returns an httpx client bound to it, sending the token."""
     servers: list[LiveServer] = []
     clients: list[httpx.Client] = []
 
     def start(app: Any) -> httpx.Client:
         server = LiveServer(app)
         servers.append(server)
-        client = httpx.Client(base_url=server.url, timeout=10)
+        client = httpx.Client(base_url=server.url, timeout=10, headers=service_headers)
         clients.append(client)
         return client
 

@@ -101,10 +101,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, htt
     ):
         pytest.skip("no Docker engine answers (`make compose-test` starts one)")
     web_port = free_port()
+    service_token = secrets.token_urlsafe(32)
     settings = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "ADMIN_TOKEN": "tcf_" + secrets.token_urlsafe(32),
+        "ALGORITHM_TOKEN": service_token,
+        "ALGORITHM_TOKENS": service_token,
         "WEB_PUBLISH": f"127.0.0.1:{web_port}",
         "ALGORITHM_PUBLISH": f"127.0.0.1:{free_port()}",
         "TEXTCLF_TAG": IMAGE_TAG,

@@ -21,6 +21,7 @@ def test_publishing_under_load_fails_no_request_and_swaps_within_two_seconds(
     fixture_corpus: list[tuple[str, str]],
     redis_db_url: str,
     model_dir: Path,
+    service_headers: dict[str, str],
 ) -> None:
     texts = [text for text, _ in fixture_corpus]
     labels = [label for _, label in fixture_corpus]
@@ -52,6 +53,7 @@ def test_publishing_under_load_fails_no_request_and_swaps_within_two_seconds(
             connections=64,
             seconds=6,
             publish_after=2,
+            headers=service_headers,
         )
     )
     assert result.old_version == old_version

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def stack_env(var_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.pop("DJANGO_SECRET_KEY", None)
+    for generated in ("DJANGO_SECRET_KEY", "ALGORITHM_TOKEN", "ALGORITHM_TOKENS"):
+        env.pop(generated, None)
     env.update(
         VAR_DIR=str(var_dir),
         WEB_PORT=str(free_port()),

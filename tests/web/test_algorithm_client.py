@@ -12,11 +12,14 @@ from web.algorithm_client import AlgorithmClient
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 
 
-def make_client(handler: object, *, retries: int = 2, **options: int) -> AlgorithmClient:
+def make_client(
+    handler: object, *, retries: int = 2, token: str | None = None, **options: int
+) -> AlgorithmClient:
     return AlgorithmClient(
         "http://algorithm.test",
         timeout=1.0,
         connect_retries=retries,
+        token=token,
         transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
         **options,
     )
@@ -142,3 +145,31 @@ def test_a_text_that_cannot_be_sent_fails_instead_of_hanging() -> None:
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_every_call_sends_the_service_token_and_a_refused_token_is_503_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "web-service-token-for-this-test"
+    seen = []
+
+    def check_token(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        if request.url.path == "/train":  # as if web's token had been dropped from the list
+            return httpx.Response(401, json={"error": "unauthorized", "detail": "refused"})
+        return httpx.Response(200, json={"labels": ["a"], "model_version": "v1"})
+
+    async def scenario() -> AlgorithmUnavailable:
+        client = make_client(check_token, token=token)
+        await client.predict_one("x")
+        await client.call("POST", "/predict", json={"texts": ["y"]})
+        with pytest.raises(AlgorithmUnavailable) as refused:
+            await client.call("POST", "/train")
+        await client.aclose()
+        return refused.value
+
+    error = asyncio.run(scenario())
+    assert seen == [f"Bearer {token}"] * 3
+    assert error.status == 503 and "credentials" in error.detail
+    assert token not in str(error.body()) and token not in caplog.text
+    assert "ALGORITHM_TOKENS" in caplog.text  # the log tells the operator what to fix

@@ -1,0 +1,204 @@
+"""Rate limits: scopes, 429 with Retry-After, Redis outages, and one limit over two processes.
+
+In-process tests talk to `web.asgi.application` through httpx's ASGI transport with a limiter on
+a real Redis database of their own and the algorithm service at the network edge
+(httpx.MockTransport). The shared-limit test starts two real web processes on one Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+import pytest
+from django.test import RequestFactory
+
+from stack.embedded import free_port
+from tests.helpers import assert_error
+from web import algorithm_client, throttling
+from web.asgi import application
+from web.rate_limits import Scope, SharedRateLimiter
+
+Request = tuple[str, str, dict[str, Any]]  # method, path, httpx arguments
+SCOPES = ("predict", "reads", "writes", "train")
+
+
+def limiter(redis_url: str, **per_minute: int) -> SharedRateLimiter:
+    """A limiter with the given limits (every other scope off) and web's outage policies."""
+    return SharedRateLimiter(
+        redis_url,
+        [Scope(name, per_minute.get(name, 0), fail_open=name != "train") for name in SCOPES],
+    )
+
+
+def algorithm(request: httpx.Request) -> httpx.Response:
+    """A trained algorithm service with a queue."""
+    if request.url.path == "/predict":
+        return httpx.Response(200, json={"labels": ["lib"], "model_version": "v1"})
+    return httpx.Response(202, json={"job_id": "j1", "status": "queued"})
+
+
+async def send(
+    limits: SharedRateLimiter,
+    requests: list[Request],
+    *,
+    client_address: str = "127.0.0.1",
+) -> list[httpx.Response]:
+    """Send `requests` (method, path, httpx arguments) in order to web with `limits` installed."""
+    client = algorithm_client.AlgorithmClient(
+        "http://algorithm.test", timeout=1, connect_retries=0,
+        transport=httpx.MockTransport(algorithm),
+    )  # fmt: skip
+    algorithm_client.install(client)
+    throttling.install(limits)
+    transport = httpx.ASGITransport(app=cast(Any, application), client=(client_address, 40000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+            return [
+                await web.request(method, path, **options) for method, path, options in requests
+            ]
+    finally:
+        throttling.install(None)
+        await limits.aclose()
+        await client.aclose()
+        algorithm_client.install(None)
+
+
+def bearer(token: str) -> dict[str, Any]:
+    return {"headers": {"Authorization": f"Bearer {token}"}}
+
+
+def predict(token: str | None = None) -> Request:
+    return (
+        "POST",
+        "/api/predict/",
+        {"json": {"text": "a regex engine"}, **(bearer(token) if token else {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", "/api/predict/", "predict"),
+        ("POST", "/api/train/", "train"),
+        ("GET", "/api/train/some-job/", "reads"),
+        ("GET", "/api/data/", "reads"),
+        ("POST", "/api/data/", "writes"),
+        ("DELETE", "/api/data/1/", "writes"),
+        ("POST", "/api/data/import", "writes"),
+        ("GET", "/api/data/export", "reads"),
+        ("GET", "/api/schema/", None),
+        ("GET", "/api/docs/", None),
+        ("GET", "/health/ready", None),
+        ("GET", "/api/no-such-route/", None),
+    ],
+)
+def test_each_route_counts_against_its_scope(method: str, path: str, scope: str | None) -> None:
+    request = RequestFactory().generic(method, path)
+    assert throttling.scope_of(request) == scope
+
+
+def test_over_the_limit_is_429_with_retry_after_per_token(redis_db_url: str) -> None:
+    token, other = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    answers = asyncio.run(
+        send(limiter(redis_db_url, predict=3), [predict(token)] * 5 + [predict(other)])
+    )
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429, 200]
+    body = assert_error(answers[3], 429, "rate_limited")
+    assert "3 a minute" in body["detail"]
+    assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
+    for answer in answers:
+        assert token not in answer.text and token not in str(answer.headers)
+
+
+def test_scopes_are_separate_and_anonymous_callers_count_by_address(redis_db_url: str) -> None:
+    train: Request = ("POST", "/api/train/", {})
+    invalid_row: Request = ("POST", "/api/data/", {"json": {}})  # refused by the view, no write
+    answers = asyncio.run(
+        send(
+            limiter(redis_db_url, predict=2, train=2, writes=1),
+            [train, train, train, predict(), predict(), predict(), invalid_row, invalid_row],
+            client_address="192.0.2.10",
+        )
+    )
+    assert [a.status_code for a in answers] == [202, 202, 429, 200, 200, 429, 400, 429]
+    for refused in (answers[2], answers[5], answers[7]):
+        assert_error(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1
+    elsewhere = asyncio.run(
+        send(limiter(redis_db_url, predict=2), [predict()], client_address="192.0.2.11")
+    )
+    assert elsewhere[0].status_code == 200  # another address has its own quota
+
+
+def test_a_redis_outage_keeps_predictions_and_writes_going_and_stops_training(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    started = time.monotonic()
+    answers = asyncio.run(
+        send(limiter(down, predict=5, train=5), [predict()] * 20 + [("POST", "/api/train/", {})])
+    )
+    assert [a.status_code for a in answers[:20]] == [200] * 20  # fail open, no 500
+    assert time.monotonic() - started < 10  # Redis is not asked again on every request
+    assert_error(answers[20], 503, "rate_limit_unavailable")
+    assert int(answers[20].headers["Retry-After"]) >= 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "Redis" in r.message]
+    assert len(warnings) == 1  # once per pause, not once per request
+
+    async def write_while_down() -> bool:
+        limits = limiter(down, writes=5)
+        try:
+            return (await limits.acquire("writes", "address:192.0.2.1")).allowed
+        finally:
+            await limits.aclose()
+
+    assert asyncio.run(write_while_down())
+
+
+@pytest.mark.slow
+def test_one_client_on_two_processes_gets_the_limit_once(
+    start_service: Callable[..., str], redis_db_url: str
+) -> None:
+    limit = 8
+    # The calls that pass the limiter reach a closed port: 503, but counted all the same.
+    env = {
+        "REDIS_URL": redis_db_url,
+        "ALGORITHM_URL": f"http://127.0.0.1:{free_port()}",
+        "ALGORITHM_CONNECT_RETRIES": "0",
+        "RATE_LIMIT_PREDICT_PER_MINUTE": str(limit),
+    }
+    first, second = start_service("web", **env), start_service("web", **env)
+    headers = {"Authorization": f"Bearer {secrets.token_urlsafe(24)}"}
+    answers: dict[str, list[httpx.Response]] = {first: [], second: []}
+    with httpx.Client(timeout=10, headers=headers) as client:
+        for number in range(2 * limit + 4):
+            web = first if number % 2 == 0 else second
+            answers[web].append(client.post(f"{web}/api/predict/", json={"text": "a regex"}))
+    admitted = {web: sum(a.status_code != 429 for a in got) for web, got in answers.items()}
+    assert sum(admitted.values()) == limit, admitted
+    assert all(count > 0 for count in admitted.values()), admitted  # both took their share
+    for got in answers.values():
+        for answer in got:
+            if answer.status_code == 429:
+                assert_error(answer, 429, "rate_limited")
+                assert int(answer.headers["Retry-After"]) >= 1
+            else:
+                assert_error(answer, 503, "algorithm_unavailable")
+
+
+def test_the_schema_declares_429_on_every_limited_operation(client: Any) -> None:
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    limited = {p: ops for p, ops in paths.items() if p.startswith("/api/") and p != "/api/schema/"}
+    assert {"/api/predict/", "/api/train/", "/api/data/"} <= set(limited)
+    for path, operations in limited.items():
+        for method, operation in operations.items():
+            assert "Retry-After" in operation["responses"]["429"]["headers"], (method, path)
+    train_503 = paths["/api/train/"]["post"]["responses"]["503"]["description"]
+    assert "rate_limit_unavailable" in train_503
+    assert "429" not in paths["/api/schema/"]["get"]["responses"]  # never limited

@@ -19,7 +19,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
 from web.auth.middleware import route_name
-from web.auth.roles import READER, required_role
+from web.auth.roles import PUBLIC_ROUTES, READER, required_role
 from web.data import rules
 from web.data.serializers import RuleCharField
 from web.predict_body import PredictMany, PredictOne
@@ -291,11 +291,6 @@ UNAUTHORIZED = _answer(
     ERROR_REF,
     **{"WWW-Authenticate": 'The Bearer challenge, e.g. Bearer realm="api"'},
 )
-TOO_MANY_REQUESTS = _answer(
-    "Too many requests for this token (or address): wait Retry-After seconds",
-    ERROR_REF,
-    **{"Retry-After": "Seconds to wait before retrying"},
-)
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
@@ -315,8 +310,13 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 
 def _secure(path: str, operations: dict[str, Any]) -> None:
-    """Declare the token, the role it needs, and the answers the checks in front add."""
+    """Declare the token, the role it needs, and the answers the checks in front add.
+
+    The 429 of the rate limits is declared by their own hook (web/throttling.py).
+    """
     route = route_name(re.sub(r"\{[^}/]+\}", "1", path))  # any value the route accepts
+    if route in PUBLIC_ROUTES:
+        return
     for method, operation in operations.items():
         if method not in HTTP_METHODS:
             continue
@@ -327,7 +327,6 @@ def _secure(path: str, operations: dict[str, Any]) -> None:
         if needed is None or needed > READER:
             role = needed.label if needed else "a role no token has"
             responses["403"] = _error(f"forbidden: this operation needs role {role}")
-        responses["429"] = TOO_MANY_REQUESTS
         if needed is not None:
             note = f"Needs a token with role `{needed.label}` or above."
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()

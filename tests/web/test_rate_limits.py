@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -26,6 +25,7 @@ from web.rate_limits import Scope, SharedRateLimiter
 
 Request = tuple[str, str, dict[str, Any]]  # method, path, httpx arguments
 SCOPES = ("predict", "reads", "writes", "train")
+SOME_ADDRESSES = ("192.0.2.10", "192.0.2.11")
 
 
 def limiter(redis_url: str, **per_minute: int) -> SharedRateLimiter:
@@ -103,8 +103,10 @@ def test_each_route_counts_against_its_scope(method: str, path: str, scope: str 
     assert throttling.scope_of(request) == scope
 
 
-def test_over_the_limit_is_429_with_retry_after_per_token(redis_db_url: str) -> None:
-    token, other = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+def test_over_the_limit_is_429_with_retry_after_per_token(
+    redis_db_url: str, asgi_db: Any, tokens: dict[str, str]
+) -> None:
+    token, other = tokens["reader"], tokens["editor"]
     answers = asyncio.run(
         send(limiter(redis_db_url, predict=3), [predict(token)] * 5 + [predict(other)])
     )
@@ -116,33 +118,39 @@ def test_over_the_limit_is_429_with_retry_after_per_token(redis_db_url: str) -> 
         assert token not in answer.text and token not in str(answer.headers)
 
 
-def test_scopes_are_separate_and_anonymous_callers_count_by_address(redis_db_url: str) -> None:
-    train: Request = ("POST", "/api/train/", {})
-    invalid_row: Request = ("POST", "/api/data/", {"json": {}})  # refused by the view, no write
+def test_scopes_are_separate(redis_db_url: str, asgi_db: Any, tokens: dict[str, str]) -> None:
+    admin = tokens["admin"]
+    train: Request = ("POST", "/api/train/", bearer(admin))
+    invalid_row: Request = ("POST", "/api/data/", {"json": {}, **bearer(admin)})  # a 400, no write
     answers = asyncio.run(
         send(
             limiter(redis_db_url, predict=2, train=2, writes=1),
-            [train, train, train, predict(), predict(), predict(), invalid_row, invalid_row],
-            client_address="192.0.2.10",
+            [train, train, train, *[predict(admin)] * 3, invalid_row, invalid_row],
         )
     )
     assert [a.status_code for a in answers] == [202, 202, 429, 200, 200, 429, 400, 429]
     for refused in (answers[2], answers[5], answers[7]):
         assert_error(refused, 429, "rate_limited")
         assert int(refused.headers["Retry-After"]) >= 1
-    elsewhere = asyncio.run(
-        send(limiter(redis_db_url, predict=2), [predict()], client_address="192.0.2.11")
+
+
+def test_callers_without_a_token_count_by_address() -> None:
+    """Where no token identifies the caller (the guard-off bench web), the address does."""
+    first, second = (RequestFactory().post("/api/predict/", REMOTE_ADDR=a) for a in SOME_ADDRESSES)
+    assert throttling.client_key(first) != throttling.client_key(second)
+    assert throttling.client_key(first) == throttling.client_key(
+        RequestFactory().post("/api/predict/", REMOTE_ADDR=SOME_ADDRESSES[0])
     )
-    assert elsewhere[0].status_code == 200  # another address has its own quota
 
 
 def test_a_redis_outage_keeps_predictions_and_writes_going_and_stops_training(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, asgi_db: Any, tokens: dict[str, str]
 ) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     started = time.monotonic()
+    train: Request = ("POST", "/api/train/", bearer(tokens["editor"]))
     answers = asyncio.run(
-        send(limiter(down, predict=5, train=5), [predict()] * 20 + [("POST", "/api/train/", {})])
+        send(limiter(down, predict=5, train=5), [predict(tokens["reader"])] * 20 + [train])
     )
     assert [a.status_code for a in answers[:20]] == [200] * 20  # fail open, no 500
     assert time.monotonic() - started < 10  # Redis is not asked again on every request
@@ -163,18 +171,23 @@ def test_a_redis_outage_keeps_predictions_and_writes_going_and_stops_training(
 
 @pytest.mark.slow
 def test_one_client_on_two_processes_gets_the_limit_once(
-    start_service: Callable[..., str], redis_db_url: str
+    start_service: Callable[..., str],
+    redis_db_url: str,
+    test_database_url: str,
+    transactional_db: Any,
+    tokens: dict[str, str],
 ) -> None:
     limit = 8
     # The calls that pass the limiter reach a closed port: 503, but counted all the same.
     env = {
         "REDIS_URL": redis_db_url,
+        "DATABASE_URL": test_database_url,  # where the test's tokens are
         "ALGORITHM_URL": f"http://127.0.0.1:{free_port()}",
         "ALGORITHM_CONNECT_RETRIES": "0",
         "RATE_LIMIT_PREDICT_PER_MINUTE": str(limit),
     }
     first, second = start_service("web", **env), start_service("web", **env)
-    headers = {"Authorization": f"Bearer {secrets.token_urlsafe(24)}"}
+    headers = {"Authorization": f"Bearer {tokens['reader']}"}
     answers: dict[str, list[httpx.Response]] = {first: [], second: []}
     with httpx.Client(timeout=10, headers=headers) as client:
         for number in range(2 * limit + 4):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from stack.config import CommonSettings
 
@@ -28,6 +28,10 @@ class WebSettings(CommonSettings):
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
     import_max_bytes: int = 2 * 1024**3
+    # The registry: a hand-made champion move must pass the gate within this tolerance, and
+    # the last MODEL_RETENTION champions cannot be deleted.
+    promotion_tolerance: float = Field(default=0.01, ge=0)
+    model_retention: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django.contrib.staticfiles",
     "web.data",
+    "web.registry",
 ]
 
 # One async-native middleware: each sync one would cost a thread hop per request (see module).

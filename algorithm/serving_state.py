@@ -1,0 +1,138 @@
+"""The registry-to-serving protocol in Redis: what should be served, and what each replica serves.
+
+PostgreSQL's alias table is the truth; Redis carries it to the processes. Whoever moves an alias
+SETs the desired state (`DESIRED_KEY`, no TTL) and then PUBLISHes the same JSON on
+`CHANGED_CHANNEL`, in one MULTI so a subscriber woken by the message finds the key already set.
+Each algorithm process writes its own report (`textclf:serving:<host>:<pid>`) with a short TTL,
+so a replica that dies disappears from the reports within `REPORT_TTL_SECONDS`.
+
+Web cannot import this module (web never imports algorithm) and writes the same two commands
+itself; tests check that both sides agree on the names and the JSON.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+
+import redis
+from pydantic import BaseModel, Field, ValidationError
+
+DESIRED_KEY = "textclf:registry:desired"
+CHANGED_CHANNEL = "textclf:registry:changed"
+REPORT_KEY_PREFIX = "textclf:serving:"
+REPORT_TTL_SECONDS = 15
+REPORT_INTERVAL_SECONDS = 5  # well inside the TTL: one missed beat does not hide a replica
+
+
+class Desired(BaseModel):
+    """The versions every replica should serve; `seq` increases with every change."""
+
+    champion: str | None
+    challenger: str | None = None
+    seq: int
+    moved_at: str = Field(default_factory=lambda: utc_now())
+
+
+class ShadowCounts(BaseModel):
+    compared: int = 0
+    agreed: int = 0
+
+
+class ReplicaReport(BaseModel):
+    """What one algorithm process serves, and why not the desired version if it failed to load."""
+
+    replica: str
+    version: str | None  # the champion it serves
+    challenger: str | None = None  # the challenger it has loaded for shadow scoring
+    error: str | None = None  # the last load error, None once a load succeeded
+    error_version: str | None = None
+    loaded_at: str | None = None
+    shadow: ShadowCounts = ShadowCounts()
+
+
+def utc_now() -> str:
+    """The protocol's timestamp format: ISO 8601 in UTC."""
+    return datetime.now(UTC).isoformat()
+
+
+def replica_name() -> str:
+    """This process's replica name: `<hostname>:<pid>`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def report_key(replica: str) -> str:
+    return f"{REPORT_KEY_PREFIX}{replica}"
+
+
+def parse_desired(raw: str | bytes | None) -> Desired | None:
+    """The desired state from its JSON, or None when absent or malformed (never raises)."""
+    if raw is None:
+        return None
+    try:
+        return Desired.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def parse_report(raw: str | bytes | None) -> ReplicaReport | None:
+    """A replica's report from its JSON, or None when absent (expired) or malformed."""
+    if raw is None:
+        return None
+    try:
+        return ReplicaReport.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+def announce(client: redis.Redis, desired: Desired) -> None:
+    """Store the desired state and tell every subscriber, in one transaction."""
+    payload = desired.model_dump_json()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(DESIRED_KEY, payload)
+        pipe.publish(CHANGED_CHANNEL, payload)
+        pipe.execute()
+
+
+def read_desired(client: redis.Redis) -> Desired | None:
+    """The desired state, or None when nobody announced one yet (fresh install, Redis flushed)."""
+    return parse_desired(client.get(DESIRED_KEY))
+
+
+def report(client: redis.Redis, replica_report: ReplicaReport) -> None:
+    """Write one replica's report; it expires unless rewritten within `REPORT_TTL_SECONDS`."""
+    client.set(
+        report_key(replica_report.replica),
+        replica_report.model_dump_json(),
+        ex=REPORT_TTL_SECONDS,
+    )
+
+
+def read_reports(client: redis.Redis) -> list[ReplicaReport]:
+    """The reports of every live replica, by replica name."""
+    keys = sorted(client.scan_iter(match=f"{REPORT_KEY_PREFIX}*", count=100))
+    if not keys:
+        return []
+    reports = (parse_report(raw) for raw in client.mget(keys))
+    return [found for found in reports if found is not None]
+
+
+def all_serve(reports: list[ReplicaReport], version: str) -> bool:
+    """True when every reporting replica serves `version` (vacuously true with none)."""
+    return all(found.version == version for found in reports)
+
+
+def wait_until_served(client: redis.Redis, version: str, timeout: float) -> bool:
+    """Wait until every live replica reports serving `version`; False when `timeout` ran out.
+
+    No live replica counts as served: there is nobody to wait for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if all_serve(read_reports(client), version):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

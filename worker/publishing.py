@@ -28,9 +28,9 @@ from algorithm.artifacts import (
 )
 from algorithm.ml import TrainedModel
 from algorithm.promotion import Champion, SharedRows, decide_promotion
+from algorithm.serving_state import Desired, announce, wait_until_served
 from worker import registry_sql
 from worker.config import WorkerSettings
-from worker.serving_link import announce, wait_until_served
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,10 @@ def publish_and_promote(
     if promoted:
         switch_current(root, version)
         desired = asyncio.run(registry_sql.read_desired_state(settings.database_url))
-        announce(redis_client, champion=desired.champion, challenger=desired.challenger,
-                 seq=desired.seq)  # fmt: skip
+        announce(
+            redis_client,
+            Desired(champion=desired.champion, challenger=desired.challenger, seq=desired.seq),
+        )
         if not wait_until_served(redis_client, version, settings.served_wait_seconds):
             logger.warning("not every replica serves %s after %s s; the job succeeds anyway",
                            version, settings.served_wait_seconds)  # fmt: skip

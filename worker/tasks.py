@@ -130,13 +130,15 @@ def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> O
 
 
 def fail_job(job_id: str, error: str, *, settings: WorkerSettings, store: JobStore) -> None:
-    """Record the failure in the job store and the registry (the job store first: users wait)."""
-    store.fail(job_id, error)
+    """Record the failure in the registry, then in the job store (whoever sees the job failed
+    finds the run failed too)."""
     try:
-        asyncio.run(registry_sql.record_run_failed(settings.database_url, run_id=job_id,
-                                                   error=error))  # fmt: skip
+        asyncio.run(
+            registry_sql.record_run_failed(settings.database_url, run_id=job_id, error=error)
+        )
     except Exception:
         logger.exception("could not record the failure of run %s in the registry", job_id)
+    store.fail(job_id, error)
 
 
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:

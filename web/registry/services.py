@@ -137,7 +137,7 @@ def _lock_aliases() -> dict[str, Alias]:
     """Every alias row, created if missing, locked in name order (no deadlocks between moves)."""
     Alias.objects.bulk_create([Alias(name=name) for name in AliasName.values],
                               ignore_conflicts=True)  # fmt: skip
-    rows = Alias.objects.select_for_update().select_related("version").order_by("name")
+    rows = Alias.objects.select_for_update(of=("self",)).select_related("version").order_by("name")
     return {row.name: row for row in rows}
 
 

@@ -83,8 +83,8 @@ def test_an_editor_may_move_the_challenger_but_not_the_champion(make_version: Ma
         body = json.dumps({"version": made.version, "reason": "r", **extra})
         request = RequestFactory().put(f"/api/models/aliases/{alias}/", body,
                                        content_type="application/json")  # fmt: skip
-        request.role = role  # type: ignore[attr-defined]  # set by the authentication middleware
-        request.actor = f"token:{role}-token"  # type: ignore[attr-defined]
+        request.role = role  # set by the authentication middleware
+        request.actor = f"token:{role}-token"
         response = view(request, alias=alias)
         response.json = lambda: json.loads(response.content)  # as the test client's answers
         return response

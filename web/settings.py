@@ -84,6 +84,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "web.openapi.add_plain_views",
+        "web.registry.schema.add_registry_operations",
     ],
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import pagination, serializers
 from rest_framework.generics import ListAPIView
@@ -20,12 +21,14 @@ from rest_framework.views import APIView
 
 from web import predict
 from web.data.serializers import ErrorSerializer
-from web.errors import Forbidden, NotFound
+from web.errors import Forbidden, NotFound, ValidationFailed, json_errors
 from web.registry import selectors, services
 from web.registry.models import AliasName, TrainingRun
 from web.registry.serializers import (
     AliasMoveSerializer,
+    AliasOverviewSerializer,
     AuditEventSerializer,
+    DeleteQuerySerializer,
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
     ReasonSerializer,
@@ -42,6 +45,11 @@ def _error(description: str) -> OpenApiResponse:
 
 BAD_INPUT = {400: _error("validation_error or invalid_json")}
 NOT_FOUND = {404: _error("not_found: no such version")}
+OVERVIEW = AliasOverviewSerializer
+BAD_CURSOR = {404: _error("not_found: the cursor is invalid")}
+ALIAS_PARAMETER = OpenApiParameter(
+    "alias", str, OpenApiParameter.PATH, enum=AliasName.values, description="The alias"
+)
 CONFLICT = {409: _error("conflict: expected_version no longer matches, or the state forbids it")}
 
 
@@ -61,9 +69,34 @@ def require_admin(request: Request, what: str) -> None:
 
 
 class NewestFirst(pagination.CursorPagination):
+    """Cursor pages; a `page_size` that is not a whole number from 1 to 500 is a 400."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationFailed(fields={self.page_size_query_param: [
+                f"A whole number from 1 to {self.max_page_size}."]})  # fmt: skip
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
+
+def query_filters(serializer_class: type[serializers.Serializer], request: Request) -> Any:
+    """Validate query parameters (a blank value is an error, not a missing one)."""
+    filters = serializer_class(data=dict(request.query_params.items()))
+    filters.is_valid(raise_exception=True)
+    return filters.validated_data
 
 
 class RunsNewestFirst(NewestFirst):
@@ -89,6 +122,8 @@ class TrainingRunList(ListAPIView):
 _runs_list = sync_to_async(TrainingRunList.as_view())
 
 
+@csrf_exempt
+@json_errors("GET", "POST")
 async def train_collection(request: HttpRequest) -> HttpResponse:
     """/api/train/: GET lists the runs (a DRF view), POST starts a training (the async view)."""
     if request.method == "GET":
@@ -107,16 +142,14 @@ class VersionFilters(serializers.Serializer):
 @extend_schema(
     summary="List model versions, newest first",
     parameters=[VersionFilters],
-    responses={200: ModelVersionSerializer(many=True), **BAD_INPUT},
+    responses={200: ModelVersionSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
 )
 class ModelVersionList(ListAPIView):
     serializer_class = ModelVersionSerializer
     pagination_class = VersionsNewestFirst
 
     def get_queryset(self) -> Any:
-        filters = VersionFilters(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        given = filters.validated_data
+        given = query_filters(VersionFilters, self.request)
         deleted = {"false": False, "true": True, "all": None}[given["deleted"]]
         return selectors.versions(alias=given.get("alias"), deleted=deleted,
                                   created_after=given.get("created_after"),
@@ -136,11 +169,11 @@ class ModelVersionDetail(APIView):
 
     @extend_schema(
         summary="Soft-delete a version (restorable)",
-        parameters=[OpenApiParameter("reason", str, description="Why, for the audit")],
-        responses={204: None, **NOT_FOUND, **CONFLICT},
+        parameters=[DeleteQuerySerializer],
+        responses={204: None, **BAD_INPUT, **NOT_FOUND, **CONFLICT},
     )
     def delete(self, request: Request, version: str) -> Response:
-        reason = request.query_params.get("reason", "")[:1000]
+        reason = query_filters(DeleteQuerySerializer, request).get("reason", "")
         services.soft_delete_version(version=version, actor=actor_of(request), reason=reason)
         return Response(status=204)
 
@@ -163,7 +196,7 @@ class ModelVersionRestore(APIView):
 class AliasList(APIView):
     @extend_schema(
         summary="What should be served (aliases) and what each replica actually serves",
-        responses={200: OpenApiResponse(description="aliases, announced state, replicas")},
+        responses={200: OpenApiResponse(OVERVIEW, description="Desired and loaded versions")},
     )
     def get(self, request: Request) -> Response:
         return Response(selectors.alias_overview())
@@ -172,9 +205,10 @@ class AliasList(APIView):
 class AliasDetail(APIView):
     @extend_schema(
         summary="Move an alias (champion moves pass the promotion gate)",
+        parameters=[ALIAS_PARAMETER],
         request=AliasMoveSerializer,
         responses={
-            200: OpenApiResponse(description="The aliases after the move"),
+            200: OpenApiResponse(OVERVIEW, description="The aliases after the move"),
             **BAD_INPUT,
             403: _error("forbidden: champion, previous and force need the admin role"),
             **NOT_FOUND,
@@ -205,7 +239,7 @@ class ChampionRollback(APIView):
     @extend_schema(
         summary="Roll back: champion and previous swap",
         request=RollbackSerializer,
-        responses={200: OpenApiResponse(description="The aliases after the rollback"),
+        responses={200: OpenApiResponse(OVERVIEW, description="The aliases after the rollback"),
                    **BAD_INPUT, **CONFLICT},
     )  # fmt: skip
     def post(self, request: Request) -> Response:
@@ -220,7 +254,11 @@ class ChampionRollback(APIView):
         return Response(selectors.alias_overview())
 
 
-@extend_schema(summary="What an alias named when: its changes, newest first")
+@extend_schema(
+    summary="What an alias named when: its changes, newest first",
+    parameters=[ALIAS_PARAMETER],
+    responses={200: AuditEventSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
+)
 class AliasHistory(ListAPIView):
     serializer_class = AuditEventSerializer
     pagination_class = AuditNewestFirst
@@ -238,13 +276,11 @@ class AuditFilters(serializers.Serializer):
 @extend_schema(
     summary="The audit trail: who changed what, when, why",
     parameters=[AuditFilters],
-    responses={200: AuditEventSerializer(many=True), **BAD_INPUT},
+    responses={200: AuditEventSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
 )
 class AuditList(ListAPIView):
     serializer_class = AuditEventSerializer
     pagination_class = AuditNewestFirst
 
     def get_queryset(self) -> Any:
-        filters = AuditFilters(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.audit_events(**filters.validated_data)
+        return selectors.audit_events(**query_filters(AuditFilters, self.request))

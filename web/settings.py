@@ -15,8 +15,11 @@ DEBUG = config.django_debug
 ALLOWED_HOSTS = config.django_allowed_hosts
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.postgres",  # trigram index on text (OpClass in index expressions)
     "rest_framework",
     "django_filters",
@@ -28,7 +31,11 @@ INSTALLED_APPS = [
 ]
 
 # One async-native middleware: each sync one would cost a thread hop per request (see module).
-MIDDLEWARE = ["web.middleware.security_headers"]
+MIDDLEWARE = ["web.middleware.security_headers", "web.admin_sessions.admin_sessions"]
+# The admin's session, authentication and message middlewares run inside
+# web.admin_sessions for /admin/ only (so /api/ pays nothing for them); Django's checks look for
+# them in MIDDLEWARE and cannot see that.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "web.urls"
 ASGI_APPLICATION = "web.asgi.application"
@@ -38,7 +45,13 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",  # the admin's pages
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 

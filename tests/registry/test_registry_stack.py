@@ -7,6 +7,7 @@ serve (the serving side of the protocol); where they do not report, the tests sa
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,3 +179,44 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     assert not any(r["serves_champion"] for r in replicas)
     answer = httpx.post(f"{stack.web}/api/predict/", json={"text": TEXT})
     assert answer.status_code == 200 and answer.json()["model_version"] == first["model_version"]
+
+
+def time_moves(stack: Stack, versions: list[str], moves: int) -> list[float]:
+    """Seconds from each champion move through the API to every replica serving it."""
+    timings = []
+    for index in range(moves):
+        target = versions[index % 2]
+        started = time.monotonic()
+        answer = httpx.put(f"{stack.web}/api/models/aliases/champion/",
+                           json={"version": target, "reason": "timing"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda target=target: stack.served() == {target}, timeout=5, interval=0.005,
+                   what=f"every replica on {target}")  # fmt: skip
+        timings.append(time.monotonic() - started)
+    return timings
+
+
+def test_alias_moves_reach_every_replica_within_2s_with_and_without_a_training(
+    stack: Stack,
+    insert_rows: Callable[[list[tuple[str, str]]], None],
+    fixture_corpus: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    insert_rows(fixture_corpus)
+    stack.start_worker()
+    versions = [stack.train()["model_version"], stack.train()["model_version"]]
+    idle = time_moves(stack, versions, 20)
+    insert_rows(
+        [(f"{text} variant {i}", label) for i in range(40) for text, label in fixture_corpus]
+    )
+    job = httpx.post(f"{stack.web}/api/train/").json()
+    wait_until(lambda: httpx.get(f"{stack.web}/api/train/{job['job_id']}/").json()["status"]
+               == "running", timeout=30, what="the long training running")  # fmt: skip
+    busy = time_moves(stack, versions, 20)
+    assert httpx.get(f"{stack.web}/api/train/{job['job_id']}/").json()["status"] == "running"
+    with capsys.disabled():
+        for name, timings in (("idle", idle), ("training", busy)):
+            median, slowest = statistics.median(timings) * 1000, max(timings) * 1000
+            print(f"\nalias move -> every replica serving, {name}: median {median:.0f} ms, "
+                  f"max {slowest:.0f} ms over {len(timings)} moves")  # fmt: skip
+    assert max(idle) < 2.0 and max(busy) < 2.0, (idle, busy)

@@ -7,6 +7,7 @@ serve (the serving side of the protocol); where they do not report, the tests sa
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -181,6 +182,10 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     assert answer.status_code == 200 and answer.json()["model_version"] == first["model_version"]
 
 
+def all_serve(stack: Stack, version: str) -> bool:
+    return stack.served() == {version}
+
+
 def time_moves(stack: Stack, versions: list[str], moves: int) -> list[float]:
     """Seconds from each champion move through the API to every replica serving it."""
     timings = []
@@ -190,7 +195,7 @@ def time_moves(stack: Stack, versions: list[str], moves: int) -> list[float]:
         answer = httpx.put(f"{stack.web}/api/models/aliases/champion/",
                            json={"version": target, "reason": "timing"})  # fmt: skip
         assert answer.status_code == 200, answer.text
-        wait_until(lambda target=target: stack.served() == {target}, timeout=5, interval=0.005,
+        wait_until(functools.partial(all_serve, stack, target), timeout=5, interval=0.005,
                    what=f"every replica on {target}")  # fmt: skip
         timings.append(time.monotonic() - started)
     return timings

@@ -13,6 +13,7 @@ from web.data.serializers import RejectUnknownFieldsMixin, RuleCharField
 from web.registry.models import AuditEvent, ModelVersion, TrainingRun
 
 REASON_MAX_CHARS = 1000
+VERSION_PATTERN = r"^[0-9A-Za-z_.-]{1,64}$"
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text cannot hold these
 
 
@@ -27,6 +28,13 @@ def clean_reason(value: Any) -> str:
     if _NOT_STORABLE.search(value):
         raise rules.RowProblem("Null characters and lone surrogates are not allowed.")
     return value
+
+
+def version_field(help_text: str, *, required: bool = True) -> serializers.RegexField:
+    """A version name (as the worker makes them), or null."""
+    return serializers.RegexField(VERSION_PATTERN, max_length=64, allow_null=True,
+                                  required=required, trim_whitespace=False,
+                                  help_text=help_text)  # fmt: skip
 
 
 def reason_field() -> RuleCharField:
@@ -106,13 +114,10 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
 
 
 class AliasMoveSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    version = serializers.CharField(
-        allow_null=True, max_length=64, help_text="The version to point at (null clears challenger)"
+    version = version_field("The version to point at (null clears challenger)")
+    expected_version = version_field(
+        "Refuse (409) unless the alias names this version now (null: names none)", required=False
     )
-    expected_version = serializers.CharField(
-        required=False, allow_null=True, max_length=64,
-        help_text="Refuse (409) unless the alias names this version now (null: names none)",
-    )  # fmt: skip
     reason = reason_field()
     force = serializers.BooleanField(
         default=False, help_text="Admin only: move the champion even though the gate refuses"
@@ -121,10 +126,9 @@ class AliasMoveSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 class RollbackSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     reason = reason_field()
-    expected_version = serializers.CharField(
-        required=False, allow_null=True, max_length=64,
-        help_text="Refuse (409) unless the champion is this version now",
-    )  # fmt: skip
+    expected_version = version_field(
+        "Refuse (409) unless the champion is this version now", required=False
+    )
 
 
 class ReasonSerializer(RejectUnknownFieldsMixin, serializers.Serializer):

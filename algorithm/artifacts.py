@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,9 +163,16 @@ def publish_model_version(
     metrics: dict[str, Any],
     fingerprint: dict[str, Any],
     rows: int,
-    retention: int = 5,
+    retention: int | None = 5,
+    make_current: bool = True,
 ) -> dict[str, Any]:
-    """Publish a new version, switch `current` to it, prune old ones; return its manifest."""
+    """Publish a new version and return its manifest.
+
+    With `make_current` (the default for callers without a registry) `current` switches to it;
+    the worker publishes with `make_current=False` and switches only if the gate promotes it.
+    With a `retention`, versions beyond the newest `retention` are pruned; None prunes nothing
+    (the worker prunes itself, sparing what the registry can still restore).
+    """
     model_root.mkdir(parents=True, exist_ok=True)
     version = new_version_id()
     temp_dir = model_root / f"{TEMP_PREFIX}{version}"
@@ -186,25 +194,40 @@ def publish_model_version(
         fsync_directory(temp_dir)
         os.rename(temp_dir, final_dir)
         fsync_directory(model_root)
-        switch_current(model_root, version)
+        if make_current:
+            switch_current(model_root, version)
     except BaseException:
         # Nothing may stay visible: `current` still names the previous version at this point.
         shutil.rmtree(temp_dir, ignore_errors=True)
         if os.path.realpath(model_root / CURRENT_LINK) != os.path.realpath(final_dir):
             shutil.rmtree(final_dir, ignore_errors=True)
         raise
-    prune_versions(model_root, retention=retention)
+    if retention is not None:
+        prune_versions(model_root, retention=retention)
     return manifest
 
 
-def prune_versions(model_root: Path, *, retention: int) -> list[str]:
-    """Delete versions beyond the newest `retention` (never `current`) and stale temp entries."""
+def versions_beyond_retention(model_root: Path, *, retention: int) -> list[str]:
+    """The version directories older than the newest `retention`, never the one `current` names."""
     current = current_version_name(model_root)
     versions = sorted(p.name for p in model_root.iterdir() if VERSION_PATTERN.match(p.name))
-    keep = set(versions[-retention:] if retention > 0 else []) | {current}
+    kept = set(versions[-retention:] if retention > 0 else []) | {current}
+    return [name for name in versions if name not in kept]
+
+
+def prune_versions(
+    model_root: Path, *, retention: int, spare: Callable[[list[str]], Collection[str]] | None = None
+) -> list[str]:
+    """Delete versions beyond the newest `retention` (never `current`) and stale temp entries.
+
+    `spare` is asked, with the versions beyond retention, which of them must stay (the worker
+    answers from the registry: every version that can still be served or restored).
+    """
+    candidates = versions_beyond_retention(model_root, retention=retention)
+    spared = set(spare(candidates)) if spare is not None and candidates else set()
     removed = []
-    for name in versions:
-        if name not in keep:
+    for name in candidates:
+        if name not in spared:
             shutil.rmtree(model_root / name, ignore_errors=True)
             removed.append(name)
     cutoff = time.time() - STALE_TEMP_SECONDS

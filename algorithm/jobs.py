@@ -40,6 +40,7 @@ class Job(BaseModel):
     model_version: str | None
     metrics: dict[str, Any] | None
     error: str | None
+    promoted: bool | None = None  # set on success: did the gate make it the champion?
 
 
 JOB_FIELDS = tuple(Job.model_fields)
@@ -129,11 +130,19 @@ class JobStore:
         """Record how far the running job has got."""
         self._write(job_id, {"progress": progress})
 
-    def succeed(self, job_id: str, *, model_version: str, metrics: dict[str, Any]) -> None:
-        """Mark the job succeeded with the model version it published."""
+    def succeed(
+        self,
+        job_id: str,
+        *,
+        model_version: str,
+        metrics: dict[str, Any],
+        promoted: bool | None = None,
+    ) -> None:
+        """Mark the job succeeded with the model version it published (and whether it serves)."""
         self._write(job_id, {"status": "succeeded", "finished_at": utc_now(),
                              "progress": {"phase": "done"}, "model_version": model_version,
-                             "metrics": metrics, "error": None})  # fmt: skip
+                             "metrics": metrics, "error": None,
+                             "promoted": promoted})  # fmt: skip
 
     def fail(self, job_id: str, error: str) -> None:
         """Mark the job failed with an error a person can act on."""

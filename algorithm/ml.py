@@ -14,7 +14,7 @@ import contextlib
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
@@ -210,8 +210,13 @@ def train_model(
     *,
     holdout_fraction: float = 0.2,
     seed: int = 0,
+    on_holdout: Callable[[Sequence[int], list[str]], None] | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:
-    """Evaluate on a stratified holdout, then refit on all rows; return the model and metrics."""
+    """Evaluate on a stratified holdout, then refit on all rows; return the model and metrics.
+
+    `on_holdout`, if given, receives the held-out row indices and what the model trained without
+    them predicted for them (the promotion gate scores the champion on the same rows).
+    """
     if len(texts) != len(labels):
         raise TrainingDataError(f"{len(texts)} texts but {len(labels)} labels")
     counts = check_training_data(labels)
@@ -228,12 +233,12 @@ def train_model(
         plan = choose_plan(train_texts, train_labels)
         evaluated = _fit(train_texts, train_labels, plan)
         del train_texts, train_labels
+        predicted = predict_labels(evaluated, [texts[i] for i in split.holdout_rows])
+        if on_holdout is not None:
+            on_holdout([int(i) for i in split.holdout_rows], predicted)
         metrics = {
             "holdout": True,
-            **score_predictions(
-                [labels[i] for i in split.holdout_rows],
-                predict_labels(evaluated, [texts[i] for i in split.holdout_rows]),
-            ),
+            **score_predictions([labels[i] for i in split.holdout_rows], predicted),
             "holdout_rows": len(split.holdout_rows),
             "excluded_labels": split.excluded_labels,
             "excluded_rows": sum(split.excluded_labels.values()),

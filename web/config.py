@@ -60,6 +60,11 @@ class WebSettings(CommonSettings):
     rate_limit_writes_per_minute: int = 600
     rate_limit_train_per_minute: int = 10
 
+    # The registry: a hand-made champion move must pass the gate within this tolerance, and
+    # the last MODEL_RETENTION champions cannot be deleted.
+    promotion_tolerance: float = Field(default=0.01, ge=0)
+    model_retention: int = Field(default=5, ge=1)
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:
         if (

@@ -10,7 +10,9 @@
     ├── Forbidden                   403 forbidden
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed (+ Allow header)
+    ├── Conflict                    409 conflict
     ├── TopKAboveLabels             409 top_k_above_labels (+ fields)
+    ├── GateFailed                  422 gate_failed (+ report)
     ├── PayloadTooLarge             413 payload_too_large
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── TooManyRequests             429 rate_limited (+ Retry-After)
@@ -91,7 +93,19 @@ class InvalidToken(Unauthorized):
 
 
 class Forbidden(ServiceError):
-    status, code = 403, "forbidden"
+    status, code, default_detail = 403, "forbidden", "Your role does not allow this."
+
+
+class Conflict(ServiceError):
+    """The resource is not in the state the request assumes (e.g. `expected_version`)."""
+
+    status, code = 409, "conflict"
+
+
+class GateFailed(ServiceError):
+    """A champion move the promotion gate refuses; the body carries the gate's `report`."""
+
+    status, code = 422, "gate_failed"
 
 
 class NotFound(ServiceError):

@@ -16,8 +16,11 @@ DEBUG = config.django_debug
 ALLOWED_HOSTS = config.django_allowed_hosts
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.postgres",  # trigram index on text (OpClass in index expressions)
     "rest_framework",
     "django_filters",
@@ -27,6 +30,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "web.data",
     "web.auth",
+    "web.registry",
 ]
 
 # CORS: closed unless CORS_ALLOWED_ORIGINS lists origins; then only for the API. Closed means
@@ -42,9 +46,14 @@ MIDDLEWARE = [
     "web.observability.metrics",
     *CORS_MIDDLEWARE,  # async-capable (sync_capable and async_capable in 4.9)
     "web.middleware.security_headers",
+    "web.admin_sessions.admin_sessions",  # the admin's sessions, for /admin/ only (see module)
     "web.auth.middleware.authenticate",  # bearer token and role, for /api/ (web/auth/roles.py)
     "web.throttling.rate_limit",  # per token, shared through Redis (web/rate_limits.py)
 ]
+# The admin's session, authentication and message middlewares run inside
+# web.admin_sessions for /admin/ only (so /api/ pays nothing for them); Django's checks look for
+# them in MIDDLEWARE and cannot see that.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "web.urls"
 ASGI_APPLICATION = "web.asgi.application"
@@ -54,7 +63,13 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",  # the admin's pages
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
     }
 ]
 
@@ -100,6 +115,7 @@ SPECTACULAR_SETTINGS = {
     # Predict, train and health are plain async views that drf-spectacular cannot see.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "web.registry.schema.add_registry_operations",
         "web.openapi.add_plain_views",
         "web.throttling.declare_rate_limits",
     ],

@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
@@ -10,6 +11,10 @@ from web import (
 )
 from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
+from web.registry import views as registry
+
+VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
+ALIAS = r"(?P<alias>champion|previous|challenger)"
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # accept both /api/data and /api/data/ (no redirects that drop bodies)
@@ -20,10 +25,35 @@ urlpatterns = [
     re_path(r"^api/data/export/?$", DataExportView.as_view(), name="data-export"),
     path("api/", include(router.urls)),
     re_path(r"^api/predict/?$", predict.predict, name="predict"),
-    re_path(r"^api/train/?$", predict.start_training, name="train"),
+    re_path(r"^api/train/?$", registry.train_collection, name="train"),
     re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", predict.training_job, name="job"),
+    re_path(r"^api/models/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
+    re_path(
+        rf"^api/models/versions/{VERSION}/?$",
+        registry.ModelVersionDetail.as_view(),
+        name="model-version",
+    ),
+    re_path(
+        rf"^api/models/versions/{VERSION}/restore/?$",
+        registry.ModelVersionRestore.as_view(),
+        name="model-version-restore",
+    ),
+    re_path(r"^api/models/aliases/?$", registry.AliasList.as_view(), name="model-aliases"),
+    re_path(
+        r"^api/models/aliases/champion/rollback/?$",
+        registry.ChampionRollback.as_view(),
+        name="model-alias-rollback",
+    ),
+    re_path(rf"^api/models/aliases/{ALIAS}/?$", registry.AliasDetail.as_view(), name="model-alias"),
+    re_path(
+        rf"^api/models/aliases/{ALIAS}/history/?$",
+        registry.AliasHistory.as_view(),
+        name="model-alias-history",
+    ),
+    re_path(r"^api/audit/?$", registry.AuditList.as_view(), name="audit"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", observability.metrics_view, name="metrics"),

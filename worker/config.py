@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import PositiveInt, model_validator
+from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
 from stack.config import CommonSettings
 
@@ -29,6 +30,15 @@ class WorkerSettings(CommonSettings):
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 8002
+    # The promotion gate (algorithm/promotion.py): gate | auto | manual.
+    promotion_policy: Literal["gate", "auto", "manual"] = "gate"
+    promotion_tolerance: NonNegativeFloat = 0.01
+    # Held-out rows the champion never saw: below this many, the gate compares recorded scores;
+    # at most this many are kept in memory to score the champion on.
+    gate_min_rows: PositiveInt = 50
+    gate_max_rows: PositiveInt = 10_000
+    # After a promotion the job waits this long for every live replica to serve the new version.
+    served_wait_seconds: NonNegativeFloat = 5.0
 
     @model_validator(mode="after")
     def _check_limits(self) -> WorkerSettings:

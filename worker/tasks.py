@@ -1,4 +1,4 @@
-"""The training task: read the rows, train, publish, record the job's outcome.
+"""The training task: read the rows, train, publish, gate, record the job's outcome.
 
 The order of steps is what keeps the promises of the job store (algorithm/jobs.py): take the
 training lock, mark the job started (new requests now get a new job), and only then open the
@@ -12,22 +12,24 @@ import asyncio
 import contextlib
 import logging
 import threading
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from algorithm.artifacts import publish_model_version
 from algorithm.jobs import JobStore
 from algorithm.ml import TrainingDataError, train_model
 from algorithm.training_queue import TRAIN_TASK
+from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
 from worker.observability import record_training_rows, training_phase
+from worker.publishing import Outcome, SharedRowsCollector, publish_and_promote
 from worker.rows import DataFingerprint, stream_training_rows
 
 logger = logging.getLogger(__name__)
@@ -43,10 +45,17 @@ def get_job_store() -> JobStore:
     return JobStore(client, job_ttl_seconds=settings.job_ttl_seconds)
 
 
+@lru_cache(maxsize=1)
+def get_redis() -> redis.Redis:
+    """The process's Redis client for the registry-to-serving protocol."""
+    return redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
+
+
 @dataclass
 class TrainingRows:
     texts: list[str]
     labels: list[str]
+    ids: array[int]
     fingerprint: DataFingerprint
 
 
@@ -56,17 +65,19 @@ async def read_training_rows(
     """Stream every row into memory, reporting progress after each chunk."""
     texts: list[str] = []
     labels: list[str] = []
+    ids = array("q")  # 8 bytes a row: the gate needs to know which rows are new
     fingerprint = DataFingerprint()
     chunks = stream_training_rows(
         settings.database_url, chunk_rows=settings.read_chunk_rows, fingerprint=fingerprint
     )
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
-            for _, body, label in chunk:
+            for row_id, body, label in chunk:
+                ids.append(row_id)
                 texts.append(body)
                 labels.append(label)
             store.report_progress(job_id, {"phase": "reading", "rows_read": len(texts)})
-    return TrainingRows(texts=texts, labels=labels, fingerprint=fingerprint)
+    return TrainingRows(texts=texts, labels=labels, ids=ids, fingerprint=fingerprint)
 
 
 @contextlib.contextmanager
@@ -93,48 +104,76 @@ def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[Non
         store.release_training_lock(job_id)
 
 
-def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> dict[str, Any]:
-    """Train and publish for a started job; return the manifest (raises on failure)."""
+def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> Outcome:
+    """Train, publish and let the gate decide for a started job (raises on failure)."""
+    champion = asyncio.run(registry_sql.read_champion(settings.database_url))
     with training_phase("read"):
         rows = asyncio.run(read_training_rows(settings, store=store, job_id=job_id))
     count = len(rows.texts)
     record_training_rows(count)
     store.report_progress(job_id, {"phase": "training", "rows": count})
+    shared = SharedRowsCollector(champion, max_rows=settings.gate_max_rows)
     with training_phase("fit"):
-        model, metrics = train_model(rows.texts, rows.labels)
+        model, metrics = train_model(
+            rows.texts, rows.labels, on_holdout=shared.collect(rows.texts, rows.labels, rows.ids)
+        )
     rows.texts.clear()  # the fitted model no longer needs the rows: free them before pickling
     rows.labels.clear()
     store.report_progress(job_id, {"phase": "publishing", "rows": count})
     with training_phase("publish"):
-        return publish_model_version(
-            settings.model_root,
-            model,
+        return publish_and_promote(
+            settings,
+            run_id=job_id,
+            model=model,
             metrics=metrics,
             fingerprint=rows.fingerprint.as_dict(),
             rows=count,
-            retention=settings.model_retention,
+            champion=champion,
+            shared=shared.rows,
+            redis_client=get_redis(),
         )
+
+
+def fail_job(job_id: str, error: str, *, settings: WorkerSettings, store: JobStore) -> None:
+    """Record the failure in the registry, then in the job store (whoever sees the job failed
+    finds the run failed too)."""
+    try:
+        asyncio.run(
+            registry_sql.record_run_failed(settings.database_url, run_id=job_id, error=error)
+        )
+    except Exception:
+        logger.exception("could not record the failure of run %s in the registry", job_id)
+    store.fail(job_id, error)
 
 
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
     """Run the started job to its end, recording success or failure; False if it failed."""
     try:
-        manifest = run_training(job_id, settings=settings, store=store)
+        job = store.get(job_id)
+        created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
+        asyncio.run(registry_sql.record_run_started(settings.database_url, run_id=job_id,
+                                                    created_at=created_at))  # fmt: skip
+        outcome = run_training(job_id, settings=settings, store=store)
     except TrainingDataError as exc:
-        store.fail(job_id, str(exc))
+        fail_job(job_id, str(exc), settings=settings, store=store)
         return False
     except SoftTimeLimitExceeded:
-        store.fail(
+        fail_job(
             job_id,
             f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
             "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows",
+            settings=settings,
+            store=store,
         )
         return False
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
-        store.fail(job_id, f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+        error = f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        fail_job(job_id, error, settings=settings, store=store)
         return False
-    store.succeed(job_id, model_version=manifest["version"], metrics=manifest["metrics"])
+    manifest = outcome.manifest
+    store.succeed(job_id, model_version=manifest["version"], metrics=manifest["metrics"],
+                  promoted=outcome.promoted)  # fmt: skip
     return True
 
 

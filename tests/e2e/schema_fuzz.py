@@ -18,7 +18,7 @@ SEED = 20261124
 PHASES = "examples,coverage,fuzzing,stateful"
 # A request slower than this is a finding (a hang), not something to wait out.
 REQUEST_TIMEOUT_SECONDS = 30
-RUN_TIMEOUT_SECONDS = 240
+RUN_TIMEOUT_SECONDS = 420  # web has 23 operations, the registry about half of them
 REPORT_CHARS = 30_000
 
 

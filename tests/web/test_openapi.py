@@ -37,7 +37,8 @@ def url_conf_paths(patterns: list[Any], prefix: str = "") -> set[str]:
 
 def test_every_route_is_described(schema: dict[str, Any]) -> None:
     described = {re.sub(r"\{\w+\}", "{}", path) for path in schema["paths"]}
-    assert url_conf_paths(get_resolver().url_patterns) - NOT_OPERATIONS == described
+    routes = {p for p in url_conf_paths(get_resolver().url_patterns) if not p.startswith("/admin/")}
+    assert routes - NOT_OPERATIONS == described  # the admin's pages are for people
 
 
 def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> None:

@@ -41,8 +41,18 @@ ROUTE_ROLES: dict[str, dict[str, Role]] = {
     "data-import": {"POST": EDITOR},
     "data-export": {"GET": READER},
     "predict": {"POST": READER},
-    "train": {"POST": EDITOR},
+    "train": {"GET": READER, "POST": EDITOR},
     "job": {"GET": READER},
+    # The registry. Moving `challenger` is an editor's; `champion`, `previous` and `force` are
+    # checked for admin by the alias view itself (the table cannot see the path's alias).
+    "model-versions": {"GET": READER},
+    "model-version": {"GET": READER, "DELETE": ADMIN},
+    "model-version-restore": {"POST": ADMIN},
+    "model-aliases": {"GET": READER},
+    "model-alias": {"PUT": EDITOR},
+    "model-alias-rollback": {"POST": ADMIN},
+    "model-alias-history": {"GET": READER},
+    "audit": {"GET": ADMIN},
 }
 
 

@@ -1,0 +1,98 @@
+"""Web's side of the Redis protocol: names agree with the algorithm's, moves are announced."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from django.test import RequestFactory
+
+from algorithm import serving_state
+from tests.helpers import assert_error
+from web.registry import serving
+
+Make = Callable[..., Any]
+
+
+def test_web_and_the_algorithm_service_agree_on_the_protocol() -> None:
+    assert serving.DESIRED_KEY == serving_state.DESIRED_KEY
+    assert serving.CHANGED_CHANNEL == serving_state.CHANGED_CHANNEL
+    assert serving.REPORT_KEY_PREFIX == serving_state.REPORT_KEY_PREFIX
+
+
+def test_a_committed_move_is_announced_to_the_replicas(
+    transactional_db: Any, make_version: Make
+) -> None:
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    client = serving.get_redis()
+    pubsub = client.pubsub()
+    pubsub.subscribe(serving.CHANGED_CHANNEL)
+    pubsub.get_message(timeout=1)  # the subscription confirmation
+    a, b = make_version(), make_version()
+    seqs = []
+    for made in (a, b):
+        moved = api.put("/api/models/aliases/champion/", {"version": made.version,
+                        "reason": "test"}, format="json")  # fmt: skip
+        assert moved.status_code == 200, moved.content
+        desired = serving_state.read_desired(client)
+        assert desired is not None and desired.champion == made.version
+        message = pubsub.get_message(timeout=2)
+        assert message is not None
+        assert serving_state.parse_desired(message["data"]) == desired  # parses as SERVING's
+        seqs.append(desired.seq)
+    assert seqs[1] > seqs[0]
+    pubsub.close()
+    assert api.get("/api/models/aliases/").json()["announced"]["champion"] == b.version
+
+
+def test_the_alias_list_shows_each_replica_and_its_load_error(api: Any, make_version: Make) -> None:
+    good, broken = make_version(), make_version()
+    api.put("/api/models/aliases/champion/", {"version": good.version, "reason": "r"},
+            format="json")  # fmt: skip
+    client: redis.Redis = serving.get_redis()
+    reports = [
+        serving_state.ReplicaReport(replica="host:1", version=good.version),
+        serving_state.ReplicaReport(
+            replica="host:2", version=None, error="sha256 mismatch", error_version=broken.version
+        ),  # fmt: skip
+    ]
+    try:
+        for report in reports:
+            serving_state.report(client, report)
+        overview = api.get("/api/models/aliases/").json()
+    finally:
+        client.delete(*(serving_state.report_key(r.replica) for r in reports))
+    replicas = {r["replica"]: r for r in overview["replicas"]}
+    assert replicas["host:1"]["serves_champion"] is True
+    assert replicas["host:2"]["error"] == "sha256 mismatch"
+    assert replicas["host:2"]["error_version"] == broken.version
+    assert overview["in_sync"] is False
+
+
+def test_an_editor_may_move_the_challenger_but_not_the_champion(make_version: Make) -> None:
+    from web.registry.views import AliasDetail
+
+    made = make_version()
+    view = AliasDetail.as_view()
+
+    def put(alias: str, role: str, **extra: Any) -> Any:
+        body = json.dumps({"version": made.version, "reason": "r", **extra})
+        request = RequestFactory().put(f"/api/models/aliases/{alias}/", body,
+                                       content_type="application/json")  # fmt: skip
+        request.role = role  # set by the authentication middleware
+        request.actor = f"token:{role}-token"
+        response = view(request, alias=alias)
+        response.json = lambda: json.loads(response.content)  # as the test client's answers
+        return response
+
+    assert_error(put("champion", "editor"), 403, "forbidden")
+    assert_error(put("challenger", "editor", force=True), 403, "forbidden")
+    assert put("challenger", "editor").status_code == 200
+    assert put("champion", "admin").status_code == 200
+    from web.registry.models import AuditEvent
+
+    assert AuditEvent.objects.filter(actor="token:admin-token", target="alias:champion").exists()

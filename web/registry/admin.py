@@ -1,0 +1,167 @@
+"""The registry in Django's admin: runs, versions, aliases and the audit trail.
+
+History is read-only here (no add, change or delete of runs, versions or audit rows). Alias
+moves, rollback, soft delete and restore are admin actions that call the same services as the
+API, so they pass the gate, write their audit row and refuse a stale state the same way; the
+actor is `admin:<username>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from web.errors import ServiceError
+from web.registry import services
+from web.registry.models import Alias, AliasName, AuditEvent, ModelVersion, TrainingRun
+
+
+class ReasonActionForm(ActionForm):
+    reason = forms.CharField(required=False, max_length=1000, label="Reason",
+                             help_text="Goes into the audit trail")  # fmt: skip
+    force = forms.BooleanField(required=False, label="Force past the gate")
+
+
+def actor_of(request: HttpRequest) -> services.Actor:
+    return services.Actor(name=f"admin:{request.user.get_username()}",
+                          request_id=getattr(request, "request_id", None))  # fmt: skip
+
+
+def reason_of(request: HttpRequest) -> str:
+    return request.POST.get("reason", "").strip() or "(no reason given in the admin)"
+
+
+def run_service(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str,
+                call: Any) -> None:  # fmt: skip
+    """Call a service; show its refusal (409, 422, 404) as the admin's error message."""
+    try:
+        call()
+    except ServiceError as error:
+        modeladmin.message_user(request, f"Refused ({error.status}): {error.detail}",
+                                level=messages.ERROR)  # fmt: skip
+    else:
+        modeladmin.message_user(request, done, level=messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History: visible, never edited here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _macro_f1(metrics: dict[str, Any] | None) -> str:
+    value = (metrics or {}).get("macro_f1")
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def _accuracy(metrics: dict[str, Any] | None) -> str:
+    value = (metrics or {}).get("accuracy")
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "status", "created_at", "finished_at", "rows", "accuracy", "macro_f1",
+                    "version", "promoted", "requested_by"]  # fmt: skip
+    list_filter = ["status", "promoted"]
+    search_fields = ["id"]
+
+    @admin.display(description="accuracy")
+    def accuracy(self, run: TrainingRun) -> str:
+        return _accuracy(run.metrics)
+
+    @admin.display(description="macro-F1")
+    def macro_f1(self, run: TrainingRun) -> str:
+        return _macro_f1(run.metrics)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ["version", "created_at", "rows", "accuracy", "macro_f1", "alias_names",
+                    "gate_decision", "deleted_at"]  # fmt: skip
+    list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["version"]
+    action_form = ReasonActionForm
+    actions = ["make_champion", "make_challenger", "soft_delete", "restore"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return super().get_queryset(request).prefetch_related("aliases")
+
+    @admin.display(description="accuracy")
+    def accuracy(self, version: ModelVersion) -> str:
+        return _accuracy(version.metrics)
+
+    @admin.display(description="macro-F1")
+    def macro_f1(self, version: ModelVersion) -> str:
+        return _macro_f1(version.metrics)
+
+    @admin.display(description="aliases")
+    def alias_names(self, version: ModelVersion) -> str:
+        return ", ".join(sorted(alias.name for alias in version.aliases.all())) or "-"
+
+    @admin.display(description="gate")
+    def gate_decision(self, version: ModelVersion) -> str:
+        return str((version.gate or {}).get("decision", "-"))
+
+    def _move(self, request: HttpRequest, queryset: QuerySet[ModelVersion], alias: str) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version.", level=messages.ERROR)
+            return
+        version = queryset.get().version
+        run_service(self, request, f"{alias} is now {version}.", lambda: services.move_alias(
+            alias=alias, version=version, reason=reason_of(request), actor=actor_of(request),
+            force=request.POST.get("force") == "on"))  # fmt: skip
+
+    @admin.action(description="Make the selected version the champion (gate applies)")
+    def make_champion(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        self._move(request, queryset, AliasName.CHAMPION)
+
+    @admin.action(description="Make the selected version the challenger")
+    def make_challenger(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        self._move(request, queryset, AliasName.CHALLENGER)
+
+    @admin.action(description="Soft-delete the selected versions (restorable)")
+    def soft_delete(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        for found in queryset:
+            run_service(self, request, f"{found.version} deleted.", lambda v=found.version:
+                        services.soft_delete_version(version=v, reason=reason_of(request),
+                                                     actor=actor_of(request)))  # fmt: skip
+
+    @admin.action(description="Restore the selected deleted versions")
+    def restore(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        for found in queryset:
+            run_service(self, request, f"{found.version} restored.", lambda v=found.version:
+                        services.restore_version(version=v, reason=reason_of(request),
+                                                 actor=actor_of(request)))  # fmt: skip
+
+
+@admin.register(Alias)
+class AliasAdmin(ReadOnlyAdmin):
+    list_display = ["name", "version", "updated_by", "updated_at"]
+    action_form = ReasonActionForm
+    actions = ["rollback_champion"]
+
+    @admin.action(description="Roll back: champion and previous swap")
+    def rollback_champion(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
+        run_service(self, request, "Rolled back: the previous version is the champion again.",
+                    lambda: services.rollback_champion(reason=reason_of(request),
+                                                       actor=actor_of(request)))  # fmt: skip
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor", "action", "target", "before", "after", "reason", "request_id"]
+    list_filter = ["action"]
+    search_fields = ["actor", "target", "reason"]

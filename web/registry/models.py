@@ -1,0 +1,138 @@
+"""The model registry's records: training runs, model versions, aliases and the audit trail.
+
+PostgreSQL is the truth about what was trained, what exists and what should be served; Redis
+only carries live job state and the desired versions to the serving processes. The worker writes
+runs and versions with raw SQL (worker/registry_sql.py) against these tables, so their names and
+columns are a contract: change them together.
+"""
+
+from django.db import models
+from django.db.models.functions import Now
+from django.utils import timezone
+
+VERSION_MAX_LENGTH = 64
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class AliasName(models.TextChoices):
+    CHAMPION = "champion"
+    PREVIOUS = "previous"
+    CHALLENGER = "challenger"
+
+
+class TrainingRun(models.Model):
+    """One training job as it ran, kept after Redis forgets the job."""
+
+    id = models.CharField(primary_key=True, max_length=100)  # the job id
+    status = models.CharField(max_length=16, choices=RunStatus.choices)
+    requested_by = models.CharField(max_length=200, null=True, blank=True)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows = models.BigIntegerField(null=True, blank=True)
+    fingerprint = models.JSONField(null=True, blank=True)
+    parameters = models.JSONField(null=True, blank=True)
+    metrics = models.JSONField(null=True, blank=True)  # per-label figures included
+    error = models.TextField(null=True, blank=True)
+    version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    promoted = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        db_table = "training_run"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="training_run_created_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=RunStatus.values), name="training_run_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.id} ({self.status})"
+
+
+class ModelVersion(models.Model):
+    """A published version directory and everything needed to judge and reproduce it."""
+
+    version = models.CharField(primary_key=True, max_length=VERSION_MAX_LENGTH)
+    run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="versions"
+    )
+    created_at = models.DateTimeField()
+    rows = models.BigIntegerField()
+    labels = models.JSONField()
+    metrics = models.JSONField()
+    fingerprint = models.JSONField()
+    sha256 = models.JSONField()
+    library_versions = models.JSONField()
+    gate = models.JSONField(null=True, blank=True)  # the promotion gate's report
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    files_removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "model_version"
+        ordering = ["-created_at", "-version"]
+        indexes = [
+            models.Index(fields=["-created_at", "-version"], name="model_version_created_idx")
+        ]
+
+    def __str__(self) -> str:
+        return self.version
+
+    @property
+    def macro_f1(self) -> float | None:
+        value = (self.metrics or {}).get("macro_f1")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class Alias(models.Model):
+    """A name for a version: `champion` is served, `previous` is where rollback goes."""
+
+    name = models.CharField(primary_key=True, max_length=16, choices=AliasName.choices)
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="aliases"
+    )
+    updated_by = models.CharField(max_length=200, null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "model_alias"
+        ordering = ["name"]
+        verbose_name_plural = "aliases"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(name__in=AliasName.values), name="model_alias_name_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.version_id or '(none)'}"
+
+
+class AuditEvent(models.Model):
+    """One change: who, what, when, why. Append-only (a trigger refuses UPDATE and DELETE)."""
+
+    at = models.DateTimeField(default=timezone.now, db_default=Now())
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True, default="")
+    request_id = models.CharField(max_length=200, null=True, blank=True)
+
+    class Meta:
+        db_table = "audit_event"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["target", "-id"], name="audit_event_target_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

@@ -1,0 +1,137 @@
+"""After training: publish the files, let the gate decide, record it all, tell the replicas.
+
+The version's files are published without touching `current`; the gate (algorithm/promotion.py)
+judges it against the champion; one SQL transaction (worker/registry_sql.py) writes the version,
+the run's outcome and, if promoted, the aliases with their audit rows. Only after that commit
+does `current` switch and the desired state go out to the serving processes, and the job waits
+(bounded) until every live replica serves the new version, so "succeeded" means "served".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from algorithm.artifacts import (
+    VERSION_PATTERN,
+    load_model,
+    prune_versions,
+    publish_model_version,
+    read_manifest,
+    switch_current,
+)
+from algorithm.ml import TrainedModel
+from algorithm.promotion import Champion, SharedRows, decide_promotion
+from algorithm.serving_state import Desired, announce, wait_until_served
+from worker import registry_sql
+from worker.config import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    manifest: dict[str, Any]
+    promoted: bool
+
+
+class SharedRowsCollector:
+    """Keeps the held-out rows the champion never saw (ids above its data's highest id)."""
+
+    def __init__(self, champion: Champion | None, *, max_rows: int) -> None:
+        max_id = champion.fingerprint.get("max_id") if champion else None
+        self.max_seen = max_id if isinstance(max_id, int) else None
+        self.max_rows = max_rows
+        self.rows = SharedRows()
+
+    def collect(
+        self, texts: Sequence[str], labels: Sequence[str], ids: array[int]
+    ) -> Any:  # the callback train_model calls with the held-out indices and predictions
+        def keep(indices: Sequence[int], predicted: list[str]) -> None:
+            if self.max_seen is None:
+                return
+            for index, guess in zip(indices, predicted, strict=True):
+                if ids[index] > self.max_seen and len(self.rows.texts) < self.max_rows:
+                    self.rows.texts.append(texts[index])
+                    self.rows.labels.append(labels[index])
+                    self.rows.candidate_predictions.append(guess)
+
+        return keep
+
+
+def load_version(model_root: Any, version: str) -> TrainedModel:
+    """Load a named version directory inside the model root, sha256-checked."""
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"not a version name: {version!r}")
+    directory = model_root / version
+    return load_model(directory, expected_sha256=read_manifest(directory)["sha256"])
+
+
+def publish_and_promote(
+    settings: WorkerSettings,
+    *,
+    run_id: str,
+    model: TrainedModel,
+    metrics: dict[str, Any],
+    fingerprint: dict[str, Any],
+    rows: int,
+    champion: Champion | None,
+    shared: SharedRows,
+    redis_client: redis.Redis,
+) -> Outcome:
+    """Publish, judge, record in one transaction, then switch and announce if promoted."""
+    root = settings.model_root
+    manifest = publish_model_version(root, model, metrics=metrics, fingerprint=fingerprint,
+                                     rows=rows, retention=None, make_current=False)  # fmt: skip
+    version = manifest["version"]
+
+    def load_champion() -> TrainedModel:
+        assert champion is not None  # the gate loads it only when there is one
+        return load_version(root, champion.version)
+
+    report = decide_promotion(
+        policy=settings.promotion_policy,
+        tolerance=settings.promotion_tolerance,
+        candidate_version=version,
+        candidate_metrics=metrics,
+        champion=champion,
+        shared=shared,
+        load_champion=load_champion,
+        min_rows=settings.gate_min_rows,
+    )
+    logger.info("gate for %s: %s", version, report["decision"])
+    promoted = asyncio.run(
+        registry_sql.record_version(settings.database_url, run_id=run_id, manifest=manifest,
+                                    report=report,
+                                    judged_champion=champion.version if champion else None)
+    )  # fmt: skip
+    if promoted:
+        switch_current(root, version)
+        desired = asyncio.run(registry_sql.read_desired_state(settings.database_url))
+        announce(
+            redis_client,
+            Desired(champion=desired.champion, challenger=desired.challenger, seq=desired.seq),
+        )
+        if not wait_until_served(redis_client, version, settings.served_wait_seconds):
+            logger.warning("not every replica serves %s after %s s; the job succeeds anyway",
+                           version, settings.served_wait_seconds)  # fmt: skip
+    prune(settings)
+    return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
+
+
+def prune(settings: WorkerSettings) -> None:
+    """Remove version files beyond retention, sparing every version the registry can restore."""
+
+    def spare(candidates: list[str]) -> set[str]:
+        return asyncio.run(registry_sql.versions_to_spare(settings.database_url, candidates))
+
+    try:
+        prune_versions(settings.model_root, retention=settings.model_retention, spare=spare)
+    except Exception:
+        logger.exception("pruning old versions failed; they stay on disk until the next run")

@@ -177,14 +177,15 @@ def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool
     return True
 
 
-@celery_app.task(name=TRAIN_TASK, bind=True)
+# max_retries=None on the task: `retry(max_retries=None)` would mean "the default, 3".
+@celery_app.task(name=TRAIN_TASK, bind=True, max_retries=None)
 def train(self: Task, job_id: str) -> str | None:
     """Train for job_id unless another training runs (then retry) or the job is done already."""
     settings = get_settings()
     store = get_job_store()
     if not store.acquire_training_lock(job_id, settings.training_lock_ttl):
         # Another training runs: this job stays queued, so new requests still join it.
-        raise self.retry(countdown=LOCK_RETRY_SECONDS, max_retries=None)
+        raise self.retry(countdown=LOCK_RETRY_SECONDS)
     with renewed_lock(store, job_id, settings.training_lock_ttl):
         if not store.start(job_id):
             logger.info("job %s is unknown or finished already; skipping", job_id)

@@ -116,6 +116,14 @@ def test_database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
     return urlunsplit(parts._replace(path="/" + str(connection.settings_dict["NAME"])))
 
 
+@pytest.fixture(autouse=True)
+def _no_registry_state_left_in_the_session_redis() -> None:
+    """A champion announced by one test must not steer the algorithm apps of the next."""
+    with redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=2) as client:
+        stale = [b"textclf:registry:desired", *client.scan_iter(b"textclf:serving:*")]
+        client.delete(*stale)
+
+
 @pytest.fixture
 def redis_db_url() -> str:
     """A Redis database for this test alone (flushed first): jobs, markers, broker queues."""

@@ -19,10 +19,13 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def api(db: Any) -> APIClient:
+def api(admin_headers: dict[str, str]) -> APIClient:
+    """A DRF client with an admin token (the registry's writes need that role)."""
     from rest_framework.test import APIClient
 
-    return APIClient()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
+    return client
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def test_a_champion_move_records_previous_and_the_audit_row(api: Any, make_versi
     audit = api.get("/api/audit/", {"target": "alias:champion"}).json()["results"]
     assert audit[0]["before"] == {"version": first.version}
     assert audit[0]["after"] == {"version": second.version}
-    assert audit[0]["actor"] == "anonymous" and audit[0]["reason"] == REASON
+    assert audit[0]["actor"].startswith("token:test-admin-") and audit[0]["reason"] == REASON
     history = api.get("/api/models/aliases/champion/history/").json()["results"]
     assert [h["after"]["version"] for h in history] == [second.version, first.version]
 

@@ -70,7 +70,7 @@ def test_who_asked_web_is_kept_with_the_job_as_web_sends_it(
     long_name = requester_headers("token:" + "é" * 100)["X-Requested-By"]
     assert len(long_name) <= 200 and long_name.endswith("%C3%A9")  # whole characters only
     for bad in (b"", b"token: ci", "token:é".encode(), b"x" * 201):  # not encoded, too long
-        refused = client.post("/train", headers={"X-Requested-By": bad})
+        refused = client.post("/train", headers=[(b"X-Requested-By", bad)])
         assert "X-Requested-By" in assert_error(refused, 400, "invalid_request")["detail"]
 
 

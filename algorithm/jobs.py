@@ -8,7 +8,9 @@ switch to running, before the training reads anything. At most one training runs
 holds a lock that it renews while it runs, so a killed worker's lock expires soon after.
 
 The job store is the algorithm service's contract with the worker: the service creates jobs
-and answers their state, the worker runs them. Plain redis-py and pydantic, nothing else.
+and answers their state, the worker runs them. Who asked for a job and the id of the request that
+created it are kept with the job (not in the API's job shape) for the registry's run row; a request
+that joins a queued job leaves them as they were. Plain redis-py and pydantic, nothing else.
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ class Job(BaseModel):
 
 
 JOB_FIELDS = tuple(Job.model_fields)
+
+
+class Requester(BaseModel):
+    """Who asked for a job (e.g. "token:ci") and the request id that created it."""
+
+    requested_by: str | None = None
+    request_id: str | None = None
+
+
+REQUESTER_FIELDS = tuple(Requester.model_fields)
 
 # Every hash field holds JSON, so Lua writes JSON-encoded strings too.
 _START = """
@@ -84,14 +96,19 @@ class JobStore:
         self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
         self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
 
-    def request_training(self, *, enqueue: Callable[[str], None]) -> dict[str, Any]:
-        """Return the queued, not yet started job, or create one and enqueue(job_id) it."""
+    def request_training(
+        self, *, enqueue: Callable[[str], None], requester: Requester | None = None
+    ) -> dict[str, Any]:
+        """Return the queued, not yet started job, or create one and enqueue(job_id) it.
+
+        A new job keeps `requester`; a joined job keeps the one it was created with.
+        """
         while True:
             job_id = secrets.token_hex(16)
             job: dict[str, Any] = dict.fromkeys(JOB_FIELDS)
             job.update(job_id=job_id, status="queued", created_at=utc_now(),
                        progress={"phase": "queued"})  # fmt: skip
-            self._write(job_id, job)
+            self._write(job_id, {**job, **(requester or Requester()).model_dump()})
             if self.client.set(QUEUED_MARKER, job_id, nx=True, ex=self.job_ttl_seconds):
                 break
             self.client.delete(job_key(job_id))  # another request's job is queued: use it
@@ -116,6 +133,13 @@ class JobStore:
         if not raw:
             return None
         return {field: json.loads(raw[field]) if field in raw else None for field in JOB_FIELDS}
+
+    def requester(self, job_id: str) -> Requester:
+        """Who asked for the job and from which request (empty if unknown)."""
+        raw = self.client.hmget(job_key(job_id), REQUESTER_FIELDS)
+        found = {name: json.loads(value) for name, value in zip(REQUESTER_FIELDS, raw, strict=True)
+                 if value is not None}  # fmt: skip
+        return Requester.model_validate(found)
 
     def start(self, job_id: str) -> bool:
         """Mark the job running and stop handing it to new requests; False if unknown or done."""

@@ -114,9 +114,14 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
             }},
             "/train": {"post": {
                 "summary": "Queue a training job (or get the one already queued); no body",
+                "parameters": [{"name": "X-Requested-By", "in": "header", "required": False,
+                                "description": "Who asked (e.g. `token:ci`), percent-encoded "
+                                "UTF-8; kept with a new job for its training run",
+                                "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}}],
                 "responses": {
                     "202": queued,
-                    "400": _error("A body was sent: `invalid_request`"),
+                    "400": _error("A body was sent, or `X-Requested-By` is not visible ASCII: "
+                                  "`invalid_request`"),
                     "401": UNAUTHORIZED,
                     "413": TOO_LARGE,
                     "503": BROKER_DOWN,

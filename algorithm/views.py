@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import unquote
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound
+from algorithm.jobs import Requester
 from algorithm.observability import record_predictions
 from algorithm.runtime import ServingRuntime
 from algorithm.schemas import Liveness, Readiness, parse_predict_request
+from stack.logs import REQUEST_ID
 
 api = Blueprint("api", __name__)
+# Who asked web for a training ("token:ci"), percent-encoded UTF-8. Only service-token holders
+# reach /train (algorithm/auth.py), so the value is the caller's word, recorded as given.
+REQUESTED_BY_HEADER = "X-Requested-By"
+REQUESTED_BY_MAX_CHARS = 200  # training_run.requested_by; decoding only shortens it
+REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
 
 
 def runtime() -> ServingRuntime:
@@ -57,12 +66,29 @@ async def train() -> tuple[Response, int, dict[str, str]]:
     """Queue a training job (or return the one already queued)."""
     if request.get_data(cache=False).strip() not in (b"", b"{}"):
         raise BadRequest("POST /train takes no input; send an empty body.")
+    requester = Requester(requested_by=requested_by(), request_id=REQUEST_ID.get())
     rt = runtime()
     try:
-        job = await asyncio.to_thread(rt.job_store.request_training, enqueue=rt.enqueue)
+        job = await asyncio.to_thread(
+            rt.job_store.request_training, enqueue=rt.enqueue, requester=requester
+        )
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnavailable(f"The job queue is not reachable: {exc}") from exc
     return jsonify(job), 202, {"Location": f"/train/{job['job_id']}"}
+
+
+def requested_by() -> str | None:
+    """The decoded `X-Requested-By` header, or None; 400 unless it is what the schema says."""
+    raw = request.headers.get(REQUESTED_BY_HEADER)
+    if raw is None:
+        return None
+    if not REQUESTED_BY_PATTERN.fullmatch(raw):
+        raise BadRequest(
+            f"{REQUESTED_BY_HEADER} must be the requester's name percent-encoded as UTF-8: "
+            f"1 to {REQUESTED_BY_MAX_CHARS} visible ASCII characters."
+        )
+    name = unquote(raw, errors="replace")  # every value the schema allows is accepted
+    return "".join(char if char.isprintable() else "\ufffd" for char in name)
 
 
 @api.get("/train/<job_id>")

@@ -12,7 +12,8 @@ new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP 
 requests.
 
 Every call carries the current request's `X-Request-ID`; a coalesced call carries the id of the
-first request in its batch (its log lines on the algorithm side name that request).
+first request in its batch (its log lines on the algorithm side name that request). A training
+call also says who asked (`X-Requested-By`, see `requester_headers`) for the registry's run row.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import httpx
@@ -38,6 +40,20 @@ from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 from web.observability import record_algorithm_call, record_coalesced_batch
 
 log = logging.getLogger(__name__)
+REQUESTED_BY_HEADER = "X-Requested-By"
+REQUESTED_BY_MAX_CHARS = 200  # what the algorithm service accepts (visible ASCII)
+_SAFE_IN_REQUESTED_BY = ":@/+=!$&'()*,;"  # besides letters, digits and "_.-~"
+
+
+def requester_headers(actor: str | None) -> dict[str, str]:
+    """`X-Requested-By` naming actor, percent-encoded UTF-8 (cut whole characters to fit)."""
+    encoded = ""
+    for char in actor or "":
+        piece = quote(char, safe=_SAFE_IN_REQUESTED_BY)
+        if len(encoded) + len(piece) > REQUESTED_BY_MAX_CHARS:
+            break
+        encoded += piece
+    return {REQUESTED_BY_HEADER: encoded} if encoded else {}
 
 
 def _never_reached_the_service(exc: BaseException) -> bool:
@@ -85,11 +101,13 @@ class AlgorithmClient:
         self._pending: list[Pending] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def call(self, method: str, path: str, *, json: Any = None) -> AlgorithmAnswer:
-        """One request with retries on connection errors only."""
+    async def call(
+        self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+    ) -> AlgorithmAnswer:
+        """One request (with the request id and any extra headers), retried on connect errors."""
         started = time.perf_counter()
         try:
-            answer = await self._call(method, path, json=json)
+            answer = await self._call(method, path, json=json, headers=headers or {})
         except AlgorithmUnavailable as exc:
             outcome = "timeout" if isinstance(exc, AlgorithmTimeout) else "unavailable"
             record_algorithm_call(outcome, time.perf_counter() - started)
@@ -98,9 +116,12 @@ class AlgorithmClient:
         record_algorithm_call(outcome, time.perf_counter() - started)
         return answer
 
-    async def _call(self, method: str, path: str, *, json: Any) -> AlgorithmAnswer:
+    async def _call(
+        self, method: str, path: str, *, json: Any, headers: dict[str, str]
+    ) -> AlgorithmAnswer:
         request_id = REQUEST_ID.get()
-        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+        if request_id:
+            headers = {**headers, REQUEST_ID_HEADER: request_id}
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_never_reached_the_service),

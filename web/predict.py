@@ -16,7 +16,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from web.algorithm_client import AlgorithmAnswer, AlgorithmClient, get_client
+from web.algorithm_client import AlgorithmAnswer, AlgorithmClient, get_client, requester_headers
 from web.errors import (
     AlgorithmUnavailable,
     InvalidJson,
@@ -63,7 +63,9 @@ async def start_training(request: HttpRequest) -> JsonResponse:
     """Start training (or join the queued job); 202 with the job and its Location."""
     if _read_body(request).strip() not in (b"", b"{}"):
         raise InvalidRequest("POST /api/train/ takes no input; send no body.")
-    answer = await get_client().call("POST", "/train")
+    # Who asked (set by the token check) goes with the job to its run row in the registry.
+    actor = getattr(request, "actor", None)
+    answer = await get_client().call("POST", "/train", headers=requester_headers(actor))
     if answer.status != 202:
         return _forward(answer)
     job_id = answer.body.get("job_id") if isinstance(answer.body, dict) else None

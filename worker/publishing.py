@@ -84,6 +84,7 @@ def publish_and_promote(
     champion: Champion | None,
     shared: SharedRows,
     redis_client: redis.Redis,
+    request_id: str | None = None,
 ) -> Outcome:
     """Publish, judge, record in one transaction, then switch and announce if promoted."""
     root = settings.model_root
@@ -109,7 +110,8 @@ def publish_and_promote(
     promoted = asyncio.run(
         registry_sql.record_version(settings.database_url, run_id=run_id, manifest=manifest,
                                     report=report,
-                                    judged_champion=champion.version if champion else None)
+                                    judged_champion=champion.version if champion else None,
+                                    request_id=request_id)
     )  # fmt: skip
     if promoted:
         switch_current(root, version)

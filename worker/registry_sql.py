@@ -50,18 +50,27 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-async def record_run_started(database_url: str, *, run_id: str, created_at: datetime) -> None:
+async def record_run_started(
+    database_url: str,
+    *,
+    run_id: str,
+    created_at: datetime,
+    requested_by: str | None = None,
+    request_id: str | None = None,
+) -> None:
     """Record (or, for a redelivered job, restart) a running training run."""
     async with transaction(database_url) as conn:
         await conn.execute(
             text(
-                "INSERT INTO training_run (id, status, created_at, started_at) "
-                "VALUES (:id, 'running', :created_at, now()) "
+                "INSERT INTO training_run (id, status, created_at, started_at, requested_by, "
+                "request_id) VALUES (:id, 'running', :created_at, now(), :requested_by, "
+                ":request_id) "
                 "ON CONFLICT (id) DO UPDATE SET status = 'running', started_at = now(), "
                 "finished_at = NULL, error = NULL"
             ),
-            {"id": run_id, "created_at": created_at},
-        )
+            {"id": run_id, "created_at": created_at, "requested_by": requested_by,
+             "request_id": request_id},
+        )  # fmt: skip
 
 
 async def record_run_failed(database_url: str, *, run_id: str, error: str) -> None:
@@ -99,8 +108,12 @@ async def record_version(
     manifest: dict[str, Any],
     report: dict[str, Any],
     judged_champion: str | None,
+    request_id: str | None = None,
 ) -> bool:
-    """Write the version, its report, the run's outcome and any promotion; True if promoted."""
+    """Write the version, its report, the run's outcome and any promotion; True if promoted.
+
+    The audit rows carry request_id: the request that asked for the training.
+    """
     version = manifest["version"]
     async with transaction(database_url) as conn:
         await conn.execute(
@@ -124,7 +137,8 @@ async def record_version(
         )
         promoted = bool(report["promoted"])
         if promoted:
-            promoted = await _promote(conn, version, judged_champion, run_id, report)
+            promoted = await _promote(conn, version, judged_champion, run_id, report,
+                                      request_id=request_id)  # fmt: skip
             if not promoted:
                 report = {**report, "promoted": False,
                           "decision": "the champion moved while this version was judged; "
@@ -152,13 +166,13 @@ async def record_version(
         )
         await _audit(conn, action="version.publish", target=f"version:{version}",
                      before=None, after={"run": run_id, "gate": report},
-                     reason=str(report.get("decision", "")))  # fmt: skip
+                     reason=str(report.get("decision", "")), request_id=request_id)  # fmt: skip
     return promoted
 
 
 async def _promote(
     conn: AsyncConnection, version: str, judged_champion: str | None, run_id: str,
-    report: dict[str, Any],
+    report: dict[str, Any], *, request_id: str | None,
 ) -> bool:  # fmt: skip
     """Move champion to version (and previous to the old champion) unless champion moved."""
     await conn.execute(
@@ -191,21 +205,23 @@ async def _promote(
         )
         await _audit(conn, action="alias.move", target=f"alias:{name}",
                      before={"version": current[name]}, after={"version": target},
-                     reason=reason)  # fmt: skip
+                     reason=reason, request_id=request_id)  # fmt: skip
     return True
 
 
 async def _audit(
-    conn: AsyncConnection, *, action: str, target: str, before: Any, after: Any, reason: str
-) -> None:
+    conn: AsyncConnection, *, action: str, target: str, before: Any, after: Any, reason: str,
+    request_id: str | None,
+) -> None:  # fmt: skip
     await conn.execute(
         text(
-            "INSERT INTO audit_event (at, actor, action, target, before, after, reason) "
-            "VALUES (now(), :actor, :action, :target, CAST(:before AS jsonb), "
-            "CAST(:after AS jsonb), :reason)"
+            "INSERT INTO audit_event (at, actor, action, target, before, after, reason, "
+            "request_id) VALUES (now(), :actor, :action, :target, CAST(:before AS jsonb), "
+            "CAST(:after AS jsonb), :reason, :request_id)"
         ),
         {"actor": WORKER_ACTOR, "action": action, "target": target,
-         "before": _json(before), "after": _json(after), "reason": reason},
+         "before": _json(before), "after": _json(after), "reason": reason,
+         "request_id": request_id},
     )  # fmt: skip
 
 

@@ -22,9 +22,10 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from algorithm.jobs import JobStore
+from algorithm.jobs import JobStore, Requester
 from algorithm.ml import TrainingDataError, train_model
 from algorithm.training_queue import TRAIN_TASK
+from stack.logs import REQUEST_ID
 from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
@@ -104,7 +105,9 @@ def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[Non
         store.release_training_lock(job_id)
 
 
-def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> Outcome:
+def run_training(
+    job_id: str, *, settings: WorkerSettings, store: JobStore, request_id: str | None = None
+) -> Outcome:
     """Train, publish and let the gate decide for a started job (raises on failure)."""
     champion = asyncio.run(registry_sql.read_champion(settings.database_url))
     with training_phase("read"):
@@ -131,7 +134,16 @@ def run_training(job_id: str, *, settings: WorkerSettings, store: JobStore) -> O
             champion=champion,
             shared=shared.rows,
             redis_client=get_redis(),
+            request_id=request_id,
         )
+
+
+def requester_of(job_id: str, *, store: JobStore) -> Requester:
+    """Who asked for the job, and the request id: the job's own, else the task's header."""
+    requester = store.requester(job_id)
+    if requester.request_id is None:  # a job created without one
+        requester = requester.model_copy(update={"request_id": REQUEST_ID.get()})
+    return requester
 
 
 def fail_job(job_id: str, error: str, *, settings: WorkerSettings, store: JobStore) -> None:
@@ -151,9 +163,14 @@ def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool
     try:
         job = store.get(job_id)
         created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
-        asyncio.run(registry_sql.record_run_started(settings.database_url, run_id=job_id,
-                                                    created_at=created_at))  # fmt: skip
-        outcome = run_training(job_id, settings=settings, store=store)
+        requester = requester_of(job_id, store=store)
+        asyncio.run(registry_sql.record_run_started(
+            settings.database_url, run_id=job_id, created_at=created_at,
+            requested_by=requester.requested_by, request_id=requester.request_id,
+        ))  # fmt: skip
+        outcome = run_training(
+            job_id, settings=settings, store=store, request_id=requester.request_id
+        )
     except TrainingDataError as exc:
         fail_job(job_id, str(exc), settings=settings, store=store)
         return False

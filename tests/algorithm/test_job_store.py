@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from algorithm.jobs import QUEUED_MARKER, Job, JobStore
+from algorithm.jobs import QUEUED_MARKER, Job, JobStore, Requester
 
 
 @pytest.fixture
@@ -61,6 +61,26 @@ def test_concurrent_requests_create_exactly_one_queued_job(store: JobStore) -> N
     assert set(returned) == set(enqueue.job_ids)
     # Orphans of the losing requests are gone: only the one job exists.
     assert len(store.client.keys("textclf:job:*")) == 1
+
+
+def test_a_joined_job_keeps_its_first_requester_and_the_next_job_its_own(
+    store: JobStore,
+) -> None:
+    enqueue = Recorder()
+    ci = Requester(requested_by="token:ci", request_id="req-ci")
+    first = store.request_training(enqueue=enqueue, requester=ci)
+    joined = store.request_training(
+        enqueue=enqueue, requester=Requester(requested_by="token:bob", request_id="req-bob")
+    )
+    assert joined["job_id"] == first["job_id"]
+    assert store.requester(first["job_id"]) == ci
+    assert set(first) == set(Job.model_fields)  # not part of the job the API answers
+    assert store.get(first["job_id"]) == first
+
+    store.start(first["job_id"])
+    anonymous = store.request_training(enqueue=enqueue)
+    assert store.requester(anonymous["job_id"]) == Requester()
+    assert store.requester("no-such-job") == Requester()
 
 
 def test_a_request_after_the_job_started_gets_a_new_job(store: JobStore) -> None:

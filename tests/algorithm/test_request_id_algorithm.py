@@ -1,4 +1,4 @@
-"""The algorithm service in-process: web's request id reaches the training task, /metrics' token.
+"""The algorithm service in-process: web's request id and requester reach the job, /metrics' token.
 
 The real ASGI app on a real Hypercorn server; the queue is replaced by a function that notes
 what the real one would send (the Celery header is tested end to end in tests/e2e).
@@ -16,9 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from algorithm.app import create_asgi_app
 from algorithm.config import AlgorithmSettings
-from algorithm.jobs import JobStore
+from algorithm.jobs import JobStore, Requester
 from stack.logs import REQUEST_ID
 from tests.helpers import assert_error
+from web.algorithm_client import requester_headers
 
 
 @pytest.fixture
@@ -53,6 +54,24 @@ def test_the_request_id_reaches_the_queue_and_comes_back(
     assert_error(missing, 404, "job_not_found")
     assert missing.headers["X-Request-ID"] == "from-web-2"
     assert len(client.get("/health/live").headers["X-Request-ID"]) == 32
+
+
+def test_who_asked_web_is_kept_with_the_job_as_web_sends_it(
+    service: Callable[..., httpx.Client], job_store: JobStore
+) -> None:
+    client = service()
+    actor = "token:Zoë's laptop"  # token names may hold spaces and any letter
+    answer = client.post("/train", headers={**requester_headers(actor), "X-Request-ID": "r-1"})
+    assert answer.status_code == 202
+    job_id = answer.json()["job_id"]
+    assert job_store.requester(job_id) == Requester(requested_by=actor, request_id="r-1")
+    assert "requested_by" not in client.get(f"/train/{job_id}").json()
+
+    long_name = requester_headers("token:" + "é" * 100)["X-Requested-By"]
+    assert len(long_name) <= 200 and long_name.endswith("%C3%A9")  # whole characters only
+    for bad in (b"", b"token: ci", "token:é".encode(), b"x" * 201):  # not encoded, too long
+        refused = client.post("/train", headers=[(b"X-Requested-By", bad)])
+        assert "X-Requested-By" in assert_error(refused, 400, "invalid_request")["detail"]
 
 
 def test_duration_is_labelled_by_route_template(service: Callable[..., httpx.Client]) -> None:

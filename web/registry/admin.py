@@ -76,7 +76,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "status", "created_at", "finished_at", "rows", "accuracy", "macro_f1",
                     "version", "promoted", "requested_by"]  # fmt: skip
     list_filter = ["status", "promoted"]
-    search_fields = ["id"]
+    search_fields = ["id", "requested_by", "request_id"]
 
     @admin.display(description="accuracy")
     def accuracy(self, run: TrainingRun) -> str:

@@ -32,6 +32,7 @@ class TrainingRun(models.Model):
     id = models.CharField(primary_key=True, max_length=100)  # the job id
     status = models.CharField(max_length=16, choices=RunStatus.choices)
     requested_by = models.CharField(max_length=200, null=True, blank=True)
+    request_id = models.CharField(max_length=200, null=True, blank=True)  # of the train request
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -49,9 +49,9 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "status", "requested_by", "created_at", "started_at", "finished_at",
-                  "rows", "fingerprint", "parameters", "metrics", "error", "version",
-                  "promoted"]  # fmt: skip
+        fields = ["id", "status", "requested_by", "request_id", "created_at", "started_at",
+                  "finished_at", "rows", "fingerprint", "parameters", "metrics", "error",
+                  "version", "promoted"]  # fmt: skip
         read_only_fields = fields
 
 

@@ -28,7 +28,11 @@ def schema() -> dict[str, Any]:
         ("/api/models/versions/", "get", {"200", "400", "404", *GATED}),
         ("/api/models/versions/{version}/", "get", {"200", "404", *GATED}),
         ("/api/models/versions/{version}/", "delete", {"204", "400", "404", "409", *ADMIN_ONLY}),
-        ("/api/models/versions/{version}/restore/", "post", {"200", "400", "404", "409", *ADMIN_ONLY}),
+        (
+            "/api/models/versions/{version}/restore/",
+            "post",
+            {"200", "400", "404", "409", *ADMIN_ONLY},
+        ),
         ("/api/models/aliases/", "get", {"200", *GATED}),
         ("/api/models/aliases/{alias}/", "put", {"200", "400", "403", "404", "409", "422", *GATED}),
         ("/api/models/aliases/champion/rollback/", "post", {"200", "400", "409", *ADMIN_ONLY}),

@@ -87,6 +87,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "model_version": NULLABLE_STRING,
             "metrics": {"type": "object", "nullable": True},
             "error": NULLABLE_STRING,
+            "promoted": {
+                "type": "boolean",
+                "nullable": True,
+                "description": "On success: whether the promotion gate made it the champion",
+            },
         },
         "required": ["job_id", "status", "created_at"],
     },
@@ -301,7 +306,11 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas.setdefault("Error", ERROR_SCHEMA)
     schemas.update(SCHEMAS)
     components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
-    result["paths"] = dict(sorted({**result["paths"], **PATHS}.items()))
+    # Merge per method: the registry's hook already added GET /api/train/ to the path item.
+    paths = dict(result["paths"])
+    for path, operations in PATHS.items():
+        paths[path] = {**paths.get(path, {}), **operations}
+    result["paths"] = dict(sorted(paths.items()))
     _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))
     for path, operations in result["paths"].items():
         if path.startswith("/api/"):
@@ -309,12 +318,17 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     return result
 
 
+def _path_example(parameter: re.Match[str]) -> str:
+    """A value the route accepts for a path parameter: only named aliases resolve."""
+    return "challenger" if parameter[1] == "alias" else "1"
+
+
 def _secure(path: str, operations: dict[str, Any]) -> None:
     """Declare the token, the role it needs, and the answers the checks in front add.
 
     The 429 of the rate limits is declared by their own hook (web/throttling.py).
     """
-    route = route_name(re.sub(r"\{[^}/]+\}", "1", path))  # any value the route accepts
+    route = route_name(re.sub(r"\{([^}/]+)\}", _path_example, path))
     if route in PUBLIC_ROUTES:
         return
     for method, operation in operations.items():

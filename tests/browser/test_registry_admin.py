@@ -11,6 +11,8 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from tests.helpers import wait_until
+
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery staple"
 
@@ -56,6 +58,8 @@ def test_an_admin_logs_in_sees_runs_rolls_back_and_finds_the_audit_row(
     browser.find_element(By.NAME, "username").send_keys("alice")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The click only starts the navigation: wait for the page it leads to.
+    wait_until(lambda: "/admin/login/" not in browser.current_url, timeout=10, what="logged in")
     assert "Log out" in browser.page_source or "logout" in browser.page_source
 
     browser.get(f"{web}/admin/registry/trainingrun/")
@@ -71,7 +75,9 @@ def test_an_admin_logs_in_sees_runs_rolls_back_and_finds_the_audit_row(
     Select(browser.find_element(By.NAME, "action")).select_by_value("rollback_champion")
     browser.find_element(By.NAME, "reason").send_keys("bad release in the browser")
     browser.find_element(By.NAME, "index").click()
-    assert "Rolled back" in browser.find_element(By.CSS_SELECTOR, "ul.messagelist").text
+    messages = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "ul.messagelist"),
+                          timeout=10, what="the rollback's message")  # fmt: skip
+    assert "Rolled back" in messages[0].text
     assert Alias.objects.get(name="champion").version_id == first
 
     browser.get(f"{web}/admin/registry/auditevent/")

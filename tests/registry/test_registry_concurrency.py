@@ -17,21 +17,22 @@ def test_two_concurrent_moves_with_the_same_expected_version_one_wins_one_confli
     test_database_url: str,
     transactional_db: Any,
     make_version: Callable[..., Any],
+    web_client: Callable[..., httpx.Client],
 ) -> None:
     from web.registry.models import Alias, AuditEvent
 
-    web = start_service("web", DATABASE_URL=test_database_url)
+    web = web_client(start_service("web", DATABASE_URL=test_database_url))
     seen, first, second = make_version(), make_version(), make_version()
-    start = httpx.put(f"{web}/api/models/aliases/champion/",
-                      json={"version": seen.version, "reason": "start"})  # fmt: skip
+    start = web.put("/api/models/aliases/champion/",
+                    json={"version": seen.version, "reason": "start"})  # fmt: skip
     assert start.status_code == 200, start.text
 
     def move(
         target: str, expected: str, barrier: threading.Barrier, answers: dict[str, httpx.Response]
     ) -> None:
         barrier.wait()
-        answers[target] = httpx.put(
-            f"{web}/api/models/aliases/champion/",
+        answers[target] = web.put(
+            "/api/models/aliases/champion/",
             json={"version": target, "expected_version": expected, "reason": "race"},
             timeout=30,
         )

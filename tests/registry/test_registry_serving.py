@@ -11,6 +11,7 @@ from django.test import RequestFactory
 
 from algorithm import serving_state
 from tests.helpers import assert_error
+from web.auth.roles import Role
 from web.registry import serving
 
 Make = Callable[..., Any]
@@ -23,11 +24,8 @@ def test_web_and_the_algorithm_service_agree_on_the_protocol() -> None:
 
 
 def test_a_committed_move_is_announced_to_the_replicas(
-    transactional_db: Any, make_version: Make
+    transactional_db: Any, api: Any, make_version: Make
 ) -> None:
-    from rest_framework.test import APIClient
-
-    api = APIClient()
     client = serving.get_redis()
     pubsub = client.pubsub()
     pubsub.subscribe(serving.CHANGED_CHANNEL)
@@ -79,20 +77,20 @@ def test_an_editor_may_move_the_challenger_but_not_the_champion(make_version: Ma
     made = make_version()
     view = AliasDetail.as_view()
 
-    def put(alias: str, role: str, **extra: Any) -> Any:
+    def put(alias: str, role: Role, **extra: Any) -> Any:
         body = json.dumps({"version": made.version, "reason": "r", **extra})
         request = RequestFactory().put(f"/api/models/aliases/{alias}/", body,
                                        content_type="application/json")  # fmt: skip
         request.role = role  # set by the authentication middleware
-        request.actor = f"token:{role}-token"
+        request.actor = f"token:{role.label}-token"
         response = view(request, alias=alias)
         response.json = lambda: json.loads(response.content)  # as the test client's answers
         return response
 
-    assert_error(put("champion", "editor"), 403, "forbidden")
-    assert_error(put("challenger", "editor", force=True), 403, "forbidden")
-    assert put("challenger", "editor").status_code == 200
-    assert put("champion", "admin").status_code == 200
+    assert_error(put("champion", Role.EDITOR), 403, "forbidden")
+    assert_error(put("challenger", Role.EDITOR, force=True), 403, "forbidden")
+    assert put("challenger", Role.EDITOR).status_code == 200
+    assert put("champion", Role.ADMIN).status_code == 200
     from web.registry.models import AuditEvent
 
     assert AuditEvent.objects.filter(actor="token:admin-token", target="alias:champion").exists()

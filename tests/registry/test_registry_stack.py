@@ -10,7 +10,7 @@ import asyncio
 import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,28 +20,36 @@ import pytest
 import redis
 
 from algorithm import artifacts, serving_state
-from tests.helpers import wait_until
+from tests.helpers import bearer, wait_until
 
 pytestmark = pytest.mark.slow
 CLIENTS = 64
 TEXT = "a library of functions for image processing and display"
 
 
+OPERATOR = "registry-operator"  # the admin token's name: the audit's actor is token:<name>
+
+
 @dataclass
 class Stack:
     web: str
+    headers: dict[str, str]  # the operator's admin token, on every call to web
     algorithm: str
     redis: redis.Redis
     start_worker: Callable[..., Any]
+    api: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = httpx.Client(base_url=self.web, headers=self.headers, timeout=30)
 
     def train(self, timeout: float = 180) -> dict[str, Any]:
-        started = httpx.post(f"{self.web}/api/train/")
+        started = self.api.post("/api/train/")
         assert started.status_code == 202, started.text
         return self.wait_job(started.headers["Location"], timeout=timeout)
 
     def wait_job(self, location: str, timeout: float = 180) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
-            job: dict[str, Any] = httpx.get(f"{self.web}{location}").json()
+            job: dict[str, Any] = self.api.get(location).json()
             return job if job["status"] in ("succeeded", "failed") else None
 
         return wait_until(finished, timeout=timeout, interval=0.02, what=f"{location} finished")
@@ -58,7 +66,11 @@ def stack(
     redis_db_url: str,
     model_dir: Path,
     transactional_db: Any,
-) -> Stack:
+) -> Iterator[Stack]:
+    from web.auth.roles import Role
+    from web.auth.tokens import issue_token
+
+    _, secret = issue_token(name=OPERATOR, role=Role.ADMIN)
     client = redis.Redis.from_url(redis_db_url)
     algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir),
                               ALGORITHM_WORKERS="2")  # fmt: skip
@@ -68,7 +80,10 @@ def stack(
         pytest.skip("the algorithm processes do not report what they serve (serving side)")
     web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm,
                         REDIS_URL=redis_db_url)  # fmt: skip
-    return Stack(web=web, algorithm=algorithm, redis=client, start_worker=start_worker)
+    stack = Stack(web=web, headers=bearer(secret), algorithm=algorithm, redis=client,
+                  start_worker=start_worker)  # fmt: skip
+    yield stack
+    stack.api.close()
 
 
 @dataclass
@@ -78,10 +93,10 @@ class Load:
     stop: bool = False
 
 
-async def predict_forever(url: str, load: Load) -> None:
-    async with httpx.AsyncClient(timeout=30) as client:
+async def predict_forever(stack: Stack, load: Load) -> None:
+    async with httpx.AsyncClient(base_url=stack.web, headers=stack.headers, timeout=30) as client:
         while not load.stop:
-            answer = await client.post(f"{url}/api/predict/", json={"text": TEXT})
+            answer = await client.post("/api/predict/", json={"text": TEXT})
             load.statuses[answer.status_code] = load.statuses.get(answer.status_code, 0) + 1
             if answer.status_code == 200:
                 load.versions.append((time.monotonic(), answer.json()["model_version"]))
@@ -101,17 +116,17 @@ def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_withi
     insert_rows(
         [(f"{text} variant {i}", label) for i in range(40) for text, label in fixture_corpus]
     )
-    started = httpx.post(f"{stack.web}/api/train/").json()
-    wait_until(lambda: httpx.get(f"{stack.web}/api/train/{started['job_id']}/").json()["status"]
+    started = stack.api.post("/api/train/").json()
+    wait_until(lambda: stack.api.get(f"/api/train/{started['job_id']}/").json()["status"]
                == "running", timeout=30, what="the long training running")  # fmt: skip
 
     async def scenario() -> tuple[Load, float, float]:
         load = Load()
-        clients = [asyncio.create_task(predict_forever(stack.web, load)) for _ in range(CLIENTS)]
+        clients = [asyncio.create_task(predict_forever(stack, load)) for _ in range(CLIENTS)]
         await asyncio.sleep(2)
-        async with httpx.AsyncClient(timeout=30) as client:
-            answer = await client.post(f"{stack.web}/api/models/aliases/champion/rollback/",
-                                       json={"reason": "bad release under load"})  # fmt: skip
+        async with httpx.AsyncClient(base_url=stack.web, headers=stack.headers, timeout=30) as api:
+            answer = await api.post("/api/models/aliases/champion/rollback/",
+                                    json={"reason": "bad release under load"})  # fmt: skip
             moved_at = time.monotonic()
             assert answer.status_code == 200, answer.text
         while not any(t > moved_at and v == first["model_version"] for t, v in load.versions):
@@ -130,10 +145,10 @@ def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_withi
     assert served_at - moved_at < 2.0
     late = [v for t, v in load.versions if t > served_at + 2.0]
     assert set(late) == {first["model_version"]}  # every replica follows, none stays behind
-    assert httpx.get(f"{stack.web}/api/train/{started['job_id']}/").json()["status"] == "running"
-    audit = httpx.get(f"{stack.web}/api/audit/", params={"action": "alias.rollback"}).json()
+    assert stack.api.get(f"/api/train/{started['job_id']}/").json()["status"] == "running"
+    audit = stack.api.get("/api/audit/", params={"action": "alias.rollback"}).json()
     assert {(e["actor"], e["reason"]) for e in audit["results"]} == {
-        ("anonymous", "bad release under load")
+        (f"token:{OPERATOR}", "bad release under load")
     }
 
 
@@ -148,7 +163,8 @@ def test_a_succeeded_promoted_job_is_served_by_the_very_next_prediction(
         job = stack.train()
         assert job["status"] == "succeeded" and job["promoted"], job
         for _ in range(20):  # several connections: each may land on another process
-            answer = httpx.post(f"{stack.web}/api/predict/", json={"text": TEXT})
+            answer = httpx.post(f"{stack.web}/api/predict/", json={"text": TEXT},
+                                headers=stack.headers)  # fmt: skip
             assert answer.status_code == 200, answer.text  # never 503 no_model
             assert answer.json()["model_version"] == job["model_version"]
 
@@ -166,19 +182,19 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     assert first["promoted"] and kept["promoted"] is False
     broken = kept["model_version"]
     (model_dir / broken / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
-    moved = httpx.put(f"{stack.web}/api/models/aliases/champion/",
+    moved = stack.api.put("/api/models/aliases/champion/",
                       json={"version": broken, "reason": "try the new one"})  # fmt: skip
     assert moved.status_code == 200, moved.text
 
     def failing() -> list[dict[str, Any]] | None:
-        replicas = httpx.get(f"{stack.web}/api/models/aliases/").json()["replicas"]
+        replicas = stack.api.get("/api/models/aliases/").json()["replicas"]
         ok = replicas and all(r["error_version"] == broken and r["error"] for r in replicas)
         return replicas if ok else None
 
     replicas = wait_until(failing, timeout=10, what="every replica reports the failed load")
     assert all(r["version"] == first["model_version"] for r in replicas)
     assert not any(r["serves_champion"] for r in replicas)
-    answer = httpx.post(f"{stack.web}/api/predict/", json={"text": TEXT})
+    answer = stack.api.post("/api/predict/", json={"text": TEXT})
     assert answer.status_code == 200 and answer.json()["model_version"] == first["model_version"]
 
 
@@ -192,7 +208,7 @@ def time_moves(stack: Stack, versions: list[str], moves: int) -> list[float]:
     for index in range(moves):
         target = versions[index % 2]
         started = time.monotonic()
-        answer = httpx.put(f"{stack.web}/api/models/aliases/champion/",
+        answer = stack.api.put("/api/models/aliases/champion/",
                            json={"version": target, "reason": "timing"})  # fmt: skip
         assert answer.status_code == 200, answer.text
         wait_until(functools.partial(all_serve, stack, target), timeout=5, interval=0.005,
@@ -214,11 +230,11 @@ def test_alias_moves_reach_every_replica_within_2s_with_and_without_a_training(
     insert_rows(
         [(f"{text} variant {i}", label) for i in range(40) for text, label in fixture_corpus]
     )
-    job = httpx.post(f"{stack.web}/api/train/").json()
-    wait_until(lambda: httpx.get(f"{stack.web}/api/train/{job['job_id']}/").json()["status"]
+    job = stack.api.post("/api/train/").json()
+    wait_until(lambda: stack.api.get(f"/api/train/{job['job_id']}/").json()["status"]
                == "running", timeout=30, what="the long training running")  # fmt: skip
     busy = time_moves(stack, versions, 20)
-    assert httpx.get(f"{stack.web}/api/train/{job['job_id']}/").json()["status"] == "running"
+    assert stack.api.get(f"/api/train/{job['job_id']}/").json()["status"] == "running"
     with capsys.disabled():
         for name, timings in (("idle", idle), ("training", busy)):
             median, slowest = statistics.median(timings) * 1000, max(timings) * 1000

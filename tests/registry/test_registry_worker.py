@@ -45,12 +45,10 @@ def test_a_worse_model_is_not_promoted_a_better_one_is_and_all_are_recorded(
     wait_for_job: Callable[..., Job],
     model_dir: Path,
     redis_db_url: str,
+    api: Any,
 ) -> None:
-    from rest_framework.test import APIClient
-
     from web.registry.models import Alias
 
-    api = APIClient()
     corpus = list(fixture_corpus)
     random.Random(7).shuffle(corpus)
     insert_rows(corpus[:300])

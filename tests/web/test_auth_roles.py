@@ -58,8 +58,14 @@ def api_routes(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, str
         if isinstance(entry, URLResolver):
             yield from api_routes(entry.url_patterns, route)
         elif isinstance(entry, URLPattern) and route.startswith("api/"):
-            # Any value each path parameter accepts: the check happens before the lookup.
-            yield str(entry.name), "/" + re.sub(r"\(\?P<\w+>[^)]*\)|<[^>]+>", "1", route)
+            # A value each path parameter accepts: the check happens before the lookup.
+            yield str(entry.name), "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)|<[^>]+>", path_value, route)
+
+
+def path_value(parameter: re.Match[str]) -> str:
+    """Only named aliases resolve; challenger is the one an editor may move (the alias view
+    itself refuses champion and previous to non-admins, see tests/registry)."""
+    return "challenger" if parameter[1] == "alias" else "1"
 
 
 ROUTE_PATHS = dict(api_routes(get_resolver().url_patterns))

@@ -66,16 +66,9 @@ VERSION_LINKS = {
 
 
 def add_registry_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: GET /api/train/, the job's `promoted`, links."""
+    """drf-spectacular postprocessing hook: GET /api/train/ and the links between operations."""
     paths = result["paths"]
     paths.setdefault("/api/train/", {})["get"] = LIST_RUNS
-    job = result["components"]["schemas"].get("TrainingJob")
-    if job is not None:
-        job["properties"]["promoted"] = {
-            "type": "boolean",
-            "nullable": True,
-            "description": "On success: whether the promotion gate made it the champion",
-        }
     listed = paths.get("/api/models/versions/", {}).get("get")
     if listed is not None:
         listed["responses"]["200"]["links"] = VERSION_LINKS

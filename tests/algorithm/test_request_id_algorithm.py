@@ -92,6 +92,8 @@ def test_metrics_token_when_set_is_required(service: Callable[..., httpx.Client]
     for headers in ({}, {"Authorization": "Bearer wrong"}):
         refused = client.get("/metrics", headers=headers)
         assert_error(refused, 401, "unauthorized")
-        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        challenge = refused.headers["WWW-Authenticate"]
+        assert challenge.startswith('Bearer realm="textclf-algorithm"')
+        assert ('error="invalid_token"' in challenge) == bool(headers)
     allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert allowed.status_code == 200 and "textclf_predictions_total" in allowed.text

@@ -301,7 +301,12 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas.setdefault("Error", ERROR_SCHEMA)
     schemas.update(SCHEMAS)
     components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
-    result["paths"] = dict(sorted({**result["paths"], **PATHS}.items()))
+    # Per operation, not per path: GET /api/train/ (the registry's hook) shares its path with
+    # the plain POST written here.
+    paths = result["paths"]
+    for path, operations in PATHS.items():
+        paths[path] = {**paths.get(path, {}), **operations}
+    result["paths"] = dict(sorted(paths.items()))
     _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))
     for path, operations in result["paths"].items():
         if path.startswith("/api/"):

@@ -48,7 +48,7 @@ SERVICE_TOKEN = {
     "scheme": "bearer",
     "description": "One of the service tokens in ALGORITHM_TOKENS (web sends ALGORITHM_TOKEN).",
 }
-OPEN: dict[str, list[Any]] = {"security": []}  # health probes need no token
+OPEN: dict[str, list[Any]] = {"security": []}  # probes and /metrics need no service token
 BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
 
 
@@ -149,6 +149,8 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
             "/metrics": {"get": {
                 "summary": "Prometheus metrics of every process of this service (text format); "
                            "open unless METRICS_TOKEN is set, then a bearer token",
+                # Not the service token: scrapers hold METRICS_TOKEN, which is off by default.
+                **OPEN,
                 "responses": {
                     "200": {"description": "The metrics",
                             "content": {"text/plain": {"schema": {"type": "string"}}}},

@@ -68,14 +68,15 @@ def wait_until_all_serve(
     return wait_until(served, timeout=timeout, interval=0.01, what=f"every replica on {version}")
 
 
-def predicted_versions(url: str, texts: list[str]) -> set[str]:
+def predicted_versions(url: str, texts: list[str], headers: dict[str, str]) -> set[str]:
     """The model versions that answered one prediction per text (each one must succeed).
 
-    A new connection per request: the kernel spreads connections over the processes.
+    A new connection per request: the kernel spreads connections over the processes. `headers`
+    carry the service token.
     """
     versions = set()
     for text in texts:
-        response = httpx.post(f"{url}/predict", json={"text": text}, timeout=10)
+        response = httpx.post(f"{url}/predict", json={"text": text}, headers=headers, timeout=10)
         assert response.status_code == 200, response.text
         versions.add(response.json()["model_version"])
     return versions

@@ -14,22 +14,27 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from algorithm.artifacts import publish_model_version
 from algorithm.ml import train_model
-from tests.helpers import wait_until
+from tests.helpers import bearer, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 class PredictLoad:
-    """One client predicting through web, round robin over `targets`, in a thread."""
+    """One client predicting through web, round robin over `targets`, in a thread.
 
-    def __init__(self, target: str) -> None:
+    `headers` carry the client's web API token.
+    """
+
+    def __init__(self, target: str, headers: dict[str, str]) -> None:
         self.targets = [target]
+        self.headers = headers
         self.served: Counter[str] = Counter()
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -37,7 +42,7 @@ class PredictLoad:
         self._thread.start()
 
     def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers=self.headers) as client:
             while not self._stop.is_set():
                 for target in list(self.targets):
                     try:
@@ -72,24 +77,28 @@ def test_rotating_the_service_token_fails_no_request(
     redis_db_url: str,
     model_dir: Path,
     tmp_path: Path,
+    test_database_url: str,
+    transactional_db: Any,
+    tokens: dict[str, str],
 ) -> None:
     model, metrics = train_model([t for t, _ in fixture_corpus], [lb for _, lb in fixture_corpus])
     publish_model_version(model_dir, model, metrics=metrics, fingerprint={}, rows=0)
     old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     shared = {"REDIS_URL": redis_db_url, "MODEL_DIR": str(model_dir)}
+    web = {"DATABASE_URL": test_database_url}  # where the API tokens are
 
     both = start_service("algorithm", ALGORITHM_TOKENS=f"{old},{new}", **shared)
-    web_old = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=old)
-    load = PredictLoad(web_old)
+    web_old = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=old, **web)
+    load = PredictLoad(web_old, bearer(tokens["reader"]))
     try:
         load.move_to(web_old)
         # A web process with the new token takes over from the one with the old token.
-        web_new = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=new)
+        web_new = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=new, **web)
         load.move_to(web_old, web_new)
         load.move_to(web_new)
         # The algorithm side drops old: its replacement accepts only new.
         only_new = start_service("algorithm", ALGORITHM_TOKENS=new, **shared)
-        web_after = start_service("web", ALGORITHM_URL=only_new, ALGORITHM_TOKEN=new)
+        web_after = start_service("web", ALGORITHM_URL=only_new, ALGORITHM_TOKEN=new, **web)
         load.move_to(web_new, web_after)
         load.move_to(web_after)
     finally:

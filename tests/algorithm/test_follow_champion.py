@@ -78,6 +78,7 @@ def test_every_process_serves_an_announced_champion_within_two_seconds(
     client: redis.Redis,
     announce: Announcer,
     fixture_corpus: Corpus,
+    service_headers: dict[str, str],
 ) -> None:
     old, new = versions
     url = serve()
@@ -90,7 +91,7 @@ def test_every_process_serves_an_announced_champion_within_two_seconds(
         served = wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=2)
         assert time.monotonic() - announced < 2
         assert {report.error for report in served} == {None}
-        assert predicted_versions(url, texts) == {champion}
+        assert predicted_versions(url, texts, service_headers) == {champion}
 
 
 def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
@@ -101,6 +102,7 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
     client: redis.Redis,
     announce: Announcer,
     fixture_corpus: Corpus,
+    service_headers: dict[str, str],
 ) -> None:
     old, new = versions
     announce(old)
@@ -118,7 +120,9 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
     for report in wait_until(failed, timeout=5, what="every replica reporting the failure"):
         assert report.version == old
         assert report.error is not None and "sha256" in report.error
-    assert predicted_versions(url, [text for text, _ in fixture_corpus[:20]]) == {old}
+    assert predicted_versions(url, [text for text, _ in fixture_corpus[:20]], service_headers) == {
+        old
+    }
     ready = httpx.get(f"{url}/health/ready").json()
     assert ready["model_version"] == old and broken in ready["model_error"]
 
@@ -144,28 +148,46 @@ def test_a_predict_without_a_model_loads_the_desired_one_before_answering(
     model_dir: Path,
     models: list[TrainedModel],
     client: redis.Redis,
+    service_headers: dict[str, str],
 ) -> None:
     # Polls far apart and no message: only the predict's own look can find the model.
     url = serve(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
-    assert_error(httpx.post(f"{url}/predict", json={"text": "Python"}), 503, "no_model")
+    assert_error(
+        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers),
+        503,
+        "no_model",
+    )
     version = publish(model_dir, models[0])
     (model_dir / "current").unlink()  # only the desired state names it
     desired = serving_state.Desired(champion=version, challenger=None, seq=1)
     client.set(serving_state.DESIRED_KEY, desired.model_dump_json())
 
-    answers = [httpx.post(f"{url}/predict", json={"text": "Python"}) for _ in range(10)]
+    answers = [
+        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
+        for _ in range(10)
+    ]
     assert [answer.status_code for answer in answers] == [200] * 10
     assert {answer.json()["model_version"] for answer in answers} == {version}
 
 
 def test_a_predict_without_a_model_or_registry_follows_current_before_answering(
-    serve: Callable[..., str], model_dir: Path, models: list[TrainedModel]
+    serve: Callable[..., str],
+    model_dir: Path,
+    models: list[TrainedModel],
+    service_headers: dict[str, str],
 ) -> None:
     url = serve(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
-    assert_error(httpx.post(f"{url}/predict", json={"text": "Python"}), 503, "no_model")
+    assert_error(
+        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers),
+        503,
+        "no_model",
+    )
     version = publish(model_dir, models[0])
 
-    answers = [httpx.post(f"{url}/predict", json={"text": "Python"}) for _ in range(10)]
+    answers = [
+        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
+        for _ in range(10)
+    ]
     assert [answer.status_code for answer in answers] == [200] * 10
     assert {answer.json()["model_version"] for answer in answers} == {version}
 

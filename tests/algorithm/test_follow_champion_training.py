@@ -61,6 +61,7 @@ def test_the_prediction_right_after_a_job_succeeded_is_answered_by_its_model(
     start_worker: Callable[..., Any],
     request_training: Callable[[], Job],
     job_store: Any,
+    service_headers: dict[str, str],
 ) -> None:
     insert_rows(fixture_corpus)
     url = serve()  # no model anywhere yet: every process starts empty
@@ -74,7 +75,10 @@ def test_the_prediction_right_after_a_job_succeeded_is_answered_by_its_model(
 
     job = wait_until(succeeded, timeout=120, interval=0.005, what=f"job {job_id} succeeded")
     # At once, on fresh connections (spread over both processes): no 503 no_model window.
-    answers = [httpx.post(f"{url}/predict", json={"text": "Python"}) for _ in range(10)]
+    answers = [
+        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
+        for _ in range(10)
+    ]
 
     assert [answer.status_code for answer in answers] == [200] * 10, answers[0].text
     assert {answer.json()["model_version"] for answer in answers} == {job["model_version"]}
@@ -115,6 +119,7 @@ def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_wit
     start_worker: Callable[..., Any],
     request_training: Callable[[], Job],
     job_store: Any,
+    service_headers: dict[str, str],
 ) -> None:
     announce = Announcer(client)
     previous, champion = (
@@ -149,6 +154,7 @@ def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_wit
             connections=64,
             seconds=6,
             publish_after=2,
+            headers=service_headers,
         )
     )
     wait_until(lambda: watcher.link_moved_at, timeout=5, what="`current` names the rollback")

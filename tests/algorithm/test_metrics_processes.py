@@ -91,13 +91,14 @@ def test_predictions_over_two_processes_all_count_and_the_swap_shows(
     model_dir: Path,
     fixture_corpus: list[tuple[str, str]],
     tmp_path: Path,
+    service_headers: dict[str, str],
 ) -> None:
     first = publish(model_dir, fixture_corpus, rows=600)
     url = start_algorithm(LOG_FORMAT="json", ALGORITHM_ACCESS_LOG="true")
     predictions = 80
     for number in range(predictions):  # a new connection each: the kernel spreads them
-        answer = httpx.post(f"{url}/predict", json={"text": f"library {number}"},
-                            headers={"X-Request-ID": f"metrics-{number}"})  # fmt: skip
+        headers = {**service_headers, "X-Request-ID": f"metrics-{number}"}
+        answer = httpx.post(f"{url}/predict", json={"text": f"library {number}"}, headers=headers)
         assert answer.status_code == 200 and answer.headers["X-Request-ID"] == f"metrics-{number}"
 
     for _ in range(3):  # whichever process answers the scrape counts both
@@ -145,11 +146,13 @@ def test_a_killed_process_leaves_no_live_series_and_a_restart_counts_from_zero(
     model_dir: Path,
     fixture_corpus: list[tuple[str, str]],
     tmp_path: Path,
+    service_headers: dict[str, str],
 ) -> None:
     version = publish(model_dir, fixture_corpus, rows=500)
     url = start_algorithm()
     for number in range(20):
-        assert httpx.post(f"{url}/predict", json={"text": f"t{number}"}).status_code == 200
+        answer = httpx.post(f"{url}/predict", json={"text": f"t{number}"}, headers=service_headers)
+        assert answer.status_code == 200
     directory = metrics_dir(url)
     live_files = sorted(glob.glob(str(directory / "gauge_live*_*.db")))
     pids = {int(Path(path).stem.rsplit("_", 1)[1]) for path in live_files}

@@ -18,7 +18,7 @@ from algorithm.app import create_asgi_app
 from algorithm.config import AlgorithmSettings
 from algorithm.jobs import JobStore, Requester
 from stack.logs import REQUEST_ID
-from tests.helpers import assert_error
+from tests.helpers import assert_error, bearer
 from web.algorithm_client import requester_headers
 
 
@@ -88,10 +88,13 @@ def test_duration_is_labelled_by_route_template(service: Callable[..., httpx.Cli
 
 
 def test_metrics_token_when_set_is_required(service: Callable[..., httpx.Client]) -> None:
-    client = service(metrics_token="s3cret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
-        refused = client.get("/metrics", headers=headers)
+    client = service(metrics_token="s3cret")  # its client sends the service token
+    anonymous = httpx.get(client.base_url.join("/metrics"))  # no token at all
+    assert_error(anonymous, 401, "unauthorized")
+    assert anonymous.headers["WWW-Authenticate"] == 'Bearer realm="textclf-algorithm"'
+    for refused in (client.get("/metrics"), client.get("/metrics", headers=bearer("wrong"))):
         assert_error(refused, 401, "unauthorized")
-        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        challenge = refused.headers["WWW-Authenticate"]
+        assert challenge == 'Bearer realm="textclf-algorithm", error="invalid_token"'
     allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
     assert allowed.status_code == 200 and "textclf_predictions_total" in allowed.text

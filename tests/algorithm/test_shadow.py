@@ -74,6 +74,7 @@ def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
     models: list[TrainedModel],
     client: redis.Redis,
     fixture_corpus: Corpus,
+    service_headers: dict[str, str],
 ) -> None:
     champion, challenger = versions
     Announcer(client)(champion, challenger)
@@ -83,7 +84,9 @@ def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
     texts = [text for text, _ in fixture_corpus[:300]]
 
     for start in range(0, len(texts), 30):
-        response = httpx.post(f"{url}/predict", json={"texts": texts[start : start + 30]})
+        response = httpx.post(
+            f"{url}/predict", json={"texts": texts[start : start + 30]}, headers=service_headers
+        )
         assert response.json()["model_version"] == champion  # the challenger never answers
 
     agreeing = sum(
@@ -100,14 +103,21 @@ def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
 
 @pytest.mark.slow
 def test_fraction_zero_loads_no_challenger_and_counts_nothing(
-    serve: Callable[..., str], versions: list[str], client: redis.Redis, fixture_corpus: Corpus
+    serve: Callable[..., str],
+    versions: list[str],
+    client: redis.Redis,
+    fixture_corpus: Corpus,
+    service_headers: dict[str, str],
 ) -> None:
     champion, challenger = versions
     Announcer(client)(champion, challenger)
     url = serve("0")
     wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30)
     texts = [text for text, _ in fixture_corpus[:100]]
-    assert httpx.post(f"{url}/predict", json={"texts": texts}).status_code == 200
+    assert (
+        httpx.post(f"{url}/predict", json={"texts": texts}, headers=service_headers).status_code
+        == 200
+    )
 
     for report in reports(client):
         assert report.challenger is None and report.shadow == ShadowCounts()

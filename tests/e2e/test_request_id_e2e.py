@@ -28,7 +28,7 @@ def test_one_request_id_in_every_log_of_a_training(
     redis_db_url: str,
     model_dir: Path,
     fixture_corpus: list[tuple[str, str]],
-    transactional_db: Any,
+    web_client: Callable[..., httpx.Client],
     tmp_path: Path,
 ) -> None:
     metrics_port = free_port()
@@ -36,15 +36,16 @@ def test_one_request_id_in_every_log_of_a_training(
     algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
     web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm,
                         LOG_FORMAT="json")  # fmt: skip
+    api = web_client(web)  # an admin token: adds rows and starts trainings
     rows = [{"text": text, "label": label} for text, label in fixture_corpus]
-    assert httpx.post(f"{web}/api/data/", json=rows, timeout=60).status_code == 201
+    assert api.post("/api/data/", json=rows, timeout=60).status_code == 201
 
     request_id = "trace-train-0001"
-    started = httpx.post(f"{web}/api/train/", headers={"X-Request-ID": request_id})
+    started = api.post("/api/train/", headers={"X-Request-ID": request_id})
     assert started.status_code == 202 and started.headers["X-Request-ID"] == request_id
 
     def finished() -> dict[str, Any] | None:
-        job: dict[str, Any] = httpx.get(f"{web}{started.headers['Location']}").json()
+        job: dict[str, Any] = api.get(started.headers["Location"]).json()
         return job if job["status"] in ("succeeded", "failed") else None
 
     assert wait_until(finished, timeout=120, interval=0.2, what="training")["status"] == "succeeded"

@@ -22,9 +22,9 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
-from django.urls import Resolver404, resolve
 from django.utils.decorators import sync_and_async_middleware
 
+from web.auth.middleware import route_name
 from web.config import WebSettings
 from web.errors import RateLimitUnavailable, TooManyRequests, error_response
 from web.rate_limits import Scope, SharedRateLimiter
@@ -57,20 +57,11 @@ def scope_of(request: HttpRequest) -> str | None:
     """The scope `request` counts against, or None for routes that are never limited."""
     if not request.path_info.startswith("/api/"):
         return None
-    url_name = _url_name(request.path_info)
+    url_name = route_name(request.path_info)  # the token check's cache: resolved once per path
     if url_name is None or url_name in UNLIMITED_ROUTES:
         return None  # an unknown path is answered 404 without any work
     method = str(request.method)
     return ROUTE_SCOPES.get((url_name, method)) or ("reads" if method in SAFE_METHODS else "writes")
-
-
-@functools.lru_cache(maxsize=4096)
-def _url_name(path: str) -> str | None:
-    """The URL name of `path`, or None; cached: resolving costs ~100 us, predict's path is fixed."""
-    try:
-        return resolve(path).url_name or ""
-    except Resolver404:
-        return None
 
 
 def client_key(request: HttpRequest) -> str:

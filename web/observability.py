@@ -35,6 +35,7 @@ from web.config import get_settings
 from web.errors import InvalidToken, Unauthorized, json_errors
 
 access_log = logging.getLogger("web.access")
+REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 UNMATCHED_ROUTE = "unmatched"  # 404s: never the raw path, which would add a series per URL
 
 ALGORITHM_CALLS = Counter(
@@ -113,7 +114,8 @@ class _RequestLog:
 
     @staticmethod
     def begin(request: HttpRequest) -> Any:
-        request_id = accepted_request_id(request.headers.get(REQUEST_ID_HEADER))
+        # META, not request.headers: that one parses every header on first use (tens of us).
+        request_id = accepted_request_id(request.META.get(REQUEST_ID_META))
         request.request_id = request_id
         return REQUEST_ID.set(request_id)
 

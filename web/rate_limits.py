@@ -3,13 +3,16 @@
 Each (scope, client) pair has a sliding-window counter in Redis (the `limits` library: one Lua
 script per hit, so concurrent processes cannot both take the last request). A Redis round trip
 per request would cost real throughput on predict, so a process reserves quota in small batches
-(`Scope.batch`) and spends it locally for at most `RESERVATION_SECONDS`; concurrent requests of
-one client wait for one reservation rather than each calling Redis. The trade: a process
-never admits a request Redis did not count, so the sum over all processes stays within the limit;
-but reservations a process does not spend in time lapse, so a client spread over P processes may
-be refused up to P x (batch - 1) requests early in a window. Scopes with small limits use a batch
-of 1 and are exact. A refusal is remembered locally until its Retry-After, so a runaway script
-does not cost a Redis call per request.
+(`Scope.batch`) and spends it locally for at most `RESERVATION_SECONDS`. When a batch is half
+spent, the next one is reserved in the background, so under steady traffic no request waits for
+Redis (a lock held across each reservation queued every request behind it and cut web's
+predict throughput by about 15 %: loadtests/predict_path_cost.py); requests that do find no
+tokens all await the one reservation in flight. The trade: a process never admits a request
+Redis did not count, so the sum over all processes stays within the limit; but reservations a
+process does not spend in time lapse, so a client spread over P processes may be refused up to
+P x 1.5 x batch requests early in a window. Scopes with small limits use a batch of 1, reserve
+nothing ahead and are exact. A refusal is remembered locally until its Retry-After, so a
+runaway script does not cost a Redis call per request.
 
 When Redis does not answer, each scope fails open (the request goes through) or closed (503),
 as its `fail_open` says; Redis is then left alone for `REDIS_RETRY_SECONDS` and a warning is
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 RESERVATION_SECONDS = 1.0
 REDIS_RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
-MAX_BATCH = 20
+MAX_BATCH = 100
 MAX_TRACKED_CLIENTS = 10_000  # local entries kept per process before the expired are pruned
 
 
@@ -71,8 +74,8 @@ class _Local:
     tokens: int = 0
     tokens_until: float = 0.0
     refused_until: float = 0.0
-    # One reservation at a time: concurrent requests wait for it instead of each calling Redis.
-    refilling: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The reservation in flight, if any: every request that needs it awaits this one task.
+    refill: asyncio.Task[None] | None = None
 
 
 class SharedRateLimiter:
@@ -104,31 +107,43 @@ class SharedRateLimiter:
         if scope.per_minute <= 0:
             return ALLOW
         local = self._local_entry(scope_name, client, time.monotonic())
-        decision = self._take_local(local)
-        if decision is not None:
-            return decision
-        async with local.refilling:
-            decision = self._take_local(local)  # what the reservation we waited for brought
+        while True:
+            decision = self._take_local(scope, client, local)
             if decision is not None:
                 return decision
-            return await self._reserve_or_degrade(scope, client, local)
+            if time.monotonic() < self._redis_down_until:
+                return self._without_redis(scope)
+            await asyncio.shield(self._start_refill(scope, client, local))
 
-    @staticmethod
-    def _take_local(local: _Local) -> Decision | None:
-        """A decision from what this process holds, or None when Redis must be asked."""
+    def _take_local(self, scope: Scope, client: str, local: _Local) -> Decision | None:
+        """A decision from what this process holds, or None when a reservation must come first.
+
+        Taking the last tokens of a batch starts the next reservation in the background, so
+        under steady traffic requests find tokens waiting instead of queueing behind Redis.
+        """
         now = time.monotonic()
-        if now < local.refused_until:
-            return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
         if local.tokens > 0 and now < local.tokens_until:
             local.tokens -= 1
+            if scope.batch > 1 and local.tokens < scope.batch // 2 and local.refill is None:
+                self._start_refill(scope, client, local)
             return ALLOW
+        if now < local.refused_until:
+            return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
         return None
 
-    async def _reserve_or_degrade(self, scope: Scope, client: str, local: _Local) -> Decision:
-        if time.monotonic() < self._redis_down_until:
-            return self._without_redis(scope)
+    def _start_refill(self, scope: Scope, client: str, local: _Local) -> asyncio.Task[None]:
+        refill = local.refill
+        if refill is None or refill.get_loop() is not asyncio.get_running_loop():
+            refill = local.refill = asyncio.get_running_loop().create_task(
+                self._refill(scope, client, local)
+            )
+        return refill
+
+    async def _refill(self, scope: Scope, client: str, local: _Local) -> None:
+        """Reserve a batch (or what is left) in Redis, or note a refusal or an outage."""
         try:
-            return await self._reserve(scope, client, local)
+            if time.monotonic() >= self._redis_down_until:
+                await self._reserve(scope, client, local)
         except StorageError as exc:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
             log.warning(
@@ -137,9 +152,10 @@ class SharedRateLimiter:
                 type(exc.storage_error).__name__,
                 REDIS_RETRY_SECONDS,
             )
-            return self._without_redis(scope)
+        finally:
+            local.refill = None
 
-    async def _reserve(self, scope: Scope, client: str, local: _Local) -> Decision:
+    async def _reserve(self, scope: Scope, client: str, local: _Local) -> None:
         item = self._items[scope.name]
         taken = scope.batch
         allowed = await self._strategy.hit(item, scope.name, client, cost=taken)
@@ -148,20 +164,20 @@ class SharedRateLimiter:
             allowed = await self._strategy.hit(item, scope.name, client)
         now = time.monotonic()
         if allowed:
-            local.tokens = taken - 1  # whatever was left had lapsed
+            held = local.tokens if now < local.tokens_until else 0  # older tokens lapse
+            local.tokens = held + taken
             local.tokens_until = now + RESERVATION_SECONDS
-            return ALLOW
+            return
         stats = await self._strategy.get_window_stats(item, scope.name, client)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         local.refused_until = now + retry_after
-        return Decision(allowed=False, retry_after=retry_after)
 
     def _local_entry(self, scope_name: str, client: str, now: float) -> _Local:
         if len(self._local) >= MAX_TRACKED_CLIENTS:
             self._local = {
                 key: entry
                 for key, entry in self._local.items()
-                if entry.tokens_until > now or entry.refused_until > now
+                if entry.tokens_until > now or entry.refused_until > now or entry.refill
             }
         local = self._local.get((scope_name, client))
         if local is None:

@@ -215,3 +215,34 @@ def test_the_schema_declares_429_on_every_limited_operation(client: Any) -> None
     train_503 = paths["/api/train/"]["post"]["responses"]["503"]["description"]
     assert "rate_limit_unavailable" in train_503
     assert "429" not in paths["/api/schema/"]["get"]["responses"]  # never limited
+
+
+def test_reserving_ahead_never_admits_more_than_redis_counted(redis_db_url: str) -> None:
+    """Concurrent requests on a batched limit: reserved ahead, never over what Redis counted."""
+    per_minute = 20_000  # a batch of 20: reservations ahead of need, in the background
+    requests = per_minute + 200
+
+    async def burst() -> tuple[int, float]:
+        limits = limiter(redis_db_url, predict=per_minute)
+        try:
+
+            async def client(count: int) -> int:
+                allowed = 0
+                for _ in range(count):
+                    allowed += (await limits.acquire("predict", "token:burst")).allowed
+                    await asyncio.sleep(0)  # other requests interleave, as under a server
+                return allowed
+
+            admitted = sum(await asyncio.gather(*(client(requests // 50) for _ in range(50))))
+            stats = await limits._strategy.get_window_stats(
+                limits._items["predict"], "predict", "token:burst"
+            )
+            return admitted, stats.remaining
+        finally:
+            await limits.aclose()
+
+    admitted, remaining = asyncio.run(burst())
+    assert admitted <= per_minute  # the sum is what Redis counted, never more
+    batch = Scope("predict", per_minute, fail_open=True).batch
+    assert admitted >= per_minute - 2 * batch  # reserved-ahead tokens lapse, a few at most
+    assert remaining == 0

@@ -1,0 +1,242 @@
+"""What each of web's middlewares costs `POST /api/predict/`, in process, side by side.
+
+Runs web's Django handler in this process against real PostgreSQL and Redis (embedded, started
+here), with the algorithm service played by an `httpx.MockTransport` that answers at once, so
+what is timed is web's own work per request. Four middleware lists (web's own; without
+authentication and rate limits; without request ids, metrics and the access line; without
+either) are timed interleaved, `CONCURRENCY` requests in flight as under load, and the median
+microseconds per request of each is printed; `--profile` adds a cProfile of web's own list.
+Metrics are written in multiprocess mode and access lines to a file, as the server pool does.
+
+    python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import pstats
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
+from stack.process import stop_children
+
+CONCURRENCY = 64
+GUARD = ("web.auth.middleware.authenticate", "web.throttling.rate_limit")
+OBSERVABILITY = ("web.observability.request_id", "web.observability.metrics")
+
+
+def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str]]:
+    """Embedded PostgreSQL (migrated, with a reader token) and Redis; their environment."""
+    redis_port, pg_port = free_port(), free_port()
+    children = [
+        start_redis(work_dir / "redis", port=redis_port, log_path=work_dir / "redis.log"),
+        start_postgres(
+            work_dir / "pg", port=pg_port, database="cost", log_path=work_dir / "pg.log"
+        ),
+    ]
+    token = "tcf_" + secrets.token_urlsafe(32)
+    env = {
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/cost",
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_SETTINGS_MODULE": "web.settings",
+        "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
+        "COST_TOKEN": token,
+        "ALGORITHM_TOKEN": secrets.token_urlsafe(32),
+    }
+    (work_dir / "metrics").mkdir()
+    child_env = {**os.environ, **env}
+    for command in (
+        ["-m", "django", "migrate", "--no-input", "-v", "0"],
+        [
+            "-m",
+            "web",
+            "createtoken",
+            "--name",
+            "cost",
+            "--role",
+            "reader",
+            "--from-env",
+            "COST_TOKEN",
+        ],
+    ):
+        done = subprocess.run([sys.executable, *command], env=child_env, capture_output=True)
+        if done.returncode:
+            raise SystemExit(done.stderr.decode())
+    return children, env
+
+
+def predict_scope(token: str, body: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/predict/",
+        "raw_path": b"/api/predict/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {token}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)  # the handler waits for a disconnect that never comes
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(dict(scope), receive, send)
+    return status
+
+
+async def time_requests(app: Any, token: str, requests: int) -> float:
+    """Microseconds of this process's CPU per request, CONCURRENCY requests in flight."""
+    body = json.dumps({"text": "a small library for parsing command line options"}).encode()
+    scope = predict_scope(token, body)
+    statuses: list[int] = []
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            statuses.append(await one_request(app, scope, body))
+
+    await asyncio.gather(*(client(10) for _ in range(CONCURRENCY)))  # warm the caches
+    statuses.clear()
+    started = time.process_time()
+    await asyncio.gather(*(client(requests // CONCURRENCY) for _ in range(CONCURRENCY)))
+    elapsed = time.process_time() - started
+    assert set(statuses) == {200}, sorted(set(statuses))
+    return elapsed / len(statuses) * 1e6
+
+
+def handlers(middleware: list[str]) -> dict[str, Any]:
+    """A Django ASGI handler per middleware list (the list is read when a handler is built)."""
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import override_settings
+
+    from web import observability
+    from web.config import get_settings
+
+    variants = {
+        "web (everything on)": middleware,
+        "authentication and rate limits off": [m for m in middleware if m not in GUARD],
+        "request ids, metrics, access line off": [m for m in middleware if m not in OBSERVABILITY],
+        "rate limits off": [m for m in middleware if m != GUARD[1]],
+        "authentication off": [m for m in middleware if m != GUARD[0]],
+        "both off": [m for m in middleware if m not in GUARD + OBSERVABILITY],
+    }
+    built = {}
+    for name, names in variants.items():
+        with override_settings(MIDDLEWARE=names):
+            built[name] = ASGIHandler()
+    # The access line is switched when a chain is built, from web's settings.
+    flipped = get_settings().model_copy(update={"access_log": not get_settings().access_log})
+    with (
+        override_settings(MIDDLEWARE=middleware),
+        mock.patch.object(observability, "get_settings", lambda: flipped),
+    ):
+        built[f"web, access line {'on' if flipped.access_log else 'off'}"] = ASGIHandler()
+    return built
+
+
+async def measure(args: argparse.Namespace, token: str) -> None:
+    import httpx
+    from django.conf import settings
+
+    from web import algorithm_client, throttling
+    from web.config import get_settings
+
+    calls = [0, 0]  # calls to the algorithm service, texts sent
+
+    async def algorithm(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["texts"]
+        calls[0] += 1
+        calls[1] += len(texts)
+        await asyncio.sleep(args.algorithm_ms / 1000)  # the service's answer takes this long
+        return httpx.Response(200, json={"labels": ["libs"] * len(texts), "model_version": "v1"})
+
+    algorithm_client.install(
+        algorithm_client.AlgorithmClient(
+            "http://algorithm.test", timeout=5, connect_retries=0,
+            transport=httpx.MockTransport(algorithm),
+        )
+    )  # fmt: skip
+    throttling.install(throttling.limiter_from_settings(get_settings()))
+    apps = handlers(list(settings.MIDDLEWARE))
+    timings: dict[str, list[float]] = {name: [] for name in apps}
+    batch_sizes: dict[str, list[float]] = {name: [] for name in apps}
+    for _ in range(args.rounds):
+        for name, app in apps.items():
+            calls[:] = [0, 0]
+            timings[name].append(await time_requests(app, token, args.requests))
+            batch_sizes[name].append(calls[1] / calls[0])
+    base = statistics.median(timings["both off"])
+    for name, values in timings.items():
+        median = statistics.median(values)
+        batch = statistics.median(batch_sizes[name])
+        runs = ", ".join(f"{value:.0f}" for value in values)
+        print(f"{name:40s} {median:7.0f} us/request  (+{median - base:4.0f})  "
+              f"texts per call {batch:5.1f}  runs: {runs}")  # fmt: skip
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await time_requests(apps["web (everything on)"], token, args.requests)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--algorithm-ms", type=float, default=1.0, help="the service's latency")
+    args = parser.parse_args()
+    work_dir = make_scratch_dir("predict-path-cost-")
+    children, env = start_services(work_dir)
+    try:
+        os.environ.update(env)
+        access_log = open(work_dir / "web.log", "a")  # noqa: SIM115 - closed below
+        os.dup2(access_log.fileno(), sys.stderr.fileno())  # log lines go to a file, as served
+        import django
+
+        from stack.logs import configure_logging
+
+        django.setup()
+        configure_logging("text")
+        asyncio.run(measure(args, env["COST_TOKEN"]))
+    finally:
+        stop_children(children)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,7 @@ from typing import Any
 from unittest import mock
 
 from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
+from stack.heap import freeze_startup_heap
 from stack.process import stop_children
 
 CONCURRENCY = 64
@@ -192,6 +193,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     )  # fmt: skip
     throttling.install(throttling.limiter_from_settings(get_settings()))
     apps = handlers(list(settings.MIDDLEWARE))
+    freeze_startup_heap()  # as web.asgi does once started
     timings: dict[str, list[float]] = {name: [] for name in apps}
     batch_sizes: dict[str, list[float]] = {name: [] for name in apps}
     for _ in range(args.rounds):

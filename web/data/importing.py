@@ -1,7 +1,8 @@
 """Streaming import of rows (NDJSON or CSV) into `data` with COPY, all or nothing.
 
 The body is read line by line (never whole), each row is checked with `web.data.rules` (the
-API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction.
+API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction; a
+thread of its own writes the blocks (web/data/copy_feed.py) while the next ones are checked.
 The first bad line stops the writing; reading goes on to report up to MAX_REPORTED bad lines,
 then the transaction is rolled back, so a refused import leaves no row behind. The rows enter
 the search backlog (web/data/search_backlog.py), drained into the trigram index after commit.
@@ -11,16 +12,21 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from web.data import rules
+from web.data.copy_feed import CopyFeed
 from web.data.search_backlog import drainer
-from web.errors import PayloadTooLarge, ValidationFailed
+from web.errors import PayloadTooLarge, ServiceError, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 MAX_REPORTED = 100
 # Rows go to the COPY in blocks of pre-formatted text: one write per block, not per row. A
@@ -54,38 +60,42 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
     bad: list[dict[str, Any]] = []
     single: list[tuple[str, str]] = []  # good rows checked one by one, written in blocks too
     added = single_chars = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        transaction.on_commit(drainer.request)
-        with cursor.cursor.copy(COPY_SQL) as copy:
-            for item in parse(lines):
-                if isinstance(item, list):  # a block of good rows, checked together
-                    if not bad:
-                        added += _write(copy, [*single, *item], row_end=row_end)
-                        single.clear()
-                        single_chars = 0
-                    continue
-                line, parsed = item
-                if isinstance(parsed, rules.RowProblem):
-                    bad.append({"line": line, "reason": str(parsed)})
-                    if len(bad) == MAX_REPORTED:
-                        break
-                elif not bad:
-                    single.append(parsed)
-                    single_chars += len(parsed[0])
-                    if len(single) == BLOCK_ROWS or single_chars >= BLOCK_CHARS:
-                        added += _write(copy, single, row_end=row_end)
-                        single.clear()
-                        single_chars = 0
-            if bad or not (added or single):
-                # Raised inside the COPY and the transaction: both are aborted.
-                raise _refusal(bad)
-            added += _write(copy, single, row_end=row_end)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            transaction.on_commit(drainer.request)
+            with cursor.cursor.copy(COPY_SQL) as copy, CopyFeed(copy) as feed:
+                for item in parse(lines):
+                    if isinstance(item, list):  # a block of good rows, checked together
+                        if not bad:
+                            added += _write(feed, [*single, *item], row_end=row_end)
+                            single.clear()
+                            single_chars = 0
+                        continue
+                    line, parsed = item
+                    if isinstance(parsed, rules.RowProblem):
+                        bad.append({"line": line, "reason": str(parsed)})
+                        if len(bad) == MAX_REPORTED:
+                            break
+                    elif not bad:
+                        single.append(parsed)
+                        single_chars += len(parsed[0])
+                        if len(single) == BLOCK_ROWS or single_chars >= BLOCK_CHARS:
+                            added += _write(feed, single, row_end=row_end)
+                            single.clear()
+                            single_chars = 0
+                if bad or not (added or single):
+                    # Raised inside the COPY and the transaction: both are aborted.
+                    raise _refusal(bad)
+                added += _write(feed, single, row_end=row_end)
+    except psycopg.Error as exc:  # the COPY failed in PostgreSQL: rolled back like a refusal
+        logger.exception("The COPY of an import failed; nothing was imported.")
+        raise ImportFailedError() from exc
     return added
 
 
-def _write(copy: Any, rows: list[tuple[str, str]], *, row_end: str) -> int:
+def _write(feed: CopyFeed, rows: list[tuple[str, str]], *, row_end: str) -> int:
     if rows:
-        copy.write(copy_text(rows, row_end=row_end))
+        feed.write(copy_text(rows, row_end=row_end))
     return len(rows)
 
 
@@ -111,6 +121,13 @@ def _refusal(bad: list[dict[str, Any]]) -> ImportRefusedError:
         f"{bad[0]['reason']}",
         lines=bad,
     )
+
+
+class ImportFailedError(ServiceError):
+    """PostgreSQL stopped the COPY (connection lost, a constraint): nothing was imported."""
+
+    code = "import_failed"
+    default_detail = "The database stopped the import; nothing was imported. Try again."
 
 
 class ImportTooLargeError(PayloadTooLarge):

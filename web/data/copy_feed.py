@@ -28,6 +28,7 @@ class CopyFeed:
         self._copy = copy
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._abandoned = False  # the caller failed: queued blocks are dropped, not written
         self._thread = threading.Thread(target=self._write_blocks, name="import-copy")
 
     def __enter__(self) -> CopyFeed:
@@ -47,6 +48,7 @@ class CopyFeed:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._abandoned = error is not None
         self._queue.put(_END)
         self._thread.join()
         if error is None and self._error is not None:
@@ -54,7 +56,7 @@ class CopyFeed:
 
     def _write_blocks(self) -> None:
         while block := self._queue.get():  # _END, the empty block, ends it
-            if self._error is None:  # after an error, blocks are taken and dropped
+            if self._error is None and not self._abandoned:  # else taken and dropped
                 try:
                     self._copy.write(block)
                 except BaseException as exc:  # noqa: BLE001 (handed to the request's thread)

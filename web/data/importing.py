@@ -42,7 +42,7 @@ MAX_LINE_BYTES = settings.TEXT_MAX_CHARS * 6 + 4096
 
 Parsed = tuple[int, tuple[str, str] | rules.RowProblem]
 T = TypeVar("T")
-READ_BYTES = 1 << 20  # the body is read (from Django's spooled copy) a MiB at a time
+READ_BYTES = 1 << 20  # the body is read (off the connection, streamed_body.py) a MiB at a time
 JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a value
 # The C scanner itself: json.loads' own steps around it cost more than the parsing of a row.
 _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]

@@ -191,11 +191,21 @@ def rare_word_of(corpus: list[tuple[str, str]]) -> str:
     return sorted(w for w, c in counts.items() if c == 2)[0]
 
 
+BENCH_SECRET_KEY = "bench-" + "k" * 40
+API_TOKEN = "tcf_data_bench_" + "t" * 32  # an editor token the bench creates on its database
+
+
+def django_env(dsn_url: str) -> dict[str, str]:
+    """web's environment: the bench's database, no rate limits (one client measures latency)."""
+    limits = {f"RATE_LIMIT_{scope}_PER_MINUTE": "0" for scope in ("PREDICT", "READS", "WRITES",
+                                                                    "TRAIN")}  # fmt: skip
+    return {**os.environ, **limits, "DATABASE_URL": dsn_url, "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
+            "ALGORITHM_TOKEN": "data-bench-calls-no-algorithm"}  # fmt: skip
+
+
 def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
     port = free_port()
-    secret = os.environ.get("DJANGO_SECRET_KEY", "bench-" + "k" * 40)
-    env = {**os.environ, "DATABASE_URL": dsn_url, "WEB_PORT": str(port), "WEB_WORKERS": "1",
-           "DJANGO_SECRET_KEY": secret}  # fmt: skip
+    env = {**django_env(dsn_url), "WEB_PORT": str(port), "WEB_WORKERS": "1"}
     child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -208,15 +218,21 @@ def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
     raise RuntimeError(f"web did not start:\n{log.read_text()}")
 
 
-def run_django(dsn_url: str, *command: str) -> str:
+def run_django(dsn_url: str, *command: str, env: dict[str, str] | None = None) -> str:
     """Run a Django management command on the bench's database; return what it printed."""
-    env = {**os.environ, "DATABASE_URL": dsn_url, "DJANGO_SETTINGS_MODULE": "web.settings",
-           "DJANGO_SECRET_KEY": "bench-" + "k" * 40}  # fmt: skip
+    env = {**django_env(dsn_url), "DJANGO_SETTINGS_MODULE": "web.settings", **(env or {})}
     done = subprocess.run([sys.executable, "-m", "django", *command], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
     return done.stdout
+
+
+def prepare_database(dsn_url: str) -> None:
+    """Migrate, and create the editor token the bench presents."""
+    run_django(dsn_url, "migrate", "-v", "0")
+    run_django(dsn_url, "createtoken", "--name", "data-bench", "--role", "editor",
+               "--from-env", "DATA_BENCH_TOKEN", env={"DATA_BENCH_TOKEN": API_TOKEN})  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                                        log_path=Path(work) / "pg.log"))  # fmt: skip
         url = f"postgresql://postgres@127.0.0.1:{port}/bench"
         try:
-            run_django(url, "migrate", "-v", "0")
+            prepare_database(url)
             load_seconds = load_table(url, sample_rows(corpus, args.rows, seed=1), total=args.rows)
             print(f"loaded {args.rows} rows in {load_seconds:.0f} s", flush=True)
             web, web_url = start_web(url, Path(work) / "web.log")
@@ -264,7 +280,8 @@ def run_measurements(
     rare_label = min(labels, key=lambda name: labels[name])
     results: dict = {"lists": [], "imports": {}, "exports": {}, "load_before": load_average()}
     variants = list_variants(args.rows, common_label, rare_label, rare_word_of(corpus))
-    with httpx.Client(base_url=web_url, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with httpx.Client(base_url=web_url, timeout=60, headers=headers) as client:
         floor = time_requests(client, "/health/live", args.requests)
         results["lists"].append(("GET /health/live (no database: the stack's floor)", *floor))
         for name, query in [] if args.only else variants:

@@ -11,19 +11,22 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
-django_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application does, with our handler below
 
 from django.conf import settings  # noqa: E402
 
 from stack.heap import freeze_startup_heap  # noqa: E402
 from web import algorithm_client, throttling  # noqa: E402  (needs configured settings)
 from web.config import get_settings  # noqa: E402
+from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.data.upload_limit import limit_import_body  # noqa: E402
 from web.static import static_files_app  # noqa: E402
 
+# Django's handler, except that an import's body goes to its view as it arrives (no spool).
+django_app = StreamingImportHandler()
 http_app = limit_import_body(django_app, max_bytes=get_settings().import_max_bytes)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

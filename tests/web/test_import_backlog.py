@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 import psycopg
+import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -96,3 +97,56 @@ def test_the_drain_command_indexes_what_an_interrupted_drain_left(api: APIClient
     call_command("drain_search_backlog", stdout=out)
     assert out.getvalue().startswith("4 rows indexed")
     assert not Data.objects.filter(search_indexed=False).exists()
+
+
+ORDERINGS = [f"{sign}{field}" for field in ("id", "label", "created_at", "updated_at")
+             for sign in ("", "-")]  # fmt: skip
+
+
+def walk_ids(api: APIClient, query: str) -> tuple[list[int], list[int]]:
+    """Ids of every page following `next`, then of every page back from the last via `previous`."""
+    forward: list[list[int]] = []
+    url: str | None = f"/api/data/?{query}&page_size=7"
+    last = url
+    while url:
+        last = url
+        page = api.get(url).json()
+        forward.append([row["id"] for row in page["results"]])
+        url = page["next"]
+    backward: list[list[int]] = []
+    url = api.get(last).json()["previous"]
+    while url:
+        page = api.get(url).json()
+        backward.insert(0, [row["id"] for row in page["results"]])
+        url = page["previous"]
+    return [i for page in forward for i in page], [i for page in backward for i in page]
+
+
+@pytest.mark.parametrize("ordering", ORDERINGS)
+def test_a_search_pages_through_indexed_and_waiting_rows_in_order_every_row_once(
+    api: APIClient, ordering: str
+) -> None:
+    def api_rows(start: int) -> None:
+        rows = [{"text": f"api plum {i}", "label": f"l{i % 5}"} for i in range(start, start + 12)]
+        assert api.post("/api/data/", rows, format="json").status_code == 201
+
+    api_rows(0)  # indexed, older than the import
+    imported = [(f"imported plum {i}" if i % 3 else f"other {i}", f"l{i % 4}") for i in range(60)]
+    assert post_import(api, csv_body(imported), CSV).status_code == 201
+    api_rows(100)  # indexed, newer than the import
+    middle = Data.objects.filter(search_indexed=False).order_by("id")[20]
+    patched = api.patch(f"/api/data/{middle.id}/", {"text": "patched plum"}, format="json")
+    assert patched.status_code == 200
+    waiting = Data.objects.filter(search_indexed=False, text__icontains="plum").count()
+    assert waiting == 39  # the import's matches but the patched one wait in the backlog
+
+    field, descending = ordering.lstrip("-"), ordering.startswith("-")
+    expected = list(
+        Data.objects.filter(text__icontains="PLUM")
+        .order_by(f"{'-' if descending else ''}{field}", f"{'-' if descending else ''}id")
+        .values_list("id", flat=True)
+    )
+    assert len(expected) == 12 + 40 + 12
+    forward, backward = walk_ids(api, f"search=plum&ordering={ordering}")
+    assert forward == expected
+    assert backward == expected[: len(backward)] and len(backward) >= len(expected) - 7

@@ -300,3 +300,40 @@ def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient
         False,
         False,
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [("fine", "ok"), ("fine", "  padded  "), ("  spaced text ", "x"), ("", "x"), ("t", ""),
+     (" \t", "x"), ("t", " \n"), (12, "x"), ("t", None), ("t", "l" * 100), ("t", "l" * 101),
+     ("t", " " + "l" * 100), ("t" * 100_000, "x"), ("t" * 100_001, "x"), ("a\x00b", "x"),
+     ("t", "a\x00"), ("a\ud800b", "x"), ("t", "\udfff"), ("naïve 漢字 🙂", "ünï")],
+)  # fmt: skip
+def test_the_import_s_block_check_accepts_and_cleans_exactly_what_the_api_rules_do(
+    text: Any, label: Any
+) -> None:
+    from web.data import rules
+
+    try:
+        expected: Any = [rules.clean_row({"text": text, "label": label})]
+    except rules.RowProblem:
+        expected = None
+    assert rules.clean_pairs([("fine", "ok"), (text, label)]) == (
+        None if expected is None else [("fine", "ok"), *expected]
+    )
+
+
+def test_bad_lines_after_the_first_block_are_named_by_their_own_numbers(api: APIClient) -> None:
+    rows = [(f"row {i}", "ok") for i in range(BLOCK_ROWS + 600)]
+    rows[BLOCK_ROWS + 100] = ("two\nlines", "ok")  # one record over two physical lines
+    rows[BLOCK_ROWS + 500] = (" ", "ok")
+    error = assert_error(post_import(api, csv_body(rows), CSV), 400, "validation_error")
+    # The header is line 1; the multi-line record shifts every later record by one line.
+    assert error["lines"] == [
+        {"line": BLOCK_ROWS + 503, "reason": "text: This field may not be blank."}
+    ]
+    lines = [json.dumps({"text": t, "label": label}) for t, label in rows]
+    lines[BLOCK_ROWS + 7] = "{not json"
+    error = assert_error(post_import(api, "\n".join(lines).encode()), 400, "validation_error")
+    assert [bad["line"] for bad in error["lines"]] == [BLOCK_ROWS + 8, BLOCK_ROWS + 501]
+    assert Data.objects.count() == 0

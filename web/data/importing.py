@@ -1,7 +1,8 @@
 """Streaming import of rows (NDJSON or CSV) into `data` with COPY, all or nothing.
 
 The body is read line by line (never whole), each row is checked with `web.data.rules` (the
-API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction.
+API's own rules) and written, in blocks of BLOCK_ROWS rows, to one COPY in one transaction; a
+thread of its own writes the blocks (web/data/copy_feed.py) while the next ones are checked.
 The first bad line stops the writing; reading goes on to report up to MAX_REPORTED bad lines,
 then the transaction is rolled back, so a refused import leaves no row behind. The rows enter
 the search backlog (web/data/search_backlog.py), drained into the trigram index after commit.
@@ -11,16 +12,21 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from web.data import rules
+from web.data.copy_feed import CopyFeed
 from web.data.search_backlog import drainer
-from web.errors import PayloadTooLarge, ValidationFailed
+from web.errors import PayloadTooLarge, ServiceError, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 MAX_REPORTED = 100
 # Rows go to the COPY in blocks of pre-formatted text: one write per block, not per row. A
@@ -35,6 +41,11 @@ NDJSON, CSV = "application/x-ndjson", "text/csv"
 MAX_LINE_BYTES = settings.TEXT_MAX_CHARS * 6 + 4096
 
 Parsed = tuple[int, tuple[str, str] | rules.RowProblem]
+T = TypeVar("T")
+READ_BYTES = 1 << 20  # the body is read (off the connection, streamed_body.py) a MiB at a time
+JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a value
+# The C scanner itself: json.loads' own steps around it cost more than the parsing of a row.
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 class ImportRefusedError(ValidationFailed):
@@ -47,31 +58,45 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
     stamp = timezone.now().isoformat()
     row_end = f"\t{stamp}\t{stamp}\tf\n"  # created_at, updated_at, search_indexed
     bad: list[dict[str, Any]] = []
-    block: list[tuple[str, str]] = []
-    block_chars = added = 0
-    with transaction.atomic(), connection.cursor() as cursor:
-        transaction.on_commit(drainer.request)
-        with cursor.cursor.copy(COPY_SQL) as copy:
-            for line, parsed in parse(lines):
-                if isinstance(parsed, rules.RowProblem):
-                    bad.append({"line": line, "reason": str(parsed)})
-                    if len(bad) == MAX_REPORTED:
-                        break
-                elif not bad:
-                    block.append(parsed)
-                    block_chars += len(parsed[0])
-                    if len(block) == BLOCK_ROWS or block_chars >= BLOCK_CHARS:
-                        copy.write(copy_text(block, row_end=row_end))
-                        added += len(block)
-                        block.clear()
-                        block_chars = 0
-            if bad or not (added or block):
-                # Raised inside the COPY and the transaction: both are aborted.
-                raise _refusal(bad)
-            if block:
-                copy.write(copy_text(block, row_end=row_end))
-                added += len(block)
+    single: list[tuple[str, str]] = []  # good rows checked one by one, written in blocks too
+    added = single_chars = 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            transaction.on_commit(drainer.request)
+            with cursor.cursor.copy(COPY_SQL) as copy, CopyFeed(copy) as feed:
+                for item in parse(lines):
+                    if isinstance(item, list):  # a block of good rows, checked together
+                        if not bad:
+                            added += _write(feed, [*single, *item], row_end=row_end)
+                            single.clear()
+                            single_chars = 0
+                        continue
+                    line, parsed = item
+                    if isinstance(parsed, rules.RowProblem):
+                        bad.append({"line": line, "reason": str(parsed)})
+                        if len(bad) == MAX_REPORTED:
+                            break
+                    elif not bad:
+                        single.append(parsed)
+                        single_chars += len(parsed[0])
+                        if len(single) == BLOCK_ROWS or single_chars >= BLOCK_CHARS:
+                            added += _write(feed, single, row_end=row_end)
+                            single.clear()
+                            single_chars = 0
+                if bad or not (added or single):
+                    # Raised inside the COPY and the transaction: both are aborted.
+                    raise _refusal(bad)
+                added += _write(feed, single, row_end=row_end)
+    except psycopg.Error as exc:  # the COPY failed in PostgreSQL: rolled back like a refusal
+        logger.exception("The COPY of an import failed; nothing was imported.")
+        raise ImportFailedError() from exc
     return added
+
+
+def _write(feed: CopyFeed, rows: list[tuple[str, str]], *, row_end: str) -> int:
+    if rows:
+        feed.write(copy_text(rows, row_end=row_end))
+    return len(rows)
 
 
 def copy_text(rows: list[tuple[str, str]], *, row_end: str) -> bytes:
@@ -98,6 +123,13 @@ def _refusal(bad: list[dict[str, Any]]) -> ImportRefusedError:
     )
 
 
+class ImportFailedError(ServiceError):
+    """PostgreSQL stopped the COPY (connection lost, a constraint): nothing was imported."""
+
+    code = "import_failed"
+    default_detail = "The database stopped the import; nothing was imported. Try again."
+
+
 class ImportTooLargeError(PayloadTooLarge):
     """The body is longer than IMPORT_MAX_BYTES: nothing was imported."""
 
@@ -112,75 +144,187 @@ class UnreadableLineError(Exception):
     """A line that cannot be read at all (too long, not UTF-8): reading stops there."""
 
 
-def bounded_lines(readline: Callable[[int], bytes], *, max_bytes: int) -> Iterator[bytes]:
-    """The body's lines, each read with a bound so that no line fills the memory."""
+def bounded_lines(read: Callable[[int], bytes], *, max_bytes: int) -> Iterator[bytes]:
+    """The body's lines (each with its newline), read in large chunks, each line bounded."""
     total = 0
-    while line := readline(MAX_LINE_BYTES + 1):
-        total += len(line)
+    rest = b""
+    while chunk := read(READ_BYTES):
+        total += len(chunk)
         if total > max_bytes:
             raise ImportTooLargeError(max_bytes)
-        if len(line) > MAX_LINE_BYTES:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if len(line) >= MAX_LINE_BYTES:  # with its newline, longer than MAX_LINE_BYTES
+                raise UnreadableLineError(f"Line longer than {MAX_LINE_BYTES} bytes.")
+            yield line + b"\n"
+        if len(rest) > MAX_LINE_BYTES:
             raise UnreadableLineError(f"Line longer than {MAX_LINE_BYTES} bytes.")
-        yield line
+    if rest:
+        yield rest
 
 
-def parse_ndjson(lines: Iterable[bytes]) -> Iterator[Parsed]:
-    """One JSON object per line; blank lines are skipped."""
+def _batches(items: Iterable[T], size: Callable[[T], int]) -> Iterator[list[T]]:
+    """items in lists of up to BLOCK_ROWS items or about BLOCK_CHARS of size; a line that cannot
+    be read ends the last list before its error is raised."""
+    batch: list[T] = []
+    chars = 0
+    try:
+        for item in items:
+            batch.append(item)
+            chars += size(item)
+            if len(batch) == BLOCK_ROWS or chars >= BLOCK_CHARS:
+                yield batch
+                batch, chars = [], 0
+    except UnreadableLineError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+def parse_ndjson(lines: Iterable[bytes]) -> Iterator[Parsed | list[tuple[str, str]]]:
+    """One JSON object per line; blank lines are skipped. Blocks of good lines come as lists."""
     number = 0
     try:
-        for number, line in enumerate(lines, 1):  # noqa: B007 - number is reported below
-            if line.isspace():
-                continue
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-                yield number, rules.RowProblem(f"Not a JSON object in UTF-8: {exc}.")
-                continue
-            try:
-                yield number, rules.clean_row(row)
-            except rules.RowProblem as problem:
-                yield number, problem
+        for batch in _batches(lines, len):
+            first, number = number + 1, number + len(batch)
+            rows = _ndjson_block(batch)
+            if rows is not None:
+                yield rows
+            else:  # a bad or unusual line: every line on its own, for the reasons
+                yield from _ndjson_lines(batch, first)
     except UnreadableLineError as exc:
         yield number + 1, rules.RowProblem(str(exc))
 
 
-def parse_csv(lines: Iterable[bytes]) -> Iterator[Parsed]:
-    """A `text,label` header line (either order), then one record per row (RFC 4180 quoting)."""
-    physical = 0
+def _ndjson_block(lines: list[bytes]) -> list[tuple[str, str]] | None:
+    """The cleaned rows of lines that are all usual good rows, else None."""
+    pairs = []
+    try:
+        for line in lines:
+            source = line.decode().strip(JSON_SPACE)
+            if not source:
+                continue
+            row, end = _scan_json(source, 0)
+            if end != len(source) or type(row) is not dict or len(row) != 2:
+                return None
+            pairs.append((row.get("text"), row.get("label")))
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    return rules.clean_pairs(pairs)
+
+
+def _ndjson_lines(lines: list[bytes], first: int) -> Iterator[Parsed]:
+    for number, line in enumerate(lines, first):
+        if line.isspace():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            yield number, rules.RowProblem(f"Not a JSON object in UTF-8: {exc}.")
+            continue
+        try:
+            yield number, rules.clean_row(row)
+        except rules.RowProblem as problem:
+            yield number, problem
+
+
+def parse_csv(lines: Iterable[bytes]) -> Iterator[Parsed | list[tuple[str, str]]]:
+    """A `text,label` header line (either order), then one record per row (RFC 4180 quoting).
+
+    Blocks of good records come as lists; a record is numbered by its first physical line.
+    """
+    physical = chars = 0
 
     def decoded() -> Iterator[str]:
-        nonlocal physical
+        nonlocal physical, chars
         for line in lines:
             try:
                 text = line.decode("utf-8-sig" if physical == 0 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise UnreadableLineError(f"Not UTF-8: {exc}.") from None
             physical += 1
+            chars += len(text)
             yield text
+
+    def records() -> Iterator[tuple[int, list[str] | rules.RowProblem]]:
+        start = physical + 1
+        try:
+            for record in reader:
+                if record:  # not a blank line
+                    yield start, record
+                start = physical + 1
+        except csv.Error as exc:
+            yield physical, rules.RowProblem(f"Unreadable CSV: {exc}.")
+        except UnreadableLineError as exc:
+            yield physical + 1, rules.RowProblem(str(exc))
 
     reader = csv.reader(decoded(), strict=True)
     try:
         header = next(reader, None)
-        if header is None or sorted(header) != ["label", "text"]:
-            yield 1, rules.RowProblem('The first line must be the header "text,label".')
-            return
-        start = physical + 1
-        for record in reader:
-            if not record:  # a blank line
-                pass
-            elif len(record) != len(header):
-                problem = f"Expected {len(header)} fields, got {len(record)}."
-                yield start, rules.RowProblem(problem)
-            else:
-                try:
-                    yield start, rules.clean_row(dict(zip(header, record, strict=True)))
-                except rules.RowProblem as problem:
-                    yield start, problem
-            start = physical + 1
     except csv.Error as exc:
         yield physical, rules.RowProblem(f"Unreadable CSV: {exc}.")
+        return
     except UnreadableLineError as exc:
         yield physical + 1, rules.RowProblem(str(exc))
+        return
+    if header is None or sorted(header) != ["label", "text"]:
+        yield 1, rules.RowProblem('The first line must be the header "text,label".')
+        return
+    text_at, label_at = header.index("text"), header.index("label")
+    # A block is kept as flat lists of strings, not one list per record: thousands of live
+    # containers would make every garbage collection walk them (twice the parsing time).
+    block = _CsvBlock()
+    block_start = chars
+    for start, record in records():
+        if type(record) is list and len(record) == 2:
+            block.add(start, record[text_at], record[label_at])
+        else:
+            block.add_odd(start, record)
+        if len(block.starts) == BLOCK_ROWS or chars - block_start >= BLOCK_CHARS:
+            yield from block.results(header)
+            block, block_start = _CsvBlock(), chars
+    yield from block.results(header)
+
+
+class _CsvBlock:
+    """Consecutive records, checked together when all are usual, else one by one."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.texts: list[str] = []
+        self.labels: list[str] = []
+        self.odd: dict[int, list[str] | rules.RowProblem] = {}  # by position in the block
+
+    def add(self, start: int, text: str, label: str) -> None:
+        self.starts.append(start)
+        self.texts.append(text)
+        self.labels.append(label)
+
+    def add_odd(self, start: int, record: list[str] | rules.RowProblem) -> None:
+        self.odd[len(self.starts)] = record
+        self.add(start, "", "")
+
+    def results(self, header: list[str]) -> Iterator[Parsed | list[tuple[str, str]]]:
+        pairs = list(zip(self.texts, self.labels, strict=True))
+        rows = None if self.odd else rules.clean_pairs(pairs)
+        if rows is not None:
+            if rows:
+                yield rows
+            return
+        for at, start in enumerate(self.starts):
+            record = self.odd.get(at) or {"text": self.texts[at], "label": self.labels[at]}
+            if isinstance(record, rules.RowProblem):
+                yield start, record
+            elif isinstance(record, list):
+                yield start, rules.RowProblem(f"Expected {len(header)} fields, got {len(record)}.")
+            else:
+                try:
+                    yield start, rules.clean_row(record)
+                except rules.RowProblem as problem:
+                    yield start, problem
 
 
 _PARSERS = {NDJSON: parse_ndjson, CSV: parse_csv}

@@ -59,6 +59,28 @@ def clean_row(row: Any) -> tuple[str, str]:
     return cleaned[0], cleaned[1]
 
 
+def clean_pairs(pairs: list[tuple[Any, Any]]) -> list[tuple[str, str]] | None:
+    """Every (text, label) cleaned as clean_text and clean_label would, when all are usual good
+    values; None as soon as one is not (then check them one by one for the reasons).
+
+    The same rules in fewer steps per row, for the import's blocks of thousands of rows; the
+    test suite checks that both accept and clean the same values.
+    """
+    cleaned: list[tuple[str, str]] = []
+    append = cleaned.append
+    for text, label in pairs:
+        if type(text) is not str or type(label) is not str or len(label) > LABEL_MAX_LENGTH:
+            return None
+        stripped = label.strip()
+        if not stripped or not 0 < len(text) <= TEXT_MAX_CHARS or text.isspace():
+            return None
+        append((text, stripped))
+    # One search of the whole block instead of one per value.
+    if _NOT_STORABLE.search("".join([f"{text}{label}" for text, label in cleaned])):
+        return None
+    return cleaned
+
+
 def _missing() -> str:
     raise RowProblem("This field is required.")
 

@@ -97,7 +97,7 @@ class DataImportView(generics.GenericAPIView):
         max_bytes = settings.IMPORT_MAX_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
             raise importing.ImportTooLargeError(max_bytes)
-        lines = importing.bounded_lines(request._request.readline, max_bytes=max_bytes)
+        lines = importing.bounded_lines(request._request.read, max_bytes=max_bytes)
         created = importing.import_rows(lines, media_type=media_type)
         return Response({"created": created}, status=status.HTTP_201_CREATED)
 

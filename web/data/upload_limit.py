@@ -1,9 +1,9 @@
 """An ASGI guard that refuses an import body over IMPORT_MAX_BYTES before Django stores it.
 
-Django's ASGI handler reads a whole body (into a temporary file, to disk past
-FILE_UPLOAD_MAX_MEMORY_SIZE) before any view runs. For the import path this guard answers 413
-at once when Content-Length is too large, and cuts a chunked body off as soon as it passes the
-limit (Django then sees a disconnect and runs no view), so an oversized upload is never stored.
+The import's body is read by its view as it arrives (web/data/streamed_body.py). This guard
+answers 413 at once when Content-Length is too large, before the body is sent, and cuts a
+chunked body off as soon as it passes the limit (the view then sees the body end early, rolls
+back, and its own answer is dropped), so an oversized upload is never imported.
 """
 
 from __future__ import annotations

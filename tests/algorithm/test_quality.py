@@ -75,7 +75,7 @@ def test_service_is_at_least_as_good_as_the_better_baseline_on_the_same_split(ro
         assert metrics[metric] >= better, (metric, metrics["training"], baselines)
 
 
-def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_both_scores():
+def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_better_on_both_scores():
     rows, seed = SPLITS[0]
     texts, labels = read_fixture("debian_sample.jsonl")
     texts, labels = texts[:rows], labels[:rows]
@@ -84,7 +84,13 @@ def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_bo
     assert split is not None
     train_texts = [texts[i] for i in split.train_rows]
     train_labels = [labels[i] for i in split.train_rows]
-    folds = cross_validation_folds(train_labels, folds=CROSS_VALIDATION_FOLDS, seed=0)
+    validation = chosen["validation"]
+    # A second round (another shuffle of the same rows) runs only when a plan survived the first.
+    folds = [
+        fold
+        for seed in range(validation["folds"] // CROSS_VALIDATION_FOLDS)
+        for fold in cross_validation_folds(train_labels, folds=CROSS_VALIDATION_FOLDS, seed=seed)
+    ]
     # The baselines' cross-validation scores, computed here with scikit-learn on the same folds.
     totals = {"linearsvc": np.zeros(2), "logreg": np.zeros(2)}
     for fold in folds:
@@ -92,7 +98,6 @@ def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_bo
         for name, scores in fold_scores.items():
             totals[name] += [scores["accuracy"] / len(folds), scores["macro_f1"] / len(folds)]
     bar = np.maximum(totals["linearsvc"], totals["logreg"])
-    validation = chosen["validation"]
     assert [validation["bar_accuracy"], validation["bar_macro_f1"]] == pytest.approx(bar, abs=5e-5)
     assert validation["accuracy"] >= validation["bar_accuracy"]
     assert validation["macro_f1"] >= validation["bar_macro_f1"]

@@ -38,6 +38,7 @@ from algorithm.tuning import (
     SECOND_ROUND_MARGIN,
     LinearClassifier,
     TrainingPlan,
+    bar_setters,
     build_vectorizer,
     candidate_plans,
     default_plan,
@@ -113,20 +114,29 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     defaults = np.array([plan in DEFAULT_PLANS for plan in plans])
     defaults[0] |= not defaults.any()
     accuracy, macro_f1 = fold_scores(texts, labels, plans, splits)
-    how = "a 20 % validation split" if len(splits) == 1 else f"{len(splits)}-fold cross-validation"
-    if len(splits) == 1:
-        above = plans_above_the_bar(accuracy, macro_f1, defaults, 0.0)
-    else:
-        above = plans_above_the_bar(accuracy, macro_f1, defaults, FIRST_ROUND_MARGIN)
-        if above.any():  # a second round, reshuffled, for the finalists and the defaults
-            keep = defaults | above
-            plans = [plan for plan, kept in zip(plans, keep, strict=True) if kept]
-            more_accuracy, more_macro_f1 = fold_scores(texts, labels, plans, splits_again(labels))
-            accuracy = np.hstack([accuracy[keep], more_accuracy])
-            macro_f1 = np.hstack([macro_f1[keep], more_macro_f1])
-            defaults = defaults[keep]
-            above = plans_above_the_bar(accuracy, macro_f1, defaults, SECOND_ROUND_MARGIN)
-            how = f"{accuracy.shape[1]}-fold cross-validation (two shuffles)"
+    margin = FIRST_ROUND_MARGIN if len(splits) > 1 else 0.0
+    above = plans_above_the_bar(accuracy, macro_f1, defaults, margin)
+    if len(splits) > 1 and above.any():
+        # A second round, reshuffled, for the finalists and the default(s) that set the bar.
+        keep = above.copy()
+        keep[list(bar_setters(accuracy, macro_f1, defaults))] = True
+        finalists = [plan for plan, kept in zip(plans, keep, strict=True) if kept]
+        more_accuracy, more_macro_f1 = fold_scores(texts, labels, finalists, splits_again(labels))
+        both_accuracy = np.hstack([accuracy[keep], more_accuracy])
+        both_macro_f1 = np.hstack([macro_f1[keep], more_macro_f1])
+        above_again = plans_above_the_bar(
+            both_accuracy, both_macro_f1, defaults[keep], SECOND_ROUND_MARGIN
+        )
+        if above_again.any():
+            plans, defaults, above = finalists, defaults[keep], above_again
+            accuracy, macro_f1 = both_accuracy, both_macro_f1
+        else:  # the first round's scores stand, and the defaults
+            above[:] = False
+    how = (
+        f"{accuracy.shape[1]}-fold cross-validation"
+        if len(splits) > 1
+        else "a 20 % validation split"
+    )
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
     best = int(np.argmax(np.where(above, means[0] + means[1], -np.inf))) if above.any() else 0
     validation = {

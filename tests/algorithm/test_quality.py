@@ -87,19 +87,24 @@ def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_better_on_bot
     train_texts = [texts[i] for i in split.train_rows]
     train_labels = [labels[i] for i in split.train_rows]
     validation = chosen["validation"]
-    # A second round (another shuffle of the same rows) runs only when a plan survived the first.
-    folds = [
-        fold
-        for seed in range(validation["folds"] // CROSS_VALIDATION_FOLDS)
-        for fold in cross_validation_folds(train_labels, folds=CROSS_VALIDATION_FOLDS, seed=seed)
-    ]
-    # The baselines' cross-validation scores, computed here with scikit-learn on the same folds.
-    totals = {"linearsvc": np.zeros(2), "logreg": np.zeros(2)}
-    for fold in folds:
-        fold_scores = baseline_scores(train_texts, train_labels, fold.train_rows, fold.holdout_rows)
-        for name, scores in fold_scores.items():
-            totals[name] += [scores["accuracy"] / len(folds), scores["macro_f1"] / len(folds)]
-    bar = np.maximum(totals["linearsvc"], totals["logreg"])
+    # The baselines' scores, computed here with scikit-learn on the same folds: the first round's
+    # five, and the second round's (another shuffle) when a plan survived the first.
+    per_fold: dict[str, list[list[float]]] = {"linearsvc": [], "logreg": []}
+    for shuffle in range(validation["folds"] // CROSS_VALIDATION_FOLDS):
+        for fold in cross_validation_folds(
+            train_labels, folds=CROSS_VALIDATION_FOLDS, seed=shuffle
+        ):
+            fold_scores = baseline_scores(
+                train_texts, train_labels, fold.train_rows, fold.holdout_rows
+            )
+            for name, scores in fold_scores.items():
+                per_fold[name].append([scores["accuracy"], scores["macro_f1"]])
+    first_round = {
+        name: np.mean(scores[:CROSS_VALIDATION_FOLDS], axis=0) for name, scores in per_fold.items()
+    }
+    # Only the default(s) that set the first round's bar go on to the second.
+    setters = {max(first_round, key=lambda name: first_round[name][score]) for score in (0, 1)}
+    bar = np.max([np.mean(per_fold[name], axis=0) for name in setters], axis=0)
     assert [validation["bar_accuracy"], validation["bar_macro_f1"]] == pytest.approx(bar, abs=5e-5)
     assert validation["accuracy"] >= validation["bar_accuracy"]
     assert validation["macro_f1"] >= validation["bar_macro_f1"]

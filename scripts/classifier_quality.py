@@ -73,7 +73,7 @@ def measure(corpus_name: str, rows: int, method: str, seed: int = 0) -> dict[str
     sample = (
         corpus[:rows]
         if corpus_name.startswith("fixture:")
-        else sample_rows(corpus, rows, seed=seed)
+        else list(sample_rows(corpus, rows, seed=seed))
     )
     texts = [text for text, _ in sample]
     labels = [label for _, label in sample]

@@ -104,8 +104,9 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     The bar is the better of the defaults (`LinearSVC()`, `LogisticRegression()` on
     `TfidfVectorizer()`; the first plan where they are not candidates) on EACH score: trading
     accuracy for macro-F1 (class weights do) is not an improvement a user asked for. On folds, a
-    plan must clear it by more than the folds' noise twice over (`plans_above_the_bar`);
-    among those that do, the best accuracy + macro-F1 wins; if none does, `LinearSVC()`.
+    plan must clear it by more than the folds' noise, then again over five reshuffled folds more
+    (`plans_above_the_bar`); among those that do, the best accuracy + macro-F1 wins; if none
+    does, `LinearSVC()` (the first plan).
     """
     plans = candidate_plans(len(labels))
     splits = validation_splits(labels) if len(plans) > 1 else []
@@ -130,7 +131,7 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         if above_again.any():
             plans, defaults, above = finalists, defaults[keep], above_again
             accuracy, macro_f1 = both_accuracy, both_macro_f1
-        else:  # the first round's scores stand, and the defaults
+        else:  # no finalist held: the defaults, on the first round's scores
             above[:] = False
     how = (
         f"{accuracy.shape[1]}-fold cross-validation"

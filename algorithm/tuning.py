@@ -7,22 +7,41 @@ other, and liblinear's exact solver is cheap on small data but far too slow on a
 `algorithm.ml.choose_plan` picks from it by cross-validation on the training rows (never the
 holdout). On small data the grid starts with the exact lines a user would write instead
 (`TfidfVectorizer()` with `LinearSVC()` or `LogisticRegression()`), and another plan replaces them
-only when it validates better on both scores. docs/classifier.md has the measurements behind
-every number here.
+only when it validates better on both scores by more than the validation's own noise
+(`plans_above_the_bar`). docs/classifier.md has the measurements behind every number here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 # At or below this many rows liblinear's LinearSVC fits in seconds (single core); above it,
 # SGD (both cores) fits in a fraction of that with the same holdout scores.
 LIBLINEAR_MAX_ROWS = 30_000
 # Up to this many rows the candidates are scored by 5-fold cross-validation (every training row
-# is validated once: a single 20 % split of 1 000 rows is too noisy to choose by); above, one split.
-CROSS_VALIDATION_MAX_ROWS = 5_000
+# is validated once: a single 20 % split of 1 000 rows is too noisy to choose by); above, one split
+# (5 folds of 4 000 rows took 18-40 s of CPU, one split a fifth of that).
+CROSS_VALIDATION_MAX_ROWS = 2_000
 CROSS_VALIDATION_FOLDS = 5
+# A plan replaces the defaults only if, on both scores, its mean paired difference to the better
+# default exceeds this many standard errors of that difference: first over the 5 folds, then,
+# for the plans still in the race and the default(s) that set the bar, over those and 5 more
+# folds shuffled with another seed (the two rounds share rows, so their standard error is too
+# small: hence the larger factor). Smaller factors chose plans that the holdout then ranked
+# below the defaults (docs/classifier.md).
+FIRST_ROUND_MARGIN = 1.5
+SECOND_ROUND_MARGIN = 2.0
 # Above this many rows no search: the time a million rows may take is spent on one good fit.
 SEARCH_MAX_ROWS = 200_000
 # One-off tokens (ids, typos, version strings) dominate a large vocabulary; on small data they
@@ -33,9 +52,12 @@ MIN_DF_FROM_ROWS = 30_000
 LARGE_DATA_ALPHA = 2e-5
 SGD_ALPHAS = (2e-5, 5e-5, 1e-4)
 LIBLINEAR_CS = (1.0, 0.3, 3.0)
-# `LogisticRegression()` (lbfgs) fits 30-100x slower than `LinearSVC()` (3-10 s of CPU at 800-4 000
-# rows against 0.05-0.2 s): it is a candidate where cross-validation scores the plans.
-LOGREG_MAX_ROWS = CROSS_VALIDATION_MAX_ROWS
+# `LogisticRegression()` (lbfgs) fits 5-10x slower than `LinearSVC()` (0.2-1.2 s of CPU per fit at
+# 640-3 200 rows, one BLAS thread): a candidate (the bar, in practice) up to this size only.
+LOGREG_MAX_ROWS = 5_000
+
+
+LinearClassifier: TypeAlias = SGDClassifier | LinearSVC | LogisticRegression
 
 
 @dataclass(frozen=True)
@@ -79,9 +101,98 @@ def candidate_plans(rows: int) -> list[TrainingPlan]:
         for ngram_max in (1, 2)
         for weight in (None, "balanced")
         for c in LIBLINEAR_CS
+        # The softer C only ever won with words and no class weights (docs/classifier.md).
+        if c >= 1.0 or (ngram_max == 1 and weight is None)
     ]
 
 
 def default_plan(rows: int) -> TrainingPlan:
     """The plan used without a search (too many rows, or too few to validate on)."""
     return candidate_plans(rows)[0]
+
+
+def plans_above_the_bar(
+    accuracy: np.ndarray, macro_f1: np.ndarray, defaults: np.ndarray, margin: float
+) -> np.ndarray:
+    """Which plans beat the better default on both scores by `margin` standard errors.
+
+    `accuracy` and `macro_f1` hold one row per plan and one column per validation fold;
+    `defaults` marks the defaults' rows (never above their own bar). With one fold there is no
+    standard error: a plan at or above the bar on both scores is above it.
+    """
+    above = np.ones(len(defaults), dtype=bool)
+    for scores, reference in zip(
+        (accuracy, macro_f1), bar_setters(accuracy, macro_f1, defaults), strict=True
+    ):
+        differences = scores - scores[reference]
+        folds = scores.shape[1]
+        noise = differences.std(axis=1, ddof=1) / np.sqrt(folds) if folds > 1 else 0.0
+        above &= differences.mean(axis=1) - margin * noise >= 0
+    return above & ~defaults
+
+
+def bar_setters(
+    accuracy: np.ndarray, macro_f1: np.ndarray, defaults: np.ndarray
+) -> tuple[int, int]:
+    """The rows of the default with the best mean accuracy and of that with the best macro-F1."""
+    rows = np.flatnonzero(defaults)
+    best_accuracy, best_macro_f1 = (
+        rows[np.argmax(s.mean(axis=1)[rows])] for s in (accuracy, macro_f1)
+    )
+    return int(best_accuracy), int(best_macro_f1)
+
+
+def build_vectorizer(plan: TrainingPlan) -> TfidfVectorizer:
+    """Return an unfitted vectorizer for a plan (see algorithm/tuning.py)."""
+    return TfidfVectorizer(
+        ngram_range=(1, plan.ngram_max),
+        sublinear_tf=plan.sublinear_tf,
+        min_df=plan.min_df,
+        dtype=np.float64,
+    )
+
+
+def build_classifier(plan: TrainingPlan) -> LinearClassifier:
+    """Return an unfitted linear classifier for a plan (see algorithm/tuning.py)."""
+    if plan.solver == "liblinear":
+        return LinearSVC(C=plan.regularization, class_weight=plan.class_weight, random_state=0)
+    if plan.solver == "logreg":
+        return LogisticRegression(C=plan.regularization, class_weight=plan.class_weight)
+    return SGDClassifier(
+        loss="modified_huber",
+        alpha=plan.regularization,
+        class_weight=plan.class_weight,
+        n_jobs=2,  # one-vs-rest in threads: both cores
+        random_state=0,
+    )
+
+
+@contextlib.contextmanager
+def quiet_fitting(*, one_blas_thread: bool) -> Iterator[None]:
+    """Fit without convergence warnings and, for lbfgs, with one BLAS thread (process-wide).
+
+    Both settings are global: a search fitting in threads holds this once around all its fits.
+    """
+    # lbfgs's dense products are small: with the default BLAS threads on a busy 2-core machine
+    # they spin against each other (measured: 14 s wall, 4.2 s CPU for 800 rows, 40 labels;
+    # one thread: 2.9 s wall, 0.6 s CPU). The other solvers do not use BLAS threads.
+    blas = (
+        threadpool_limits(limits=1, user_api="blas")
+        if one_blas_thread
+        else contextlib.nullcontext()
+    )
+    with warnings.catch_warnings(), blas:
+        # liblinear and lbfgs may stop at their iteration limit on a hard plan (high C, class
+        # weights); the model they stop with is usable, and validation judges it like any other.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def fit_classifier(features: Any, labels: Sequence[str], plan: TrainingPlan) -> LinearClassifier:
+    """Fit a plan's classifier on features (inside `quiet_fitting`)."""
+    classifier = build_classifier(plan)
+    classifier.fit(features, np.asarray(labels, dtype=object))
+    # scikit-learn multiplies by coef_.T; unless that is C-contiguous scipy copies the whole
+    # matrix on every predict call (milliseconds per text for SGDClassifier's C-ordered coef_).
+    classifier.coef_ = np.asfortranarray(classifier.coef_)
+    return classifier

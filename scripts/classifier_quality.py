@@ -11,6 +11,10 @@ memory) is its own.
     python -m scripts.classifier_quality --corpora debian,fortunes --sizes 1000,10000,100000
     python -m scripts.classifier_quality --sizes 1000,2000,5000 --seeds 0,1,2   # split by split
     python -m scripts.classifier_quality --sizes 1000000 --timeout 1800 --json-out var/q.jsonl
+    python -m scripts.classifier_quality --corpora fixture:debian_sample,fixture:fortunes \
+        --sizes 500,1000 --seeds 0,1,2,3    # the first rows of a committed fixture, split by seed
+
+After the rows, a split-by-split table: the service against the better baseline on each score.
 """
 
 from __future__ import annotations
@@ -27,8 +31,14 @@ METHODS = ("linearsvc", "logreg", "service")
 CORPORA = ("debian", "fortunes")
 
 
+FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
+
+
 def load_corpus(name: str) -> list[tuple[str, str]]:
-    """Return the (text, label) rows of a named corpus."""
+    """Return the (text, label) rows of a named corpus ("fixture:NAME": a committed fixture)."""
+    if name.startswith("fixture:"):
+        lines = (FIXTURES / f"{name.removeprefix('fixture:')}.jsonl").read_text("utf-8")
+        return [(row["text"], row["label"]) for row in map(json.loads, lines.splitlines())]
     if name == "debian":
         from loadtests.corpus import load_debian_corpus
 
@@ -58,10 +68,16 @@ def measure(corpus_name: str, rows: int, method: str, seed: int = 0) -> dict[str
     from algorithm.ml import choose_plan, fit_model, predict_labels
     from loadtests.corpus import sample_rows
 
-    sample = list(sample_rows(load_corpus(corpus_name), rows, seed=seed))
+    corpus = load_corpus(corpus_name)
+    # A fixture is already a sample: its first rows, whatever the seed (which splits them).
+    sample = (
+        corpus[:rows]
+        if corpus_name.startswith("fixture:")
+        else list(sample_rows(corpus, rows, seed=seed))
+    )
     texts = [text for text, _ in sample]
     labels = [label for _, label in sample]
-    del sample
+    del sample, corpus
     split = split_holdout(labels, holdout_fraction=0.2, seed=seed)
     if split is None:
         raise SystemExit(f"{corpus_name} at {rows} rows cannot be split")
@@ -148,6 +164,41 @@ def format_row(result: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def format_comparison(results: list[dict[str, Any]]) -> list[str]:
+    """Split by split: the service minus the better baseline on each score, in points."""
+    header = (
+        "| corpus | rows | seed | better baseline acc / F1 | service acc / F1 | diff | chosen |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    runs: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
+    for result in results:
+        if "error" not in result:
+            runs.setdefault((result["corpus"], result["rows"], result["seed"]), {})[
+                result["method"]
+            ] = result
+    for (corpus, rows, seed), by_method in runs.items():
+        baselines = [by_method[m] for m in ("linearsvc", "logreg") if m in by_method]
+        if "service" not in by_method or not baselines:
+            continue
+        service = by_method["service"]
+        better = [max(b[metric] for b in baselines) for metric in ("accuracy", "macro_f1")]
+        diff = [
+            100 * (service[m] - b) for m, b in zip(("accuracy", "macro_f1"), better, strict=True)
+        ]
+        plan = service["chosen"]
+        chosen = (
+            "`LinearSVC()` defaults" if plan["solver"] == "liblinear" and not plan["sublinear_tf"]
+            else f"{plan['solver']}, {'words+pairs' if plan['ngram_max'] == 2 else 'words'}, "
+            f"C={plan['regularization']}{', balanced' if plan['class_weight'] else ''}"
+        )  # fmt: skip
+        lines.append(
+            f"| {corpus} | {rows:,} | {seed} | {better[0]:.3f} / {better[1]:.3f} | "
+            f"{service['accuracy']:.3f} / {service['macro_f1']:.3f} | "
+            f"{diff[0]:+.1f} / {diff[1]:+.1f} | {chosen} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: print the comparison table, one row per corpus, size and method."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,12 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds.split(",")
         for method in args.methods.split(",")
     ]
+    results = []
     for corpus, rows, seed, method in runs:
-        result = run_measurement(corpus, rows, method, args.timeout, seed)
-        print(format_row(result), flush=True)
+        results.append(run_measurement(corpus, rows, method, args.timeout, seed))
+        print(format_row(results[-1]), flush=True)
         if args.json_out:
             with args.json_out.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(result) + "\n")
+                handle.write(json.dumps(results[-1]) + "\n")
+    print("\n" + "\n".join(format_comparison(results)))
     return 0
 
 

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -20,7 +21,12 @@ from algorithm.ml import (
     train_model,
 )
 from algorithm.predictor import term_extractor
-from algorithm.tuning import LINEARSVC_DEFAULTS, LOGREG_DEFAULTS, TrainingPlan
+from algorithm.tuning import (
+    LINEARSVC_DEFAULTS,
+    LOGREG_DEFAULTS,
+    TrainingPlan,
+    plans_above_the_bar,
+)
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 UNSEEN_TEXTS = [
@@ -217,3 +223,33 @@ def test_fast_search_scores_equal_scikit_learns(model, corpus):
     fast = accuracy_and_macro_f1(expected, predicted)
     assert fast == pytest.approx((reference["accuracy"], reference["macro_f1"]), abs=1e-12)
     assert reference["accuracy"] < 1.0  # the appended word moved some predictions
+
+
+def test_a_plan_must_beat_the_better_default_on_both_scores_by_more_than_the_noise():
+    # Rows: LinearSVC() defaults, LogisticRegression() defaults, then three plans; columns: folds.
+    accuracy = np.array(
+        [
+            [0.60, 0.62, 0.58, 0.61, 0.59],
+            [0.50, 0.52, 0.49, 0.51, 0.50],
+            [0.63, 0.65, 0.61, 0.64, 0.62],  # 3 points better on every fold
+            [0.70, 0.52, 0.68, 0.55, 0.66],  # better on average, but not fold by fold
+            [0.63, 0.65, 0.61, 0.64, 0.62],  # better accuracy ...
+        ]
+    )
+    macro_f1 = np.array(
+        [
+            [0.40, 0.42, 0.38, 0.41, 0.39],
+            [0.45, 0.47, 0.43, 0.46, 0.44],  # LogisticRegression() sets this bar
+            [0.47, 0.49, 0.45, 0.48, 0.46],
+            [0.50, 0.48, 0.52, 0.49, 0.50],
+            [0.44, 0.46, 0.42, 0.45, 0.43],  # ... for a worse macro-F1
+        ]
+    )
+    defaults = np.array([True, True, False, False, False])
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 1.5).tolist() == [
+        False, False, True, False, False,
+    ]  # fmt: skip
+    # Without a margin, a better mean is enough (one validation split has no fold noise).
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0).tolist() == [
+        False, False, True, True, False,
+    ]  # fmt: skip

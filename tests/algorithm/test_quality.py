@@ -2,12 +2,12 @@
 
 What the training guarantees by construction: on small data `TfidfVectorizer()` + `LinearSVC()`
 and + `LogisticRegression()` are among its candidate plans, and another plan replaces them only
-when it cross-validates on the training rows at least as well as the better of them on both
-accuracy and macro-F1. Cross-validation can still misjudge one particular holdout, so the holdout
-comparison below is measured, not proved: on a fixed sample of a real corpus (1 000 Debian
-package descriptions as `sample_rows` draws them: 51 sections, long tail) at two sizes, on a
-fixed split each, the model `train_model` evaluates scores at least the better baseline's
-accuracy AND macro-F1, both fitted by this test on the same split, with no tie margin.
+when it cross-validates on the training rows better than the better of them on both accuracy and
+macro-F1, by more than the folds' noise. Cross-validation can still misjudge one particular
+holdout, so the holdout comparison below is measured, not proved: on a fixed sample of a real
+corpus (1 000 Debian package descriptions as `sample_rows` draws them: 51 sections, long tail)
+at two sizes, on a fixed split each, the model `train_model` evaluates scores at least the better
+baseline's accuracy AND macro-F1, both fitted by this test on the same split, with no tie margin.
 docs/classifier.md has the same comparison over more splits, sizes and a second corpus.
 """
 
@@ -23,6 +23,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 from algorithm.evaluation import cross_validation_folds, score_predictions, split_holdout
 from algorithm.ml import train_model
@@ -46,7 +47,8 @@ def baseline_scores(
     scores = {}
     for name, classifier in (("linearsvc", LinearSVC()), ("logreg", LogisticRegression())):
         vectorizer = TfidfVectorizer()
-        classifier.fit(vectorizer.fit_transform(train_texts), train_labels)
+        with threadpool_limits(limits=1, user_api="blas"):  # lbfgs: BLAS threads only spin here
+            classifier.fit(vectorizer.fit_transform(train_texts), train_labels)
         predicted = classifier.predict(vectorizer.transform([texts[i] for i in test_rows]))
         scores[name] = score_predictions(expected, [str(label) for label in predicted])
     return scores
@@ -75,7 +77,7 @@ def test_service_is_at_least_as_good_as_the_better_baseline_on_the_same_split(ro
         assert metrics[metric] >= better, (metric, metrics["training"], baselines)
 
 
-def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_both_scores():
+def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_better_on_both_scores():
     rows, seed = SPLITS[0]
     texts, labels = read_fixture("debian_sample.jsonl")
     texts, labels = texts[:rows], labels[:rows]
@@ -84,15 +86,25 @@ def test_a_plan_replaces_the_defaults_only_when_it_cross_validates_as_well_on_bo
     assert split is not None
     train_texts = [texts[i] for i in split.train_rows]
     train_labels = [labels[i] for i in split.train_rows]
-    folds = cross_validation_folds(train_labels, folds=CROSS_VALIDATION_FOLDS, seed=0)
-    # The baselines' cross-validation scores, computed here with scikit-learn on the same folds.
-    totals = {"linearsvc": np.zeros(2), "logreg": np.zeros(2)}
-    for fold in folds:
-        fold_scores = baseline_scores(train_texts, train_labels, fold.train_rows, fold.holdout_rows)
-        for name, scores in fold_scores.items():
-            totals[name] += [scores["accuracy"] / len(folds), scores["macro_f1"] / len(folds)]
-    bar = np.maximum(totals["linearsvc"], totals["logreg"])
     validation = chosen["validation"]
+    # The baselines' scores, computed here with scikit-learn on the same folds: the first round's
+    # five, and the second round's (another shuffle) when a plan survived the first.
+    per_fold: dict[str, list[list[float]]] = {"linearsvc": [], "logreg": []}
+    for shuffle in range(validation["folds"] // CROSS_VALIDATION_FOLDS):
+        for fold in cross_validation_folds(
+            train_labels, folds=CROSS_VALIDATION_FOLDS, seed=shuffle
+        ):
+            fold_scores = baseline_scores(
+                train_texts, train_labels, fold.train_rows, fold.holdout_rows
+            )
+            for name, scores in fold_scores.items():
+                per_fold[name].append([scores["accuracy"], scores["macro_f1"]])
+    first_round = {
+        name: np.mean(scores[:CROSS_VALIDATION_FOLDS], axis=0) for name, scores in per_fold.items()
+    }
+    # Only the default(s) that set the first round's bar go on to the second.
+    setters = {max(first_round, key=lambda name: first_round[name][score]) for score in (0, 1)}
+    bar = np.max([np.mean(per_fold[name], axis=0) for name in setters], axis=0)
     assert [validation["bar_accuracy"], validation["bar_macro_f1"]] == pytest.approx(bar, abs=5e-5)
     assert validation["accuracy"] >= validation["bar_accuracy"]
     assert validation["macro_f1"] >= validation["bar_macro_f1"]

@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import httpx
 import pytest
+
+from tests.helpers import bearer
 
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AlgorithmHandler = Callable[[httpx.Request], httpx.Response]
 LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 # Django is configured in the root conftest's pytest_configure, after this file is imported:
@@ -66,6 +71,60 @@ def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     from web.auth.check import token_cache
 
     token_cache.close_connections()
+
+
+@dataclass(frozen=True)
+class InProcessWeb:
+    """`web.asgi.application` in this process, the algorithm service played at the network edge.
+
+    Each `send` installs an AlgorithmClient whose transport is an httpx.MockTransport calling
+    `algorithm`, and talks to the ASGI app through httpx's ASGI transport; every request
+    presents `headers` (a request's own headers win).
+    """
+
+    headers: dict[str, str]
+
+    def send(
+        self, algorithm: AlgorithmHandler, *requests: dict[str, Any], concurrently: bool = False
+    ) -> list[httpx.Response]:
+        """Send `requests` (httpx.request arguments), in turn or all at once; their answers."""
+        return asyncio.run(self._send(algorithm, requests, concurrently))
+
+    def ask(
+        self, algorithm: AlgorithmHandler, method: str, path: str, **request: Any
+    ) -> httpx.Response:
+        """One request and its answer."""
+        [response] = self.send(algorithm, {"method": method, "url": path, **request})
+        return response
+
+    async def _send(
+        self, algorithm: AlgorithmHandler, requests: tuple[dict[str, Any], ...], concurrently: bool
+    ) -> list[httpx.Response]:
+        from web import algorithm_client
+        from web.asgi import application
+
+        client = algorithm_client.AlgorithmClient(
+            "http://algorithm.test", timeout=1, connect_retries=0,
+            transport=httpx.MockTransport(algorithm),
+        )  # fmt: skip
+        algorithm_client.install(client)
+        try:
+            transport = httpx.ASGITransport(app=cast(Any, application))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=self.headers
+            ) as web:
+                if concurrently:
+                    return list(await asyncio.gather(*(web.request(**r) for r in requests)))
+                return [await web.request(**request) for request in requests]
+        finally:
+            await client.aclose()
+            algorithm_client.install(None)
+
+
+@pytest.fixture
+def web_as(asgi_db: None, tokens: dict[str, str]) -> Callable[[str | None], InProcessWeb]:
+    """`web_as("reader")`: the in-process web app presenting that role's token (None: none)."""
+    return lambda role: InProcessWeb(bearer(tokens[role]) if role else {})
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.helpers import assert_error, bearer
-from web import algorithm_client
+from tests.web.conftest import InProcessWeb
 from web.asgi import application
 from web.auth.roles import PUBLIC_ROUTES, ROUTE_ROLES, Role
 
@@ -34,21 +34,7 @@ def algorithm_service(request: httpx.Request) -> httpx.Response:
 
 
 def call(method: str, path: str, headers: dict[str, str]) -> httpx.Response:
-    async def scenario() -> httpx.Response:
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test", timeout=1, connect_retries=0,
-            transport=httpx.MockTransport(algorithm_service),
-        )  # fmt: skip
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
-                return await web.request(method, path, headers=headers, json={})
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
-
-    return asyncio.run(scenario())
+    return InProcessWeb(headers).ask(algorithm_service, method, path, json={})
 
 
 def api_routes(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:

@@ -91,7 +91,7 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import httpx  # noqa: E402
@@ -101,6 +101,9 @@ from algorithm.jobs import JobStore  # noqa: E402
 from algorithm.training_queue import TrainingQueue  # noqa: E402
 from stack.process import spawn  # noqa: E402
 from tests.helpers import bearer, wait_live, wait_until  # noqa: E402
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
@@ -300,6 +303,17 @@ def tokens(db: Any) -> dict[str, str]:
 def admin_headers(tokens: dict[str, str]) -> dict[str, str]:
     """Headers that authenticate as this test's admin token."""
     return bearer(tokens["admin"])
+
+
+@pytest.fixture
+def api(admin_headers: dict[str, str]) -> APIClient:
+    """A DRF test client with an admin token, against the real database (rolled back after each
+    test unless the test uses `transactional_db`)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
+    return client
 
 
 @pytest.fixture

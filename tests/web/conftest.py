@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -22,16 +23,6 @@ LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 # Django is configured in the root conftest's pytest_configure, after this file is imported:
 # anything that reads Django settings is imported inside the fixtures.
-
-
-@pytest.fixture
-def api(admin_headers: dict[str, str]) -> APIClient:
-    """A DRF client with an admin token, against the real database (rolled back after each test)."""
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
-    return client
 
 
 @pytest.fixture
@@ -73,13 +64,30 @@ def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     token_cache.close_connections()
 
 
+@contextlib.asynccontextmanager
+async def algorithm_played_by(algorithm: AlgorithmHandler) -> AsyncIterator[None]:
+    """While inside, web's calls to the algorithm service are answered by `algorithm`."""
+    from web import algorithm_client
+
+    client = algorithm_client.AlgorithmClient(
+        "http://algorithm.test", timeout=1, connect_retries=0,
+        transport=httpx.MockTransport(algorithm),
+    )  # fmt: skip
+    algorithm_client.install(client)
+    try:
+        yield
+    finally:
+        await client.aclose()
+        algorithm_client.install(None)
+
+
 @dataclass(frozen=True)
 class InProcessWeb:
     """`web.asgi.application` in this process, the algorithm service played at the network edge.
 
-    Each `send` installs an AlgorithmClient whose transport is an httpx.MockTransport calling
-    `algorithm`, and talks to the ASGI app through httpx's ASGI transport; every request
-    presents `headers` (a request's own headers win).
+    Each `send` has `algorithm` play the service (`algorithm_played_by`) and talks to the ASGI
+    app through httpx's ASGI transport; every request presents `headers` (a request's own
+    headers win).
     """
 
     headers: dict[str, str]
@@ -100,25 +108,18 @@ class InProcessWeb:
     async def _send(
         self, algorithm: AlgorithmHandler, requests: tuple[dict[str, Any], ...], concurrently: bool
     ) -> list[httpx.Response]:
-        from web import algorithm_client
         from web.asgi import application
 
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test", timeout=1, connect_retries=0,
-            transport=httpx.MockTransport(algorithm),
-        )  # fmt: skip
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(
+        transport = httpx.ASGITransport(app=cast(Any, application))
+        async with (
+            algorithm_played_by(algorithm),
+            httpx.AsyncClient(
                 transport=transport, base_url="http://127.0.0.1", headers=self.headers
-            ) as web:
-                if concurrently:
-                    return list(await asyncio.gather(*(web.request(**r) for r in requests)))
-                return [await web.request(**request) for request in requests]
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
+            ) as web,
+        ):
+            if concurrently:
+                return list(await asyncio.gather(*(web.request(**r) for r in requests)))
+            return [await web.request(**request) for request in requests]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +123,36 @@ class InProcessWeb:
             return [await web.request(**request) for request in requests]
 
 
-@pytest.fixture
-def web_as(asgi_db: None, tokens: dict[str, str]) -> Callable[[str | None], InProcessWeb]:
+@pytest.fixture(scope="module")
+def module_tokens(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, str]]:
+    """A token secret per role, committed for a whole module of in-process tests; flushed after.
+
+    For modules whose tests only need the tokens and whose answers do not depend on what other
+    tests wrote: flushing the database after every test (`transactional_db`) would cost more
+    than most of those tests. The connection handling is `asgi_db`'s.
+    """
+    from django.core.management import call_command
+    from django.db import connections
+
+    from web.auth.check import token_cache
+    from web.auth.roles import Role
+    from web.auth.tokens import issue_token
+
+    with django_db_blocker.unblock(), pytest.MonkeyPatch.context() as patch:
+        patch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+        suffix = uuid.uuid4().hex[:8]
+        yield {
+            role.label: issue_token(name=f"module-{role.label}-{suffix}", role=role)[1]
+            for role in Role
+        }
+        token_cache.close_connections()
+        call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="module")
+def web_as(module_tokens: dict[str, str]) -> Callable[[str | None], InProcessWeb]:
     """`web_as("reader")`: the in-process web app presenting that role's token (None: none)."""
-    return lambda role: InProcessWeb(bearer(tokens[role]) if role else {})
+    return lambda role: InProcessWeb(bearer(module_tokens[role]) if role else {})
 
 
 @dataclass

@@ -114,12 +114,14 @@ def test_an_announcement_whose_message_was_lost_is_caught_by_the_poll(
     wait_until_all_serve(registry_redis, old, replicas=REPLICAS, timeout=2)
 
 
-def test_a_predict_without_a_model_loads_the_desired_one_before_answering(
+@pytest.mark.parametrize("named_by", ["the desired state", "current"])
+def test_a_predict_without_a_model_loads_the_named_one_before_answering(
     serve_replicas: Callable[..., str],
     model_dir: Path,
     models: list[TrainedModel],
     registry_redis: redis.Redis,
     service_headers: dict[str, str],
+    named_by: str,
 ) -> None:
     # Polls far apart and no message: only the predict's own look can find the model.
     url = serve_replicas(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
@@ -129,31 +131,10 @@ def test_a_predict_without_a_model_loads_the_desired_one_before_answering(
         "no_model",
     )
     version = publish(model_dir, models[0])
-    (model_dir / "current").unlink()  # only the desired state names it
-    desired = serving_state.Desired(champion=version, challenger=None, seq=1)
-    registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())
-
-    answers = [
-        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
-        for _ in range(10)
-    ]
-    assert [answer.status_code for answer in answers] == [200] * 10
-    assert {answer.json()["model_version"] for answer in answers} == {version}
-
-
-def test_a_predict_without_a_model_or_registry_follows_current_before_answering(
-    serve_replicas: Callable[..., str],
-    model_dir: Path,
-    models: list[TrainedModel],
-    service_headers: dict[str, str],
-) -> None:
-    url = serve_replicas(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
-    assert_error(
-        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers),
-        503,
-        "no_model",
-    )
-    version = publish(model_dir, models[0])
+    if named_by == "the desired state":
+        (model_dir / "current").unlink()  # only the desired state names it
+        desired = serving_state.Desired(champion=version, challenger=None, seq=1)
+        registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())
 
     answers = [
         httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)

@@ -5,7 +5,8 @@ its own OpenAPI document, so a schema that lies about an endpoint, a status it d
 a 500 or a body the schema refuses fails the suite with Schemathesis' report (one reproducible
 curl command per finding). No Celery worker runs: POST /train and /api/train/ are fuzzed like
 everything else, but the job they queue stays queued, so the run never trains a model (and one
-algorithm service, whose model never changes, serves the whole module).
+algorithm service, whose model never changes, serves the whole module; its queued job is
+dropped before each test).
 
 One full run per service plays its usual caller (web with the service token; an admin on web,
 past every role check); the other callers (no token; reader, editor, no token on web) get short
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from algorithm.artifacts import publish_model_version
 from algorithm.ml import train_model
@@ -43,7 +45,7 @@ SHORT_RUN_MAX_EXAMPLES = 5
 
 
 @pytest.fixture(scope="module")
-def algorithm_url(
+def shared_algorithm_url(
     start_module_service: Callable[..., str],
     fixture_corpus: list[tuple[str, str]],
     module_redis_url: str,
@@ -58,6 +60,14 @@ def algorithm_url(
         model_dir, model, metrics=metrics, fingerprint={"rows": len(texts)}, rows=len(texts)
     )
     return start_module_service("algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir))
+
+
+@pytest.fixture
+def algorithm_url(shared_algorithm_url: str, module_redis_url: str) -> str:
+    """The module's algorithm service without the jobs an earlier run queued (its only state)."""
+    with redis.Redis.from_url(module_redis_url) as client:
+        client.flushdb()
+    return shared_algorithm_url
 
 
 @pytest.fixture
@@ -124,23 +134,19 @@ def test_web_service_behaves_as_its_schema_says(
     web_url: str, tokens: dict[str, str], tmp_path: Path
 ) -> None:
     """The full run, as admin: every operation answers past the token check."""
-    runs = run_side_by_side(
-        {
-            name: functools.partial(
-                run_schemathesis,
-                f"{web_url}/api/schema/?format=json",
-                headers=bearer(tokens["admin"]),
-                max_examples=WEB_MAX_EXAMPLES,
-                report_dir=tmp_path / name,
-                options=options,
-            )
-            for name, options in WEB_RUNS.items()
-        }
-    )
-    for run in runs.values():
+    runs = [
+        run_schemathesis(
+            f"{web_url}/api/schema/?format=json",
+            headers=bearer(tokens["admin"]),
+            max_examples=WEB_MAX_EXAMPLES,
+            report_dir=tmp_path / name,
+            options=options,
+        )
+        for name, options in WEB_RUNS.items()
+    ]
+    for run in runs:
         assert run.exit_code == 0, run.failure_report()
-    requests = sum(run.requests for run in runs.values())
-    assert requests >= MIN_REQUESTS, [run.summary() for run in runs.values()]
+    assert sum(run.requests for run in runs) >= MIN_REQUESTS, [run.summary() for run in runs]
 
 
 # Where 401s, 403s and the ignored_auth check (a declared token that is not enforced) matter.

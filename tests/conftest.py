@@ -91,7 +91,7 @@ import sys  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import httpx  # noqa: E402
@@ -101,6 +101,9 @@ from algorithm.jobs import JobStore  # noqa: E402
 from algorithm.training_queue import TrainingQueue  # noqa: E402
 from stack.process import spawn  # noqa: E402
 from tests.helpers import bearer, wait_live, wait_until  # noqa: E402
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
@@ -124,14 +127,25 @@ def _no_registry_state_left_in_the_session_redis() -> None:
         client.delete(*stale)
 
 
-@pytest.fixture
-def redis_db_url() -> str:
-    """A Redis database for this test alone (flushed first): jobs, markers, broker queues."""
+def claim_redis_database() -> str:
+    """The URL of the next of the session's Redis databases, flushed: jobs, markers, queues."""
     parts = urlsplit(os.environ["REDIS_URL"])
     url = urlunsplit(parts._replace(path=f"/{next(_redis_databases)}"))
     with redis.Redis.from_url(url) as client:
         client.flushdb()
     return url
+
+
+@pytest.fixture
+def redis_db_url() -> str:
+    """A Redis database for this test alone (flushed first): jobs, markers, broker queues."""
+    return claim_redis_database()
+
+
+@pytest.fixture(scope="module")
+def module_redis_url() -> str:
+    """A Redis database for a service the module's tests share (see `start_module_service`)."""
+    return claim_redis_database()
 
 
 @pytest.fixture
@@ -204,9 +218,10 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once, like a crashed machine."""
-        os.killpg(self.pid, signal.SIGKILL)
-        self.child.popen.wait()
-        self.stop()  # reaps the rest of the group and closes the log
+        if not self.stopped:
+            os.killpg(self.pid, signal.SIGKILL)
+            self.child.popen.wait()
+            self.stop()  # reaps the rest of the group and closes the log
 
 
 @pytest.fixture
@@ -217,7 +232,7 @@ def start_worker(
 
     Keyword arguments are extra environment variables (e.g. TASK_TIME_LIMIT="20"). Rows must be
     committed to be seen (use `insert_rows` or the `transactional_db` fixture). Every worker is
-    stopped when the test ends.
+    killed when the test ends.
     """
     workers: list[WorkerProcess] = []
 
@@ -245,8 +260,10 @@ def start_worker(
         return worker
 
     yield start
+    # Killed, not stopped warmly: a warm shutdown waits for a training the test left running
+    # (up to the 15 s SIGKILL deadline), and nothing after the test needs its ending.
     for worker in reversed(workers):
-        worker.stop()
+        worker.kill()
 
 
 @pytest.fixture
@@ -303,6 +320,17 @@ def admin_headers(tokens: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
+def api(admin_headers: dict[str, str]) -> APIClient:
+    """A DRF test client with an admin token, against the real database (rolled back after each
+    test unless the test uses `transactional_db`)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
+    return client
+
+
+@pytest.fixture
 def web_client(
     transactional_db: Any, tokens: dict[str, str]
 ) -> Iterator[Callable[..., httpx.Client]]:
@@ -323,15 +351,18 @@ def web_client(
         client.close()
 
 
-@pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start `python -m web` or `python -m algorithm` on a free port; returns its base URL."""
-    children: list[Child] = []
+class ServiceStarter:
+    """Starts `python -m web` or `python -m algorithm` on a free port; `stop` ends them all."""
 
-    def start(package: str, **env: str) -> str:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def __call__(self, package: str, **env: str) -> str:
+        """Start `package` with extra environment `env`; its base URL once it is live."""
         port = free_port()
         prefix = package.upper()
-        log = tmp_path / f"{package}.log"
+        log = self.log_dir / f"{package}.log"
         child = spawn(
             package,
             [sys.executable, "-m", package],
@@ -339,10 +370,26 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
             cwd=REPO_ROOT,
             log_path=log,
         )
-        children.append(child)
+        self.children.append(child)
         url = f"http://127.0.0.1:{port}"
         wait_live(url, child, log)
         return url
 
-    yield start
-    stop_children(children)
+    def stop(self) -> None:
+        stop_children(self.children)
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start `python -m web` or `python -m algorithm` on a free port; returns its base URL."""
+    starter = ServiceStarter(tmp_path)
+    yield starter
+    starter.stop()
+
+
+@pytest.fixture(scope="module")
+def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """`start_service` for services that a module's tests share without disturbing each other."""
+    starter = ServiceStarter(tmp_path_factory.mktemp("services"))
+    yield starter
+    starter.stop()

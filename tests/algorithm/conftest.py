@@ -13,6 +13,13 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from stack.embedded import free_port
+
+# The two-process setup of the tests that follow the registry's champion.
+from tests.algorithm.registry_helpers import (  # noqa: F401 (fixtures, found here by pytest)
+    registry_redis,
+    serve_replicas,
+    versions,
+)
 from tests.helpers import wait_until
 
 

@@ -1,12 +1,18 @@
-"""Helpers for tests of processes following the registry: versions, announcements, reports."""
+"""Helpers for tests of processes following the registry: versions, announcements, reports.
+
+The fixtures here (Redis, published versions, algorithm processes) are registered for the tests
+under tests/algorithm by its conftest.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from algorithm import artifacts, serving_state
@@ -15,6 +21,7 @@ from algorithm.serving_state import Desired, ReplicaReport
 from tests.helpers import wait_until
 
 Corpus = list[tuple[str, str]]
+REPLICAS = 2  # algorithm processes of one service: enough to see each one follow
 
 
 def train(corpus: Corpus, rows: slice) -> TrainedModel:
@@ -80,3 +87,37 @@ def predicted_versions(url: str, texts: list[str], headers: dict[str, str]) -> s
         assert response.status_code == 200, response.text
         versions.add(response.json()["model_version"])
     return versions
+
+
+@pytest.fixture
+def registry_redis(redis_db_url: str) -> Iterator[redis.Redis]:
+    """This test's Redis as the registry and the replicas use it (announcements, reports)."""
+    with redis.Redis.from_url(redis_db_url, decode_responses=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def versions(model_dir: Path, models: list[TrainedModel]) -> list[str]:
+    """The module's `models`, published in order; `current` names the last one."""
+    return [publish(model_dir, model) for model in models]
+
+
+@pytest.fixture
+def serve_replicas(
+    start_service: Callable[..., str], redis_db_url: str, model_dir: Path
+) -> Callable[..., str]:
+    """Start the algorithm service with REPLICAS processes on this test's Redis and model dir.
+
+    Keyword arguments are extra environment variables; returns the service's URL.
+    """
+
+    def start(**env: str) -> str:
+        return start_service(
+            "algorithm",
+            REDIS_URL=redis_db_url,
+            MODEL_DIR=str(model_dir),
+            ALGORITHM_WORKERS=str(REPLICAS),
+            **env,
+        )
+
+    return start

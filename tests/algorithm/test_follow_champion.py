@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ from algorithm.config import AlgorithmSettings
 from algorithm.ml import TrainedModel
 from tests.algorithm.conftest import LiveServer
 from tests.algorithm.registry_helpers import (
+    REPLICAS,
     Announcer,
     Corpus,
     corrupt,
@@ -28,18 +29,11 @@ from tests.algorithm.registry_helpers import (
 from tests.helpers import assert_error, wait_until
 
 pytestmark = pytest.mark.slow
-REPLICAS = 2
 
 
 @pytest.fixture
-def client(redis_db_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_db_url, decode_responses=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def announce(client: redis.Redis) -> Announcer:
-    return Announcer(client)
+def announce(registry_redis: redis.Redis) -> Announcer:
+    return Announcer(registry_redis)
 
 
 @pytest.fixture(scope="module")
@@ -48,73 +42,50 @@ def models(fixture_corpus: Corpus) -> list[TrainedModel]:
     return [train(fixture_corpus, slice(0, None, 2)), train(fixture_corpus, slice(1, None, 2))]
 
 
-@pytest.fixture
-def versions(model_dir: Path, models: list[TrainedModel]) -> list[str]:
-    """Two published versions, oldest first; `current` names the newest."""
-    return [publish(model_dir, model) for model in models]
-
-
-@pytest.fixture
-def serve(
-    start_service: Callable[..., str], redis_db_url: str, model_dir: Path
-) -> Callable[..., str]:
-    """Start the algorithm service with REPLICAS processes on this test's Redis and model dir."""
-
-    def start(**env: str) -> str:
-        return start_service(
-            "algorithm",
-            REDIS_URL=redis_db_url,
-            MODEL_DIR=str(model_dir),
-            ALGORITHM_WORKERS=str(REPLICAS),
-            **env,
-        )
-
-    return start
-
-
 def test_every_process_serves_an_announced_champion_within_two_seconds(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     versions: list[str],
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     announce: Announcer,
     fixture_corpus: Corpus,
     service_headers: dict[str, str],
 ) -> None:
     old, new = versions
-    url = serve()
-    wait_until_all_serve(client, new, replicas=REPLICAS, timeout=30)  # `current`, no registry yet
+    url = serve_replicas()
+    # `current` names it, no registry yet.
+    wait_until_all_serve(registry_redis, new, replicas=REPLICAS, timeout=30)
     texts = [text for text, _ in fixture_corpus[:40]]
 
     for champion in (old, new, old):
         announced = time.monotonic()
         announce(champion)
-        served = wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=2)
+        served = wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=2)
         assert time.monotonic() - announced < 2
         assert {report.error for report in served} == {None}
         assert predicted_versions(url, texts, service_headers) == {champion}
 
 
 def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     versions: list[str],
     model_dir: Path,
     models: list[TrainedModel],
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     announce: Announcer,
     fixture_corpus: Corpus,
     service_headers: dict[str, str],
 ) -> None:
     old, new = versions
     announce(old)
-    url = serve()
-    wait_until_all_serve(client, old, replicas=REPLICAS, timeout=30)
+    url = serve_replicas()
+    wait_until_all_serve(registry_redis, old, replicas=REPLICAS, timeout=30)
     broken = publish(model_dir, models[1])
     corrupt(model_dir, broken)
 
     announce(broken)
 
     def failed() -> list[serving_state.ReplicaReport] | None:
-        found = reports(client)
+        found = reports(registry_redis)
         return found if all(r.error_version == broken for r in found) else None
 
     for report in wait_until(failed, timeout=5, what="every replica reporting the failure"):
@@ -127,62 +98,43 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
     assert ready["model_version"] == old and broken in ready["model_error"]
 
     announce(new)  # the next good champion clears the error
-    for report in wait_until_all_serve(client, new, replicas=REPLICAS, timeout=2):
+    for report in wait_until_all_serve(registry_redis, new, replicas=REPLICAS, timeout=2):
         assert report.error is None and report.error_version is None
 
 
 def test_an_announcement_whose_message_was_lost_is_caught_by_the_poll(
-    serve: Callable[..., str], versions: list[str], client: redis.Redis
+    serve_replicas: Callable[..., str], versions: list[str], registry_redis: redis.Redis
 ) -> None:
     old, new = versions
-    serve(DESIRED_POLL_MS="300")
-    wait_until_all_serve(client, new, replicas=REPLICAS, timeout=30)
+    serve_replicas(DESIRED_POLL_MS="300")
+    wait_until_all_serve(registry_redis, new, replicas=REPLICAS, timeout=30)
     desired = serving_state.Desired(champion=old, challenger=None, seq=1)
-    client.set(serving_state.DESIRED_KEY, desired.model_dump_json())  # SET without PUBLISH
+    registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())  # SET without PUBLISH
 
-    wait_until_all_serve(client, old, replicas=REPLICAS, timeout=2)
+    wait_until_all_serve(registry_redis, old, replicas=REPLICAS, timeout=2)
 
 
-def test_a_predict_without_a_model_loads_the_desired_one_before_answering(
-    serve: Callable[..., str],
+@pytest.mark.parametrize("named_by", ["the desired state", "current"])
+def test_a_predict_without_a_model_loads_the_named_one_before_answering(
+    serve_replicas: Callable[..., str],
     model_dir: Path,
     models: list[TrainedModel],
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     service_headers: dict[str, str],
+    named_by: str,
 ) -> None:
     # Polls far apart and no message: only the predict's own look can find the model.
-    url = serve(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
+    url = serve_replicas(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
     assert_error(
         httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers),
         503,
         "no_model",
     )
     version = publish(model_dir, models[0])
-    (model_dir / "current").unlink()  # only the desired state names it
-    desired = serving_state.Desired(champion=version, challenger=None, seq=1)
-    client.set(serving_state.DESIRED_KEY, desired.model_dump_json())
-
-    answers = [
-        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
-        for _ in range(10)
-    ]
-    assert [answer.status_code for answer in answers] == [200] * 10
-    assert {answer.json()["model_version"] for answer in answers} == {version}
-
-
-def test_a_predict_without_a_model_or_registry_follows_current_before_answering(
-    serve: Callable[..., str],
-    model_dir: Path,
-    models: list[TrainedModel],
-    service_headers: dict[str, str],
-) -> None:
-    url = serve(DESIRED_POLL_MS="60000", MODEL_POLL_MS="60000")
-    assert_error(
-        httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers),
-        503,
-        "no_model",
-    )
-    version = publish(model_dir, models[0])
+    if named_by == "the desired state":
+        (model_dir / "current").unlink()  # only the desired state names it
+        desired = serving_state.Desired(champion=version, challenger=None, seq=1)
+        registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())
 
     answers = [
         httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
@@ -193,15 +145,17 @@ def test_a_predict_without_a_model_or_registry_follows_current_before_answering(
 
 
 def test_a_process_that_stops_takes_its_report_away(
-    redis_db_url: str, model_dir: Path, versions: list[str], client: redis.Redis
+    redis_db_url: str, model_dir: Path, versions: list[str], registry_redis: redis.Redis
 ) -> None:
     settings = AlgorithmSettings(model_dir=model_dir, redis_url=redis_db_url)
     server = LiveServer(create_asgi_app(settings))
     try:
-        (report,) = wait_until(lambda: reports(client), timeout=10, what="the replica's report")
+        (report,) = wait_until(
+            lambda: reports(registry_redis), timeout=10, what="the replica's report"
+        )
         assert report.version == versions[1] and report.replica == serving_state.replica_name()
     finally:
         stopping = time.monotonic()
         server.stop()
     assert time.monotonic() - stopping < 10
-    assert reports(client) == []  # gone at once, not after the 15 s expiry
+    assert reports(registry_redis) == []  # gone at once, not after the 15 s expiry

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import redis
 
 from loadtests.hotswap import measure_hot_swap
 from tests.algorithm.registry_helpers import (
+    REPLICAS,
     Announcer,
     Corpus,
     publish,
@@ -28,34 +29,11 @@ from tests.worker.test_worker_kill import distinct_rows
 
 pytestmark = pytest.mark.slow
 Job = dict[str, Any]
-REPLICAS = 2
 ROWS = 30_000  # a training that outlasts the measurement below on this machine
 
 
-@pytest.fixture
-def client(redis_db_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_db_url, decode_responses=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def serve(
-    start_service: Callable[..., str], redis_db_url: str, model_dir: Path
-) -> Callable[..., str]:
-    def start(**env: str) -> str:
-        return start_service(
-            "algorithm",
-            REDIS_URL=redis_db_url,
-            MODEL_DIR=str(model_dir),
-            ALGORITHM_WORKERS=str(REPLICAS),
-            **env,
-        )
-
-    return start
-
-
 def test_the_prediction_right_after_a_job_succeeded_is_answered_by_its_model(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: Corpus,
     start_worker: Callable[..., Any],
@@ -64,7 +42,7 @@ def test_the_prediction_right_after_a_job_succeeded_is_answered_by_its_model(
     service_headers: dict[str, str],
 ) -> None:
     insert_rows(fixture_corpus)
-    url = serve()  # no model anywhere yet: every process starts empty
+    url = serve_replicas()  # no model anywhere yet: every process starts empty
     start_worker()
     job_id = request_training()["job_id"]
 
@@ -111,9 +89,9 @@ class MoveWatcher:
 
 
 def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_within_2s(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     model_dir: Path,
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: Corpus,
     start_worker: Callable[..., Any],
@@ -121,14 +99,14 @@ def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_wit
     job_store: Any,
     service_headers: dict[str, str],
 ) -> None:
-    announce = Announcer(client)
+    announce = Announcer(registry_redis)
     previous, champion = (
         publish(model_dir, train(fixture_corpus, rows))
         for rows in (slice(0, None, 2), slice(1, None, 2))
     )
     announce(champion)
-    url = serve()
-    wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30)
+    url = serve_replicas()
+    wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=30)
     insert_rows(distinct_rows(fixture_corpus, ROWS))
     start_worker()
     job_id = request_training()["job_id"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ from algorithm.model_cache import ModelCache
 from algorithm.serving_state import Desired, ShadowCounts
 from algorithm.shadow import ShadowScorer
 from tests.algorithm.registry_helpers import (
+    REPLICAS,
     Announcer,
     Corpus,
     publish,
@@ -24,40 +25,11 @@ from tests.algorithm.registry_helpers import (
 )
 from tests.helpers import wait_until
 
-REPLICAS = 2
-
-
-@pytest.fixture
-def client(redis_db_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_db_url, decode_responses=True) as connection:
-        yield connection
-
 
 @pytest.fixture(scope="module")
 def models(fixture_corpus: Corpus) -> list[TrainedModel]:
     """Champion and challenger: trained on different thirds, so they disagree now and then."""
     return [train(fixture_corpus, slice(0, None, 3)), train(fixture_corpus, slice(1, None, 3))]
-
-
-@pytest.fixture
-def versions(model_dir: Path, models: list[TrainedModel]) -> list[str]:
-    return [publish(model_dir, model) for model in models]
-
-
-@pytest.fixture
-def serve(
-    start_service: Callable[..., str], redis_db_url: str, model_dir: Path
-) -> Callable[..., str]:
-    def start(shadow_fraction: str) -> str:
-        return start_service(
-            "algorithm",
-            REDIS_URL=redis_db_url,
-            MODEL_DIR=str(model_dir),
-            ALGORITHM_WORKERS=str(REPLICAS),
-            SHADOW_FRACTION=shadow_fraction,
-        )
-
-    return start
 
 
 def shadow_total(client: redis.Redis) -> ShadowCounts:
@@ -69,17 +41,17 @@ def shadow_total(client: redis.Redis) -> ShadowCounts:
 
 @pytest.mark.slow
 def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     versions: list[str],
     models: list[TrainedModel],
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     fixture_corpus: Corpus,
     service_headers: dict[str, str],
 ) -> None:
     champion, challenger = versions
-    Announcer(client)(champion, challenger)
-    url = serve("1")
-    for report in wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30):
+    Announcer(registry_redis)(champion, challenger)
+    url = serve_replicas(SHADOW_FRACTION="1")
+    for report in wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=30):
         assert report.challenger == challenger
     texts = [text for text, _ in fixture_corpus[:300]]
 
@@ -98,28 +70,28 @@ def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
     assert 0 < agreeing < len(texts)  # the check below can tell agreement from disagreement
     # Reports are rewritten every 5 s: the counts arrive within one period.
     expected = ShadowCounts(compared=len(texts), agreed=agreeing)
-    assert wait_until(lambda: shadow_total(client) == expected, timeout=10, what="counts")
+    assert wait_until(lambda: shadow_total(registry_redis) == expected, timeout=10, what="counts")
 
 
 @pytest.mark.slow
 def test_fraction_zero_loads_no_challenger_and_counts_nothing(
-    serve: Callable[..., str],
+    serve_replicas: Callable[..., str],
     versions: list[str],
-    client: redis.Redis,
+    registry_redis: redis.Redis,
     fixture_corpus: Corpus,
     service_headers: dict[str, str],
 ) -> None:
     champion, challenger = versions
-    Announcer(client)(champion, challenger)
-    url = serve("0")
-    wait_until_all_serve(client, champion, replicas=REPLICAS, timeout=30)
+    Announcer(registry_redis)(champion, challenger)
+    url = serve_replicas(SHADOW_FRACTION="0")
+    wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=30)
     texts = [text for text, _ in fixture_corpus[:100]]
     assert (
         httpx.post(f"{url}/predict", json={"texts": texts}, headers=service_headers).status_code
         == 200
     )
 
-    for report in reports(client):
+    for report in reports(registry_redis):
         assert report.challenger is None and report.shadow == ShadowCounts()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,14 @@ def count_requests(har_path: Path) -> int:
     if not har_path.exists():
         return 0
     return len(json.loads(har_path.read_text())["log"]["entries"])
+
+
+def run_side_by_side(runs: dict[str, Callable[[], FuzzRun]]) -> dict[str, FuzzRun]:
+    """Start every run at once and return each one's result by name.
+
+    A run alternates between generating requests (the CLI) and answering them (the service),
+    so one run keeps about one core busy: side by side they use both.
+    """
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {name: pool.submit(run) for name, run in runs.items()}
+        return {name: future.result() for name, future in futures.items()}

@@ -4,27 +4,32 @@ Each service runs as a real process (as in `make run`) and `schemathesis run` fu
 its own OpenAPI document, so a schema that lies about an endpoint, a status it did not declare,
 a 500 or a body the schema refuses fails the suite with Schemathesis' report (one reproducible
 curl command per finding). No Celery worker runs: POST /train and /api/train/ are fuzzed like
-everything else, but the job they queue stays queued, so the run never trains a model.
+everything else, but the job they queue stays queued, so the run never trains a model (and one
+algorithm service, whose model never changes, serves the whole module; its queued job is
+dropped before each test).
+
+One full run per service plays its usual caller (web with the service token; an admin on web,
+past every role check); the other callers (no token; reader, editor, no token on web) get short
+runs with valid data only, where what differs for them is checked: 401s, 403s and ignored_auth.
+Every run uses every check and must find nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from algorithm.artifacts import publish_model_version
 from algorithm.ml import train_model
-from tests.e2e.schema_fuzz import FuzzRun, run_schemathesis
+from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
 from tests.helpers import bearer
 
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
-
-# One run per set of headers. Authentication adds a set per role (and one without a token)
-# here; every set is fuzzed with the same seed and checks.
-HEADER_SETS = [pytest.param({}, id="anonymous")]
 
 # Fuzzing examples per operation, chosen for more than 1 000 requests per service in under 90 s
 # each on two busy cores (measured with today's schemas: algorithm 1 308 requests in 16-30 s,
@@ -32,23 +37,37 @@ HEADER_SETS = [pytest.param({}, id="anonymous")]
 ALGORITHM_MAX_EXAMPLES = 150
 WEB_MAX_EXAMPLES = 100
 MIN_REQUESTS = 1_000
+# Short runs, for the callers a full run does not play: valid data only (the full run sends the
+# invalid data, to the same operations), two phases, few examples.
+SHORT_RUN_PHASES = "examples,coverage"
+SHORT_RUN_OPTIONS = ("--mode", "positive")
+SHORT_RUN_MAX_EXAMPLES = 5
 
 
-@pytest.fixture
-def algorithm_url(
-    start_service: Callable[..., str],
+@pytest.fixture(scope="module")
+def shared_algorithm_url(
+    start_module_service: Callable[..., str],
     fixture_corpus: list[tuple[str, str]],
-    redis_db_url: str,
-    model_dir: Path,
+    module_redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> str:
     """The algorithm service with a published model, so /predict answers 200 and not 503."""
+    model_dir = tmp_path_factory.mktemp("models")
     texts = [text for text, _ in fixture_corpus]
     labels = [label for _, label in fixture_corpus]
     model, metrics = train_model(texts, labels)
     publish_model_version(
         model_dir, model, metrics=metrics, fingerprint={"rows": len(texts)}, rows=len(texts)
     )
-    return start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
+    return start_module_service("algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir))
+
+
+@pytest.fixture
+def algorithm_url(shared_algorithm_url: str, module_redis_url: str) -> str:
+    """The module's algorithm service without the jobs an earlier run queued (its only state)."""
+    with redis.Redis.from_url(module_redis_url) as client:
+        client.flushdb()
+    return shared_algorithm_url
 
 
 @pytest.fixture
@@ -62,19 +81,34 @@ def web_url(
     return start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url)
 
 
-@pytest.mark.parametrize("with_token", [True, False], ids=["service-token", "no-token"])
 def test_algorithm_service_behaves_as_its_schema_says(
-    algorithm_url: str, with_token: bool, service_headers: dict[str, str], tmp_path: Path
+    algorithm_url: str, service_headers: dict[str, str], tmp_path: Path
 ) -> None:
-    """As web calls it (with the service token), and as anyone else would (401s, ignored_auth)."""
+    """The full run, as web calls it: with the service token."""
     run = run_schemathesis(
         f"{algorithm_url}/openapi.json",
-        headers=service_headers if with_token else {},
+        headers=service_headers,
         max_examples=ALGORITHM_MAX_EXAMPLES,
         report_dir=tmp_path / "report",
     )
     assert run.exit_code == 0, run.failure_report()
     assert run.requests >= MIN_REQUESTS, run.summary()
+
+
+def test_algorithm_service_refuses_a_caller_without_the_service_token(
+    algorithm_url: str, tmp_path: Path
+) -> None:
+    """Every operation but the public ones answers 401 as declared (and ignored_auth holds)."""
+    run = run_schemathesis(
+        f"{algorithm_url}/openapi.json",
+        headers={},
+        max_examples=SHORT_RUN_MAX_EXAMPLES,
+        report_dir=tmp_path / "report",
+        phases=SHORT_RUN_PHASES,
+        options=SHORT_RUN_OPTIONS,
+    )
+    assert run.exit_code == 0, run.failure_report()
+    assert run.requests > 0, run.summary()
 
 
 # A CSV or NDJSON body is a string to JSON Schema, which cannot say which strings are valid rows:
@@ -115,29 +149,28 @@ def test_web_service_behaves_as_its_schema_says(
     assert sum(run.requests for run in runs) >= MIN_REQUESTS, [run.summary() for run in runs]
 
 
-# Short runs for the callers the full run does not play: where 401s, 403s and the
-# ignored_auth check (a declared token that is not enforced) matter. One web service for all;
-# valid data only (the full run sends the invalid data), so each is about a third as long.
+# Where 401s, 403s and the ignored_auth check (a declared token that is not enforced) matter.
+# One web service for all three callers.
 SHORT_RUN_CALLERS = ["reader", "editor", None]
-SHORT_RUN_PHASES = "examples,coverage"
-SHORT_RUN_OPTIONS = (*WEB_RUNS["api"], "--mode", "positive")
-SHORT_RUN_MAX_EXAMPLES = 5
 
 
 def test_web_refuses_what_each_role_and_no_token_may_not_do(
     web_url: str, tokens: dict[str, str], tmp_path: Path
 ) -> None:
-    runs: dict[str, FuzzRun] = {}
-    for role in SHORT_RUN_CALLERS:
-        name = role or "anonymous"
-        runs[name] = run_schemathesis(
-            f"{web_url}/api/schema/?format=json",
-            headers=bearer(tokens[role]) if role else {},
-            max_examples=SHORT_RUN_MAX_EXAMPLES,
-            report_dir=tmp_path / name,
-            phases=SHORT_RUN_PHASES,
-            options=SHORT_RUN_OPTIONS,
-        )
+    runs = run_side_by_side(
+        {
+            role or "anonymous": functools.partial(
+                run_schemathesis,
+                f"{web_url}/api/schema/?format=json",
+                headers=bearer(tokens[role]) if role else {},
+                max_examples=SHORT_RUN_MAX_EXAMPLES,
+                report_dir=tmp_path / (role or "anonymous"),
+                phases=SHORT_RUN_PHASES,
+                options=(*WEB_RUNS["api"], *SHORT_RUN_OPTIONS),
+            )
+            for role in SHORT_RUN_CALLERS
+        }
+    )
     for name, run in runs.items():
         assert run.exit_code == 0, f"as {name}: {run.failure_report()}"
         assert run.requests > 0, f"as {name}: {run.summary()}"

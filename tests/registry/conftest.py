@@ -1,4 +1,4 @@
-"""Registry fixtures: versions made straight in the database, and an API client."""
+"""Registry fixtures: versions made straight in the database (the admin `api` client is shared)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from rest_framework.test import APIClient
-
     from web.registry.models import ModelVersion
 
 _clock = itertools.count()
 START = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def api(admin_headers: dict[str, str]) -> APIClient:
-    """A DRF client with an admin token (the registry's writes need that role)."""
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
-    return client
 
 
 @pytest.fixture

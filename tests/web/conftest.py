@@ -1,32 +1,29 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import httpx
 import pytest
+
+from tests.helpers import bearer
 
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AlgorithmHandler = Callable[[httpx.Request], httpx.Response]
 LIVE_IMPORT_MAX_BYTES = 200 * 1024 * 1024
 
 # Django is configured in the root conftest's pytest_configure, after this file is imported:
 # anything that reads Django settings is imported inside the fixtures.
-
-
-@pytest.fixture
-def api(admin_headers: dict[str, str]) -> APIClient:
-    """A DRF client with an admin token, against the real database (rolled back after each test)."""
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=admin_headers["Authorization"])
-    return client
 
 
 @pytest.fixture
@@ -66,6 +63,96 @@ def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     from web.auth.check import token_cache
 
     token_cache.close_connections()
+
+
+@contextlib.asynccontextmanager
+async def algorithm_played_by(algorithm: AlgorithmHandler) -> AsyncIterator[None]:
+    """While inside, web's calls to the algorithm service are answered by `algorithm`."""
+    from web import algorithm_client
+
+    client = algorithm_client.AlgorithmClient(
+        "http://algorithm.test", timeout=1, connect_retries=0,
+        transport=httpx.MockTransport(algorithm),
+    )  # fmt: skip
+    algorithm_client.install(client)
+    try:
+        yield
+    finally:
+        await client.aclose()
+        algorithm_client.install(None)
+
+
+@dataclass(frozen=True)
+class InProcessWeb:
+    """`web.asgi.application` in this process, the algorithm service played at the network edge.
+
+    Each `send` has `algorithm` play the service (`algorithm_played_by`) and talks to the ASGI
+    app through httpx's ASGI transport; every request presents `headers` (a request's own
+    headers win).
+    """
+
+    headers: dict[str, str]
+
+    def send(
+        self, algorithm: AlgorithmHandler, *requests: dict[str, Any], concurrently: bool = False
+    ) -> list[httpx.Response]:
+        """Send `requests` (httpx.request arguments), in turn or all at once; their answers."""
+        return asyncio.run(self._send(algorithm, requests, concurrently))
+
+    def ask(
+        self, algorithm: AlgorithmHandler, method: str, path: str, **request: Any
+    ) -> httpx.Response:
+        """One request and its answer."""
+        [response] = self.send(algorithm, {"method": method, "url": path, **request})
+        return response
+
+    async def _send(
+        self, algorithm: AlgorithmHandler, requests: tuple[dict[str, Any], ...], concurrently: bool
+    ) -> list[httpx.Response]:
+        from web.asgi import application
+
+        transport = httpx.ASGITransport(app=cast(Any, application))
+        async with (
+            algorithm_played_by(algorithm),
+            httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1", headers=self.headers
+            ) as web,
+        ):
+            if concurrently:
+                return list(await asyncio.gather(*(web.request(**r) for r in requests)))
+            return [await web.request(**request) for request in requests]
+
+
+@pytest.fixture(scope="module")
+def module_tokens(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[str, str]]:
+    """A token secret per role, committed for a whole module of in-process tests; flushed after.
+
+    For modules whose tests only need the tokens and whose answers do not depend on what other
+    tests wrote: flushing the database after every test (`transactional_db`) would cost more
+    than most of those tests. The connection handling is `asgi_db`'s.
+    """
+    from django.core.management import call_command
+    from django.db import connections
+
+    from web.auth.check import token_cache
+    from web.auth.roles import Role
+    from web.auth.tokens import issue_token
+
+    with django_db_blocker.unblock(), pytest.MonkeyPatch.context() as patch:
+        patch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+        suffix = uuid.uuid4().hex[:8]
+        yield {
+            role.label: issue_token(name=f"module-{role.label}-{suffix}", role=role)[1]
+            for role in Role
+        }
+        token_cache.close_connections()
+        call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="module")
+def web_as(module_tokens: dict[str, str]) -> Callable[[str | None], InProcessWeb]:
+    """`web_as("reader")`: the in-process web app presenting that role's token (None: none)."""
+    return lambda role: InProcessWeb(bearer(module_tokens[role]) if role else {})
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.helpers import assert_error, bearer
-from web import algorithm_client
+from tests.web.conftest import InProcessWeb
 from web.asgi import application
 from web.auth.roles import PUBLIC_ROUTES, ROUTE_ROLES, Role
 
@@ -34,21 +34,7 @@ def algorithm_service(request: httpx.Request) -> httpx.Response:
 
 
 def call(method: str, path: str, headers: dict[str, str]) -> httpx.Response:
-    async def scenario() -> httpx.Response:
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test", timeout=1, connect_retries=0,
-            transport=httpx.MockTransport(algorithm_service),
-        )  # fmt: skip
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
-                return await web.request(method, path, headers=headers, json={})
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
-
-    return asyncio.run(scenario())
+    return InProcessWeb(headers).ask(algorithm_service, method, path, json={})
 
 
 def api_routes(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -77,9 +63,10 @@ MATRIX = [
 ]
 
 
-@pytest.fixture
-def headers_of(asgi_db: None, tokens: dict[str, str]) -> dict[str, dict[str, str]]:
-    return {"anonymous": {}, **{role: bearer(secret) for role, secret in tokens.items()}}
+@pytest.fixture(scope="module")
+def headers_of(module_tokens: dict[str, str]) -> dict[str, dict[str, str]]:
+    """One set of tokens: no answer of the matrix depends on what ran before (made-up ids)."""
+    return {"anonymous": {}, **{role: bearer(secret) for role, secret in module_tokens.items()}}
 
 
 def test_every_api_route_has_roles() -> None:
@@ -122,7 +109,7 @@ def test_a_route_missing_from_the_table_is_refused_even_to_admin(
 
 
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/health/live"])
-def test_schema_docs_and_health_need_no_token(asgi_db: None, path: str) -> None:
+def test_schema_docs_and_health_need_no_token(module_tokens: dict[str, str], path: str) -> None:
     async def scenario() -> httpx.Response:
         transport = httpx.ASGITransport(app=cast(Any, application))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:

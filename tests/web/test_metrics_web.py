@@ -7,29 +7,23 @@ tests, so each test compares before and after.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import assert_error, bearer
-from web import algorithm_client, observability
-from web.asgi import application
-
-Handler = Callable[[httpx.Request], httpx.Response]
-# A reader's bearer token on every request (the API needs one): set per test by `_as_reader`.
-AUTH_HEADERS: dict[str, str] = {}
+from tests.helpers import assert_error
+from tests.web.conftest import InProcessWeb
+from web import observability
 
 
-@pytest.fixture(autouse=True)
-def _as_reader(asgi_db: Any, tokens: dict[str, str]) -> Iterator[None]:
-    AUTH_HEADERS.update(bearer(tokens["reader"]))
-    yield
-    AUTH_HEADERS.clear()
+@pytest.fixture
+def web(web_as: Callable[[str | None], InProcessWeb]) -> InProcessWeb:
+    """The API needs a token: a reader's on every request."""
+    return web_as("reader")
 
 
 def labels(request: httpx.Request) -> httpx.Response:
@@ -40,33 +34,11 @@ def labels(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"labels": ["x"] * len(texts), "model_version": "v1"})
 
 
-def run(algorithm: Handler, *requests: dict[str, Any]) -> list[httpx.Response]:
-    """Send `requests` to web one after the other while `algorithm` plays the service."""
-
-    async def scenario() -> list[httpx.Response]:
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test",
-            timeout=1,
-            connect_retries=0,
-            transport=httpx.MockTransport(algorithm),
-        )
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1", headers=AUTH_HEADERS
-            ) as web:
-                return [await web.request(**request) for request in requests]
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
-
-    return asyncio.run(scenario())
-
-
-def scrape(**headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(
+    web: InProcessWeb, **headers: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET /metrics, parsed by prometheus-client's own parser: {(sample, labels): value}."""
-    [response] = run(labels, {"method": "GET", "url": "/metrics", "headers": headers})
+    response = web.ask(labels, "GET", "/metrics", headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("text/plain; version=")
     return {
@@ -83,12 +55,12 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
 PREDICT = {"route": "/api/predict/", "method": "POST", "status": "200"}
 
 
-def test_predictions_show_in_the_duration_histogram_by_route_template() -> None:
-    before = scrape()
+def test_predictions_show_in_the_duration_histogram_by_route_template(web: InProcessWeb) -> None:
+    before = scrape(web)
     one = {"method": "POST", "url": "/api/predict/", "json": {"text": "a"}}
     job = {"method": "GET", "url": "/api/train/job-1/"}
-    run(labels, *[one] * 5, job)
-    after = scrape()
+    web.send(labels, *[one] * 5, job)
+    after = scrape(web)
     count = "http_server_request_duration_seconds_count"
     assert value(after, count, **PREDICT) - value(before, count, **PREDICT) == 5
     job_labels = {"route": "/api/train/{job_id}/", "method": "GET", "status": "200"}
@@ -104,14 +76,14 @@ def test_predictions_show_in_the_duration_histogram_by_route_template() -> None:
     assert value(after, sizes) - value(before, sizes) == 5  # one call each: they came in turn
 
 
-def test_calls_to_a_down_algorithm_service_are_counted_as_unavailable() -> None:
+def test_calls_to_a_down_algorithm_service_are_counted_as_unavailable(web: InProcessWeb) -> None:
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    before = scrape()
-    [answer] = run(down, {"method": "POST", "url": "/api/predict/", "json": {"texts": ["a"]}})
+    before = scrape(web)
+    answer = web.ask(down, "POST", "/api/predict/", json={"texts": ["a"]})
     assert_error(answer, 503, "algorithm_unavailable")
-    after = scrape()
+    after = scrape(web)
     calls = "textclf_web_algorithm_calls_total"
     assert (
         value(after, calls, outcome="unavailable") - value(before, calls, outcome="unavailable")
@@ -122,19 +94,23 @@ def test_calls_to_a_down_algorithm_service_are_counted_as_unavailable() -> None:
     assert value(after, count, **errors) - value(before, count, **errors) == 1
 
 
-def test_metrics_token_when_set_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_token_when_set_is_required(
+    web_as: Callable[[str | None], InProcessWeb], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = observability.get_settings().model_copy(update={"metrics_token": "s3cret"})
     monkeypatch.setattr(observability, "get_settings", lambda: settings)
-    AUTH_HEADERS.clear()  # an API token is not the metrics token
+    web = web_as(None)  # an API token is not the metrics token
     request = {"method": "GET", "url": "/metrics"}
-    anonymous, wrong = run(labels, request, {**request, "headers": {"Authorization": "Bearer x"}})
+    anonymous, wrong = web.send(
+        labels, request, {**request, "headers": {"Authorization": "Bearer x"}}
+    )
     assert_error(anonymous, 401, "not_authenticated")
     assert_error(wrong, 401, "invalid_token")
     for response in (anonymous, wrong):
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="api"')
-    assert "http_server_request_duration_seconds" in str(scrape(Authorization="Bearer s3cret"))
+    assert "http_server_request_duration_seconds" in str(scrape(web, Authorization="Bearer s3cret"))
 
 
-def test_metrics_answers_only_get() -> None:
-    [response] = run(labels, {"method": "POST", "url": "/metrics"})
+def test_metrics_answers_only_get(web: InProcessWeb) -> None:
+    response = web.ask(labels, "POST", "/metrics")
     assert_error(response, 405, "method_not_allowed")

@@ -1,57 +1,27 @@
 """web's predict and train views in-process: the real ASGI app, the algorithm at the network edge.
 
-Each test installs an AlgorithmClient whose transport is an httpx.MockTransport playing the
-algorithm service, and talks to `web.asgi.application` through httpx's ASGI transport, with an
-editor token (committed: the app checks it from another thread).
+Each test talks to `web.asgi.application` through httpx's ASGI transport while an
+httpx.MockTransport plays the algorithm service (`InProcessWeb` in conftest), with an editor
+token (committed: the app checks it from another thread).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import assert_error, bearer
-from web import algorithm_client
-from web.asgi import application
-
-Handler = Callable[[httpx.Request], httpx.Response]
-TOKEN_HEADERS: dict[str, str] = {}
+from tests.helpers import assert_error
+from tests.web.conftest import InProcessWeb
 
 
-@pytest.fixture(autouse=True)
-def editor_token(asgi_db: None, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def web(web_as: Callable[[str | None], InProcessWeb]) -> InProcessWeb:
     """Every request here presents an editor token: predict needs reader, train editor."""
-    monkeypatch.setattr(sys.modules[__name__], "TOKEN_HEADERS", bearer(tokens["editor"]))
-
-
-def ask(algorithm: Handler, method: str, path: str, **request: Any) -> httpx.Response:
-    """One request to web while `algorithm` answers web's calls to the algorithm service."""
-
-    async def scenario() -> httpx.Response:
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test",
-            timeout=1,
-            connect_retries=0,
-            transport=httpx.MockTransport(algorithm),
-        )
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1", headers=TOKEN_HEADERS
-            ) as web:
-                return await web.request(method, path, **request)
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
-
-    return asyncio.run(scenario())
+    return web_as("editor")
 
 
 def labels_by_length(request: httpx.Request) -> httpx.Response:
@@ -66,42 +36,44 @@ def must_not_be_called(request: httpx.Request) -> httpx.Response:
     raise AssertionError(f"web called the algorithm service: {request.method} {request.url}")
 
 
-def test_one_text_gets_its_label() -> None:
-    response = ask(labels_by_length, "POST", "/api/predict/", json={"text": "abc"})
+def test_one_text_gets_its_label(web: InProcessWeb) -> None:
+    response = web.ask(labels_by_length, "POST", "/api/predict/", json={"text": "abc"})
     assert response.status_code == 200
     assert response.json() == {"label": "len3", "model_version": "v7"}
 
 
-def test_a_batch_gets_its_labels_in_order() -> None:
-    response = ask(labels_by_length, "POST", "/api/predict", json={"texts": ["a", "abcd", "ab"]})
+def test_a_batch_gets_its_labels_in_order(web: InProcessWeb) -> None:
+    response = web.ask(
+        labels_by_length, "POST", "/api/predict", json={"texts": ["a", "abcd", "ab"]}
+    )
     assert response.status_code == 200
     assert response.json() == {"labels": ["len1", "len4", "len2"], "model_version": "v7"}
 
 
-def test_no_model_yet_is_passed_through() -> None:
+def test_no_model_yet_is_passed_through(web: InProcessWeb) -> None:
     def untrained(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"error": "no_model", "detail": "Train a model first."})
 
-    error = assert_error(ask(untrained, "POST", "/api/predict/", json={"text": "x"}), 503)
+    error = assert_error(web.ask(untrained, "POST", "/api/predict/", json={"text": "x"}), 503)
     assert error == {"error": "no_model", "detail": "Train a model first."}
 
 
-def test_unreachable_algorithm_is_503() -> None:
+def test_unreachable_algorithm_is_503(web: InProcessWeb) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    response = ask(refuse, "POST", "/api/predict/", json={"text": "x"})
+    response = web.ask(refuse, "POST", "/api/predict/", json={"text": "x"})
     assert_error(response, 503, "algorithm_unavailable")
-    assert_error(ask(refuse, "POST", "/api/train/"), 503, "algorithm_unavailable")
+    assert_error(web.ask(refuse, "POST", "/api/train/"), 503, "algorithm_unavailable")
 
 
-def test_silent_algorithm_is_504() -> None:
+def test_silent_algorithm_is_504(web: InProcessWeb) -> None:
     def silent(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("no answer", request=request)
 
-    response = ask(silent, "POST", "/api/predict/", json={"texts": ["a", "b"]})
+    response = web.ask(silent, "POST", "/api/predict/", json={"texts": ["a", "b"]})
     assert_error(response, 504, "algorithm_unavailable")
-    assert_error(ask(silent, "GET", "/api/train/some-job/"), 504, "algorithm_unavailable")
+    assert_error(web.ask(silent, "GET", "/api/train/some-job/"), 504, "algorithm_unavailable")
 
 
 @pytest.mark.parametrize(
@@ -122,8 +94,8 @@ def test_silent_algorithm_is_504() -> None:
         ([1, 2], "body"),
     ],
 )
-def test_bad_bodies_are_400_naming_the_field(body: Any, field: str) -> None:
-    response = ask(must_not_be_called, "POST", "/api/predict/", json=body)
+def test_bad_bodies_are_400_naming_the_field(web: InProcessWeb, body: Any, field: str) -> None:
+    response = web.ask(must_not_be_called, "POST", "/api/predict/", json=body)
     error = assert_error(response, 400, "validation_error")
     assert field in error["fields"]
     assert field in error["detail"] or "exactly one" in error["detail"]
@@ -138,52 +110,54 @@ def test_bad_bodies_are_400_naming_the_field(body: Any, field: str) -> None:
         (b'{"texts": ["fine", "\\udfff"]}', 400, "validation_error"),
     ],
 )
-def test_bodies_that_are_not_text_are_400(content: bytes, status: int, code: str) -> None:
-    response = ask(must_not_be_called, "POST", "/api/predict/", content=content,
-                   headers={"Content-Type": "application/json"})  # fmt: skip
+def test_bodies_that_are_not_text_are_400(
+    web: InProcessWeb, content: bytes, status: int, code: str
+) -> None:
+    response = web.ask(must_not_be_called, "POST", "/api/predict/", content=content,
+                       headers={"Content-Type": "application/json"})  # fmt: skip
     assert_error(response, status, code)
 
 
-def test_wrong_media_type_method_and_size() -> None:
-    form = ask(must_not_be_called, "POST", "/api/predict/", data={"text": "x"})
+def test_wrong_media_type_method_and_size(web: InProcessWeb) -> None:
+    form = web.ask(must_not_be_called, "POST", "/api/predict/", data={"text": "x"})
     assert_error(form, 415, "unsupported_media_type")
-    wrong_method = ask(must_not_be_called, "GET", "/api/predict/")
+    wrong_method = web.ask(must_not_be_called, "GET", "/api/predict/")
     assert_error(wrong_method, 405, "method_not_allowed")
     assert wrong_method.headers["Allow"] == "POST"
-    assert_error(ask(must_not_be_called, "PUT", "/health/live"), 405, "method_not_allowed")
+    assert_error(web.ask(must_not_be_called, "PUT", "/health/live"), 405, "method_not_allowed")
 
 
-def test_a_body_larger_than_django_accepts_is_413(settings: Any) -> None:
+def test_a_body_larger_than_django_accepts_is_413(web: InProcessWeb, settings: Any) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = ask(must_not_be_called, "POST", "/api/predict/", json={"text": "x" * 2000})
+    response = web.ask(must_not_be_called, "POST", "/api/predict/", json={"text": "x" * 2000})
     assert_error(response, 413, "payload_too_large")
 
 
-def test_training_is_accepted_with_the_job_location() -> None:
+def test_training_is_accepted_with_the_job_location(web: InProcessWeb) -> None:
     def queue(request: httpx.Request) -> httpx.Response:
         assert (request.method, request.url.path) == ("POST", "/train")
         return httpx.Response(202, json={"job_id": "j1", "status": "queued"})
 
-    response = ask(queue, "POST", "/api/train/")
+    response = web.ask(queue, "POST", "/api/train/")
     assert response.status_code == 202
     assert response.headers["Location"] == "/api/train/j1/"
     assert response.json()["status"] == "queued"
-    with_body = ask(must_not_be_called, "POST", "/api/train/", json={"rows": 5})
+    with_body = web.ask(must_not_be_called, "POST", "/api/train/", json={"rows": 5})
     assert_error(with_body, 400, "invalid_request")
 
 
-def test_an_accepted_training_without_a_job_id_is_503_not_a_crash() -> None:
+def test_an_accepted_training_without_a_job_id_is_503_not_a_crash(web: InProcessWeb) -> None:
     def malformed(request: httpx.Request) -> httpx.Response:
         return httpx.Response(202, json=["queued"])
 
-    assert_error(ask(malformed, "POST", "/api/train/"), 503, "algorithm_unavailable")
+    assert_error(web.ask(malformed, "POST", "/api/train/"), 503, "algorithm_unavailable")
 
 
-def test_unknown_job_is_404_from_the_algorithm_service() -> None:
+def test_unknown_job_is_404_from_the_algorithm_service(web: InProcessWeb) -> None:
     def no_such_job(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, json={"error": "not_found", "detail": "No job nope."})
 
-    assert_error(ask(no_such_job, "GET", "/api/train/nope/"), 404, "not_found")
+    assert_error(web.ask(no_such_job, "GET", "/api/train/nope/"), 404, "not_found")
 
 
 def scores_by_length(request: httpx.Request) -> httpx.Response:
@@ -205,15 +179,17 @@ def scores_by_length(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={**answer, "model_version": "v7"})
 
 
-def test_top_k_is_forwarded_and_the_scores_answered() -> None:
-    one = ask(scores_by_length, "POST", "/api/predict/", json={"text": "abc", "top_k": 2})
+def test_top_k_is_forwarded_and_the_scores_answered(web: InProcessWeb) -> None:
+    one = web.ask(scores_by_length, "POST", "/api/predict/", json={"text": "abc", "top_k": 2})
     assert one.status_code == 200
     assert one.json() == {
         "label": "len3",
         "model_version": "v7",
         "scores": [{"label": "len3", "score": 0.75}, {"label": "other", "score": 0.25}],
     }
-    many = ask(scores_by_length, "POST", "/api/predict/", json={"texts": ["a", "ab"], "top_k": 1.0})
+    many = web.ask(
+        scores_by_length, "POST", "/api/predict/", json={"texts": ["a", "ab"], "top_k": 1.0}
+    )
     assert many.status_code == 200
     assert many.json() == {
         "labels": ["len1", "len2"],
@@ -222,19 +198,19 @@ def test_top_k_is_forwarded_and_the_scores_answered() -> None:
     }
 
 
-def test_without_top_k_nothing_is_forwarded_but_the_texts() -> None:
+def test_without_top_k_nothing_is_forwarded_but_the_texts(web: InProcessWeb) -> None:
     sent: list[Any] = []
 
     def record(request: httpx.Request) -> httpx.Response:
         sent.append(json.loads(request.content))
         return labels_by_length(request)
 
-    assert "scores" not in ask(record, "POST", "/api/predict/", json={"text": "abc"}).json()
-    assert "scores" not in ask(record, "POST", "/api/predict/", json={"texts": ["a"]}).json()
+    assert "scores" not in web.ask(record, "POST", "/api/predict/", json={"text": "abc"}).json()
+    assert "scores" not in web.ask(record, "POST", "/api/predict/", json={"texts": ["a"]}).json()
     assert sent == [{"texts": ["abc"]}, {"texts": ["a"]}]
 
 
-def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
+def test_concurrent_texts_with_top_k_are_not_merged_with_the_others(web: InProcessWeb) -> None:
     sent: list[Any] = []
 
     def record(request: httpx.Request) -> httpx.Response:
@@ -243,27 +219,12 @@ def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
             return scores_by_length(request)
         return labels_by_length(request)
 
-    async def scenario() -> list[httpx.Response]:
-        client = algorithm_client.AlgorithmClient(
-            "http://algorithm.test", timeout=1, connect_retries=0,
-            transport=httpx.MockTransport(record),
-        )  # fmt: skip
-        algorithm_client.install(client)
-        try:
-            transport = httpx.ASGITransport(app=cast(Any, application))
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://127.0.0.1", headers=TOKEN_HEADERS
-            ) as web:
-                bodies = [{"text": "a" * n} if n % 2 else {"text": "a" * n, "top_k": 1}
-                          for n in range(1, 9)]  # fmt: skip
-                return await asyncio.gather(
-                    *(web.post("/api/predict/", json=body) for body in bodies)
-                )
-        finally:
-            await client.aclose()
-            algorithm_client.install(None)
-
-    answers = asyncio.run(scenario())
+    bodies = [{"text": "a" * n} if n % 2 else {"text": "a" * n, "top_k": 1} for n in range(1, 9)]
+    answers = web.send(
+        record,
+        *({"method": "POST", "url": "/api/predict/", "json": body} for body in bodies),
+        concurrently=True,
+    )
     assert [answer.json()["label"] for answer in answers] == [f"len{n}" for n in range(1, 9)]
     assert ["scores" in answer.json() for answer in answers] == [n % 2 == 0 for n in range(1, 9)]
     with_top_k = sorted(body["text"] for body in sent if "top_k" in body)
@@ -274,13 +235,15 @@ def test_concurrent_texts_with_top_k_are_not_merged_with_the_others() -> None:
 
 @pytest.mark.parametrize("top_k", [0, -1, 1.5, "3", True, None, [2]])
 @pytest.mark.parametrize("shape", [{"text": "abc"}, {"texts": ["a", "b"]}])
-def test_bad_top_k_is_400_without_a_call(top_k: Any, shape: dict[str, Any]) -> None:
-    response = ask(must_not_be_called, "POST", "/api/predict/", json={**shape, "top_k": top_k})
+def test_bad_top_k_is_400_without_a_call(
+    web: InProcessWeb, top_k: Any, shape: dict[str, Any]
+) -> None:
+    response = web.ask(must_not_be_called, "POST", "/api/predict/", json={**shape, "top_k": top_k})
     error = assert_error(response, 400, "validation_error")
     assert "top_k" in error["fields"] and "top_k" in error["detail"]
 
 
-def test_top_k_above_the_model_labels_is_409_with_the_services_reason() -> None:
+def test_top_k_above_the_model_labels_is_409_with_the_services_reason(web: InProcessWeb) -> None:
     refusal = {
         "error": "validation_error",
         "detail": "top_k: must be at most 6, the labels of model v7.",
@@ -290,6 +253,6 @@ def test_top_k_above_the_model_labels_is_409_with_the_services_reason() -> None:
     def too_many(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json=refusal)
 
-    response = ask(too_many, "POST", "/api/predict/", json={"text": "abc", "top_k": 7})
+    response = web.ask(too_many, "POST", "/api/predict/", json={"text": "abc", "top_k": 7})
     error = assert_error(response, 409, "top_k_above_labels")
     assert error == {**refusal, "error": "top_k_above_labels"}

@@ -19,7 +19,8 @@ from django.test import RequestFactory
 
 from stack.embedded import free_port
 from tests.helpers import assert_error
-from web import algorithm_client, throttling
+from tests.web.conftest import algorithm_played_by
+from web import throttling
 from web.asgi import application
 from web.rate_limits import Scope, SharedRateLimiter
 
@@ -50,23 +51,19 @@ async def send(
     client_address: str = "127.0.0.1",
 ) -> list[httpx.Response]:
     """Send `requests` (method, path, httpx arguments) in order to web with `limits` installed."""
-    client = algorithm_client.AlgorithmClient(
-        "http://algorithm.test", timeout=1, connect_retries=0,
-        transport=httpx.MockTransport(algorithm),
-    )  # fmt: skip
-    algorithm_client.install(client)
     throttling.install(limits)
     transport = httpx.ASGITransport(app=cast(Any, application), client=(client_address, 40000))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web:
+        async with (
+            algorithm_played_by(algorithm),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as web,
+        ):
             return [
                 await web.request(method, path, **options) for method, path, options in requests
             ]
     finally:
         throttling.install(None)
         await limits.aclose()
-        await client.aclose()
-        algorithm_client.install(None)
 
 
 def bearer(token: str) -> dict[str, Any]:

@@ -130,6 +130,13 @@ CHECKS = (
     Check("web / web ceiling", lambda r: r.ratio("web", "web_ceiling"), ">=", 0.85, RATIO),
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 150, MS),
     Check("web: observability on / off", lambda r: r.ratio("web", "web_off"), ">=", 0.95, RATIO),
+    Check(
+        "web: access line on / off",
+        lambda r: r.ratio("web", "web_no_access_line"),
+        None,
+        0,
+        RATIO,
+    ),
     Check("web / algorithm direct", lambda r: r.ratio("web", "algorithm"), None, 0, RATIO),
     Check(
         "web, auth and rate limits on / off",

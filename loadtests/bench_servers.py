@@ -150,6 +150,15 @@ SCENARIOS = (
         upstream="algorithm",
         caller="client",
     ),
+    Scenario(
+        "web_no_access_line",
+        "(d) without the access line (ACCESS_LOG=false)",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "ACCESS_LOG": "false"},
+        upstream="algorithm",
+        caller="client",
+    ),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

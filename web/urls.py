@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from web import (
@@ -12,6 +12,7 @@ from web import (
 from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
 from web.registry import views as registry
+from web.schema_view import SchemaView
 
 VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
 ALIAS = r"(?P<alias>champion|previous|challenger)"
@@ -51,7 +52,7 @@ urlpatterns = [
         name="model-alias-history",
     ),
     re_path(r"^api/audit/?$", registry.AuditList.as_view(), name="audit"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),

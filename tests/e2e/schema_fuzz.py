@@ -38,7 +38,7 @@ class FuzzRun:
         cases = self.report.get("test_cases", {})
         return (
             f"{self.requests} requests, {cases.get('unique_failures')} unique failures, "
-            f"{self.report.get('running_time', 0):.1f} s, exit code {self.exit_code}"
+            f"{self.report.get('running_time') or 0:.1f} s, exit code {self.exit_code}"
         )
 
     def failure_report(self) -> str:
@@ -48,7 +48,9 @@ class FuzzRun:
         body = self.output[start:]
         if len(body) > REPORT_CHARS:
             body = body[:REPORT_CHARS] + f"\n[... cut: every failure is in {self.report_dir}]"
-        return f"Schemathesis found problems ({self.summary()}):\n{body}"
+        errors = self.report.get("errors") or []  # e.g. a schema that failed to load
+        titles = "".join(f"\nerror: {error.get('title')} x{error.get('count')}" for error in errors)
+        return f"Schemathesis found problems ({self.summary()}):{titles}\n{body}"
 
 
 def run_schemathesis(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -101,3 +102,15 @@ def test_predict_takes_top_k_and_answers_scores(schema: dict[str, Any]) -> None:
     assert components["Prediction"]["properties"]["scores"]["items"] == ranked
     assert components["Predictions"]["properties"]["scores"]["items"]["items"] == ranked
     assert components["LabelScore"]["required"] == ["label", "score"]
+
+
+def test_clients_fetching_the_schema_at_once_all_get_it(schema: dict[str, Any]) -> None:
+    """Concurrent generations once raced in drf-spectacular's shared inspectors (a 500)."""
+
+    def fetch(_: int) -> tuple[int, int]:
+        response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        return response.status_code, len(response.json()["paths"])
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(fetch, range(18)))
+    assert answers == [(200, len(schema["paths"]))] * 18

@@ -1,9 +1,11 @@
 """Training time and peak memory per phase, at several row counts, on realistic rows.
 
 Loads N rows sampled from Debian's package descriptions (loadtests.corpus) into a scratch embedded
-PostgreSQL with COPY, then, each in a fresh process so peak memory is its own: a read-only pass
-(stream every row and fingerprint it, keep nothing) and the worker's training function itself
-(worker.tasks.train_job: read, train, publish; no broker). Peak RSS is VmHWM, reset per phase.
+PostgreSQL migrated as web migrates it (the data table with its indexes, the registry the worker
+records runs in) with COPY, then, each in a fresh process so peak memory is its own: a read-only
+pass (stream every row and fingerprint it, keep nothing) and the worker's training function
+itself (worker.tasks.train_job: read, train, publish; no broker). Peak RSS is VmHWM, reset per
+phase.
 
     python -m loadtests.train_bench --sizes 10000,100000,1000000
 """
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -32,13 +35,19 @@ from stack.process import stop_children
 from worker.config import get_settings
 from worker.rows import DataFingerprint, stream_training_rows
 
-# The columns of web's `Data` model, without its migrations' indexes: COPY stays fast.
-CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS data (
-    id bigserial PRIMARY KEY, text text NOT NULL, label varchar(100) NOT NULL,
-    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL
-)
-"""
+
+def migrate(env: dict[str, str]) -> None:
+    """Web's migrations: the data table the worker reads, and the registry it records runs in."""
+    web_env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "web.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "ALGORITHM_TOKEN": secrets.token_urlsafe(32),  # web's settings ask for one; unused here
+    }
+    argv = [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"]
+    done = subprocess.run(argv, env=web_env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"migrate failed:\n{done.stderr}")
 
 
 def peak_mib(field: str = "VmHWM") -> int:
@@ -124,7 +133,6 @@ def load_rows(database_url: str, rows: int, corpus: list[tuple[str, str]]) -> fl
     """Replace the table's contents with `rows` sampled rows (COPY); return the seconds taken."""
     started, now = time.perf_counter(), datetime.now(UTC)
     with psycopg.connect(database_url) as conn:
-        conn.execute(CREATE_TABLE)
         conn.execute("TRUNCATE data RESTART IDENTITY")
         copy_sql = "COPY data (text, label, created_at, updated_at) FROM STDIN"
         with conn.cursor().copy(copy_sql) as copy:
@@ -136,7 +144,9 @@ def load_rows(database_url: str, rows: int, corpus: list[tuple[str, str]]) -> fl
 def run_child(mode: str, env: dict[str, str]) -> dict[str, Any]:
     """Run one measurement in a fresh process, whose peak memory is its own."""
     argv = [sys.executable, "-m", "loadtests.train_bench", "--child", mode]
-    done = subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the {mode} measurement failed:\n{done.stderr[-5000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -158,6 +168,7 @@ def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> None:
         "READ_CHUNK_ROWS": str(chunk_rows),
     }
     try:
+        migrate(env)
         for rows in sizes:
             loaded = load_rows(database_url, rows, corpus)
             result = {"rows": rows, "load_seconds": loaded, "read_only": run_child("read", env)}

@@ -24,7 +24,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ import psycopg
 from loadtests.bench_data import load_corpus
 from loadtests.bench_report import machine_description
 from loadtests.corpus import sample_rows
+from loadtests.web_commands import prepare_web_database, run_web_command
 from stack.embedded import free_port, start_postgres
 from stack.process import Child, spawn, stop_children
 
@@ -218,21 +218,9 @@ def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
     raise RuntimeError(f"web did not start:\n{log.read_text()}")
 
 
-def run_django(dsn_url: str, *command: str, env: dict[str, str] | None = None) -> str:
-    """Run a Django management command on the bench's database; return what it printed."""
-    env = {**django_env(dsn_url), "DJANGO_SETTINGS_MODULE": "web.settings", **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "django", *command], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
-    return done.stdout
-
-
 def prepare_database(dsn_url: str) -> None:
     """Migrate, and create the editor token the bench presents."""
-    run_django(dsn_url, "migrate", "-v", "0")
-    run_django(dsn_url, "createtoken", "--name", "data-bench", "--role", "editor",
-               "--from-env", "DATA_BENCH_TOKEN", env={"DATA_BENCH_TOKEN": API_TOKEN})  # fmt: skip
+    prepare_web_database(django_env(dsn_url), token=API_TOKEN, name="data-bench", role="editor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +296,9 @@ def run_measurements(
             when = f"{args.import_rows} imported rows waiting in the backlog"
             time_searches(client, searches, results, count=10, when=when)
             conn.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK])
-            drained = run_django(dsn, "drain_search_backlog")  # alone: no request meanwhile
+            drained = run_web_command(
+                django_env(dsn), "drain_search_backlog"
+            )  # alone: no request meanwhile
             run["drain_seconds"] = float(drained.split(" in ")[1].split()[0])
             print("import, drain held back, then drained alone", run, flush=True)
             results["imports"]["ndjson, drained alone afterwards"] = run

@@ -21,13 +21,13 @@ import os
 import pstats
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from loadtests.web_commands import prepare_web_database
 from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.heap import freeze_startup_heap
 from stack.process import stop_children
@@ -37,7 +37,7 @@ GUARD = ("web.auth.middleware.authenticate", "web.throttling.rate_limit")
 OBSERVABILITY = ("web.observability.request_id", "web.observability.metrics")
 
 
-def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str]]:
+def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:
     """Embedded PostgreSQL (migrated, with a reader token) and Redis; their environment."""
     redis_port, pg_port = free_port(), free_port()
     children = [
@@ -53,29 +53,11 @@ def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str]]:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_SETTINGS_MODULE": "web.settings",
         "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
-        "COST_TOKEN": token,
         "ALGORITHM_TOKEN": secrets.token_urlsafe(32),
     }
     (work_dir / "metrics").mkdir()
-    child_env = {**os.environ, **env}
-    for command in (
-        ["-m", "django", "migrate", "--no-input", "-v", "0"],
-        [
-            "-m",
-            "web",
-            "createtoken",
-            "--name",
-            "cost",
-            "--role",
-            "reader",
-            "--from-env",
-            "COST_TOKEN",
-        ],
-    ):
-        done = subprocess.run([sys.executable, *command], env=child_env, capture_output=True)
-        if done.returncode:
-            raise SystemExit(done.stderr.decode())
-    return children, env
+    prepare_web_database({**os.environ, **env}, token=token, name="cost", role="reader")
+    return children, env, token
 
 
 def predict_scope(token: str, body: bytes) -> dict[str, Any]:
@@ -224,7 +206,7 @@ def main() -> None:
     parser.add_argument("--algorithm-ms", type=float, default=1.0, help="the service's latency")
     args = parser.parse_args()
     work_dir = make_scratch_dir("predict-path-cost-")
-    children, env = start_services(work_dir)
+    children, env, token = start_services(work_dir)
     try:
         os.environ.update(env)
         access_log = open(work_dir / "web.log", "a")  # noqa: SIM115 - closed below
@@ -235,7 +217,7 @@ def main() -> None:
 
         django.setup()
         configure_logging("text")
-        asyncio.run(measure(args, env["COST_TOKEN"]))
+        asyncio.run(measure(args, token))
     finally:
         stop_children(children)
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -30,24 +29,11 @@ import redis
 
 from algorithm.jobs import JobStore
 from loadtests.corpus import load_debian_corpus, sample_rows
+from loadtests.web_commands import run_web_command
 from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
 from stack.process import stop_children
 from worker.config import get_settings
 from worker.rows import DataFingerprint, stream_training_rows
-
-
-def migrate(env: dict[str, str]) -> None:
-    """Web's migrations: the data table the worker reads, and the registry it records runs in."""
-    web_env = {
-        **env,
-        "DJANGO_SETTINGS_MODULE": "web.settings",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "ALGORITHM_TOKEN": secrets.token_urlsafe(32),  # web's settings ask for one; unused here
-    }
-    argv = [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"]
-    done = subprocess.run(argv, env=web_env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"migrate failed:\n{done.stderr}")
 
 
 def peak_mib(field: str = "VmHWM") -> int:
@@ -168,7 +154,7 @@ def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> None:
         "READ_CHUNK_ROWS": str(chunk_rows),
     }
     try:
-        migrate(env)
+        run_web_command(env, "migrate", "--no-input", "-v", "0")  # the data table, the registry
         for rows in sizes:
             loaded = load_rows(database_url, rows, corpus)
             result = {"rows": rows, "load_seconds": loaded, "read_only": run_child("read", env)}

@@ -192,5 +192,12 @@ class SharedRateLimiter:
         return Decision(allowed=False, retry_after=retry_after, limiter_down=True)
 
     async def aclose(self) -> None:
-        """Close the Redis connections."""
+        """Let reservations in flight finish (they may be background ones), then close Redis."""
+        loop = asyncio.get_running_loop()
+        refills = [
+            local.refill
+            for local in self._local.values()
+            if local.refill is not None and local.refill.get_loop() is loop
+        ]
+        await asyncio.gather(*refills, return_exceptions=True)
         await self._pool.aclose()

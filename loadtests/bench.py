@@ -158,7 +158,9 @@ def section(results: Results, args: argparse.Namespace, started: datetime, load:
         "asyncio client) needs most of one and would cap what it can show.",
         f"- Procedure: rounds: {args.rounds}; in each, every scenario's server is started alone "
         f"on a free port, warmed up for {args.warmup:g} s, measured for {args.seconds:g} s and "
-        "stopped, in the order below. Ratios are per round, then the median over rounds.",
+        "stopped, in the order below on odd rounds and in the reverse order on even ones (so "
+        "no scenario always runs before the one it is compared with). Ratios are per round, then "
+        "the median over rounds.",
     ]
     tables = [
         ("Targets", report.CHECK_HEADER, report.check_rows(results)),
@@ -197,6 +199,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def in_round_order(scenarios: Sequence[Scenario], round_no: int) -> list[Scenario]:
+    """The scenarios in the order given on odd rounds, reversed on even ones.
+
+    Two scenarios compared within a round then take turns at running first: on a machine whose
+    speed drifts over the minutes a round takes, a fixed order would charge the drift to whichever
+    runs later, every round.
+    """
+    return list(scenarios) if round_no % 2 else list(reversed(scenarios))
+
+
 def run(args: argparse.Namespace, work_dir: Path) -> Results:
     """Every selected scenario, round by round, then the hot swap."""
     wrk_binary()
@@ -222,7 +234,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
         runs: list[Run] = []
         print(report.markdown_table(report.RUN_HEADER, []), flush=True)
         for round_no in range(1, args.rounds + 1):
-            for scenario in selected:
+            for scenario in in_round_order(selected, round_no):
                 result = measure(scenario, env, bodies[scenario.bodies], args)
                 runs.append(Run(scenario, round_no, result))
                 print(report.markdown_row(report.every_run_row(runs[-1])), flush=True)

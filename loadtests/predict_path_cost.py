@@ -34,7 +34,7 @@ from stack.process import stop_children
 
 CONCURRENCY = 64
 GUARD = ("web.auth.middleware.authenticate", "web.throttling.rate_limit")
-OBSERVABILITY = ("web.observability.request_id", "web.observability.metrics")
+OBSERVABILITY = ("web.observability.observe_request",)
 
 
 def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:

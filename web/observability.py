@@ -1,10 +1,10 @@
 """Request ids, request metrics, the access log and `GET /metrics` for web.
 
-`request_id` (outermost middleware) takes the client's `X-Request-ID` (or makes one), puts it in
-`REQUEST_ID` for every log line and for the calls to the algorithm service, sets
-`request.request_id`, returns it on every response (errors included) and writes one access line
-per request. `metrics` records `http_server_request_duration_seconds` by route template. Both
-are async-native: a sync middleware would cost a thread hop per request (see web/middleware.py).
+`observe_request` (the outermost middleware) takes the client's `X-Request-ID` (or makes one),
+puts it in `REQUEST_ID` for every log line and for the calls to the algorithm service, sets
+`request.request_id`, returns it on every response (errors included), records
+`http_server_request_duration_seconds` by route template and writes one access line per request.
+It is async-native: a sync middleware would cost a thread hop per request (see web/middleware.py).
 """
 
 from __future__ import annotations
@@ -106,11 +106,13 @@ def route_of(request: HttpRequest) -> str:
     return readable_route(match.route) if match is not None and match.route else UNMATCHED_ROUTE
 
 
-class _RequestLog:
-    """What both forms of `request_id` do before and after the view."""
+class _Observer:
+    """What both forms of `observe_request` do before and after the view."""
+
+    __slots__ = ("access_log",)
 
     def __init__(self) -> None:
-        self.enabled = get_settings().access_log
+        self.access_log = get_settings().access_log
 
     @staticmethod
     def begin(request: HttpRequest) -> Any:
@@ -120,10 +122,13 @@ class _RequestLog:
         return REQUEST_ID.set(request_id)
 
     def finish(self, request: HttpRequest, response: HttpResponse, started: float) -> None:
+        seconds = time.perf_counter() - started
         response[REQUEST_ID_HEADER] = request.request_id
-        if self.enabled:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            route, status = route_of(request), response.status_code
+        route, status = route_of(request), response.status_code
+        method = http_method_label(str(request.method))
+        _request_duration(route, method, str(status)).observe(seconds)
+        if self.access_log:
+            duration_ms = round(seconds * 1000, 2)
             access_log.info(
                 "%s %s %s %.2f ms", request.method, route, status, duration_ms,
                 extra={"method": request.method, "route": route, "status": status,
@@ -132,16 +137,20 @@ class _RequestLog:
 
 
 @sync_and_async_middleware
-def request_id(get_response: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept or make the request id; return it on the response; log the access line."""
-    log = _RequestLog()
+def observe_request(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept or make the request id and return it; time the request; log the access line.
+
+    One middleware for the three, not one each: every layer of async middleware is another
+    coroutine per request, and they share the clock reading and the route.
+    """
+    observer = _Observer()
     if iscoroutinefunction(get_response):
 
         async def async_middleware(request: HttpRequest) -> HttpResponse:
-            started, token = time.perf_counter(), log.begin(request)
+            started, token = time.perf_counter(), observer.begin(request)
             try:
                 response: HttpResponse = await get_response(request)
-                log.finish(request, response, started)
+                observer.finish(request, response, started)
                 return response
             finally:
                 REQUEST_ID.reset(token)
@@ -149,41 +158,13 @@ def request_id(get_response: Callable[..., Any]) -> Callable[..., Any]:
         return async_middleware
 
     def middleware(request: HttpRequest) -> HttpResponse:
-        started, token = time.perf_counter(), log.begin(request)
+        started, token = time.perf_counter(), observer.begin(request)
         try:
             response: HttpResponse = get_response(request)
-            log.finish(request, response, started)
+            observer.finish(request, response, started)
             return response
         finally:
             REQUEST_ID.reset(token)
-
-    return middleware
-
-
-def _observe(request: HttpRequest, response: HttpResponse, started: float) -> None:
-    method = http_method_label(str(request.method))
-    child = _request_duration(route_of(request), method, str(response.status_code))
-    child.observe(time.perf_counter() - started)
-
-
-@sync_and_async_middleware
-def metrics(get_response: Callable[..., Any]) -> Callable[..., Any]:
-    """Record each request's duration by route template, method and status."""
-    if iscoroutinefunction(get_response):
-
-        async def async_middleware(request: HttpRequest) -> HttpResponse:
-            started = time.perf_counter()
-            response: HttpResponse = await get_response(request)
-            _observe(request, response, started)
-            return response
-
-        return async_middleware
-
-    def middleware(request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        response: HttpResponse = get_response(request)
-        _observe(request, response, started)
-        return response
 
     return middleware
 

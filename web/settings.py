@@ -42,8 +42,7 @@ CORS_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"] if CORS_ALLOWED_ORIG
 
 # Outermost first. Every one is async-native: a sync one would cost a thread hop per request.
 MIDDLEWARE = [
-    "web.observability.request_id",
-    "web.observability.metrics",
+    "web.observability.observe_request",  # request id, duration metric, access line
     *CORS_MIDDLEWARE,  # async-capable (sync_capable and async_capable in 4.9)
     "web.middleware.security_headers",
     "web.admin_sessions.admin_sessions",  # the admin's sessions, for /admin/ only (see module)

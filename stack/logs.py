@@ -119,6 +119,20 @@ def _skip_unused_record_fields() -> None:
     logging.logMultiprocessing = False
 
 
+_write_in_background = False
+
+
+def write_logs_in_background() -> None:
+    """Make `logging_config` from now on write this process's lines from a thread of its own.
+
+    For the HTTP servers' worker processes (stack/serve.py), whose event loop must not wait on a
+    write (stack/log_writer.py); before the app configures logging, so the app's own
+    configuration (Django's LOGGING) picks it up too.
+    """
+    global _write_in_background
+    _write_in_background = True
+
+
 def logging_config(
     log_format: LogFormat, *, levels: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -126,16 +140,16 @@ def logging_config(
     install_request_id_on_records()
     _skip_unused_record_fields()
     formatter: dict[str, Any] = {"()": JsonFormatter if log_format == "json" else TextFormatter}
+    handler = (
+        "stack.log_writer.BackgroundStreamHandler"
+        if _write_in_background
+        else "logging.StreamHandler"
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": "default",
-            }
-        },
+        "handlers": {"console": {"class": handler, "formatter": "default"}},
         "root": {"handlers": ["console"], "level": "INFO"},
         "loggers": {name: {"level": level} for name, level in (levels or {}).items()},
     }

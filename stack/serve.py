@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from stack.config import CommonSettings
-from stack.logs import configure_logging
+from stack.logs import configure_logging, write_logs_in_background
 from stack.metrics import MULTIPROC_DIR_ENV, mark_process_dead, prepare_metrics_dir
 from stack.process import Child, StopSignals, set_parent_death_signal, spawn, stop_children
 
@@ -161,6 +161,8 @@ def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float
 
     set_parent_death_signal(signal.SIGTERM)
     # Before the app is imported: an app that configures logging itself (Django) may redo it.
+    # Lines are written off the event loop (stack/log_writer.py).
+    write_logs_in_background()
     configure_logging(CommonSettings().log_format)
     sock = _listening_socket(host, port)
     config = Config()

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from algorithm.errors import ApiError, BadRequest, NoModel
 from algorithm.model_cache import ServingModel
-from algorithm.observability import record_batch
+from algorithm.observability import record_batch, record_predictions
 
 Ranked = list[tuple[str, float]]
 
@@ -131,6 +131,7 @@ def _predict_group(
     record_batch(len(texts))
     if top_k is None:
         labels = model.predictor.predict_many(texts)
+        record_predictions(requests=len(requests), texts=len(texts))
         return _split(requests, lambda start, end: Prediction(labels[start:end], model.version))
     if top_k > model.label_count:
         problem = f"must be at most {model.label_count}, the labels of model {model.version}"
@@ -139,6 +140,7 @@ def _predict_group(
             for _ in requests
         ]
     ranked = model.predictor.top_k(texts, top_k)
+    record_predictions(requests=len(requests), texts=len(texts))
 
     def scored(start: int, end: int) -> Prediction:
         scores = ranked[start:end]

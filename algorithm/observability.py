@@ -63,8 +63,9 @@ _request_duration = labelled(HTTP_DURATION)
 _reloads = labelled(MODEL_RELOADS)
 
 
-def record_predictions(texts: int) -> None:
-    PREDICTIONS.inc()
+def record_predictions(*, requests: int, texts: int) -> None:
+    """Count predict requests answered with labels: once per model call, not per request."""
+    PREDICTIONS.inc(requests)
     PREDICTED_TEXTS.inc(texts)
 
 

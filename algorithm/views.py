@@ -11,7 +11,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from algorithm.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.jobs import Requester
-from algorithm.observability import record_predictions
 from algorithm.runtime import ServingRuntime
 from algorithm.schemas import Liveness, Readiness, parse_predict_request
 from stack.logs import REQUEST_ID
@@ -50,7 +49,6 @@ async def predict() -> Response | tuple[Response, int]:
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
     labels, version, scores = await runtime().predict(texts, body.top_k)
-    record_predictions(len(texts))
     if scores is None:
         if body.text is not None:
             return jsonify(label=labels[0], model_version=version)

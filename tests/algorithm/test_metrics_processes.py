@@ -100,20 +100,27 @@ def test_predictions_over_two_processes_all_count_and_the_swap_shows(
         headers = {**service_headers, "X-Request-ID": f"metrics-{number}"}
         answer = httpx.post(f"{url}/predict", json={"text": f"library {number}"}, headers=headers)
         assert answer.status_code == 200 and answer.headers["X-Request-ID"] == f"metrics-{number}"
+    batch = {"texts": ["a parser", "a font", "a game"]}
+    assert httpx.post(f"{url}/predict", json=batch, headers=service_headers).status_code == 200
+    too_many = {"text": "a parser", "top_k": 10_000}  # refused: not a prediction
+    assert httpx.post(f"{url}/predict", json=too_many, headers=service_headers).status_code == 400
 
     for _ in range(3):  # whichever process answers the scrape counts both
         samples = scrape(url)
-        assert value(samples, "textclf_predictions_total") == predictions
-        assert value(samples, "textclf_predicted_texts_total") == predictions
+        assert value(samples, "textclf_predictions_total") == predictions + 1
+        assert value(samples, "textclf_predicted_texts_total") == predictions + 3
         labels = {"route": "/predict", "method": "POST", "status": "200"}
-        assert value(samples, "http_server_request_duration_seconds_count", **labels) == predictions
-        assert value(samples, "textclf_predict_batch_size_sum") == predictions
+        assert value(samples, "http_server_request_duration_seconds_count", **labels) == (
+            predictions + 1
+        )
+        # Every model call's texts, the refused one's too (it reached the batcher).
+        assert value(samples, "textclf_predict_batch_size_sum") == predictions + 3 + 1
     per_process = [
         value(_samples(MultiProcessCollector.merge([path])), "textclf_predictions_total")
         for path in glob.glob(str(metrics_dir(url) / "counter_*.db"))
     ]
     assert len([n for n in per_process if n > 0]) == 2, per_process  # both served some
-    assert sum(per_process) == predictions
+    assert sum(per_process) == predictions + 1
     assert set(served(samples).values()) == {first} and len(served(samples)) == 2
 
     second = publish(model_dir, fixture_corpus, rows=500)

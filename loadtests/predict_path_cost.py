@@ -6,7 +6,8 @@ what is timed is web's own work per request. Four middleware lists (web's own; w
 authentication and rate limits; without request ids, metrics and the access line; without
 either) are timed interleaved, `CONCURRENCY` requests in flight as under load, and the median
 microseconds per request of each is printed; `--profile` adds a cProfile of web's own list.
-Metrics are written in multiprocess mode and access lines to a file, as the server pool does.
+Metrics are written in multiprocess mode and access lines to a file from a writer thread, as
+the server pool does.
 
     python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile]
 """
@@ -213,9 +214,10 @@ def main() -> None:
         os.dup2(access_log.fileno(), sys.stderr.fileno())  # log lines go to a file, as served
         import django
 
-        from stack.logs import configure_logging
+        from stack.logs import configure_logging, write_logs_in_background
 
         django.setup()
+        write_logs_in_background()  # as the server pool's workers write them
         configure_logging("text")
         asyncio.run(measure(args, token))
     finally:

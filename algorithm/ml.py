@@ -36,7 +36,6 @@ from algorithm.tuning import (
     DEFAULT_PLANS,
     FIRST_ROUND_MARGIN,
     SECOND_ROUND_MARGIN,
-    SPLIT_MARGIN,
     VALIDATION_PARTS,
     LinearClassifier,
     TrainingPlan,
@@ -47,6 +46,7 @@ from algorithm.tuning import (
     fit_classifier,
     plans_above_the_bar,
     quiet_fitting,
+    split_margin,
 )
 
 VALIDATION_FRACTION = 0.2
@@ -118,7 +118,7 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     defaults = np.array([plan in DEFAULT_PLANS for plan in plans])
     defaults[0] |= not defaults.any()
     accuracy, macro_f1, parts = fold_scores(texts, labels, plans, splits)
-    margin = FIRST_ROUND_MARGIN if len(splits) > 1 else SPLIT_MARGIN
+    margin = FIRST_ROUND_MARGIN if len(splits) > 1 else split_margin(len(labels))
     above = plans_above_the_bar(accuracy, macro_f1, defaults, margin, parts=parts)
     if len(splits) > 1 and above.any():
         # A second round, reshuffled, for the finalists and the default(s) that set the bar.
@@ -136,11 +136,12 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
             accuracy, macro_f1 = both_accuracy, both_macro_f1
         else:  # no finalist held: the defaults, on the first round's scores
             above[:] = False
-    how = (
-        f"{accuracy.shape[1]}-fold cross-validation"
-        if len(splits) > 1
-        else f"a 20 % validation split (its noise from {VALIDATION_PARTS} stratified parts)"
-    )
+    if len(splits) > 1:
+        how = f"{accuracy.shape[1]}-fold cross-validation"
+    elif margin:
+        how = f"a 20 % validation split (its noise from {VALIDATION_PARTS} stratified parts)"
+    else:
+        how = "a 20 % validation split"
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
     best = int(np.argmax(np.where(above, means[0] + means[1], -np.inf))) if above.any() else 0
     validation = {

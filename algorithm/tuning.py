@@ -43,9 +43,10 @@ CROSS_VALIDATION_FOLDS = 5
 FIRST_ROUND_MARGIN = 1.5
 SECOND_ROUND_MARGIN = 2.0
 # Above CROSS_VALIDATION_MAX_ROWS there is one validation split, so no folds to measure noise by:
-# its rows are scored in this many stratified parts instead (no further fit), and a plan must
-# clear the bar by SPLIT_MARGIN standard errors of its paired differences over them. Without a
-# margin the split's noise chose plans that the holdout ranked below `LinearSVC()`.
+# its rows are scored in this many stratified parts instead (no further fit), and up to
+# LIBLINEAR_MAX_ROWS a plan must clear the bar by SPLIT_MARGIN standard errors of its paired
+# differences over them. Without a margin the split's noise chose plans that the holdout ranked
+# below `LinearSVC()` (docs/classifier.md).
 VALIDATION_PARTS = 5
 SPLIT_MARGIN = 1.5
 # Above this many rows no search: the time a million rows may take is spent on one good fit.
@@ -149,6 +150,15 @@ def standard_error(differences: np.ndarray) -> np.ndarray | float:
     """The standard error of each row's mean (0 with a single column: nothing to measure)."""
     columns = differences.shape[1]
     return differences.std(axis=1, ddof=1) / np.sqrt(columns) if columns > 1 else 0.0
+
+
+def split_margin(rows: int) -> float:
+    """The margin on one validation split of this many training rows, in standard errors.
+
+    None for the SGD plans above LIBLINEAR_MAX_ROWS: their search was measured, up to the
+    million-row budget, choosing the best of them without one, and stays as it was.
+    """
+    return SPLIT_MARGIN if rows <= LIBLINEAR_MAX_ROWS else 0.0
 
 
 def bar_setters(

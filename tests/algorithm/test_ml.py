@@ -22,11 +22,13 @@ from algorithm.ml import (
 )
 from algorithm.predictor import term_extractor
 from algorithm.tuning import (
+    LIBLINEAR_MAX_ROWS,
     LINEARSVC_DEFAULTS,
     LOGREG_DEFAULTS,
     SPLIT_MARGIN,
     TrainingPlan,
     plans_above_the_bar,
+    split_margin,
 )
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
@@ -282,3 +284,6 @@ def test_on_one_validation_split_a_plan_must_beat_the_noise_of_its_rows_scored_i
     assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0, parts=parts).tolist() == [
         False, True, True,
     ]  # fmt: skip
+    # Above 30 000 training rows the SGD plans are chosen as before, by the best mean alone.
+    assert split_margin(LIBLINEAR_MAX_ROWS) == SPLIT_MARGIN
+    assert split_margin(LIBLINEAR_MAX_ROWS + 1) == 0.0

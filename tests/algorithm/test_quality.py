@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from algorithm import ml
+from algorithm import ml, tuning
 from algorithm.evaluation import (
     cross_validation_folds,
     score_predictions,
@@ -153,7 +153,7 @@ def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_it
     texts, labels = read_fixture("debian_sample.jsonl")
     # The one-split tier (above 2 000 training rows) on a fixture small enough for the suite.
     monkeypatch.setattr(ml, "CROSS_VALIDATION_MAX_ROWS", 500)
-    monkeypatch.setattr(ml, "SPLIT_MARGIN", 0.0)
+    monkeypatch.setattr(tuning, "SPLIT_MARGIN", 0.0)
     unguarded = choose_plan(texts, labels)
     assert unguarded.validation is not None and unguarded.validation["folds"] == 1
     # Without the margin (the old rule), a plan one validation row ahead of `LinearSVC()` in
@@ -161,7 +161,7 @@ def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_it
     assert unguarded.sublinear_tf and unguarded.class_weight == "balanced"
     lead = unguarded.validation["accuracy"] - unguarded.validation["bar_accuracy"]
     assert 0 < lead <= 1 / 200 + 1e-9
-    monkeypatch.setattr(ml, "SPLIT_MARGIN", SPLIT_MARGIN)
+    monkeypatch.setattr(tuning, "SPLIT_MARGIN", SPLIT_MARGIN)
     guarded = choose_plan(texts, labels)
     assert {**guarded.as_dict(), "chosen_by": "data size", "validation": None} == (
         LINEARSVC_DEFAULTS.as_dict()

@@ -162,7 +162,7 @@ def fold_scores(
     splits: Sequence[HoldoutSplit],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Each plan's accuracy and macro-F1 on each split's validation rows (plans x splits), and
-    for one split the same two part by part (plans x parts), to measure their noise by."""
+    for one split the same two part by part (2 x plans x parts), to measure their noise by."""
     fits, one_split = [], len(splits) == 1
     for split in splits:
         fit_labels = [labels[i] for i in split.train_rows]

@@ -155,8 +155,8 @@ def standard_error(differences: np.ndarray) -> np.ndarray | float:
 def split_margin(rows: int) -> float:
     """The margin on one validation split of this many training rows, in standard errors.
 
-    None for the SGD plans above LIBLINEAR_MAX_ROWS: their search was measured, up to the
-    million-row budget, choosing the best of them without one, and stays as it was.
+    0 for the SGD plans above LIBLINEAR_MAX_ROWS: their search was measured, up to the
+    million-row budget, choosing the best of them with no margin, and stays as it was.
     """
     return SPLIT_MARGIN if rows <= LIBLINEAR_MAX_ROWS else 0.0
 

@@ -127,3 +127,24 @@ def accuracy_and_macro_f1(expected: Sequence[str], predicted: Sequence[str]) -> 
     # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (rows predicted as the label + rows of the label)
     f1 = [2 * hits[label] / (guessed[label] + actual[label]) for label in actual]
     return sum(hits.values()) / len(expected), sum(f1) / len(f1)
+
+
+def stratified_parts(labels: Sequence[str], *, parts: int, seed: int) -> list[np.ndarray]:
+    """Cut row positions into `parts` groups of near-equal size, each label's rows dealt evenly.
+
+    One validation split's rows scored part by part, plan against plan, show how much those rows
+    alone move a score: a noise estimate for a single split that needs no further fit.
+    """
+    shuffled = np.random.default_rng(seed).permutation(len(labels))
+    by_label = shuffled[np.argsort(np.asarray(labels, dtype=object)[shuffled], kind="stable")]
+    return [np.sort(by_label[part::parts]) for part in range(parts)]
+
+
+def scores_in_parts(
+    expected: Sequence[str], predicted: Sequence[str], *, parts: int
+) -> list[tuple[float, float]]:
+    """`accuracy_and_macro_f1` of all the rows, then of each of their `stratified_parts`."""
+    return [accuracy_and_macro_f1(expected, predicted)] + [
+        accuracy_and_macro_f1([expected[i] for i in part], [predicted[i] for i in part])
+        for part in stratified_parts(expected, parts=parts, seed=0)
+    ]

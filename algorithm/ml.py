@@ -22,10 +22,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from algorithm.evaluation import (
     HoldoutSplit,
-    accuracy_and_macro_f1,
     cross_validation_folds,
     holdout_skip_reason,
     score_predictions,
+    scores_in_parts,
     split_holdout,
 )
 from algorithm.predictor import FastPredictor as FastPredictor
@@ -36,6 +36,7 @@ from algorithm.tuning import (
     DEFAULT_PLANS,
     FIRST_ROUND_MARGIN,
     SECOND_ROUND_MARGIN,
+    VALIDATION_PARTS,
     LinearClassifier,
     TrainingPlan,
     bar_setters,
@@ -45,6 +46,7 @@ from algorithm.tuning import (
     fit_classifier,
     plans_above_the_bar,
     quiet_fitting,
+    split_margin,
 )
 
 VALIDATION_FRACTION = 0.2
@@ -104,8 +106,9 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     The bar is the better of the defaults (`LinearSVC()`, `LogisticRegression()` on
     `TfidfVectorizer()`; the first plan where they are not candidates) on EACH score: trading
     accuracy for macro-F1 (class weights do) is not an improvement a user asked for. On folds, a
-    plan must clear it by more than the folds' noise, then again over five reshuffled folds more
-    (`plans_above_the_bar`); among those that do, the best accuracy + macro-F1 wins; if none
+    plan must clear it by more than the folds' noise, then again over five reshuffled folds more;
+    on one validation split, by more than the noise of its rows scored in parts
+    (`plans_above_the_bar`). Among those that do, the best accuracy + macro-F1 wins; if none
     does, `LinearSVC()` (the first plan).
     """
     plans = candidate_plans(len(labels))
@@ -114,17 +117,17 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         return default_plan(len(labels))
     defaults = np.array([plan in DEFAULT_PLANS for plan in plans])
     defaults[0] |= not defaults.any()
-    accuracy, macro_f1 = fold_scores(texts, labels, plans, splits)
-    margin = FIRST_ROUND_MARGIN if len(splits) > 1 else 0.0
-    above = plans_above_the_bar(accuracy, macro_f1, defaults, margin)
+    accuracy, macro_f1, parts = fold_scores(texts, labels, plans, splits)
+    margin = FIRST_ROUND_MARGIN if len(splits) > 1 else split_margin(len(labels))
+    above = plans_above_the_bar(accuracy, macro_f1, defaults, margin, parts=parts)
     if len(splits) > 1 and above.any():
         # A second round, reshuffled, for the finalists and the default(s) that set the bar.
         keep = above.copy()
         keep[list(bar_setters(accuracy, macro_f1, defaults))] = True
         finalists = [plan for plan, kept in zip(plans, keep, strict=True) if kept]
-        more_accuracy, more_macro_f1 = fold_scores(texts, labels, finalists, splits_again(labels))
-        both_accuracy = np.hstack([accuracy[keep], more_accuracy])
-        both_macro_f1 = np.hstack([macro_f1[keep], more_macro_f1])
+        more = fold_scores(texts, labels, finalists, splits_again(labels))
+        both_accuracy = np.hstack([accuracy[keep], more[0]])
+        both_macro_f1 = np.hstack([macro_f1[keep], more[1]])
         above_again = plans_above_the_bar(
             both_accuracy, both_macro_f1, defaults[keep], SECOND_ROUND_MARGIN
         )
@@ -133,11 +136,12 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
             accuracy, macro_f1 = both_accuracy, both_macro_f1
         else:  # no finalist held: the defaults, on the first round's scores
             above[:] = False
-    how = (
-        f"{accuracy.shape[1]}-fold cross-validation"
-        if len(splits) > 1
-        else "a 20 % validation split"
-    )
+    if len(splits) > 1:
+        how = f"{accuracy.shape[1]}-fold cross-validation"
+    elif margin:
+        how = f"a 20 % validation split (its noise from {VALIDATION_PARTS} stratified parts)"
+    else:
+        how = "a 20 % validation split"
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
     best = int(np.argmax(np.where(above, means[0] + means[1], -np.inf))) if above.any() else 0
     validation = {
@@ -156,9 +160,10 @@ def fold_scores(
     labels: Sequence[str],
     plans: Sequence[TrainingPlan],
     splits: Sequence[HoldoutSplit],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each plan's accuracy and macro-F1 on each split's validation rows (plans x splits)."""
-    fits = []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Each plan's accuracy and macro-F1 on each split's validation rows (plans x splits), and
+    for one split the same two part by part (2 x plans x parts), to measure their noise by."""
+    fits, one_split = [], len(splits) == 1
     for split in splits:
         fit_labels = [labels[i] for i in split.train_rows]
         expected = [labels[i] for i in split.holdout_rows]
@@ -177,17 +182,18 @@ def fold_scores(
         predicted = [
             str(label) for label in fit_classifier(fit_on, fit_labels, plan).predict(check)
         ]
-        return accuracy_and_macro_f1(expected, predicted)
+        # One split has no other folds to show its noise: its own rows, scored in parts, do.
+        return scores_in_parts(expected, predicted, parts=VALIDATION_PARTS if one_split else 0)
 
     # liblinear fits without the GIL: two threads use both cores. SGD (above 30 000 rows)
     # already fits on both cores, and two of its fits at once would double the peak memory.
     threads = 2 if plans[0].solver != "sgd" else 1
     with quiet_fitting(one_blas_thread=True), ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(lambda fit: score(*fit), fits))
-    shape = (len(splits), len(plans))
-    accuracy = np.array([a for a, _ in results]).reshape(shape).T
-    macro_f1 = np.array([f for _, f in results]).reshape(shape).T
-    return accuracy, macro_f1
+    # split x plan x (the whole split, then its parts) x (accuracy, macro-F1)
+    scores = np.array(results).reshape(len(splits), len(plans), -1, 2)
+    accuracy, macro_f1 = scores[:, :, 0].T
+    return accuracy, macro_f1, np.moveaxis(scores[0, :, 1:], -1, 0) if one_split else None
 
 
 def fit_model(

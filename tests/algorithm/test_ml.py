@@ -22,10 +22,13 @@ from algorithm.ml import (
 )
 from algorithm.predictor import term_extractor
 from algorithm.tuning import (
+    LIBLINEAR_MAX_ROWS,
     LINEARSVC_DEFAULTS,
     LOGREG_DEFAULTS,
+    SPLIT_MARGIN,
     TrainingPlan,
     plans_above_the_bar,
+    split_margin,
 )
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
@@ -253,3 +256,34 @@ def test_a_plan_must_beat_the_better_default_on_both_scores_by_more_than_the_noi
     assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0).tolist() == [
         False, False, True, True, False,
     ]  # fmt: skip
+
+
+def test_on_one_validation_split_a_plan_must_beat_the_noise_of_its_rows_scored_in_parts():
+    # One validation split: the whole split's scores, and the same rows scored in five parts.
+    # Rows: LinearSVC() defaults, then two plans one point ahead of it on the whole split.
+    accuracy = np.array([[0.60], [0.61], [0.61]])
+    macro_f1 = np.array([[0.50], [0.51], [0.51]])
+    parts = np.array(
+        [
+            [
+                [0.60, 0.58, 0.62, 0.61, 0.59],
+                [0.66, 0.54, 0.67, 0.56, 0.62],  # ahead on average only: the parts disagree
+                [0.615, 0.585, 0.63, 0.62, 0.60],  # ahead by about a point in every part
+            ],
+            [
+                [0.50, 0.48, 0.52, 0.51, 0.49],
+                [0.56, 0.44, 0.57, 0.46, 0.52],
+                [0.515, 0.485, 0.53, 0.52, 0.50],
+            ],
+        ]
+    )
+    defaults = np.array([True, False, False])
+    above = plans_above_the_bar(accuracy, macro_f1, defaults, SPLIT_MARGIN, parts=parts)
+    assert above.tolist() == [False, False, True]
+    # Without the margin (the rule before), a lead of any size on the whole split was enough.
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0, parts=parts).tolist() == [
+        False, True, True,
+    ]  # fmt: skip
+    # Above 30 000 training rows the SGD plans are chosen as before, by the best mean alone.
+    assert split_margin(LIBLINEAR_MAX_ROWS) == SPLIT_MARGIN
+    assert split_margin(LIBLINEAR_MAX_ROWS + 1) == 0.0

@@ -25,9 +25,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from algorithm.evaluation import cross_validation_folds, score_predictions, split_holdout
-from algorithm.ml import train_model
-from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS
+from algorithm import ml, tuning
+from algorithm.evaluation import (
+    cross_validation_folds,
+    score_predictions,
+    split_holdout,
+    stratified_parts,
+)
+from algorithm.ml import choose_plan, train_model
+from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS, SPLIT_MARGIN
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -129,3 +135,42 @@ def test_rare_labels_of_a_long_tail_train_and_the_rest_are_evaluated():
     baselines = baseline_scores(texts, labels, split.train_rows, split.holdout_rows)
     # Measured, not a guarantee at 800 rows of 40 labels: see docs/classifier.md.
     assert metrics["macro_f1"] >= max(scores["macro_f1"] for scores in baselines.values()) - 0.03
+
+
+def test_the_parts_of_a_validation_split_hold_each_row_once_and_each_label_evenly():
+    _, labels = read_fixture("debian_sample.jsonl")
+    parts = stratified_parts(labels, parts=5, seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(labels)))
+    assert {len(part) for part in parts} == {len(labels) // 5}
+    for label in set(labels):
+        per_part = [sum(labels[i] == label for i in part) for part in parts]
+        assert max(per_part) - min(per_part) <= 1, (label, per_part)
+
+
+def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_its_noise(
+    monkeypatch,
+):
+    texts, labels = read_fixture("debian_sample.jsonl")
+    # The one-split tier (above 2 000 training rows) on a fixture small enough for the suite.
+    monkeypatch.setattr(ml, "CROSS_VALIDATION_MAX_ROWS", 500)
+    monkeypatch.setattr(tuning, "SPLIT_MARGIN", 0.0)
+    unguarded = choose_plan(texts, labels)
+    assert unguarded.validation is not None and unguarded.validation["folds"] == 1
+    # Without the margin (the old rule), a plan one validation row ahead of `LinearSVC()` in
+    # accuracy (1 of 200) replaced it.
+    assert unguarded.sublinear_tf and unguarded.class_weight == "balanced"
+    lead = unguarded.validation["accuracy"] - unguarded.validation["bar_accuracy"]
+    assert 0 < lead <= 1 / 200 + 1e-9
+    monkeypatch.setattr(tuning, "SPLIT_MARGIN", SPLIT_MARGIN)
+    guarded = choose_plan(texts, labels)
+    assert {**guarded.as_dict(), "chosen_by": "data size", "validation": None} == (
+        LINEARSVC_DEFAULTS.as_dict()
+    )
+    assert "validation split (its noise from 5 stratified parts)" in guarded.chosen_by
+    assert guarded.validation == {
+        "accuracy": unguarded.validation["bar_accuracy"],
+        "macro_f1": unguarded.validation["bar_macro_f1"],
+        "bar_accuracy": unguarded.validation["bar_accuracy"],
+        "bar_macro_f1": unguarded.validation["bar_macro_f1"],
+        "folds": 1,
+    }

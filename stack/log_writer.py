@@ -69,9 +69,10 @@ class BackgroundStreamHandler(logging.StreamHandler[TextIO]):
         closed = False
         while not closed:
             lines = [self._lines.get()]
-            # Let the lines of the next moments queue up: under load this thread then wakes
-            # (and takes the GIL from the event loop) a few times a second, not once per line.
-            time.sleep(GATHER_SECONDS)
+            if lines[0] is not None:  # (closing an idle handler need not wait)
+                # Let the lines of the next moments queue up: under load this thread then
+                # wakes (and takes the GIL from the loop) a few times a second, not per line.
+                time.sleep(GATHER_SECONDS)
             with contextlib.suppress(queue.Empty):
                 while True:
                     lines.append(self._lines.get_nowait())

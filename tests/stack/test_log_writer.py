@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from stack.log_writer import BackgroundStreamHandler
+from stack.log_writer import GATHER_SECONDS, BackgroundStreamHandler
 from stack.logs import REQUEST_ID, TextFormatter, install_request_id_on_records
 from tests.helpers import wait_until
 
@@ -76,3 +76,11 @@ def test_lines_reach_the_stream_without_a_close_and_stay_in_order() -> None:
     finally:
         handler.close()
         logger.removeHandler(handler)
+
+
+def test_closing_an_idle_handler_does_not_wait_for_lines_to_gather() -> None:
+    handlers = [BackgroundStreamHandler(io.StringIO()) for _ in range(10)]
+    started = time.perf_counter()
+    for handler in handlers:
+        handler.close()  # as logging does at every reconfiguration and at exit
+    assert time.perf_counter() - started < len(handlers) * GATHER_SECONDS

@@ -27,6 +27,7 @@ from algorithm.evaluation import (
     score_predictions,
     scores_in_parts,
     split_holdout,
+    stratified_parts,
 )
 from algorithm.predictor import FastPredictor as FastPredictor
 from algorithm.predictor import rank_top_k
@@ -111,14 +112,16 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     (`plans_above_the_bar`). Among those that do, the best accuracy + macro-F1 wins; if none
     does, `LinearSVC()` (the first plan).
     """
-    plans = candidate_plans(len(labels))
+    plans = candidates = candidate_plans(len(labels))
     splits = validation_splits(labels) if len(plans) > 1 else []
     if not splits:
         return default_plan(len(labels))
     defaults = np.array([plan in DEFAULT_PLANS for plan in plans])
     defaults[0] |= not defaults.any()
-    accuracy, macro_f1, parts = fold_scores(texts, labels, plans, splits)
     margin = FIRST_ROUND_MARGIN if len(splits) > 1 else split_margin(len(labels))
+    # One split has no other folds to show its noise: its own rows, scored in parts, do.
+    in_parts = VALIDATION_PARTS if len(splits) == 1 and margin else 0
+    accuracy, macro_f1, parts = fold_scores(texts, labels, plans, splits, parts=in_parts)
     above = plans_above_the_bar(accuracy, macro_f1, defaults, margin, parts=parts)
     if len(splits) > 1 and above.any():
         # A second round, reshuffled, for the finalists and the default(s) that set the bar.
@@ -138,8 +141,8 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
             above[:] = False
     if len(splits) > 1:
         how = f"{accuracy.shape[1]}-fold cross-validation"
-    elif margin:
-        how = f"a 20 % validation split (its noise from {VALIDATION_PARTS} stratified parts)"
+    elif in_parts:
+        how = f"a 20 % validation split (its noise from {in_parts} stratified parts)"
     else:
         how = "a 20 % validation split"
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
@@ -151,7 +154,7 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         "bar_macro_f1": round(float(means[1][defaults].max()), 4),
         "folds": accuracy.shape[1],
     }
-    chosen_by = f"best of {len(candidate_plans(len(labels)))} by {how} of the training rows"
+    chosen_by = f"best of {len(candidates)} by {how} of the training rows"
     return replace(plans[best], chosen_by=chosen_by, validation=validation)
 
 
@@ -160,13 +163,17 @@ def fold_scores(
     labels: Sequence[str],
     plans: Sequence[TrainingPlan],
     splits: Sequence[HoldoutSplit],
+    *,
+    parts: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Each plan's accuracy and macro-F1 on each split's validation rows (plans x splits), and
-    for one split the same two part by part (2 x plans x parts), to measure their noise by."""
-    fits, one_split = [], len(splits) == 1
+    with `parts`, the same two on that many stratified parts of the (one) split's validation
+    rows (2 x plans x parts), to measure their noise by."""
+    fits = []
     for split in splits:
         fit_labels = [labels[i] for i in split.train_rows]
         expected = [labels[i] for i in split.holdout_rows]
+        rows_in_parts = stratified_parts(expected, parts=parts, seed=0) if parts else []
         features: dict[tuple[int, int, bool], tuple[Any, Any]] = {}  # plans share vectorizers
         for plan in plans:
             key = (plan.ngram_max, plan.min_df, plan.sublinear_tf)
@@ -176,14 +183,15 @@ def fold_scores(
                     vectorizer.fit_transform([texts[i] for i in split.train_rows]),
                     vectorizer.transform([texts[i] for i in split.holdout_rows]),
                 )
-            fits.append((plan, *features[key], fit_labels, expected))
+            fits.append((plan, *features[key], fit_labels, expected, rows_in_parts))
 
-    def score(plan: TrainingPlan, fit_on: Any, check: Any, fit_labels: Any, expected: Any) -> Any:
+    def score(
+        plan: TrainingPlan, fit_on: Any, check: Any, fit_labels: Any, expected: Any, parts: Any
+    ) -> Any:
         predicted = [
             str(label) for label in fit_classifier(fit_on, fit_labels, plan).predict(check)
         ]
-        # One split has no other folds to show its noise: its own rows, scored in parts, do.
-        return scores_in_parts(expected, predicted, parts=VALIDATION_PARTS if one_split else 0)
+        return scores_in_parts(expected, predicted, parts)
 
     # liblinear fits without the GIL: two threads use both cores. SGD (above 30 000 rows)
     # already fits on both cores, and two of its fits at once would double the peak memory.
@@ -193,7 +201,7 @@ def fold_scores(
     # split x plan x (the whole split, then its parts) x (accuracy, macro-F1)
     scores = np.array(results).reshape(len(splits), len(plans), -1, 2)
     accuracy, macro_f1 = scores[:, :, 0].T
-    return accuracy, macro_f1, np.moveaxis(scores[0, :, 1:], -1, 0) if one_split else None
+    return accuracy, macro_f1, np.moveaxis(scores[0, :, 1:], -1, 0) if parts else None
 
 
 def fit_model(

@@ -3,21 +3,25 @@
 `FastPredictor` computes exactly what the fitted TF-IDF vectorizer and linear classifier compute
 (same terms, same weights, same sums in the same order), without scikit-learn's per-call
 overhead: one text by a hand-written sparse dot product, a batch by building the TF-IDF rows
-with C-level loops (`map` over the vocabulary, scipy for the sums). tests/algorithm/test_ml.py
-checks the labels and scores against scikit-learn for every solver the training may choose.
+with C-level loops (`map` over the vocabulary, scipy for the sums). A model with words and
+characters side by side (a `FeatureUnion` of two vectorizers) gets each block's weights and norm
+as its own vectorizer computes them. tests/algorithm/test_ml.py checks the labels and scores
+against scikit-learn for every plan the training may choose.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
+
+from algorithm.terms import feature_indices
 
 if TYPE_CHECKING:
     from algorithm.ml import TrainedModel
@@ -52,48 +56,92 @@ def rank_top_k(decisions: np.ndarray, classes: Sequence[str], k: int) -> list[Ra
     ]
 
 
-def term_extractor(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[str]]:
-    """The vectorizer's terms of a text (as a multiset), built faster for plain word n-grams."""
-    plain_words = (
-        vectorizer.analyzer == "word"
-        and vectorizer.stop_words is None
-        and vectorizer.preprocessor is None
-        and vectorizer.tokenizer is None
-        and vectorizer.input == "content"
-    )
-    if not plain_words:
-        analyze: Callable[[str], Iterable[str]] = vectorizer.build_analyzer()
-        return analyze
-    preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
-    min_n, max_n = vectorizer.ngram_range
-    join = " ".join
+def feature_blocks(vectorizer: TfidfVectorizer | FeatureUnion) -> list[TfidfVectorizer]:
+    """The TF-IDF vectorizers whose outputs, side by side, are a model's features."""
+    if not isinstance(vectorizer, FeatureUnion):
+        return [vectorizer]
+    if vectorizer.transformer_weights:
+        raise ValueError("weighted feature unions are not supported")
+    return [part for _, part in vectorizer.transformer_list]
 
-    def terms(text: str) -> Iterable[str]:
-        # scikit-learn's word n-grams, joined by C-level maps instead of a slicing loop; the
-        # shifted copies are shorter, so zip stops at the last whole n-gram.
-        words = tokenize(preprocess(text))
-        grams = (
-            map(join, zip(*(words[i:] for i in range(n)), strict=False))
-            for n in range(max(min_n, 2), max_n + 1)
+
+class _TfidfBlock:
+    """One fitted vectorizer's TF-IDF weights, its columns starting at `offset`."""
+
+    def __init__(self, vectorizer: TfidfVectorizer, offset: int) -> None:
+        self.indices = feature_indices(vectorizer)
+        self.size = len(vectorizer.vocabulary_)
+        self.offset = offset
+        self.binary = vectorizer.binary
+        self.sublinear_tf = vectorizer.sublinear_tf
+        self.norm = vectorizer.norm
+        self.idf = vectorizer.idf_ if vectorizer.use_idf else None
+
+    def weights(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The columns and weights of one text's features (None: it has none)."""
+        counts = Counter(self.indices(text))  # counted in C, not a Python loop over ~150 terms
+        counts.pop(-1, None)
+        if not counts:
+            return None
+        indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.binary:
+            weights[:] = 1.0
+        elif self.sublinear_tf:
+            weights = np.log(weights) + 1.0
+        if self.idf is not None:
+            weights *= self.idf[indices]
+        if self.norm == "l2":
+            weights /= math.sqrt(float(weights @ weights))
+        elif self.norm == "l1":
+            weights /= float(np.abs(weights).sum())
+        return indices + self.offset if self.offset else indices, weights
+
+    def features(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The TF-IDF rows of `texts`, as the vectorizer's `transform` builds them."""
+        found: list[int] = []
+        ends = [0]
+        for text in texts:
+            found.extend(self.indices(text))  # -1: not a feature
+            ends.append(len(found))
+        terms = np.fromiter(found, dtype=np.intp, count=len(found))
+        rows = np.repeat(np.arange(len(texts)), np.diff(ends))
+        known = terms >= 0
+        counts = sp.csr_matrix(
+            (np.ones(int(known.sum())), (rows[known], terms[known])),
+            shape=(len(texts), self.size),
         )
-        return chain(words if min_n == 1 else (), *grams)
-
-    return terms
+        counts.sum_duplicates()  # one entry per feature, indices sorted, as scikit-learn's
+        values = counts.data
+        if self.binary:
+            values[:] = 1.0
+        elif self.sublinear_tf:
+            np.log(values, out=values)
+            values += 1.0
+        if self.idf is not None:
+            values *= self.idf[counts.indices]
+        if self.norm is not None:
+            row_of_value = np.repeat(np.arange(len(texts)), np.diff(counts.indptr))
+            magnitude = values * values if self.norm == "l2" else np.abs(values)
+            norms = np.bincount(row_of_value, weights=magnitude, minlength=len(texts))
+            if self.norm == "l2":
+                norms = np.sqrt(norms)
+            norms[norms == 0.0] = 1.0  # a text without features keeps its zeros
+            values /= norms[row_of_value]
+        return counts
 
 
 class FastPredictor:
     """Predicts with hand-written TF-IDF and dot products; same labels as scikit-learn."""
 
     def __init__(self, model: TrainedModel) -> None:
-        vectorizer, classifier = model.vectorizer, model.classifier
+        classifier = model.classifier
         self.model = model
-        self._terms = term_extractor(vectorizer)
-        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self._feature_count = len(self._vocabulary)
-        self._binary = vectorizer.binary
-        self._sublinear_tf = vectorizer.sublinear_tf
-        self._norm = vectorizer.norm
-        self._idf = vectorizer.idf_ if vectorizer.use_idf else None
+        self._blocks: list[_TfidfBlock] = []
+        offset = 0
+        for vectorizer in feature_blocks(model.vectorizer):
+            self._blocks.append(_TfidfBlock(vectorizer, offset))
+            offset += self._blocks[-1].size
         # Row j holds every class's weight for feature j: one contiguous gather per text, and
         # the layout scikit-learn's own `X @ coef_.T` multiplies by.
         self._coef_by_feature = np.ascontiguousarray(classifier.coef_.T, dtype=np.float64)
@@ -101,61 +149,21 @@ class FastPredictor:
         self._classes = [str(label) for label in classifier.classes_]
 
     def _scores(self, text: str) -> np.ndarray:
-        counts: Counter[int] = Counter()
-        vocabulary = self._vocabulary
-        for term in self._terms(text):
-            index = vocabulary.get(term)
-            if index is not None:
-                counts[index] += 1
-        if not counts:
+        found = [columns for block in self._blocks if (columns := block.weights(text))]
+        if not found:
             return self._intercept
-        indices = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-        weights = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        if self._binary:
-            weights[:] = 1.0
-        elif self._sublinear_tf:
-            weights = np.log(weights) + 1.0
-        if self._idf is not None:
-            weights *= self._idf[indices]
-        if self._norm == "l2":
-            weights /= math.sqrt(float(weights @ weights))
-        elif self._norm == "l1":
-            weights /= float(np.abs(weights).sum())
+        if len(found) == 1:
+            indices, weights = found[0]
+        else:  # each block normalised on its own, side by side, as FeatureUnion stacks them
+            indices = np.concatenate([indices for indices, _ in found])
+            weights = np.concatenate([weights for _, weights in found])
         return weights @ self._coef_by_feature[indices] + self._intercept
 
     def _features(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """The TF-IDF rows of `texts`, as the vectorizer's `transform` builds them."""
-        found: list[int] = []
-        ends = [0]
-        lookup = self._vocabulary.get
-        for text in texts:
-            found.extend(map(lookup, self._terms(text), repeat(-1)))  # -1: not a feature
-            ends.append(len(found))
-        terms = np.fromiter(found, dtype=np.intp, count=len(found))
-        rows = np.repeat(np.arange(len(texts)), np.diff(ends))
-        known = terms >= 0
-        counts = sp.csr_matrix(
-            (np.ones(int(known.sum())), (rows[known], terms[known])),
-            shape=(len(texts), self._feature_count),
-        )
-        counts.sum_duplicates()  # one entry per feature, indices sorted, as scikit-learn's
-        values = counts.data
-        if self._binary:
-            values[:] = 1.0
-        elif self._sublinear_tf:
-            np.log(values, out=values)
-            values += 1.0
-        if self._idf is not None:
-            values *= self._idf[counts.indices]
-        if self._norm is not None:
-            row_of_value = np.repeat(np.arange(len(texts)), np.diff(counts.indptr))
-            magnitude = values * values if self._norm == "l2" else np.abs(values)
-            norms = np.bincount(row_of_value, weights=magnitude, minlength=len(texts))
-            if self._norm == "l2":
-                norms = np.sqrt(norms)
-            norms[norms == 0.0] = 1.0  # a text without features keeps its zeros
-            values /= norms[row_of_value]
-        return counts
+        """The rows of features of `texts`, as the fitted vectorizer's `transform` builds them."""
+        if len(self._blocks) == 1:
+            return self._blocks[0].features(texts)
+        return sp.hstack([block.features(texts) for block in self._blocks], format="csr")
 
     def decisions(self, texts: Sequence[str]) -> np.ndarray:
         """The classifier's decision values for a batch (one column for a binary model)."""

@@ -1,0 +1,101 @@
+"""A fitted vectorizer's terms of a text, and their feature indices, without its overhead.
+
+scikit-learn's analyzers build n-grams with Python slicing loops; these build the same terms (as
+a multiset) with C-level maps and comprehensions, for the plain vectorizers the training fits:
+words and word n-grams, and character n-grams within words (`char_wb`). Any other vectorizer
+gets scikit-learn's own analyzer. tests/algorithm/test_ml.py checks them against scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from itertools import chain, repeat
+
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+# Words whose character n-gram features a predictor remembers (about 250 bytes each).
+WORDS_REMEMBERED = 50_000
+
+
+def _is_plain(vectorizer: TfidfVectorizer, analyzer: str) -> bool:
+    return (
+        vectorizer.analyzer == analyzer
+        and vectorizer.preprocessor is None
+        and vectorizer.tokenizer is None
+        and vectorizer.input == "content"
+        and (analyzer != "word" or vectorizer.stop_words is None)
+    )
+
+
+def term_extractor(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[str]]:
+    """The vectorizer's terms of a text (as a multiset), built faster for plain n-grams."""
+    if _is_plain(vectorizer, "word"):
+        return _word_ngrams(vectorizer)
+    if _is_plain(vectorizer, "char_wb"):
+        preprocess, grams_of = vectorizer.build_preprocessor(), _grams_of_word(vectorizer)
+        return lambda text: chain.from_iterable(map(grams_of, preprocess(text).split()))
+    analyze: Callable[[str], Iterable[str]] = vectorizer.build_analyzer()
+    return analyze
+
+
+def _word_ngrams(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[str]]:
+    preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
+    min_n, max_n = vectorizer.ngram_range
+    join = " ".join
+
+    def terms(text: str) -> Iterable[str]:
+        # scikit-learn's word n-grams, joined by C-level maps instead of a slicing loop; the
+        # shifted copies are shorter, so zip stops at the last whole n-gram.
+        words = tokenize(preprocess(text))
+        grams = (
+            map(join, zip(*(words[i:] for i in range(n)), strict=False))
+            for n in range(max(min_n, 2), max_n + 1)
+        )
+        return chain(words if min_n == 1 else (), *grams)
+
+    return terms
+
+
+def _grams_of_word(vectorizer: TfidfVectorizer) -> Callable[[str], list[str]]:
+    min_n, max_n = vectorizer.ngram_range
+
+    def grams(word: str) -> list[str]:
+        # scikit-learn's char_wb n-grams of one word, padded with a space on both sides, from
+        # list comprehensions instead of its while loop.
+        padded = f" {word} "
+        length = len(padded)
+        found: list[str] = []
+        for n in range(min_n, max_n + 1):
+            if length <= n:  # a word no longer than n counts once, whole
+                found.append(padded)
+                break
+            found += [padded[i : i + n] for i in range(length - n + 1)]
+        return found
+
+    return grams
+
+
+def feature_indices(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[int]]:
+    """A text's feature index per term occurrence (-1: a term that is not a feature)."""
+    vocabulary: dict[str, int] = vectorizer.vocabulary_
+    if not _is_plain(vectorizer, "char_wb"):
+        terms, lookup = term_extractor(vectorizer), vocabulary.get
+        return lambda text: map(lookup, terms(text), repeat(-1))
+    # char_wb n-grams never cross a word, and words repeat: a word's features, found once,
+    # serve every later text with that word (one lookup instead of ~20 slices and lookups).
+    preprocess, grams_of = vectorizer.build_preprocessor(), _grams_of_word(vectorizer)
+    remembered: dict[str, list[int]] = {}
+
+    def indices(text: str) -> list[int]:
+        found: list[int] = []
+        for word in preprocess(text).split():
+            known = remembered.get(word)
+            if known is None:
+                if len(remembered) >= WORDS_REMEMBERED:  # unusual input cannot grow it unbounded
+                    remembered.clear()
+                known = [i for i in map(vocabulary.get, grams_of(word)) if i is not None]
+                remembered[word] = known
+            found += known
+        return found
+
+    return indices

@@ -33,6 +33,7 @@ import numpy
 import scipy
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
 
 from algorithm.errors import NoModel
 from algorithm.ml import TrainedModel
@@ -114,7 +115,8 @@ def load_model(directory: Path, *, expected_sha256: dict[str, str]) -> TrainedMo
         except Exception as exc:  # a corrupt pickle can raise nearly anything
             raise ArtifactError(f"{directory / name} does not unpickle: {exc!r}") from exc
     vectorizer, classifier = loaded[VECTORIZER_FILE], loaded[CLASSIFIER_FILE]
-    if not isinstance(vectorizer, TfidfVectorizer) or not hasattr(classifier, "coef_"):
+    vectorizers = TfidfVectorizer | FeatureUnion  # words; words and characters side by side
+    if not isinstance(vectorizer, vectorizers) or not hasattr(classifier, "coef_"):
         raise ArtifactError(f"{directory} does not hold a fitted vectorizer and classifier")
     return TrainedModel(vectorizer=vectorizer, classifier=classifier)
 

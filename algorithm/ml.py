@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from algorithm.evaluation import (
     HoldoutSplit,
@@ -31,23 +30,29 @@ from algorithm.evaluation import (
 )
 from algorithm.predictor import FastPredictor as FastPredictor
 from algorithm.predictor import rank_top_k
+from algorithm.selection import (
+    FIRST_ROUND_MARGIN,
+    HOLDOUT_FRACTION,
+    SECOND_ROUND_MARGIN,
+    VALIDATION_PARTS,
+    bar_setters,
+    best_worth_its_cost,
+    holdout_scale,
+    plans_above_the_bar,
+    split_margin,
+)
 from algorithm.tuning import (
     CROSS_VALIDATION_FOLDS,
     CROSS_VALIDATION_MAX_ROWS,
     DEFAULT_PLANS,
-    FIRST_ROUND_MARGIN,
-    SECOND_ROUND_MARGIN,
-    VALIDATION_PARTS,
     LinearClassifier,
     TrainingPlan,
-    bar_setters,
+    Vectorizer,
     build_vectorizer,
     candidate_plans,
     default_plan,
     fit_classifier,
-    plans_above_the_bar,
     quiet_fitting,
-    split_margin,
 )
 
 VALIDATION_FRACTION = 0.2
@@ -61,7 +66,7 @@ class TrainingDataError(ValueError):
 class TrainedModel:
     """A fitted vectorizer and the linear classifier trained on its output."""
 
-    vectorizer: TfidfVectorizer
+    vectorizer: Vectorizer
     classifier: LinearClassifier
 
     @property
@@ -109,8 +114,9 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     accuracy for macro-F1 (class weights do) is not an improvement a user asked for. On folds, a
     plan must clear it by more than the folds' noise, then again over five reshuffled folds more;
     on one validation split, by more than the noise of its rows scored in parts
-    (`plans_above_the_bar`). Among those that do, the best accuracy + macro-F1 wins; if none
-    does, `LinearSVC()` (the first plan).
+    (`plans_above_the_bar`), and by more than the noise of the holdout the user compares on.
+    Among those that do, the best accuracy + macro-F1 wins, with characters only if they also
+    clear the best word plan (`best_worth_its_cost`); if none does, `LinearSVC()`.
     """
     plans = candidates = candidate_plans(len(labels))
     splits = validation_splits(labels) if len(plans) > 1 else []
@@ -122,7 +128,11 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     # One split has no other folds to show its noise: its own rows, scored in parts, do.
     in_parts = VALIDATION_PARTS if len(splits) == 1 and margin else 0
     accuracy, macro_f1, parts = fold_scores(texts, labels, plans, splits, parts=in_parts)
-    above = plans_above_the_bar(accuracy, macro_f1, defaults, margin, parts=parts)
+    validated = sum(len(split.holdout_rows) for split in splits) / len(splits)
+    scale = holdout_scale(len(labels), validated / in_parts if in_parts else validated)
+    above = plans_above_the_bar(
+        accuracy, macro_f1, defaults, margin, parts=parts, holdout_scale=scale
+    )
     if len(splits) > 1 and above.any():
         # A second round, reshuffled, for the finalists and the default(s) that set the bar.
         keep = above.copy()
@@ -132,11 +142,11 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         both_accuracy = np.hstack([accuracy[keep], more[0]])
         both_macro_f1 = np.hstack([macro_f1[keep], more[1]])
         above_again = plans_above_the_bar(
-            both_accuracy, both_macro_f1, defaults[keep], SECOND_ROUND_MARGIN
+            both_accuracy, both_macro_f1, defaults[keep], SECOND_ROUND_MARGIN, holdout_scale=scale
         )
         if above_again.any():
             plans, defaults, above = finalists, defaults[keep], above_again
-            accuracy, macro_f1 = both_accuracy, both_macro_f1
+            accuracy, macro_f1, margin = both_accuracy, both_macro_f1, SECOND_ROUND_MARGIN
         else:  # no finalist held: the defaults, on the first round's scores
             above[:] = False
     if len(splits) > 1:
@@ -145,8 +155,10 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
         how = f"a 20 % validation split (its noise from {in_parts} stratified parts)"
     else:
         how = "a 20 % validation split"
+    best = best_worth_its_cost(
+        plans, above, accuracy, macro_f1, margin, parts=parts, holdout_scale=scale
+    )
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
-    best = int(np.argmax(np.where(above, means[0] + means[1], -np.inf))) if above.any() else 0
     validation = {
         "accuracy": round(float(means[0][best]), 4),
         "macro_f1": round(float(means[1][best]), 4),
@@ -174,9 +186,9 @@ def fold_scores(
         fit_labels = [labels[i] for i in split.train_rows]
         expected = [labels[i] for i in split.holdout_rows]
         rows_in_parts = stratified_parts(expected, parts=parts, seed=0) if parts else []
-        features: dict[tuple[int, int, bool], tuple[Any, Any]] = {}  # plans share vectorizers
+        features: dict[tuple[int, int, bool, bool], tuple[Any, Any]] = {}  # shared vectorizers
         for plan in plans:
-            key = (plan.ngram_max, plan.min_df, plan.sublinear_tf)
+            key = (plan.ngram_max, plan.min_df, plan.sublinear_tf, plan.characters)
             if key not in features:
                 vectorizer = build_vectorizer(plan)
                 features[key] = (
@@ -215,7 +227,7 @@ def train_model(
     texts: Sequence[str],
     labels: Sequence[str],
     *,
-    holdout_fraction: float = 0.2,
+    holdout_fraction: float = HOLDOUT_FRACTION,
     seed: int = 0,
     on_holdout: Callable[[Sequence[int], list[str]], None] | None = None,
 ) -> tuple[TrainedModel, dict[str, Any]]:

@@ -7,8 +7,8 @@ other, and liblinear's exact solver is cheap on small data but far too slow on a
 `algorithm.ml.choose_plan` picks from it by cross-validation on the training rows (never the
 holdout). On small data the grid starts with the exact lines a user would write instead
 (`TfidfVectorizer()` with `LinearSVC()` or `LogisticRegression()`), and another plan replaces them
-only when it validates better on both scores by more than the validation's own noise
-(`plans_above_the_bar`). docs/classifier.md has the measurements behind every number here.
+only when it validates better on both scores by more than the noise (algorithm/selection.py).
+docs/classifier.md has the measurements behind every number here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
@@ -34,21 +35,6 @@ LIBLINEAR_MAX_ROWS = 30_000
 # (5 folds of 4 000 rows took 18-40 s of CPU, one split a fifth of that).
 CROSS_VALIDATION_MAX_ROWS = 2_000
 CROSS_VALIDATION_FOLDS = 5
-# A plan replaces the defaults only if, on both scores, its mean paired difference to the better
-# default exceeds this many standard errors of that difference: first over the 5 folds, then,
-# for the plans still in the race and the default(s) that set the bar, over those and 5 more
-# folds shuffled with another seed (the two rounds share rows, so their standard error is too
-# small: hence the larger factor). Smaller factors chose plans that the holdout then ranked
-# below the defaults (docs/classifier.md).
-FIRST_ROUND_MARGIN = 1.5
-SECOND_ROUND_MARGIN = 2.0
-# Above CROSS_VALIDATION_MAX_ROWS there is one validation split, so no folds to measure noise by:
-# its rows are scored in this many stratified parts instead (no further fit), and up to
-# LIBLINEAR_MAX_ROWS a plan must clear the bar by SPLIT_MARGIN standard errors of its paired
-# differences over them. Without a margin the split's noise chose plans that the holdout ranked
-# below `LinearSVC()` (docs/classifier.md).
-VALIDATION_PARTS = 5
-SPLIT_MARGIN = 1.5
 # Above this many rows no search: the time a million rows may take is spent on one good fit.
 SEARCH_MAX_ROWS = 200_000
 # One-off tokens (ids, typos, version strings) dominate a large vocabulary; on small data they
@@ -58,6 +44,10 @@ MIN_DF_FROM_ROWS = 30_000
 # rows took 605 s at 1.25e-6 against about 60 s at 2e-5), far over the time budget.
 LARGE_DATA_ALPHA = 2e-5
 SGD_ALPHAS = (2e-5, 5e-5, 1e-4)
+# Character n-grams within words (scikit-learn's char_wb) catch what a label's texts share below
+# the word: inflections, compounds, the punctuation and layout a tokenizer drops. 6-12 points of
+# accuracy on the fortunes corpus, 1-4 on debian, at 1 000 - 10 000 rows (docs/classifier.md).
+CHARACTER_NGRAMS = (2, 5)
 LIBLINEAR_CS = (1.0, 0.3, 3.0)
 # `LogisticRegression()` (lbfgs) fits 5-10x slower than `LinearSVC()` (0.2-1.2 s of CPU per fit at
 # 640-3 200 rows, one BLAS thread): a candidate (the bar, in practice) up to this size only.
@@ -65,6 +55,8 @@ LOGREG_MAX_ROWS = 5_000
 
 
 LinearClassifier: TypeAlias = SGDClassifier | LinearSVC | LogisticRegression
+# Words (TfidfVectorizer), or words and characters side by side (FeatureUnion of two)
+Vectorizer: TypeAlias = TfidfVectorizer | FeatureUnion
 
 
 @dataclass(frozen=True)
@@ -80,6 +72,8 @@ class TrainingPlan:
     class_weight: Literal["balanced"] | None
     chosen_by: str = "data size"
     sublinear_tf: bool = True  # term counts as 1 + log(count); False: scikit-learn's default
+    # Character n-grams within words (char_wb, CHARACTER_NGRAMS) beside the words
+    characters: bool = False
     # After a search: the chosen plan's validation accuracy and macro_f1, and the bar it had to
     # clear (bar_accuracy, bar_macro_f1: the better of the defaults' on each score).
     validation: dict[str, float] | None = None
@@ -96,21 +90,34 @@ DEFAULT_PLANS = (LINEARSVC_DEFAULTS, LOGREG_DEFAULTS)
 
 
 def candidate_plans(rows: int) -> list[TrainingPlan]:
-    """The plans worth comparing at this many training rows; earlier plans win ties."""
+    """The plans worth comparing at this many training rows; earlier plans win ties.
+
+    Up to LIBLINEAR_MAX_ROWS: the defaults, words or words + pairs at three strengths with and
+    without class weights, and words + pairs + characters with and without class weights.
+    """
     min_df = 1 if rows <= MIN_DF_FROM_ROWS else 2
     if rows > SEARCH_MAX_ROWS:
         return [TrainingPlan(2, min_df, "sgd", LARGE_DATA_ALPHA, None)]
     if rows > LIBLINEAR_MAX_ROWS:
         return [TrainingPlan(2, min_df, "sgd", alpha, None) for alpha in SGD_ALPHAS]
     defaults = [LINEARSVC_DEFAULTS, *([LOGREG_DEFAULTS] if rows <= LOGREG_MAX_ROWS else [])]
-    return defaults + [
-        TrainingPlan(ngram_max, min_df, "liblinear", c, weight)
-        for ngram_max in (1, 2)
-        for weight in (None, "balanced")
-        for c in LIBLINEAR_CS
-        # The softer C only ever won with words and no class weights (docs/classifier.md).
-        if c >= 1.0 or (ngram_max == 1 and weight is None)
-    ]
+    return (
+        defaults
+        + [
+            TrainingPlan(ngram_max, min_df, "liblinear", c, weight)
+            for ngram_max in (1, 2)
+            for weight in (None, "balanced")
+            for c in LIBLINEAR_CS
+            # The softer C only ever won with words and no class weights (docs/classifier.md).
+            if c >= 1.0 or (ngram_max == 1 and weight is None)
+        ]
+        + [
+            # Characters cost 3-5x the fitting time of words + pairs (a vocabulary 10x larger): one
+            # strength, C=1, which did as well as 0.5 and 3 on both corpora (docs/classifier.md).
+            TrainingPlan(2, min_df, "liblinear", 1.0, weight, characters=True)
+            for weight in (None, "balanced")
+        ]
+    )
 
 
 def default_plan(rows: int) -> TrainingPlan:
@@ -118,68 +125,26 @@ def default_plan(rows: int) -> TrainingPlan:
     return candidate_plans(rows)[0]
 
 
-def plans_above_the_bar(
-    accuracy: np.ndarray,
-    macro_f1: np.ndarray,
-    defaults: np.ndarray,
-    margin: float,
-    *,
-    parts: np.ndarray | None = None,
-) -> np.ndarray:
-    """Which plans beat the better default on both scores by `margin` standard errors.
-
-    `accuracy` and `macro_f1` hold one row per plan and one column per validation fold;
-    `defaults` marks the defaults' rows (never above their own bar). The standard error is that
-    of a plan's paired differences to the default over the folds, or, for one validation split,
-    over `parts`: accuracy and macro-F1 on each part of its rows (2 x plans x parts). With one
-    column and no parts there is none: at or above the bar on both scores is enough.
-    """
-    above = np.ones(len(defaults), dtype=bool)
-    for scores, by_part, reference in zip(
-        (accuracy, macro_f1),
-        parts if parts is not None else (accuracy, macro_f1),
-        bar_setters(accuracy, macro_f1, defaults),
-        strict=True,
-    ):
-        difference = (scores - scores[reference]).mean(axis=1)
-        above &= difference - margin * standard_error(by_part - by_part[reference]) >= 0
-    return above & ~defaults
-
-
-def standard_error(differences: np.ndarray) -> np.ndarray | float:
-    """The standard error of each row's mean (0 with a single column: nothing to measure)."""
-    columns = differences.shape[1]
-    return differences.std(axis=1, ddof=1) / np.sqrt(columns) if columns > 1 else 0.0
-
-
-def split_margin(rows: int) -> float:
-    """The margin on one validation split of this many training rows, in standard errors.
-
-    0 for the SGD plans above LIBLINEAR_MAX_ROWS: their search was measured, up to the
-    million-row budget, choosing the best of them with no margin, and stays as it was.
-    """
-    return SPLIT_MARGIN if rows <= LIBLINEAR_MAX_ROWS else 0.0
-
-
-def bar_setters(
-    accuracy: np.ndarray, macro_f1: np.ndarray, defaults: np.ndarray
-) -> tuple[int, int]:
-    """The rows of the default with the best mean accuracy and of that with the best macro-F1."""
-    rows = np.flatnonzero(defaults)
-    best_accuracy, best_macro_f1 = (
-        rows[np.argmax(s.mean(axis=1)[rows])] for s in (accuracy, macro_f1)
-    )
-    return int(best_accuracy), int(best_macro_f1)
-
-
-def build_vectorizer(plan: TrainingPlan) -> TfidfVectorizer:
+def build_vectorizer(plan: TrainingPlan) -> Vectorizer:
     """Return an unfitted vectorizer for a plan (see algorithm/tuning.py)."""
-    return TfidfVectorizer(
+    words = TfidfVectorizer(
         ngram_range=(1, plan.ngram_max),
         sublinear_tf=plan.sublinear_tf,
         min_df=plan.min_df,
         dtype=np.float64,
     )
+    if not plan.characters:
+        return words
+    characters = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=CHARACTER_NGRAMS,
+        sublinear_tf=plan.sublinear_tf,
+        min_df=plan.min_df,
+        dtype=np.float64,
+    )
+    # Side by side, each normalised on its own: words weigh as much as the ~15x more numerous
+    # character n-grams (one vectorizer for both scored 0.5-2 points lower on debian).
+    return FeatureUnion([("words", words), ("characters", characters)])
 
 
 def build_classifier(plan: TrainingPlan) -> LinearClassifier:

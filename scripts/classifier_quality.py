@@ -188,7 +188,8 @@ def format_comparison(results: list[dict[str, Any]]) -> list[str]:
         plan = service["chosen"]
         chosen = (
             "`LinearSVC()` defaults" if plan["solver"] == "liblinear" and not plan["sublinear_tf"]
-            else f"{plan['solver']}, {'words+pairs' if plan['ngram_max'] == 2 else 'words'}, "
+            else f"{plan['solver']}, {'words+pairs' if plan['ngram_max'] == 2 else 'words'}"
+            f"{'+characters' if plan.get('characters') else ''}, "
             f"C={plan['regularization']}{', balanced' if plan['class_weight'] else ''}"
         )  # fmt: skip
         lines.append(

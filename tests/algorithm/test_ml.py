@@ -20,15 +20,19 @@ from algorithm.ml import (
     score_labels,
     train_model,
 )
-from algorithm.predictor import term_extractor
+from algorithm.selection import (
+    SPLIT_MARGIN,
+    best_worth_its_cost,
+    holdout_scale,
+    plans_above_the_bar,
+    split_margin,
+)
+from algorithm.terms import term_extractor
 from algorithm.tuning import (
     LIBLINEAR_MAX_ROWS,
     LINEARSVC_DEFAULTS,
     LOGREG_DEFAULTS,
-    SPLIT_MARGIN,
     TrainingPlan,
-    plans_above_the_bar,
-    split_margin,
 )
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
@@ -144,6 +148,7 @@ def test_binary_labels(corpus):
 
 PLANS = {
     "liblinear": TrainingPlan(2, 1, "liblinear", 1.0, "balanced"),
+    "characters": TrainingPlan(2, 1, "liblinear", 1.0, None, characters=True),
     "sgd": TrainingPlan(2, 2, "sgd", 2e-5, None),
     "linearsvc-defaults": LINEARSVC_DEFAULTS,
     "logreg-defaults": LOGREG_DEFAULTS,
@@ -174,6 +179,16 @@ def test_fast_predictor_matches_scikit_learn_for_every_solver(any_model, corpus)
 def test_fast_terms_are_scikit_learns(corpus, ngram_range, lowercase):
     vectorizer = TfidfVectorizer(ngram_range=ngram_range, lowercase=lowercase)
     texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS
+    analyze, terms = vectorizer.build_analyzer(), term_extractor(vectorizer)
+    for text in texts:
+        assert Counter(terms(text)) == Counter(analyze(text)), text
+
+
+@pytest.mark.parametrize("ngram_range", [(2, 5), (1, 3), (3, 3)])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_fast_character_terms_are_scikit_learns(corpus, ngram_range, lowercase):
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range, lowercase=lowercase)
+    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS + ["a I x\tyz  Ünï -- Q: ::"]
     analyze, terms = vectorizer.build_analyzer(), term_extractor(vectorizer)
     for text in texts:
         assert Counter(terms(text)) == Counter(analyze(text)), text
@@ -287,3 +302,60 @@ def test_on_one_validation_split_a_plan_must_beat_the_noise_of_its_rows_scored_i
     # Above 30 000 training rows the SGD plans are chosen as before, by the best mean alone.
     assert split_margin(LIBLINEAR_MAX_ROWS) == SPLIT_MARGIN
     assert split_margin(LIBLINEAR_MAX_ROWS + 1) == 0.0
+
+
+def test_a_lead_must_also_beat_the_noise_of_the_holdout_the_user_compares_on():
+    # Five folds of 160 validation rows each (800 training rows; the holdout has 200).
+    # Rows: LinearSVC() defaults; a plan 2 points ahead on every fold but by 0-4 points; a plan
+    # 5 points ahead give or take one.
+    accuracy = np.array(
+        [
+            [0.60, 0.60, 0.60, 0.60, 0.60],
+            [0.62, 0.63, 0.61, 0.64, 0.60],
+            [0.65, 0.65, 0.66, 0.64, 0.65],
+        ]
+    )
+    macro_f1 = accuracy - 0.1
+    defaults = np.array([True, False, False])
+    scale = holdout_scale(800, 160)
+    assert scale == pytest.approx((160 / 200) ** 0.5)
+    # Clear of the folds' own noise (1.5 standard errors of the mean difference) ...
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 1.5).tolist() == [False, True, True]
+    # ... but the holdout's 200 rows show a lead of 2 +- 1.4 points (one standard deviation of
+    # the folds' differences, scaled to 200 rows), which 1.65 of them would swallow.
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 1.5, holdout_scale=scale).tolist() == [
+        False,
+        False,
+        True,
+    ]
+    # More rows, a quieter holdout: on 20 times as many rows the same spread is no obstacle.
+    big = holdout_scale(16_000, 160)
+    assert plans_above_the_bar(accuracy, macro_f1, defaults, 1.5, holdout_scale=big).tolist() == [
+        False,
+        True,
+        True,
+    ]
+    assert holdout_scale(LIBLINEAR_MAX_ROWS + 1, 160) == 0.0  # SGD's tier: as before
+
+
+def test_characters_win_only_where_they_clearly_beat_the_best_word_plan():
+    plans = [
+        LINEARSVC_DEFAULTS,
+        TrainingPlan(2, 1, "liblinear", 1.0, None),
+        TrainingPlan(2, 1, "liblinear", 1.0, None, characters=True),
+    ]
+    words = np.array([0.64, 0.65, 0.63, 0.66, 0.64])
+    accuracy = np.array([[0.60] * 5, words, [0.65, 0.64, 0.65, 0.66, 0.65]])  # +0.4 point, noisy
+    macro_f1 = accuracy - 0.1
+    above = np.array([False, True, True])
+    # Characters have the best mean, but within the noise of the words plan's: words, cheaper.
+    assert best_worth_its_cost(plans, above, accuracy, macro_f1, 1.5) == 1
+    clearly = np.array([[0.60] * 5, words, words + 0.05])  # 5 points on every fold
+    assert best_worth_its_cost(plans, above, clearly, clearly - 0.1, 1.5) == 2
+    # ... and the holdout's noise counts here too: 5 points on folds, but not on a tiny holdout.
+    noisy = np.array([[0.60] * 5, words, words + np.array([0.01, 0.09, 0.0, 0.1, 0.05])])
+    assert best_worth_its_cost(plans, above, noisy, noisy - 0.1, 1.5) == 2
+    assert best_worth_its_cost(plans, above, noisy, noisy - 0.1, 1.5, holdout_scale=0.9) == 1
+    # Where no word plan clears the defaults, characters are the only way past them.
+    assert best_worth_its_cost(plans, np.array([False, False, True]), accuracy, macro_f1, 1.5) == 2
+    assert best_worth_its_cost(plans, np.array([False, False, False]), accuracy, macro_f1, 1.5) == 0

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from algorithm import ml, tuning
+from algorithm import ml, selection
 from algorithm.evaluation import (
     cross_validation_folds,
     score_predictions,
@@ -33,7 +33,8 @@ from algorithm.evaluation import (
     stratified_parts,
 )
 from algorithm.ml import choose_plan, train_model
-from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS, SPLIT_MARGIN
+from algorithm.selection import HOLDOUT_MARGIN, SPLIT_MARGIN
+from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -153,15 +154,17 @@ def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_it
     texts, labels = read_fixture("debian_sample.jsonl")
     # The one-split tier (above 2 000 training rows) on a fixture small enough for the suite.
     monkeypatch.setattr(ml, "CROSS_VALIDATION_MAX_ROWS", 500)
-    monkeypatch.setattr(tuning, "SPLIT_MARGIN", 0.0)
+    monkeypatch.setattr(selection, "SPLIT_MARGIN", 0.0)
+    monkeypatch.setattr(selection, "HOLDOUT_MARGIN", 0.0)
     unguarded = choose_plan(texts, labels)
     assert unguarded.validation is not None and unguarded.validation["folds"] == 1
-    # Without the margin (the old rule), a plan one validation row ahead of `LinearSVC()` in
-    # accuracy (1 of 200) replaced it.
+    # Without the margins (the old rule), a plan two validation rows ahead of `LinearSVC()` in
+    # accuracy (2 of 200) replaced it.
     assert unguarded.sublinear_tf and unguarded.class_weight == "balanced"
     lead = unguarded.validation["accuracy"] - unguarded.validation["bar_accuracy"]
-    assert 0 < lead <= 1 / 200 + 1e-9
-    monkeypatch.setattr(tuning, "SPLIT_MARGIN", SPLIT_MARGIN)
+    assert 0 < lead <= 2 / 200 + 1e-9
+    monkeypatch.setattr(selection, "SPLIT_MARGIN", SPLIT_MARGIN)
+    monkeypatch.setattr(selection, "HOLDOUT_MARGIN", HOLDOUT_MARGIN)
     guarded = choose_plan(texts, labels)
     assert {**guarded.as_dict(), "chosen_by": "data size", "validation": None} == (
         LINEARSVC_DEFAULTS.as_dict()

@@ -156,7 +156,14 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     else:
         how = "a 20 % validation split"
     best = best_worth_its_cost(
-        plans, above, accuracy, macro_f1, margin, parts=parts, holdout_scale=scale
+        plans,
+        above,
+        accuracy,
+        macro_f1,
+        margin,
+        defaults=defaults,
+        parts=parts,
+        holdout_scale=scale,
     )
     means = accuracy.mean(axis=1), macro_f1.mean(axis=1)
     validation = {

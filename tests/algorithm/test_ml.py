@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ from algorithm.ml import (
     train_model,
 )
 from algorithm.selection import (
+    CHARACTER_PRICE,
     SPLIT_MARGIN,
     best_worth_its_cost,
     holdout_scale,
@@ -344,18 +346,26 @@ def test_characters_win_only_where_they_clearly_beat_the_best_word_plan():
         TrainingPlan(2, 1, "liblinear", 1.0, None),
         TrainingPlan(2, 1, "liblinear", 1.0, None, characters=True),
     ]
+    defaults = np.array([True, False, False])
+    choose = functools.partial(best_worth_its_cost, plans, defaults=defaults)
     words = np.array([0.64, 0.65, 0.63, 0.66, 0.64])
     accuracy = np.array([[0.60] * 5, words, [0.65, 0.64, 0.65, 0.66, 0.65]])  # +0.4 point, noisy
     macro_f1 = accuracy - 0.1
     above = np.array([False, True, True])
     # Characters have the best mean, but within the noise of the words plan's: words, cheaper.
-    assert best_worth_its_cost(plans, above, accuracy, macro_f1, 1.5) == 1
+    assert choose(above, accuracy, macro_f1, 1.5) == 1
     clearly = np.array([[0.60] * 5, words, words + 0.05])  # 5 points on every fold
-    assert best_worth_its_cost(plans, above, clearly, clearly - 0.1, 1.5) == 2
-    # ... and the holdout's noise counts here too: 5 points on folds, but not on a tiny holdout.
+    assert choose(above, clearly, clearly - 0.1, 1.5) == 2
+    # 2 points on every fold clear the noise but not the price of characters (2.5 points).
+    cheap_lead = np.array([[0.60] * 5, words, words + 0.02])
+    assert CHARACTER_PRICE == 0.025
+    assert choose(above, cheap_lead, cheap_lead - 0.1, 1.5) == 1
+    # The holdout's noise counts here too: 5 points on folds, but not on a tiny holdout.
     noisy = np.array([[0.60] * 5, words, words + np.array([0.01, 0.09, 0.0, 0.1, 0.05])])
-    assert best_worth_its_cost(plans, above, noisy, noisy - 0.1, 1.5) == 2
-    assert best_worth_its_cost(plans, above, noisy, noisy - 0.1, 1.5, holdout_scale=0.9) == 1
-    # Where no word plan clears the defaults, characters are the only way past them.
-    assert best_worth_its_cost(plans, np.array([False, False, True]), accuracy, macro_f1, 1.5) == 2
-    assert best_worth_its_cost(plans, np.array([False, False, False]), accuracy, macro_f1, 1.5) == 0
+    assert choose(above, noisy, noisy - 0.1, 1.5) == 2
+    assert choose(above, noisy, noisy - 0.1, 1.5, holdout_scale=0.9) == 1
+    # Where no word plan clears the bar, characters are measured against the defaults.
+    assert choose(np.array([False, False, True]), clearly, clearly - 0.1, 1.5) == 2
+    two_points = np.array([[0.60] * 5, words, [0.62] * 5])
+    assert choose(np.array([False, False, True]), two_points, two_points - 0.1, 1.5) == 0
+    assert choose(np.array([False, False, False]), accuracy, macro_f1, 1.5) == 0

@@ -364,8 +364,10 @@ def test_characters_win_only_where_they_clearly_beat_the_best_word_plan():
     noisy = np.array([[0.60] * 5, words, words + np.array([0.01, 0.09, 0.0, 0.1, 0.05])])
     assert choose(above, noisy, noisy - 0.1, 1.5) == 2
     assert choose(above, noisy, noisy - 0.1, 1.5, holdout_scale=0.9) == 1
-    # Where no word plan clears the bar, characters are measured against the defaults.
-    assert choose(np.array([False, False, True]), clearly, clearly - 0.1, 1.5) == 2
-    two_points = np.array([[0.60] * 5, words, [0.62] * 5])
-    assert choose(np.array([False, False, True]), two_points, two_points - 0.1, 1.5) == 0
+    # Where no word plan clears the bar, characters are still measured against the best word
+    # plan (what characters add), and if they fail, the defaults are trained.
+    only_characters = np.array([False, False, True])
+    assert choose(only_characters, clearly, clearly - 0.1, 1.5) == 2
+    noisy_words = np.array([[0.60] * 5, [0.64, 0.60, 0.68, 0.60, 0.68], [0.65] * 5])
+    assert choose(only_characters, noisy_words, noisy_words - 0.1, 1.5) == 0  # +1 over words
     assert choose(np.array([False, False, False]), accuracy, macro_f1, 1.5) == 0

@@ -116,7 +116,7 @@ def choose_plan(texts: Sequence[str], labels: Sequence[str]) -> TrainingPlan:
     on one validation split, by more than the noise of its rows scored in parts
     (`plans_above_the_bar`), and by more than the noise of the holdout the user compares on.
     Among those that do, the best accuracy + macro-F1 wins, with characters only if they also
-    clear the best word plan (`best_worth_its_cost`); if none does, `LinearSVC()`.
+    beat the best word plan by their price (`best_worth_its_cost`); if none does, `LinearSVC()`.
     """
     plans = candidates = candidate_plans(len(labels))
     splits = validation_splits(labels) if len(plans) > 1 else []

@@ -33,10 +33,10 @@ import numpy
 import scipy
 import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
 from algorithm.errors import NoModel
 from algorithm.ml import TrainedModel
+from algorithm.predictor import feature_blocks
 
 VECTORIZER_FILE = "vectorizer.pickle"
 CLASSIFIER_FILE = "model.pickle"
@@ -115,10 +115,17 @@ def load_model(directory: Path, *, expected_sha256: dict[str, str]) -> TrainedMo
         except Exception as exc:  # a corrupt pickle can raise nearly anything
             raise ArtifactError(f"{directory / name} does not unpickle: {exc!r}") from exc
     vectorizer, classifier = loaded[VECTORIZER_FILE], loaded[CLASSIFIER_FILE]
-    vectorizers = TfidfVectorizer | FeatureUnion  # words; words and characters side by side
-    if not isinstance(vectorizer, vectorizers) or not hasattr(classifier, "coef_"):
+    if not is_tfidf_features(vectorizer) or not hasattr(classifier, "coef_"):
         raise ArtifactError(f"{directory} does not hold a fitted vectorizer and classifier")
     return TrainedModel(vectorizer=vectorizer, classifier=classifier)
+
+
+def is_tfidf_features(vectorizer: object) -> bool:
+    """A TfidfVectorizer, or an unweighted FeatureUnion of them (words and characters)."""
+    try:
+        return all(isinstance(block, TfidfVectorizer) for block in feature_blocks(vectorizer))
+    except ValueError:  # weighted: FastPredictor cannot serve it
+        return False
 
 
 def new_version_id(now: datetime | None = None) -> str:

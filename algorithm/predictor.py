@@ -56,8 +56,8 @@ def rank_top_k(decisions: np.ndarray, classes: Sequence[str], k: int) -> list[Ra
     ]
 
 
-def feature_blocks(vectorizer: TfidfVectorizer | FeatureUnion) -> list[TfidfVectorizer]:
-    """The TF-IDF vectorizers whose outputs, side by side, are a model's features."""
+def feature_blocks(vectorizer: object) -> list[TfidfVectorizer]:
+    """The vectorizers whose outputs, side by side, are a model's features (unchecked)."""
     if not isinstance(vectorizer, FeatureUnion):
         return [vectorizer]
     if vectorizer.transformer_weights:

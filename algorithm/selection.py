@@ -76,10 +76,14 @@ def plans_above_the_bar(
     ):
         difference = (scores - scores[reference]).mean(axis=1)
         spread = by_part - by_part[reference]
-        needed = margin * standard_error(spread)
-        if holdout_scale and spread.shape[1] > 1:
-            needed = np.maximum(needed, HOLDOUT_MARGIN * spread.std(axis=1, ddof=1) * holdout_scale)
-        above &= difference - needed >= 0
+        columns = spread.shape[1]
+        if columns > 1:  # with one column there is no noise to measure
+            deviation = spread.std(axis=1, ddof=1)
+            difference -= np.maximum(
+                margin * deviation / np.sqrt(columns),  # the validation's standard error
+                HOLDOUT_MARGIN * deviation * holdout_scale,  # the holdout's
+            )
+        above &= difference >= 0
     return above & ~defaults
 
 
@@ -129,12 +133,6 @@ def best_worth_its_cost(
         lead = scores.mean(axis=1) - scores[best_words].mean()
         clears &= lead >= CHARACTER_PRICE - 1e-9  # the scores are sums of fractions
     return int(np.argmax(np.where(clears, sums, -np.inf))) if clears.any() else fallback
-
-
-def standard_error(differences: np.ndarray) -> np.ndarray | float:
-    """The standard error of each row's mean (0 with a single column: nothing to measure)."""
-    columns = differences.shape[1]
-    return differences.std(axis=1, ddof=1) / np.sqrt(columns) if columns > 1 else 0.0
 
 
 def holdout_scale(rows: int, rows_per_column: float) -> float:

@@ -13,8 +13,12 @@ from itertools import chain, repeat
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-# Words whose character n-gram features a predictor remembers (about 250 bytes each).
-WORDS_REMEMBERED = 50_000
+# Words whose character n-gram features a predictor remembers, and the longest word it
+# remembers: a remembered word costs its key and a pointer per n-gram, about 1 KiB at 30
+# characters, so at most ~20 MiB per predictor whatever the input (a text may be 100 000
+# characters of one "word"; such tokens rarely repeat and are analysed afresh each time).
+WORDS_REMEMBERED = 20_000
+LONGEST_WORD_REMEMBERED = 30
 
 
 def _is_plain(vectorizer: TfidfVectorizer, analyzer: str) -> bool:
@@ -77,25 +81,39 @@ def _grams_of_word(vectorizer: TfidfVectorizer) -> Callable[[str], list[str]]:
 
 def feature_indices(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[int]]:
     """A text's feature index per term occurrence (-1: a term that is not a feature)."""
-    vocabulary: dict[str, int] = vectorizer.vocabulary_
-    if not _is_plain(vectorizer, "char_wb"):
-        terms, lookup = term_extractor(vectorizer), vocabulary.get
-        return lambda text: map(lookup, terms(text), repeat(-1))
-    # char_wb n-grams never cross a word, and words repeat: a word's features, found once,
-    # serve every later text with that word (one lookup instead of ~20 slices and lookups).
-    preprocess, grams_of = vectorizer.build_preprocessor(), _grams_of_word(vectorizer)
-    remembered: dict[str, list[int]] = {}
+    if _is_plain(vectorizer, "char_wb"):
+        return CharacterIndices(vectorizer)
+    terms, lookup = term_extractor(vectorizer), vectorizer.vocabulary_.get
+    return lambda text: map(lookup, terms(text), repeat(-1))
 
-    def indices(text: str) -> list[int]:
+
+class CharacterIndices:
+    """A text's char_wb feature indices, each word's found once and then remembered.
+
+    char_wb n-grams never cross a word, and words repeat: one lookup per known word instead of
+    ~20 slices and lookups. Only known features are returned (no -1s).
+    """
+
+    def __init__(self, vectorizer: TfidfVectorizer) -> None:
+        self._preprocess = vectorizer.build_preprocessor()
+        self._grams_of = _grams_of_word(vectorizer)
+        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.remembered: dict[str, list[int]] = {}
+
+    def _of_word(self, word: str) -> list[int]:
+        lookup = self._vocabulary.get
+        return [i for i in map(lookup, self._grams_of(word)) if i is not None]
+
+    def __call__(self, text: str) -> list[int]:
         found: list[int] = []
-        for word in preprocess(text).split():
+        remembered = self.remembered
+        for word in self._preprocess(text).split():
             known = remembered.get(word)
             if known is None:
-                if len(remembered) >= WORDS_REMEMBERED:  # unusual input cannot grow it unbounded
-                    remembered.clear()
-                known = [i for i in map(vocabulary.get, grams_of(word)) if i is not None]
-                remembered[word] = known
+                known = self._of_word(word)
+                if len(word) <= LONGEST_WORD_REMEMBERED:
+                    if len(remembered) >= WORDS_REMEMBERED:  # bounded: start again when full
+                        remembered.clear()
+                    remembered[word] = known
             found += known
         return found
-
-    return indices

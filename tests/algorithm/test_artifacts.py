@@ -8,6 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
 
 from algorithm import artifacts
 from algorithm.artifacts import (
@@ -22,7 +24,8 @@ from algorithm.artifacts import (
     sha256_of,
 )
 from algorithm.errors import NoModel
-from algorithm.ml import TrainedModel, predict_labels, train_model
+from algorithm.ml import FastPredictor, TrainedModel, fit_model, predict_labels, train_model
+from algorithm.tuning import TrainingPlan
 
 TEXTS = [
     "Python bindings for the image library",
@@ -239,4 +242,31 @@ def test_missing_file_is_an_integrity_error(model, tmp_path):
     checksums = save_model(model, tmp_path)
     (tmp_path / CLASSIFIER_FILE).unlink()
     with pytest.raises(ArtifactError, match="cannot read"):
+        load_model(tmp_path, expected_sha256=checksums)
+
+
+def test_a_words_and_characters_model_round_trips(tmp_path):
+    plan = TrainingPlan(2, 1, "liblinear", 1.0, None, characters=True)
+    model = fit_model(TEXTS, LABELS, plan=plan)
+    loaded = load_model(tmp_path, expected_sha256=save_model(model, tmp_path))
+    texts = TEXTS + ["an unseen text about dates", "pythonic perlish"]
+    assert predict_labels(loaded, texts) == predict_labels(model, texts)
+    assert FastPredictor(loaded).predict_many(texts) == predict_labels(model, texts)
+
+
+@pytest.mark.parametrize(
+    "vectorizer",
+    [
+        FeatureUnion([("words", TfidfVectorizer()), ("counts", CountVectorizer())]),
+        FeatureUnion(
+            [("words", TfidfVectorizer()), ("more", TfidfVectorizer())],
+            transformer_weights={"words": 2.0, "more": 1.0},
+        ),
+    ],
+    ids=["not tf-idf", "weighted"],
+)
+def test_features_the_predictor_cannot_serve_are_refused(model, tmp_path, vectorizer):
+    vectorizer.fit(TEXTS)
+    checksums = save_model(TrainedModel(vectorizer, model.classifier), tmp_path)
+    with pytest.raises(ArtifactError, match="does not hold a fitted vectorizer"):
         load_model(tmp_path, expected_sha256=checksums)

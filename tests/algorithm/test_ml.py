@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from algorithm import terms
 from algorithm.evaluation import accuracy_and_macro_f1, score_predictions
 from algorithm.ml import (
     FastPredictor,
@@ -371,3 +372,25 @@ def test_characters_win_only_where_they_clearly_beat_the_best_word_plan():
     noisy_words = np.array([[0.60] * 5, [0.64, 0.60, 0.68, 0.60, 0.68], [0.65] * 5])
     assert choose(only_characters, noisy_words, noisy_words - 0.1, 1.5) == 0  # +1 over words
     assert choose(np.array([False, False, False]), accuracy, macro_f1, 1.5) == 0
+
+
+def test_character_features_remember_short_words_only_and_within_a_bound(corpus, monkeypatch):
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5))
+    vectorizer.fit([text for text, _ in corpus])
+    lookup = vectorizer.vocabulary_.get
+
+    def expected(text: str) -> Counter[int]:
+        found = Counter(lookup(term) for term in vectorizer.build_analyzer()(text))
+        found.pop(None, None)
+        return found
+
+    monkeypatch.setattr(terms, "WORDS_REMEMBERED", 50)
+    indices = terms.CharacterIndices(vectorizer)
+    long_word = "pythonbindingsforthegnuscientificlibrary" * 3  # a 120-character token
+    for text in [long_word, f"{long_word} python", "Python bindings"] * 2:
+        assert Counter(indices(text)) == expected(text), text  # remembered or not: the same
+    assert set(indices.remembered) == {"python", "bindings"}  # the long token is not kept
+    for number in range(200):  # many distinct short words: the memory never passes its bound
+        text = f"w{number} library {number}"
+        assert Counter(indices(text)) == expected(text)
+        assert len(indices.remembered) <= 50

@@ -4,7 +4,7 @@ No single setting is right from a thousand rows to a million: a fixed SGD penalt
 100 000 rows is ~20x too weak at 2 500, rare labels need class weights on some data and not on
 other, and liblinear's exact solver is cheap on small data but far too slow on a million rows. So
 `candidate_plans` offers a small grid that depends on the row count only, and
-`algorithm.ml.choose_plan` picks from it by cross-validation on the training rows (never the
+`algorithm.search.choose_plan` picks from it by cross-validation on the training rows (never the
 holdout). On small data the grid starts with the exact lines a user would write instead
 (`TfidfVectorizer()` with `LinearSVC()` or `LogisticRegression()`), and another plan replaces them
 only when it validates better on both scores by more than the noise (algorithm/selection.py).

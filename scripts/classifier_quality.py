@@ -65,7 +65,8 @@ def measure(corpus_name: str, rows: int, method: str, seed: int = 0) -> dict[str
     from sklearn.svm import LinearSVC
 
     from algorithm.evaluation import split_holdout
-    from algorithm.ml import choose_plan, fit_model, predict_labels
+    from algorithm.ml import fit_model, predict_labels
+    from algorithm.search import choose_plan
     from loadtests.corpus import sample_rows
 
     corpus = load_corpus(corpus_name)

@@ -25,16 +25,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from algorithm import ml, selection
+from algorithm import ml, search, selection
 from algorithm.evaluation import (
     cross_validation_folds,
     score_predictions,
     split_holdout,
     stratified_parts,
 )
-from algorithm.ml import choose_plan, train_model
+from algorithm.ml import train_model
+from algorithm.search import choose_plan
 from algorithm.selection import HOLDOUT_MARGIN, SPLIT_MARGIN
-from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS
+from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS, TrainingPlan
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -153,7 +154,7 @@ def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_it
 ):
     texts, labels = read_fixture("debian_sample.jsonl")
     # The one-split tier (above 2 000 training rows) on a fixture small enough for the suite.
-    monkeypatch.setattr(ml, "CROSS_VALIDATION_MAX_ROWS", 500)
+    monkeypatch.setattr(search, "CROSS_VALIDATION_MAX_ROWS", 500)
     monkeypatch.setattr(selection, "SPLIT_MARGIN", 0.0)
     monkeypatch.setattr(selection, "HOLDOUT_MARGIN", 0.0)
     unguarded = choose_plan(texts, labels)
@@ -177,3 +178,70 @@ def test_one_validation_split_does_not_replace_the_defaults_for_a_lead_within_it
         "bar_macro_f1": unguarded.validation["bar_macro_f1"],
         "folds": 1,
     }
+
+
+def record_what_the_split_chose(monkeypatch: pytest.MonkeyPatch) -> list[TrainingPlan]:
+    """Lower the one-split tier to fixture sizes; return the list of plans a split chose."""
+    monkeypatch.setattr(search, "CROSS_VALIDATION_MAX_ROWS", 300)
+    chosen: list[TrainingPlan] = []
+    confirm = search.confirm_on_folds
+
+    def recording(texts, labels, plans, defaults, best, *scores):
+        chosen.append(plans[best])
+        return confirm(texts, labels, plans, defaults, best, *scores)
+
+    monkeypatch.setattr(search, "confirm_on_folds", recording)
+    return chosen
+
+
+def holdout_scores_of(
+    plan: TrainingPlan, texts: list[str], labels: list[str], seed: int
+) -> dict[str, Any]:
+    split = split_holdout(labels, holdout_fraction=0.2, seed=seed)
+    assert split is not None
+    model = ml.fit_model(
+        [texts[i] for i in split.train_rows], [labels[i] for i in split.train_rows], plan=plan
+    )
+    predicted = ml.predict_labels(model, [texts[i] for i in split.holdout_rows])
+    return score_predictions([labels[i] for i in split.holdout_rows], predicted)
+
+
+def test_a_plan_one_split_chose_is_trained_only_if_three_folds_confirm_its_lead(monkeypatch):
+    chosen_on_split = record_what_the_split_chose(monkeypatch)
+    texts, labels = read_fixture("debian_sample.jsonl")
+    _, metrics = train_model(texts, labels, seed=1)
+    # On this split of the debian sample the best plan (words, C=3) led `LinearSVC()` on the
+    # split's 160 validation rows by more than their noise; three folds of all 800 training
+    # rows do not confirm it, so `LinearSVC()` is trained.
+    (unconfirmed,) = chosen_on_split
+    assert (unconfirmed.ngram_max, unconfirmed.regularization) == (1, 3.0)
+    training = metrics["training"]
+    assert {**training, "chosen_by": "data size", "validation": None} == (
+        LINEARSVC_DEFAULTS.as_dict()
+    )
+    assert training["chosen_by"].endswith("; its best was not confirmed by 3-fold cross-validation")
+    assert training["validation"]["folds"] == 1
+    # And the holdout agrees: trained, the split's choice scores below what was trained.
+    would_have = holdout_scores_of(unconfirmed, texts, labels, seed=1)
+    assert would_have["accuracy"] < metrics["accuracy"]
+    assert would_have["macro_f1"] < metrics["macro_f1"]
+
+
+def test_a_lead_three_folds_confirm_is_trained_and_recorded_with_their_scores(monkeypatch):
+    chosen_on_split = record_what_the_split_chose(monkeypatch)
+    texts, labels = read_fixture("fortunes.jsonl")
+    _, metrics = train_model(texts, labels, seed=6)
+    # Words + characters lead on the split's 128 fortunes and on three folds of all 640.
+    (confirmed,) = chosen_on_split
+    training = metrics["training"]
+    assert confirmed.characters and training["characters"]
+    assert training["chosen_by"].endswith(", confirmed by 3-fold cross-validation")
+    validation = training["validation"]
+    assert validation["folds"] == 3
+    assert validation["accuracy"] > validation["bar_accuracy"]
+    assert validation["macro_f1"] > validation["bar_macro_f1"]
+    split = split_holdout(labels, holdout_fraction=0.2, seed=6)
+    assert split is not None
+    baselines = baseline_scores(texts, labels, split.train_rows, split.holdout_rows)
+    for metric in ("accuracy", "macro_f1"):
+        assert metrics[metric] > max(scores[metric] for scores in baselines.values())

@@ -159,20 +159,26 @@ def confirm_on_folds(
 
     The split chose the best of a dozen plans on a fifth of the rows, and its lead was partly
     luck (the holdout then ranked a few of those plans below `LinearSVC()`); every training row
-    validates once here, with the first round's margin and the holdout's.
+    validates once here, with the first round's margin and the holdout's, the noise measured
+    on VALIDATION_PARTS parts of each fold's rows.
     """
     keep = np.zeros(len(plans), dtype=bool)
     keep[[best, *bar_setters(accuracy, macro_f1, defaults)]] = True
     finalists = [plan for plan, kept in zip(plans, keep, strict=True) if kept]
     folds = cross_validation_folds(labels, folds=CONFIRMATION_FOLDS, seed=1)
-    fold_accuracy, fold_macro_f1, _ = fold_scores(texts, labels, finalists, folds)
+    # Each fold's rows scored in parts too: three folds alone give a standard deviation from
+    # three numbers, which rejected a lead the holdout then showed (docs/classifier.md).
+    fold_accuracy, fold_macro_f1, parts = fold_scores(
+        texts, labels, finalists, folds, parts=VALIDATION_PARTS
+    )
     validated = sum(len(fold.holdout_rows) for fold in folds) / len(folds)
     above = plans_above_the_bar(
         fold_accuracy,
         fold_macro_f1,
         defaults[keep],
         FIRST_ROUND_MARGIN,
-        holdout_scale=holdout_scale(len(labels), validated),
+        parts=parts,
+        holdout_scale=holdout_scale(len(labels), validated / VALIDATION_PARTS),
     )
     return (finalists, defaults[keep], fold_accuracy, fold_macro_f1) if above.any() else None
 
@@ -186,8 +192,8 @@ def fold_scores(
     parts: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Each plan's accuracy and macro-F1 on each split's validation rows (plans x splits), and
-    with `parts`, the same two on that many stratified parts of the (one) split's validation
-    rows (2 x plans x parts), to measure their noise by."""
+    with `parts`, the same two on that many stratified parts of each split's validation rows
+    (2 x plans x (splits x parts)), to measure their noise by."""
 
     def score(
         plan: TrainingPlan, fit_on: Any, check: Any, fit_labels: Any, expected: Any, parts: Any
@@ -216,7 +222,10 @@ def fold_scores(
     # split x plan x (the whole split, then its parts) x (accuracy, macro-F1)
     scores = np.array(results).reshape(len(splits), len(plans), -1, 2)
     accuracy, macro_f1 = scores[:, :, 0].T
-    return accuracy, macro_f1, np.moveaxis(scores[0, :, 1:], -1, 0) if parts else None
+    if not parts:
+        return accuracy, macro_f1, None
+    by_part = np.transpose(scores[:, :, 1:], (3, 1, 0, 2)).reshape(2, len(plans), -1)
+    return accuracy, macro_f1, by_part
 
 
 def split_fits(

@@ -35,9 +35,10 @@ SPLIT_MARGIN = 1.5
 # The best of a dozen plans on one split is partly the luckiest: up to LIBLINEAR_MAX_ROWS, a plan
 # chosen there is trained only if it also clears the bar, by FIRST_ROUND_MARGIN and the
 # holdout's margin, on this many folds of all the training rows (reshuffled; every row validates
-# once), scoring just it and the default(s) that set the bar. Without it, 3 of 12 debian splits
-# of 5 000 - 20 000 rows trained a word plan that the holdout ranked below `LinearSVC()`; all 12
-# plans on 3 folds cost 3-4x the search's time (docs/classifier.md).
+# once; the noise from VALIDATION_PARTS parts of each fold), scoring just it and the default(s)
+# that set the bar. Without it, 3 of 12 debian splits of 5 000 - 20 000 rows trained a word plan
+# that the holdout ranked below `LinearSVC()`; all 12 plans on 3 folds cost 3-4x the search's
+# time (docs/classifier.md).
 CONFIRMATION_FOLDS = 3
 # The user compares on the holdout (`train_model` keeps HOLDOUT_FRACTION of the table back),
 # which is noisier than the validation that chose: up to LIBLINEAR_MAX_ROWS a plan's lead must
@@ -69,8 +70,8 @@ def plans_above_the_bar(
 
     `accuracy` and `macro_f1` hold one row per plan and one column per validation fold;
     `defaults` marks the defaults' rows (never above their own bar). The standard error is that
-    of a plan's paired differences to the default over the folds, or, for one validation split,
-    over `parts`: accuracy and macro-F1 on each part of its rows (2 x plans x parts). With one
+    of a plan's paired differences to the default over the folds, or, given `parts`, over
+    those: accuracy and macro-F1 on each part of the validation rows (2 x plans x parts). With one
     column and no parts there is none: at or above the bar on both scores is enough. With a
     `holdout_scale`, the lead must also be HOLDOUT_MARGIN times the columns' standard deviation
     times that scale: the standard error the holdout itself will show.

@@ -48,10 +48,16 @@ VALIDATION_FRACTION = 0.2
 
 
 def validation_splits(labels: Sequence[str]) -> list[HoldoutSplit]:
-    """Splits of the training rows to compare plans on: k folds on small data, else one."""
+    """Splits of the training rows to compare plans on: k folds on small data, else one.
+
+    No splits (so the first plan is trained) when the one split would validate fewer rows than it
+    is scored in parts: mostly labels of one row, which only ever train.
+    """
     if len(labels) > CROSS_VALIDATION_MAX_ROWS:
         split = split_holdout(labels, holdout_fraction=VALIDATION_FRACTION, seed=0)
-        return [] if split is None else [split]
+        if split is None or len(split.holdout_rows) < VALIDATION_PARTS:
+            return []
+        return [split]
     return cross_validation_folds(labels, folds=CROSS_VALIDATION_FOLDS, seed=0)
 
 

@@ -245,3 +245,24 @@ def test_a_lead_three_folds_confirm_is_trained_and_recorded_with_their_scores(mo
     baselines = baseline_scores(texts, labels, split.train_rows, split.holdout_rows)
     for metric in ("accuracy", "macro_f1"):
         assert metrics[metric] > max(scores[metric] for scores in baselines.values())
+
+
+# scikit-learn warns that so many labels look like a regression target; the user asked for them.
+@pytest.mark.filterwarnings("ignore:The number of unique classes:UserWarning")
+@pytest.mark.parametrize("repeated", [3, 6, 40])
+def test_a_table_of_mostly_one_row_labels_trains_and_is_evaluated(monkeypatch, repeated):
+    # The one-split tier at fixture size. Every label has one row but one, with a few: a split
+    # of the training rows validates 1-7 rows, fewer than (or about as many as) the parts that
+    # measure its noise; with fewer, no plan is searched and the defaults are trained.
+    monkeypatch.setattr(search, "CROSS_VALIDATION_MAX_ROWS", 300)
+    texts, _ = read_fixture("debian_sample.jsonl")
+    texts = texts[:500]
+    labels = ["repeated"] * repeated + [f"only-{row}" for row in range(repeated, len(texts))]
+    model, metrics = train_model(texts, labels)
+    assert metrics["holdout"] is True and metrics["holdout_rows"] >= 1
+    assert metrics["excluded_rows"] == len(texts) - repeated
+    if repeated < 40:
+        assert metrics["training"]["chosen_by"] == "data size"  # no split worth choosing by
+    else:
+        assert metrics["training"]["validation"]["folds"] == 1  # searched on the one split
+    assert len(model.labels) == len(set(labels))

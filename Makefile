@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format bench compose-test clean
+.PHONY: install run test test-deps lint format bench compose-test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,25 @@ run: $(INSTALLED)
 	$(PY) -m stack.run
 
 # Every test but the compose staging check (minutes of Docker builds: `make compose-test`).
-test: $(INSTALLED)
+test: test-deps $(INSTALLED)
 	$(PY) -m pytest -m "not compose"
+
+# What the tests need from the system, installed with apt when missing (as `bench` does for wrk):
+# Debian's Chromium and its own chromedriver (tests/browser), and, as root, useradd (passwd), with
+# which the embedded PostgreSQL gets the system user it runs as. Not root: stop with the command.
+test-deps:
+	@need=""; \
+	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || need="$$need chromium-driver"; \
+	if [ "$$(id -u)" = 0 ] && ! command -v useradd >/dev/null 2>&1; then need="$$need passwd"; fi; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make test needs:$$need. Install it as root, then run make test again:" >&2; \
+		echo "  sudo apt-get update && sudo apt-get install -y$$need" >&2; \
+		exit 1; \
+	fi; \
+	echo "make test: installing$$need with apt"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$need >/dev/null
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

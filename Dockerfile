@@ -46,7 +46,7 @@ WORKDIR /app
 COPY --chown=root:root web ./web
 COPY --chown=root:root algorithm ./algorithm
 COPY --chown=root:root worker ./worker
-COPY --chown=root:root stack ./stack
+COPY --chown=root:root core ./core
 # Static files (Swagger UI) collected into /app/staticfiles, read-only for the app user; web
 # serves them from there. DEBUG only for this one command: it needs no secret key.
 RUN DJANGO_SETTINGS_MODULE=web.settings DJANGO_DEBUG=true python -m django collectstatic --noinput -v 0 \

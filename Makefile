@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 install: $(INSTALLED)
 
 run: $(INSTALLED)
-	$(PY) -m stack.run
+	$(PY) -m core.harness.run
 
 # Every test but the compose staging check (minutes of Docker builds: `make compose-test`).
 test: test-deps $(INSTALLED)
@@ -42,6 +42,7 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: $(INSTALLED)
 	$(PY) -m ruff check --fix .

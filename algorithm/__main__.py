@@ -2,13 +2,13 @@
 
 import sys
 
-from algorithm.config import get_settings
-from stack.serve import serve_pool
+from algorithm.service.config import get_settings
+from core.pool import serve_pool
 
 settings = get_settings()
 sys.exit(
     serve_pool(
-        "algorithm.asgi:app",
+        "algorithm.service.asgi:app",
         host=settings.algorithm_host,
         port=settings.algorithm_port,
         workers=settings.algorithm_workers,

@@ -1,6 +1,7 @@
 """`make bench`: the prediction servers side by side, interleaved, on this machine.
 
-Trains the service's model (algorithm.ml) on 6 400 Debian package descriptions and publishes it
+Trains the service's model (algorithm.ml.training) on 6 400 Debian package descriptions and
+publishes it
 into a temporary model root; then, round after round, starts each scenario's server alone on a
 free 127.0.0.1 port, warms it up, loads it with wrk (-t1 -c64) and stops it. Ratios are taken
 per round and their median is checked against the spec's targets; a hot swap under load closes
@@ -28,7 +29,10 @@ from pathlib import Path
 
 import redis
 
-from algorithm import serving_state
+from core import serving_protocol
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.scratch import free_port, make_scratch_dir
+from core.process import Child, stop_children
 from loadtests import bench_data
 from loadtests import bench_report as report
 from loadtests.bench_report import Results, Run
@@ -41,8 +45,6 @@ from loadtests.bench_servers import (
 )
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
-from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
-from stack.process import Child, stop_children
 
 SECTION_TITLE = "## Prediction throughput"
 
@@ -70,9 +72,9 @@ def measure(
 
 def announce(env: BenchEnv, champion: str, challenger: str | None = None) -> None:
     """Move the aliases as the registry does; every algorithm process follows."""
-    desired = serving_state.Desired(champion=champion, challenger=challenger, seq=time.time_ns())
+    desired = serving_protocol.Desired(champion=champion, challenger=challenger, seq=time.time_ns())
     with redis.Redis.from_url(env.redis_url) as client:
-        serving_state.announce(client, desired)
+        serving_protocol.announce(client, desired)
 
 
 def run_hotswap(
@@ -143,10 +145,10 @@ def section(results: Results, args: argparse.Namespace, started: datetime, load:
         f"- Machine: {report.machine_description()}. Other processes may share it; only ratios "
         f"taken within one round are compared. 1-minute load average just before the run: {load} "
         "(anything well above 0 means other work competed for the cores).",
-        f"- Model: the service's TF-IDF + linear model (`algorithm.ml`), trained on "
+        f"- Model: the service's TF-IDF + linear model (`algorithm.ml.training`), trained on "
         f"{bench_data.TRAIN_ROWS:,} Debian package descriptions (`loadtests/corpus.py`), "
         "published with `publish_model_version` into a temporary model root and announced as "
-        "champion (`algorithm.serving_state`); the shadow scenarios' challenger is trained the "
+        "champion (`core.serving_protocol`); the shadow scenarios' challenger is trained the "
         "same way on another sample.",
         f"- Load: `wrk -t1 -c{args.connections} -d{args.seconds:g}s` from this machine to "
         "127.0.0.1, POST of one short text, cycling through 2 000 descriptions "

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from algorithm.artifacts import publish_model_version
-from algorithm.ml import TrainedModel, train_model
+from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.training import TrainedModel, train_model
 from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_rows
 
 TRAIN_ROWS = 6_400

@@ -1,6 +1,6 @@
 """The servers `make bench` measures, as a table, and how one is started alone.
 
-Every server is a child from `stack.process.spawn` (own process group, own log file, dies with
+Every server is a child from `core.process.spawn` (own process group, own log file, dies with
 the bench) on a free 127.0.0.1 port, stopped by its pid with `stop_children`. A server counts as
 up once the measured request itself answers 2xx, so a scenario never measures start-up.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from stack.embedded import free_port
-from stack.process import Child, spawn, stop_children
+from core.harness.scratch import free_port
+from core.process import Child, spawn, stop_children
 
 HOST = "127.0.0.1"
 WORKERS = "2"
@@ -27,7 +27,7 @@ START_TIMEOUT_SECONDS = 90.0
 
 def pool(app_path: str) -> tuple[str, ...]:
     """The Hypercorn pool that `python -m algorithm` and `python -m web` use, for another app."""
-    return ("-m", "stack.serve", app_path, "--host", HOST, "--port", "{port}", "--workers", WORKERS)
+    return ("-m", "core.pool", app_path, "--host", HOST, "--port", "{port}", "--workers", WORKERS)
 
 
 ALGORITHM_ENV = {"ALGORITHM_HOST": HOST, "ALGORITHM_PORT": "{port}", "ALGORITHM_WORKERS": WORKERS}

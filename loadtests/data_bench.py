@@ -34,12 +34,13 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from core.harness.embedded import start_postgres
+from core.harness.scratch import free_port
+from core.process import Child, spawn, stop_children
 from loadtests.bench_data import load_corpus
 from loadtests.bench_report import machine_description
 from loadtests.corpus import sample_rows
 from loadtests.web_commands import prepare_web_database, run_web_command
-from stack.embedded import free_port, start_postgres
-from stack.process import Child, spawn, stop_children
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- data-bench:begin -->", "<!-- data-bench:end -->"

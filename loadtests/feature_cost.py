@@ -20,8 +20,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from algorithm.ml import FastPredictor, fit_model, train_model
-from algorithm.tuning import LINEARSVC_DEFAULTS, TrainingPlan
+from algorithm.ml.training import FastPredictor, fit_model, train_model
+from algorithm.ml.tuning import LINEARSVC_DEFAULTS, TrainingPlan
 from loadtests import bench_data
 from loadtests.corpus import sample_rows
 

@@ -2,7 +2,7 @@
 
 Starts scratch Redis and PostgreSQL, publishes two versions of the service's model (trained on
 6 400 Debian package descriptions), starts the algorithm pool and moves `champion` between the
-two versions `--moves` times through the registry protocol (`serving_state.announce`). A move is
+two versions `--moves` times through the registry protocol (`serving_protocol.announce`). A move is
 served when every replica's report names the new version (each process rewrites its report right
 after the swap, so a prediction after that point is answered by the new version); the worker's
 `current` link is timed too. Then a real Celery worker trains on `--rows` rows and the moves are
@@ -24,13 +24,14 @@ from pathlib import Path
 
 import redis
 
-from algorithm import serving_state
-from algorithm.jobs import JobStore
-from algorithm.training_queue import TrainingQueue
+from algorithm.service.training_queue import TrainingQueue
+from core import serving_protocol
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.scratch import free_port, make_scratch_dir
+from core.jobs import JobStore
+from core.process import Child, spawn, stop_children
 from loadtests import bench_data
 from loadtests.train_bench import load_rows
-from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
-from stack.process import Child, spawn, stop_children
 
 POLL_SECONDS = 0.002
 MOVE_TIMEOUT_SECONDS = 10.0
@@ -45,13 +46,13 @@ class Mover:
 
     def announce(self, champion: str) -> float:
         self.seq += 1
-        desired = serving_state.Desired(champion=champion, seq=self.seq)
-        serving_state.announce(self.client, desired)
+        desired = serving_protocol.Desired(champion=champion, seq=self.seq)
+        serving_protocol.announce(self.client, desired)
         return time.perf_counter()
 
     def served(self, version: str) -> bool:
-        reports = serving_state.read_reports(self.client)
-        return len(reports) == self.replicas and serving_state.all_serve(reports, version)
+        reports = serving_protocol.read_reports(self.client)
+        return len(reports) == self.replicas and serving_protocol.all_serve(reports, version)
 
     def move(self, champion: str) -> tuple[float, float]:
         """(seconds until every replica serves `champion`, seconds until `current` names it)."""

@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.scratch import free_port, make_scratch_dir
+from core.heap import freeze_startup_heap
+from core.process import stop_children
 from loadtests.web_commands import prepare_web_database
-from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
-from stack.heap import freeze_startup_heap
-from stack.process import stop_children
 
 CONCURRENCY = 64
-GUARD = ("web.auth.middleware.authenticate", "web.throttling.rate_limit")
-OBSERVABILITY = ("web.observability.observe_request",)
+GUARD = ("web.auth.middleware.authenticate", "web.edge.rate_limits.rate_limit")
+OBSERVABILITY = ("web.edge.observability.observe_request",)
 
 
 def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:
@@ -127,8 +128,8 @@ def handlers(middleware: list[str]) -> dict[str, Any]:
     from django.core.handlers.asgi import ASGIHandler
     from django.test import override_settings
 
-    from web import observability
     from web.config import get_settings
+    from web.edge import observability
 
     variants = {
         "web (everything on)": middleware,
@@ -156,8 +157,9 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     import httpx
     from django.conf import settings
 
-    from web import algorithm_client, throttling
     from web.config import get_settings
+    from web.edge import rate_limits
+    from web.proxy import algorithm_client
 
     calls = [0, 0]  # calls to the algorithm service, texts sent
 
@@ -174,7 +176,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
             transport=httpx.MockTransport(algorithm),
         )
     )  # fmt: skip
-    throttling.install(throttling.limiter_from_settings(get_settings()))
+    rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
     apps = handlers(list(settings.MIDDLEWARE))
     freeze_startup_heap()  # as web.asgi does once started
     timings: dict[str, list[float]] = {name: [] for name in apps}
@@ -214,7 +216,7 @@ def main() -> None:
         os.dup2(access_log.fileno(), sys.stderr.fileno())  # log lines go to a file, as served
         import django
 
-        from stack.logs import configure_logging, write_logs_in_background
+        from core.logs import configure_logging, write_logs_in_background
 
         django.setup()
         write_logs_in_background()  # as the server pool's workers write them

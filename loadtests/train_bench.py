@@ -27,13 +27,14 @@ from typing import Any
 import psycopg
 import redis
 
-from algorithm.jobs import JobStore
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.scratch import free_port, make_scratch_dir
+from core.jobs import JobStore
+from core.process import stop_children
 from loadtests.corpus import load_debian_corpus, sample_rows
 from loadtests.web_commands import run_web_command
-from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
-from stack.process import stop_children
 from worker.config import get_settings
-from worker.rows import DataFingerprint, stream_training_rows
+from worker.rows import DataFingerprint, database_engine, stream_training_rows
 
 
 def peak_mib(field: str = "VmHWM") -> int:
@@ -55,9 +56,14 @@ def measure_read() -> dict[str, Any]:
     fingerprint = DataFingerprint()
 
     async def read() -> None:
-        url, chunk_rows = settings.database_url, settings.read_chunk_rows
-        async for _ in stream_training_rows(url, chunk_rows=chunk_rows, fingerprint=fingerprint):
-            pass
+        engine = database_engine(settings.database_url)
+        chunk_rows = settings.read_chunk_rows
+        try:
+            rows = stream_training_rows(engine, chunk_rows=chunk_rows, fingerprint=fingerprint)
+            async for _ in rows:
+                pass
+        finally:
+            await engine.dispose()
 
     baseline = peak_mib("VmRSS")
     reset_peak()

@@ -64,9 +64,9 @@ def measure(corpus_name: str, rows: int, method: str, seed: int = 0) -> dict[str
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.svm import LinearSVC
 
-    from algorithm.evaluation import split_holdout
-    from algorithm.ml import fit_model, predict_labels
-    from algorithm.search import choose_plan
+    from algorithm.ml.evaluation import split_holdout
+    from algorithm.ml.search import choose_plan
+    from algorithm.ml.training import fit_model, predict_labels
     from loadtests.corpus import sample_rows
 
     corpus = load_corpus(corpus_name)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, make_scratch_dir, start_postgres, start_redis
-from stack.process import Child, stop_children
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.scratch import free_port, make_scratch_dir
+from core.process import Child, stop_children
 
 _children: list[Child] = []
 _state_dir: Path | None = None
@@ -97,9 +98,9 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from algorithm.jobs import JobStore  # noqa: E402
-from algorithm.training_queue import TrainingQueue  # noqa: E402
-from stack.process import spawn  # noqa: E402
+from algorithm.service.training_queue import TrainingQueue  # noqa: E402
+from core.jobs import JobStore  # noqa: E402
+from core.process import spawn  # noqa: E402
 from tests.helpers import bearer, wait_live, wait_until  # noqa: E402
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from stack.process import Child
+from core.process import Child
 
 T = TypeVar("T")
 

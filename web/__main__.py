@@ -14,7 +14,7 @@ if len(sys.argv) > 1:
     execute_from_command_line(["python -m web", *sys.argv[1:]])
     sys.exit(0)
 
-from stack.serve import serve_pool  # noqa: E402
+from core.pool import serve_pool  # noqa: E402
 from web.config import get_settings  # noqa: E402
 
 settings = get_settings()

@@ -18,12 +18,13 @@ django.setup(set_prefix=False)  # what get_asgi_application does, with our handl
 
 from django.conf import settings  # noqa: E402
 
-from stack.heap import freeze_startup_heap  # noqa: E402
-from web import algorithm_client, throttling  # noqa: E402  (needs configured settings)
+from core.heap import freeze_startup_heap  # noqa: E402
 from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.data.upload_limit import limit_import_body  # noqa: E402
-from web.static import static_files_app  # noqa: E402
+from web.edge import rate_limits  # noqa: E402  (needs configured settings)
+from web.edge.static import static_files_app  # noqa: E402
+from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
 
 # Django's handler, except that an import's body goes to its view as it arrives (no spool).
 django_app = StreamingImportHandler()
@@ -56,15 +57,15 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                     token=config.algorithm_token,
                 )
             )
-            throttling.install(throttling.limiter_from_settings(config))
+            rate_limits.install(rate_limits.limiter_from_settings(config))
             freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await algorithm_client.get_client().aclose()
             algorithm_client.install(None)
-            limiter = throttling.get_limiter()
+            limiter = rate_limits.get_limiter()
             if limiter is not None:
                 await limiter.aclose()
-                throttling.install(None)
+                rate_limits.install(None)
             await send({"type": "lifespan.shutdown.complete"})
             return

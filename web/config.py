@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from stack.config import CommonSettings
+from core.settings import CommonSettings
 
 PLACEHOLDER_SECRET_KEYS = {"", "change-me", "changeme", "secret", "django-insecure-change-me"}
 
@@ -54,7 +54,7 @@ class WebSettings(CommonSettings):
     # web's credential at the algorithm service: one of that service's ALGORITHM_TOKENS.
     algorithm_token: str = ""
     # Requests per minute per token (per client address without one), shared by every web
-    # process through Redis; 0 turns a scope off. See web/throttling.py.
+    # process through Redis; 0 turns a scope off. See web/edge/rate_limits.py.
     rate_limit_predict_per_minute: int = 120_000
     rate_limit_reads_per_minute: int = 6_000
     rate_limit_writes_per_minute: int = 600

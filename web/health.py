@@ -6,8 +6,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from web.algorithm_client import get_client
 from web.errors import AlgorithmUnavailable, json_errors
+from web.proxy.algorithm_client import get_client
 
 
 @json_errors("GET")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from stack.logs import logging_config
+from core.logs import logging_config
 from web.config import get_settings
 
 config = get_settings()
@@ -42,15 +42,16 @@ CORS_MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware"] if CORS_ALLOWED_ORIG
 
 # Outermost first. Every one is async-native: a sync one would cost a thread hop per request.
 MIDDLEWARE = [
-    "web.observability.observe_request",  # request id, duration metric, access line
+    "web.edge.observability.observe_request",  # request id, duration metric, access line
     *CORS_MIDDLEWARE,  # async-capable (sync_capable and async_capable in 4.9)
-    "web.middleware.security_headers",
-    "web.admin_sessions.admin_sessions",  # the admin's sessions, for /admin/ only (see module)
+    "web.edge.middleware.security_headers",
+    "web.edge.admin_sessions.admin_sessions",  # the admin's sessions, for /admin/ only (see module)
     "web.auth.middleware.authenticate",  # bearer token and role, for /api/ (web/auth/roles.py)
-    "web.throttling.rate_limit",  # per token, shared through Redis (web/rate_limits.py)
+    "web.edge.rate_limits.rate_limit",  # per token, shared through Redis (web/edge/rate_limiter.py)
 ]
 # The admin's session, authentication and message middlewares run inside
-# web.admin_sessions for /admin/ only (so /api/ pays nothing for them); Django's checks look for
+# web.edge.admin_sessions for /admin/ only (so /api/ pays nothing for them); Django's checks look
+# for
 # them in MIDDLEWARE and cannot see that.
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
@@ -81,7 +82,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
-# Filled by `collectstatic` when the image is built; web/static.py serves it (or, where nothing
+# Filled by `collectstatic` when the image is built; web/edge/static.py serves it (or, where nothing
 # was collected, the apps' static folders through the finders).
 STATIC_ROOT = Path(__file__).resolve().parent.parent / "staticfiles"
 STORAGES = {
@@ -115,12 +116,12 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "web.registry.schema.add_registry_operations",
-        "web.openapi.add_plain_views",
-        "web.throttling.declare_rate_limits",
+        "web.schema.openapi.add_plain_views",
+        "web.edge.rate_limits.declare_rate_limits",
     ],
 }
 
-# One stderr handler, text or JSON (LOG_FORMAT), with the request id on every line (stack/logs.py).
+# One stderr handler, text or JSON (LOG_FORMAT), with the request id on every line (core/logs.py).
 # httpx logs every call to the algorithm service at INFO: health checks would flood the log.
 LOGGING = logging_config(config.log_format, levels={"django.request": "ERROR", "httpx": "WARNING"})
 

@@ -3,16 +3,14 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from web import (
-    health,
-    observability,
-    openapi,  # noqa: F401  (registers its schema extension with drf-spectacular)
-    predict,
-)
+from web import health
 from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
+from web.edge import observability
+from web.proxy import views as proxy
 from web.registry import views as registry
-from web.schema_view import SchemaView
+from web.schema import openapi  # noqa: F401  (registers its schema extension with drf-spectacular)
+from web.schema.views import SchemaView
 
 VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
 ALIAS = r"(?P<alias>champion|previous|challenger)"
@@ -25,9 +23,9 @@ urlpatterns = [
     re_path(r"^api/data/import/?$", DataImportView.as_view(), name="data-import"),
     re_path(r"^api/data/export/?$", DataExportView.as_view(), name="data-export"),
     path("api/", include(router.urls)),
-    re_path(r"^api/predict/?$", predict.predict, name="predict"),
+    re_path(r"^api/predict/?$", proxy.predict, name="predict"),
     re_path(r"^api/train/?$", registry.train_collection, name="train"),
-    re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", predict.training_job, name="job"),
+    re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", proxy.training_job, name="job"),
     re_path(r"^api/models/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
     re_path(
         rf"^api/models/versions/{VERSION}/?$",

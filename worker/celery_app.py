@@ -1,6 +1,7 @@
 """The Celery app, built from WorkerSettings; `celery -A worker.celery_app worker` runs it.
 
-The algorithm service sends the training task by name (algorithm.training_queue); this is the
+The algorithm service sends the training task by name (algorithm.service.training_queue); this is
+the
 app that receives it.
 """
 

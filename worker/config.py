@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
-from stack.config import CommonSettings
+from core.settings import CommonSettings
 
 
 class WorkerSettings(CommonSettings):
@@ -30,7 +30,7 @@ class WorkerSettings(CommonSettings):
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 8002
-    # The promotion gate (algorithm/promotion.py): gate | auto | manual.
+    # The promotion gate (algorithm/ml/promotion.py): gate | auto | manual.
     promotion_policy: Literal["gate", "auto", "manual"] = "gate"
     promotion_tolerance: NonNegativeFloat = 0.01
     # Held-out rows the champion never saw: below this many, the gate compares recorded scores;

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import redis
 
-from algorithm import artifacts, serving_state
-from algorithm.serving_state import Desired
+from algorithm.ml import artifacts
+from core import serving_protocol
+from core.serving_protocol import Desired
 
 log = logging.getLogger(__name__)
 RECONNECT_MAX_SECONDS = 5.0
@@ -59,7 +60,7 @@ class LinkFollower:
 
     def reconcile(self) -> None:
         """Mirror the champion the registry wants now."""
-        mirror_champion(self.model_root, serving_state.read_desired(self._redis))
+        mirror_champion(self.model_root, serving_protocol.read_desired(self._redis))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -74,7 +75,7 @@ class LinkFollower:
 
     def _follow(self) -> None:
         with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            pubsub.subscribe(serving_state.CHANGED_CHANNEL)
+            pubsub.subscribe(serving_protocol.CHANGED_CHANNEL)
             self._backoff = 0.1
             while not self._stopping.is_set():
                 self.reconcile()  # after (re)subscribing, after a message, or once a poll

@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 from celery import signals
 from prometheus_client import Counter, Histogram
 
-from algorithm.training_queue import REQUEST_ID_TASK_HEADER
-from stack.logs import REQUEST_ID, formatter_for
-from stack.metrics import (
+from core.jobs import REQUEST_ID_TASK_HEADER
+from core.logs import REQUEST_ID, formatter_for
+from core.metrics import (
     CONTENT_TYPE,
     MULTIPROC_DIR_ENV,
     mark_process_dead,

@@ -1,8 +1,9 @@
 """After training: publish the files, let the gate decide, record it all, tell the replicas.
 
-The version's files are published without touching `current`; the gate (algorithm/promotion.py)
-judges it against the champion; one SQL transaction (worker/registry_sql.py) writes the version,
-the run's outcome and, if promoted, the aliases with their audit rows. Only after that commit
+The version's files are published without touching `current`; the gate
+(algorithm/ml/promotion.py) judges it against the champion; one SQL transaction
+(worker/registry_sql.py) writes the version, the run's outcome and, if promoted, the aliases with
+their audit rows (the shared use case `core.registry.promote`). Only after that commit
 does `current` switch and the desired state go out to the serving processes, and the job waits
 (bounded) until every live replica serves the new version, so "succeeded" means "served".
 """
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from algorithm.artifacts import (
+from algorithm.ml.artifacts import (
     VERSION_PATTERN,
     load_model,
     prune_versions,
@@ -26,9 +28,9 @@ from algorithm.artifacts import (
     read_manifest,
     switch_current,
 )
-from algorithm.ml import TrainedModel
-from algorithm.promotion import Champion, SharedRows, decide_promotion
-from algorithm.serving_state import Desired, announce, wait_until_served
+from algorithm.ml.promotion import Champion, SharedRows, decide_promotion
+from algorithm.ml.training import TrainedModel
+from core.serving_protocol import announce, wait_until_served
 from worker import registry_sql
 from worker.config import WorkerSettings
 
@@ -73,8 +75,9 @@ def load_version(model_root: Any, version: str) -> TrainedModel:
     return load_model(directory, expected_sha256=read_manifest(directory)["sha256"])
 
 
-def publish_and_promote(
+async def publish_and_promote(
     settings: WorkerSettings,
+    engine: AsyncEngine,
     *,
     run_id: str,
     model: TrainedModel,
@@ -107,33 +110,41 @@ def publish_and_promote(
         min_rows=settings.gate_min_rows,
     )
     logger.info("gate for %s: %s", version, report["decision"])
-    promoted = asyncio.run(
-        registry_sql.record_version(settings.database_url, run_id=run_id, manifest=manifest,
-                                    report=report,
-                                    judged_champion=champion.version if champion else None,
-                                    request_id=request_id)
-    )  # fmt: skip
+    promoted = await registry_sql.record_version(
+        engine,
+        run_id=run_id,
+        manifest=manifest,
+        report=report,
+        judged_champion=champion.version if champion else None,
+        request_id=request_id,
+    )
     if promoted:
         switch_current(root, version)
-        desired = asyncio.run(registry_sql.read_desired_state(settings.database_url))
-        announce(
-            redis_client,
-            Desired(champion=desired.champion, challenger=desired.challenger, seq=desired.seq),
+        announce(redis_client, await registry_sql.read_desired(engine))
+        served = await asyncio.to_thread(
+            wait_until_served, redis_client, version, settings.served_wait_seconds
         )
-        if not wait_until_served(redis_client, version, settings.served_wait_seconds):
-            logger.warning("not every replica serves %s after %s s; the job succeeds anyway",
-                           version, settings.served_wait_seconds)  # fmt: skip
-    prune(settings)
+        if not served:
+            logger.warning(
+                "not every replica serves %s after %s s; the job succeeds anyway",
+                version,
+                settings.served_wait_seconds,
+            )
+    await prune(settings, engine)
     return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
 
 
-def prune(settings: WorkerSettings) -> None:
+async def prune(settings: WorkerSettings, engine: AsyncEngine) -> None:
     """Remove version files beyond retention, sparing every version the registry can restore."""
+    loop = asyncio.get_running_loop()
 
-    def spare(candidates: list[str]) -> set[str]:
-        return asyncio.run(registry_sql.versions_to_spare(settings.database_url, candidates))
+    def spare(candidates: list[str]) -> set[str]:  # asked from the pruning thread
+        asking = registry_sql.versions_to_spare(engine, candidates)
+        return asyncio.run_coroutine_threadsafe(asking, loop).result()
 
     try:
-        prune_versions(settings.model_root, retention=settings.model_retention, spare=spare)
+        await asyncio.to_thread(
+            prune_versions, settings.model_root, retention=settings.model_retention, spare=spare
+        )
     except Exception:
         logger.exception("pruning old versions failed; they stay on disk until the next run")

@@ -1,8 +1,10 @@
 """The worker's SQL: the training rows, streamed from one consistent snapshot.
 
-One connection, one REPEATABLE READ transaction, one server-side cursor read in chunks of
-`chunk_rows`: memory stays bounded by the chunk size whatever the table size, and every row
-comes from the snapshot taken by the SELECT, so a concurrent insert is either wholly in or out.
+`database_engine` is the one engine a training job uses for everything it reads and writes
+(this module and worker/registry_sql.py). The rows come through one connection, one REPEATABLE
+READ transaction, one server-side cursor read in chunks of `chunk_rows`: memory stays bounded by
+the chunk size whatever the table size, and every row comes from the snapshot taken by the
+SELECT, so a concurrent insert is either wholly in or out.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 Row = tuple[int, str, str]  # id, text, label
 SELECT_ROWS = text("SELECT id, text, label FROM data ORDER BY id")
@@ -50,15 +51,18 @@ def asyncpg_url(database_url: str) -> str:
     return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def database_engine(database_url: str) -> AsyncEngine:
+    """The job's engine: two pooled connections (the rows' snapshot, the registry's writes)."""
+    return create_async_engine(asyncpg_url(database_url), pool_size=2, max_overflow=0)
+
+
 async def stream_training_rows(
-    database_url: str, *, chunk_rows: int, fingerprint: DataFingerprint | None = None
+    engine: AsyncEngine, *, chunk_rows: int, fingerprint: DataFingerprint | None = None
 ) -> AsyncGenerator[list[Row]]:
     """Yield every row of `data` in id order, in lists of at most chunk_rows, from one snapshot."""
-    engine = create_async_engine(
-        asyncpg_url(database_url), poolclass=NullPool, isolation_level="REPEATABLE READ"
-    )
-    try:
-        async with engine.connect() as conn, conn.begin():
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
             # The snapshot is taken by this first statement of the transaction.
             result = await conn.stream(SELECT_ROWS.execution_options(yield_per=chunk_rows))
             async for partition in result.partitions(chunk_rows):
@@ -66,5 +70,3 @@ async def stream_training_rows(
                 if fingerprint is not None:
                     fingerprint.update(chunk)
                 yield chunk
-    finally:
-        await engine.dispose()

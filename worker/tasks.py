@@ -1,6 +1,6 @@
 """The training task: read the rows, train, publish, gate, record the job's outcome.
 
-The order of steps is what keeps the promises of the job store (algorithm/jobs.py): take the
+The order of steps is what keeps the promises of the job store (core/jobs.py): take the
 training lock, mark the job started (new requests now get a new job), and only then open the
 snapshot the rows are read from. A failed training publishes nothing, so the previous model keeps
 serving.
@@ -21,17 +21,17 @@ from functools import lru_cache
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from algorithm.jobs import JobStore, Requester
-from algorithm.ml import TrainingDataError, train_model
-from algorithm.training_queue import TRAIN_TASK
-from stack.logs import REQUEST_ID
+from algorithm.ml.training import TrainingDataError, train_model
+from core.jobs import TRAIN_TASK, JobStore, Requester
+from core.logs import REQUEST_ID
 from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
 from worker.observability import record_training_rows, training_phase
 from worker.publishing import Outcome, SharedRowsCollector, publish_and_promote
-from worker.rows import DataFingerprint, stream_training_rows
+from worker.rows import DataFingerprint, database_engine, stream_training_rows
 
 logger = logging.getLogger(__name__)
 LOCK_RETRY_SECONDS = 2
@@ -61,16 +61,14 @@ class TrainingRows:
 
 
 async def read_training_rows(
-    settings: WorkerSettings, *, store: JobStore, job_id: str
+    engine: AsyncEngine, *, chunk_rows: int, store: JobStore, job_id: str
 ) -> TrainingRows:
     """Stream every row into memory, reporting progress after each chunk."""
     texts: list[str] = []
     labels: list[str] = []
     ids = array("q")  # 8 bytes a row: the gate needs to know which rows are new
     fingerprint = DataFingerprint()
-    chunks = stream_training_rows(
-        settings.database_url, chunk_rows=settings.read_chunk_rows, fingerprint=fingerprint
-    )
+    chunks = stream_training_rows(engine, chunk_rows=chunk_rows, fingerprint=fingerprint)
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
             for row_id, body, label in chunk:
@@ -105,18 +103,26 @@ def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[Non
         store.release_training_lock(job_id)
 
 
-def run_training(
-    job_id: str, *, settings: WorkerSettings, store: JobStore, request_id: str | None = None
+async def run_training(
+    job_id: str,
+    *,
+    settings: WorkerSettings,
+    engine: AsyncEngine,
+    store: JobStore,
+    request_id: str | None = None,
 ) -> Outcome:
     """Train, publish and let the gate decide for a started job (raises on failure)."""
-    champion = asyncio.run(registry_sql.read_champion(settings.database_url))
+    champion = await registry_sql.read_champion(engine)
     with training_phase("read"):
-        rows = asyncio.run(read_training_rows(settings, store=store, job_id=job_id))
+        rows = await read_training_rows(
+            engine, chunk_rows=settings.read_chunk_rows, store=store, job_id=job_id
+        )
     count = len(rows.texts)
     record_training_rows(count)
     store.report_progress(job_id, {"phase": "training", "rows": count})
     shared = SharedRowsCollector(champion, max_rows=settings.gate_max_rows)
     with training_phase("fit"):
+        # On the loop's own thread: a soft time limit interrupts the fit itself.
         model, metrics = train_model(
             rows.texts, rows.labels, on_holdout=shared.collect(rows.texts, rows.labels, rows.ids)
         )
@@ -124,8 +130,9 @@ def run_training(
     rows.labels.clear()
     store.report_progress(job_id, {"phase": "publishing", "rows": count})
     with training_phase("publish"):
-        return publish_and_promote(
+        return await publish_and_promote(
             settings,
+            engine,
             run_id=job_id,
             model=model,
             metrics=metrics,
@@ -146,51 +153,71 @@ def requester_of(job_id: str, *, store: JobStore) -> Requester:
     return requester
 
 
-def fail_job(job_id: str, error: str, *, settings: WorkerSettings, store: JobStore) -> None:
+async def fail_job(job_id: str, error: str, *, engine: AsyncEngine, store: JobStore) -> None:
     """Record the failure in the registry, then in the job store (whoever sees the job failed
     finds the run failed too)."""
     try:
-        asyncio.run(
-            registry_sql.record_run_failed(settings.database_url, run_id=job_id, error=error)
-        )
+        await registry_sql.record_run_failed(engine, run_id=job_id, error=error)
     except Exception:
         logger.exception("could not record the failure of run %s in the registry", job_id)
     store.fail(job_id, error)
 
 
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
-    """Run the started job to its end, recording success or failure; False if it failed."""
+    """Run the started job to its end, recording success or failure; False if it failed.
+
+    One event loop and one database engine for the whole job.
+    """
+    return asyncio.run(_train_job(job_id, settings=settings, store=store))
+
+
+async def _train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
+    engine = database_engine(settings.database_url)
+    try:
+        return await _run_job(job_id, settings=settings, engine=engine, store=store)
+    finally:
+        await engine.dispose()
+
+
+async def _run_job(
+    job_id: str, *, settings: WorkerSettings, engine: AsyncEngine, store: JobStore
+) -> bool:
     try:
         job = store.get(job_id)
         created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
         requester = requester_of(job_id, store=store)
-        asyncio.run(registry_sql.record_run_started(
-            settings.database_url, run_id=job_id, created_at=created_at,
-            requested_by=requester.requested_by, request_id=requester.request_id,
-        ))  # fmt: skip
-        outcome = run_training(
-            job_id, settings=settings, store=store, request_id=requester.request_id
+        await registry_sql.record_run_started(
+            engine,
+            run_id=job_id,
+            created_at=created_at,
+            requested_by=requester.requested_by,
+            request_id=requester.request_id,
+        )
+        outcome = await run_training(
+            job_id, settings=settings, engine=engine, store=store, request_id=requester.request_id
         )
     except TrainingDataError as exc:
-        fail_job(job_id, str(exc), settings=settings, store=store)
+        await fail_job(job_id, str(exc), engine=engine, store=store)
         return False
     except SoftTimeLimitExceeded:
-        fail_job(
-            job_id,
+        error = (
             f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
-            "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows",
-            settings=settings,
-            store=store,
+            "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows"
         )
+        await fail_job(job_id, error, engine=engine, store=store)
         return False
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
         error = f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        fail_job(job_id, error, settings=settings, store=store)
+        await fail_job(job_id, error, engine=engine, store=store)
         return False
     manifest = outcome.manifest
-    store.succeed(job_id, model_version=manifest["version"], metrics=manifest["metrics"],
-                  promoted=outcome.promoted)  # fmt: skip
+    store.succeed(
+        job_id,
+        model_version=manifest["version"],
+        metrics=manifest["metrics"],
+        promoted=outcome.promoted,
+    )
     return True
 
 

@@ -3,7 +3,7 @@
 Same settings (middleware included) as `web.settings`, only the URLconf differs; served by the
 same pool as `python -m web`, and like `web.asgi` it freezes its start-up heap on lifespan start:
 
-    DJANGO_SECRET_KEY=... python -m stack.serve loadtests.servers.django_ceiling:application \\
+    DJANGO_SECRET_KEY=... python -m core.pool loadtests.servers.django_ceiling:application \\
         --port 8103 --workers 2
 """
 
@@ -16,7 +16,7 @@ from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from stack.heap import freeze_startup_heap
+from core.heap import freeze_startup_heap
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "loadtests.servers.django_ceiling_settings"
 

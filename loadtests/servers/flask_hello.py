@@ -1,17 +1,17 @@
 """The algorithm service's ceiling: a Flask hello-world `async def` view, no model.
 
 It is served exactly as the algorithm service is (`LoopFlask` through `FlaskASGI`, on the same
-pool), so the only difference from `POST /predict` under `python -m stack.serve ... --workers 2`
+pool), so the only difference from `POST /predict` under `python -m core.pool ... --workers 2`
 is the prediction work itself.
 
-    python -m stack.serve loadtests.servers.flask_hello:app --port 8101 --workers 2
+    python -m core.pool loadtests.servers.flask_hello:app --port 8101 --workers 2
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from algorithm.event_loop import FlaskASGI, LoopFlask
+from algorithm.service.event_loop import FlaskASGI, LoopFlask
 
 hello = LoopFlask(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from flask import Flask, request
 
-from algorithm.artifacts import load_current_version
-from algorithm.ml import predict_labels
-from stack.config import CommonSettings
+from algorithm.ml.artifacts import load_current_version
+from algorithm.ml.training import predict_labels
+from core.settings import CommonSettings
 
 LOADED = load_current_version(CommonSettings().model_root)
 

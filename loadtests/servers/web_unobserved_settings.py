@@ -3,5 +3,5 @@
 from web.settings import *  # noqa: F403 - the point is to inherit every setting
 from web.settings import MIDDLEWARE
 
-OBSERVABILITY = ("web.observability.observe_request",)
+OBSERVABILITY = ("web.edge.observability.observe_request",)
 MIDDLEWARE = [name for name in MIDDLEWARE if name not in OBSERVABILITY]

@@ -12,7 +12,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from stack.embedded import free_port
+from core.harness.scratch import free_port
 
 # The two-process setup of the tests that follow the registry's champion.
 from tests.algorithm.registry_helpers import (  # noqa: F401 (fixtures, found here by pytest)

@@ -15,9 +15,10 @@ import httpx
 import pytest
 import redis
 
-from algorithm import artifacts, serving_state
-from algorithm.ml import TrainedModel, train_model
-from algorithm.serving_state import Desired, ReplicaReport
+from algorithm.ml import artifacts
+from algorithm.ml.training import TrainedModel, train_model
+from core import serving_protocol
+from core.serving_protocol import Desired, ReplicaReport
 from tests.helpers import wait_until
 
 Corpus = list[tuple[str, str]]
@@ -54,12 +55,12 @@ class Announcer:
     def __call__(self, champion: str | None, challenger: str | None = None) -> float:
         """Announce; return the monotonic time right after the announcement."""
         desired = Desired(champion=champion, challenger=challenger, seq=next(self._seq))
-        serving_state.announce(self.client, desired)
+        serving_protocol.announce(self.client, desired)
         return time.monotonic()
 
 
 def reports(client: redis.Redis) -> list[ReplicaReport]:
-    return serving_state.read_reports(client)
+    return serving_protocol.read_reports(client)
 
 
 def wait_until_all_serve(

@@ -1,4 +1,4 @@
-"""Model files, atomic publication, retention and verified loading (algorithm.artifacts)."""
+"""Model files, atomic publication, retention and verified loading (algorithm.ml.artifacts)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 
-from algorithm import artifacts
-from algorithm.artifacts import (
+from algorithm.ml import artifacts
+from algorithm.ml.artifacts import (
     CLASSIFIER_FILE,
     VECTORIZER_FILE,
     ArtifactError,
+    NoPublishedModel,
     current_signature,
     load_current_version,
     load_model,
@@ -23,9 +24,14 @@ from algorithm.artifacts import (
     save_model,
     sha256_of,
 )
-from algorithm.errors import NoModel
-from algorithm.ml import FastPredictor, TrainedModel, fit_model, predict_labels, train_model
-from algorithm.tuning import TrainingPlan
+from algorithm.ml.training import (
+    FastPredictor,
+    TrainedModel,
+    fit_model,
+    predict_labels,
+    train_model,
+)
+from algorithm.ml.tuning import TrainingPlan
 
 TEXTS = [
     "Python bindings for the image library",
@@ -97,7 +103,7 @@ def test_versions_sort_in_publication_order(model_root, model):
 def test_no_current_is_no_model(model_root):
     model_root.mkdir()
     assert current_signature(model_root) is None
-    with pytest.raises(NoModel, match="train one first"):
+    with pytest.raises(NoPublishedModel, match="train one first"):
         load_current_version(model_root)
 
 

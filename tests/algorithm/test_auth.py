@@ -16,11 +16,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from algorithm import artifacts
-from algorithm.app import create_asgi_app
-from algorithm.auth import bearer_token, is_accepted
-from algorithm.config import AlgorithmSettings
-from algorithm.ml import train_model
+from algorithm.ml import artifacts
+from algorithm.ml.training import train_model
+from algorithm.service.app import create_asgi_app
+from algorithm.service.auth import bearer_token, is_accepted
+from algorithm.service.config import AlgorithmSettings
 from tests.algorithm.conftest import LiveServer
 from tests.helpers import assert_error
 

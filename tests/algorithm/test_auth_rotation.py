@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from algorithm.artifacts import publish_model_version
-from algorithm.ml import train_model
+from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.training import train_model
 from tests.helpers import bearer, wait_until
 
 pytestmark = pytest.mark.slow

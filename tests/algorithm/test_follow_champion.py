@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
-from algorithm import serving_state
-from algorithm.app import create_asgi_app
-from algorithm.config import AlgorithmSettings
-from algorithm.ml import TrainedModel
+from algorithm.ml.training import TrainedModel
+from algorithm.service.app import create_asgi_app
+from algorithm.service.config import AlgorithmSettings
+from core import serving_protocol
 from tests.algorithm.conftest import LiveServer
 from tests.algorithm.registry_helpers import (
     REPLICAS,
@@ -84,7 +84,7 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
 
     announce(broken)
 
-    def failed() -> list[serving_state.ReplicaReport] | None:
+    def failed() -> list[serving_protocol.ReplicaReport] | None:
         found = reports(registry_redis)
         return found if all(r.error_version == broken for r in found) else None
 
@@ -108,8 +108,9 @@ def test_an_announcement_whose_message_was_lost_is_caught_by_the_poll(
     old, new = versions
     serve_replicas(DESIRED_POLL_MS="300")
     wait_until_all_serve(registry_redis, new, replicas=REPLICAS, timeout=30)
-    desired = serving_state.Desired(champion=old, challenger=None, seq=1)
-    registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())  # SET without PUBLISH
+    desired = serving_protocol.Desired(champion=old, challenger=None, seq=1)
+    # SET without PUBLISH
+    registry_redis.set(serving_protocol.DESIRED_KEY, desired.model_dump_json())
 
     wait_until_all_serve(registry_redis, old, replicas=REPLICAS, timeout=2)
 
@@ -133,8 +134,8 @@ def test_a_predict_without_a_model_loads_the_named_one_before_answering(
     version = publish(model_dir, models[0])
     if named_by == "the desired state":
         (model_dir / "current").unlink()  # only the desired state names it
-        desired = serving_state.Desired(champion=version, challenger=None, seq=1)
-        registry_redis.set(serving_state.DESIRED_KEY, desired.model_dump_json())
+        desired = serving_protocol.Desired(champion=version, challenger=None, seq=1)
+        registry_redis.set(serving_protocol.DESIRED_KEY, desired.model_dump_json())
 
     answers = [
         httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
@@ -153,7 +154,7 @@ def test_a_process_that_stops_takes_its_report_away(
         (report,) = wait_until(
             lambda: reports(registry_redis), timeout=10, what="the replica's report"
         )
-        assert report.version == versions[1] and report.replica == serving_state.replica_name()
+        assert report.version == versions[1] and report.replica == serving_protocol.replica_name()
     finally:
         stopping = time.monotonic()
         server.stop()

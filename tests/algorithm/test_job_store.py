@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from algorithm.jobs import QUEUED_MARKER, Job, JobStore, Requester
+from core.jobs import QUEUED_MARKER, Job, JobStore, Requester
 
 
 @pytest.fixture

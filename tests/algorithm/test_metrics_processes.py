@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from algorithm.artifacts import publish_model_version
-from algorithm.ml import train_model
-from stack.process import spawn, stop_children
+from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.training import train_model
+from core.process import spawn, stop_children
 from tests.helpers import wait_live, wait_until
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Training and prediction of algorithm.ml, on real Debian package descriptions."""
+"""Training and prediction of algorithm.ml.training, on real Debian package descriptions."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from algorithm import terms
-from algorithm.evaluation import accuracy_and_macro_f1, score_predictions
-from algorithm.ml import (
+from algorithm.ml import terms
+from algorithm.ml.evaluation import accuracy_and_macro_f1, score_predictions
+from algorithm.ml.selection import (
+    CHARACTER_PRICE,
+    SPLIT_MARGIN,
+    best_worth_its_cost,
+    holdout_scale,
+    plans_above_the_bar,
+    split_margin,
+)
+from algorithm.ml.terms import term_extractor
+from algorithm.ml.training import (
     FastPredictor,
     TrainedModel,
     TrainingDataError,
@@ -22,16 +31,7 @@ from algorithm.ml import (
     score_labels,
     train_model,
 )
-from algorithm.selection import (
-    CHARACTER_PRICE,
-    SPLIT_MARGIN,
-    best_worth_its_cost,
-    holdout_scale,
-    plans_above_the_bar,
-    split_margin,
-)
-from algorithm.terms import term_extractor
-from algorithm.tuning import (
+from algorithm.ml.tuning import (
     LIBLINEAR_MAX_ROWS,
     LINEARSVC_DEFAULTS,
     LOGREG_DEFAULTS,

@@ -16,12 +16,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from algorithm import artifacts
-from algorithm.app import create_asgi_app
-from algorithm.artifacts import sha256_of
-from algorithm.config import AlgorithmSettings
-from algorithm.ml import TrainedModel, predict_labels, score_labels, train_model
-from stack.embedded import free_port
+from algorithm.ml import artifacts
+from algorithm.ml.artifacts import sha256_of
+from algorithm.ml.training import TrainedModel, predict_labels, score_labels, train_model
+from algorithm.service.app import create_asgi_app
+from algorithm.service.config import AlgorithmSettings
+from core.harness.scratch import free_port
 from tests.helpers import assert_error, wait_until
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"

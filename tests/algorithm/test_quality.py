@@ -25,17 +25,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from algorithm import ml, search, selection
-from algorithm.evaluation import (
+from algorithm.ml import search, selection
+from algorithm.ml import training as ml
+from algorithm.ml.evaluation import (
     cross_validation_folds,
     score_predictions,
     split_holdout,
     stratified_parts,
 )
-from algorithm.ml import train_model
-from algorithm.search import choose_plan
-from algorithm.selection import HOLDOUT_MARGIN, SPLIT_MARGIN
-from algorithm.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS, TrainingPlan
+from algorithm.ml.search import choose_plan
+from algorithm.ml.selection import HOLDOUT_MARGIN, SPLIT_MARGIN
+from algorithm.ml.training import train_model
+from algorithm.ml.tuning import CROSS_VALIDATION_FOLDS, LINEARSVC_DEFAULTS, TrainingPlan
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 

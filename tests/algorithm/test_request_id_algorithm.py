@@ -14,12 +14,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from algorithm.app import create_asgi_app
-from algorithm.config import AlgorithmSettings
-from algorithm.jobs import JobStore, Requester
-from stack.logs import REQUEST_ID
+from algorithm.service.app import create_asgi_app
+from algorithm.service.config import AlgorithmSettings
+from core.jobs import JobStore, Requester
+from core.logs import REQUEST_ID
 from tests.helpers import assert_error, bearer
-from web.algorithm_client import requester_headers
+from web.proxy.algorithm_client import requester_headers
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from algorithm import serving_state
-from algorithm.serving_state import Desired, ReplicaReport, ShadowCounts
+from core import serving_protocol
+from core.serving_protocol import Desired, ReplicaReport, ShadowCounts
 
 
 @pytest.fixture
@@ -22,12 +22,12 @@ def client(redis_db_url: str) -> Iterator[redis.Redis]:
 
 def test_announce_sets_the_key_and_publishes_the_same_json(client: redis.Redis) -> None:
     subscriber = client.pubsub()
-    subscriber.subscribe(serving_state.CHANGED_CHANNEL)
+    subscriber.subscribe(serving_protocol.CHANGED_CHANNEL)
     confirmation = subscriber.get_message(timeout=2)
     assert confirmation is not None and confirmation["type"] == "subscribe"
     desired = Desired(champion="v2", challenger="v3", seq=7)
 
-    serving_state.announce(client, desired)
+    serving_protocol.announce(client, desired)
 
     message = subscriber.get_message(timeout=2)
     subscriber.close()
@@ -38,15 +38,15 @@ def test_announce_sets_the_key_and_publishes_the_same_json(client: redis.Redis) 
     body = json.loads(stored)
     assert body["champion"] == "v2" and body["challenger"] == "v3" and body["seq"] == 7
     assert body["moved_at"].endswith("+00:00")
-    assert serving_state.read_desired(client) == desired
+    assert serving_protocol.read_desired(client) == desired
 
 
 def test_read_desired_is_none_when_absent_or_malformed(client: redis.Redis) -> None:
-    assert serving_state.read_desired(client) is None
-    client.set(serving_state.DESIRED_KEY, "{not json")
-    assert serving_state.read_desired(client) is None
-    client.set(serving_state.DESIRED_KEY, json.dumps({"champion": "v1"}))  # no seq
-    assert serving_state.read_desired(client) is None
+    assert serving_protocol.read_desired(client) is None
+    client.set(serving_protocol.DESIRED_KEY, "{not json")
+    assert serving_protocol.read_desired(client) is None
+    client.set(serving_protocol.DESIRED_KEY, json.dumps({"champion": "v1"}))  # no seq
+    assert serving_protocol.read_desired(client) is None
 
 
 def test_a_report_is_readable_and_expires(client: redis.Redis) -> None:
@@ -57,43 +57,43 @@ def test_a_report_is_readable_and_expires(client: redis.Redis) -> None:
         error_version="v2",
         shadow=ShadowCounts(compared=10, agreed=9),
     )
-    serving_state.report(client, report)
+    serving_protocol.report(client, report)
 
-    assert serving_state.read_reports(client) == [report]
+    assert serving_protocol.read_reports(client) == [report]
     ttl = client.ttl("textclf:serving:host-a:12")
-    assert 0 < ttl <= serving_state.REPORT_TTL_SECONDS
+    assert 0 < ttl <= serving_protocol.REPORT_TTL_SECONDS
     body = json.loads(client.get("textclf:serving:host-a:12") or "")
     assert body["shadow"] == {"compared": 10, "agreed": 9}
     assert body["error_version"] == "v2"
 
 
 def test_read_reports_skips_malformed_entries(client: redis.Redis) -> None:
-    serving_state.report(client, ReplicaReport(replica="a:1", version="v1"))
+    serving_protocol.report(client, ReplicaReport(replica="a:1", version="v1"))
     client.set("textclf:serving:b:2", "garbage", ex=15)
-    assert [found.replica for found in serving_state.read_reports(client)] == ["a:1"]
+    assert [found.replica for found in serving_protocol.read_reports(client)] == ["a:1"]
 
 
 def test_replica_name_is_host_and_pid() -> None:
-    host, pid = serving_state.replica_name().rsplit(":", 1)
+    host, pid = serving_protocol.replica_name().rsplit(":", 1)
     assert host and int(pid) > 0
 
 
 def test_wait_until_served_is_true_once_every_replica_serves(client: redis.Redis) -> None:
-    serving_state.report(client, ReplicaReport(replica="a:1", version="v2"))
-    serving_state.report(client, ReplicaReport(replica="b:2", version="v1"))
-    assert serving_state.wait_until_served(client, "v2", timeout=0.2) is False
+    serving_protocol.report(client, ReplicaReport(replica="a:1", version="v2"))
+    serving_protocol.report(client, ReplicaReport(replica="b:2", version="v1"))
+    assert serving_protocol.wait_until_served(client, "v2", timeout=0.2) is False
 
     catch_up = threading.Timer(
-        0.3, serving_state.report, (client, ReplicaReport(replica="b:2", version="v2"))
+        0.3, serving_protocol.report, (client, ReplicaReport(replica="b:2", version="v2"))
     )
     catch_up.start()
     try:
-        assert serving_state.wait_until_served(client, "v2", timeout=5) is True
+        assert serving_protocol.wait_until_served(client, "v2", timeout=5) is True
     finally:
         catch_up.join()
 
 
 def test_wait_until_served_with_no_live_replica_does_not_wait(client: redis.Redis) -> None:
     started = time.monotonic()
-    assert serving_state.wait_until_served(client, "v9", timeout=5) is True
+    assert serving_protocol.wait_until_served(client, "v9", timeout=5) is True
     assert time.monotonic() - started < 1

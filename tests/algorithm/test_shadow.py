@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
-from algorithm.ml import TrainedModel, predict_labels
-from algorithm.model_cache import ModelCache
-from algorithm.serving_state import Desired, ShadowCounts
-from algorithm.shadow import ShadowScorer
+from algorithm.ml.training import TrainedModel, predict_labels
+from algorithm.service.model_cache import ModelCache
+from algorithm.service.shadow import ShadowScorer
+from core.serving_protocol import Desired, ShadowCounts
 from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,

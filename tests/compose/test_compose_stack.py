@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stack.embedded import free_port
+from core.harness.scratch import free_port
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]  # a cold build takes minutes

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from algorithm.artifacts import publish_model_version
-from algorithm.ml import train_model
+from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.training import train_model
 from loadtests.hotswap import measure_hot_swap
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.embedded import free_port
+from core.harness.scratch import free_port
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow

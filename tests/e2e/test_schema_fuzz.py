@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import redis
 
-from algorithm.artifacts import publish_model_version
-from algorithm.ml import train_model
+from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.training import train_model
 from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
 from tests.helpers import bearer
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from algorithm.artifacts import load_current_version
-from algorithm.ml import TrainedModel, predict_labels, score_labels
-from stack.embedded import free_port
+from algorithm.ml.artifacts import load_current_version
+from algorithm.ml.training import TrainedModel, predict_labels, score_labels
+from core.harness.scratch import free_port
 from tests.helpers import assert_error, wait_until
 
 pytestmark = pytest.mark.slow

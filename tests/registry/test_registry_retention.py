@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from algorithm.artifacts import prune_versions, publish_model_version
-from algorithm.ml import train_model
+from algorithm.ml.artifacts import prune_versions, publish_model_version
+from algorithm.ml.training import train_model
 from worker import registry_sql
+from worker.rows import database_engine
 
 
 def test_pruning_spares_live_versions_and_removes_soft_deleted_ones_marking_them(
@@ -34,7 +35,14 @@ def test_pruning_spares_live_versions_and_removes_soft_deleted_ones_marking_them
     make_version(version=newest)
 
     def spare(candidates: list[str]) -> set[str]:
-        return asyncio.run(registry_sql.versions_to_spare(test_database_url, candidates))
+        async def ask() -> set[str]:
+            engine = database_engine(test_database_url)
+            try:
+                return await registry_sql.versions_to_spare(engine, candidates)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(ask())
 
     removed = prune_versions(model_dir, retention=1, spare=spare)
     assert sorted(removed) == sorted([deleted, unknown])  # never recorded: an orphan

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from django.test import RequestFactory
 
-from algorithm import serving_state
+from core import serving_protocol
 from tests.helpers import assert_error
 from web.auth.roles import Role
 from web.registry import serving
@@ -17,18 +17,12 @@ from web.registry import serving
 Make = Callable[..., Any]
 
 
-def test_web_and_the_algorithm_service_agree_on_the_protocol() -> None:
-    assert serving.DESIRED_KEY == serving_state.DESIRED_KEY
-    assert serving.CHANGED_CHANNEL == serving_state.CHANGED_CHANNEL
-    assert serving.REPORT_KEY_PREFIX == serving_state.REPORT_KEY_PREFIX
-
-
 def test_a_committed_move_is_announced_to_the_replicas(
     transactional_db: Any, api: Any, make_version: Make
 ) -> None:
     client = serving.get_redis()
     pubsub = client.pubsub()
-    pubsub.subscribe(serving.CHANGED_CHANNEL)
+    pubsub.subscribe(serving_protocol.CHANGED_CHANNEL)
     pubsub.get_message(timeout=1)  # the subscription confirmation
     a, b = make_version(), make_version()
     seqs = []
@@ -36,11 +30,11 @@ def test_a_committed_move_is_announced_to_the_replicas(
         moved = api.put("/api/models/aliases/champion/", {"version": made.version,
                         "reason": "test"}, format="json")  # fmt: skip
         assert moved.status_code == 200, moved.content
-        desired = serving_state.read_desired(client)
+        desired = serving_protocol.read_desired(client)
         assert desired is not None and desired.champion == made.version
         message = pubsub.get_message(timeout=2)
         assert message is not None
-        assert serving_state.parse_desired(message["data"]) == desired  # parses as SERVING's
+        assert serving_protocol.parse_desired(message["data"]) == desired  # parses as SERVING's
         seqs.append(desired.seq)
     assert seqs[1] > seqs[0]
     pubsub.close()
@@ -53,17 +47,17 @@ def test_the_alias_list_shows_each_replica_and_its_load_error(api: Any, make_ver
             format="json")  # fmt: skip
     client: redis.Redis = serving.get_redis()
     reports = [
-        serving_state.ReplicaReport(replica="host:1", version=good.version),
-        serving_state.ReplicaReport(
+        serving_protocol.ReplicaReport(replica="host:1", version=good.version),
+        serving_protocol.ReplicaReport(
             replica="host:2", version=None, error="sha256 mismatch", error_version=broken.version
         ),  # fmt: skip
     ]
     try:
         for report in reports:
-            serving_state.report(client, report)
+            serving_protocol.report(client, report)
         overview = api.get("/api/models/aliases/").json()
     finally:
-        client.delete(*(serving_state.report_key(r.replica) for r in reports))
+        client.delete(*(serving_protocol.report_key(r.replica) for r in reports))
     replicas = {r["replica"]: r for r in overview["replicas"]}
     assert replicas["host:1"]["serves_champion"] is True
     assert replicas["host:2"]["error"] == "sha256 mismatch"

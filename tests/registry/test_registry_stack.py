@@ -19,7 +19,8 @@ import httpx
 import pytest
 import redis
 
-from algorithm import artifacts, serving_state
+from algorithm.ml import artifacts
+from core import serving_protocol
 from tests.helpers import bearer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ class Stack:
         return wait_until(finished, timeout=timeout, interval=0.02, what=f"{location} finished")
 
     def served(self) -> set[str | None]:
-        return {report.version for report in serving_state.read_reports(self.redis)}
+        return {report.version for report in serving_protocol.read_reports(self.redis)}
 
 
 @pytest.fixture
@@ -75,7 +76,9 @@ def stack(
     algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir),
                               ALGORITHM_WORKERS="2")  # fmt: skip
     try:
-        wait_until(lambda: serving_state.read_reports(client), timeout=6, what="a replica report")
+        wait_until(
+            lambda: serving_protocol.read_reports(client), timeout=6, what="a replica report"
+        )
     except AssertionError:
         pytest.skip("the algorithm processes do not report what they serve (serving side)")
     web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from algorithm import serving_state
+from core import serving_protocol
 
 pytestmark = pytest.mark.slow
 Job = dict[str, Any]
@@ -57,7 +57,7 @@ def test_a_worse_model_is_not_promoted_a_better_one_is_and_all_are_recorded(
     first = wait_for_job(request_training()["job_id"], timeout=120)
     assert first["status"] == "succeeded" and first["promoted"] is True, first
     assert os.readlink(model_dir / "current") == first["model_version"]
-    desired = serving_state.read_desired(redis.Redis.from_url(redis_db_url))
+    desired = serving_protocol.read_desired(redis.Redis.from_url(redis_db_url))
     assert desired is not None and desired.champion == first["model_version"]
 
     # The same rows with their labels shuffled: a model that learned nothing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from algorithm.event_loop import FlaskASGI, LoopFlask
+from algorithm.service.event_loop import FlaskASGI, LoopFlask
 
 slow = LoopFlask(__name__)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from algorithm.config import AlgorithmSettings
-from stack.config import CommonSettings, StackSettings
+from algorithm.service.config import AlgorithmSettings
+from core.harness.settings import StackSettings
+from core.settings import CommonSettings
 from web.config import WebSettings
 from worker.config import WorkerSettings
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, make_scratch_dir, start_postgres
+from core.harness.embedded import start_postgres
+from core.harness.scratch import free_port, make_scratch_dir
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,8 +33,9 @@ START_AND_QUERY = """
 import json, os, sys
 from pathlib import Path
 import psycopg
-from stack.embedded import start_postgres
-from stack.process import stop_children
+from core.harness.embedded import start_postgres
+from core.harness.scratch import
+from core.process import stop_children
 
 data_dir, port = Path(sys.argv[1]), int(sys.argv[2])
 server = start_postgres(data_dir, port=port, database="private", log_path=data_dir.parent / "log")

@@ -1,4 +1,4 @@
-"""Log lines written off the logging thread (stack/log_writer.py)."""
+"""Log lines written off the logging thread (core/log_writer.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 import threading
 import time
 
-from stack.log_writer import GATHER_SECONDS, BackgroundStreamHandler
-from stack.logs import REQUEST_ID, TextFormatter, install_request_id_on_records
+from core.log_writer import GATHER_SECONDS, BackgroundStreamHandler
+from core.logs import REQUEST_ID, TextFormatter, install_request_id_on_records
 from tests.helpers import wait_until
 
 

@@ -1,11 +1,11 @@
-"""The log line formats every service shares (stack/logs.py)."""
+"""The log line formats every service shares (core/logs.py)."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-from stack.logs import TEXT_FORMAT, TextFormatter, new_request_id
+from core.logs import TEXT_FORMAT, TextFormatter, new_request_id
 
 
 def record(created: float, message: str) -> logging.LogRecord:

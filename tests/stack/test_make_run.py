@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stack.embedded import free_port, make_scratch_dir
-from stack.run import SHARED_POSTGRES_ROOT, postgres_data_dir
+from core.harness.run import SHARED_POSTGRES_ROOT, postgres_data_dir
+from core.harness.scratch import free_port, make_scratch_dir
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow

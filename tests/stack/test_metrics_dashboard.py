@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import algorithm.observability  # noqa: F401  (registers the algorithm service's metrics)
-import web.observability  # noqa: F401  (and web's)
+import algorithm.service.observability  # noqa: F401  (registers the algorithm service's metrics)
+import web.edge.observability  # noqa: F401  (and web's)
 from worker.observability import training_metrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"

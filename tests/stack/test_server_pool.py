@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack.embedded import free_port
-from stack.serve import pool_command
+from core.harness.scratch import free_port
+from core.pool import pool_command
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow

@@ -68,7 +68,7 @@ def asgi_db(transactional_db: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 @contextlib.asynccontextmanager
 async def algorithm_played_by(algorithm: AlgorithmHandler) -> AsyncIterator[None]:
     """While inside, web's calls to the algorithm service are answered by `algorithm`."""
-    from web import algorithm_client
+    from web.proxy import algorithm_client
 
     client = algorithm_client.AlgorithmClient(
         "http://algorithm.test", timeout=1, connect_retries=0,
@@ -172,8 +172,8 @@ class LiveWeb:
 @pytest.fixture(scope="module")
 def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
     """Start the web service as `make run` does; tests that write use `transactional_db`."""
-    from stack.embedded import free_port
-    from stack.process import spawn, stop_children
+    from core.harness.scratch import free_port
+    from core.process import spawn, stop_children
     from tests.helpers import wait_live
 
     port = free_port()

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from web.algorithm_client import AlgorithmClient
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
+from web.proxy.algorithm_client import AlgorithmClient
 
 
 def make_client(

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from web import algorithm_client
+from web.proxy import algorithm_client
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import assert_error
 from tests.web.conftest import InProcessWeb
-from web import observability
+from web.edge import observability
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from django.test import RequestFactory
 
-from stack.embedded import free_port
+from core.harness.scratch import free_port
 from tests.helpers import assert_error
 from tests.web.conftest import algorithm_played_by
-from web import throttling
 from web.asgi import application
-from web.rate_limits import Scope, SharedRateLimiter
+from web.edge import rate_limits
+from web.edge.rate_limiter import Scope, SharedRateLimiter
 
 Request = tuple[str, str, dict[str, Any]]  # method, path, httpx arguments
 SCOPES = ("predict", "reads", "writes", "train")
@@ -51,7 +51,7 @@ async def send(
     client_address: str = "127.0.0.1",
 ) -> list[httpx.Response]:
     """Send `requests` (method, path, httpx arguments) in order to web with `limits` installed."""
-    throttling.install(limits)
+    rate_limits.install(limits)
     transport = httpx.ASGITransport(app=cast(Any, application), client=(client_address, 40000))
     try:
         async with (
@@ -62,7 +62,7 @@ async def send(
                 await web.request(method, path, **options) for method, path, options in requests
             ]
     finally:
-        throttling.install(None)
+        rate_limits.install(None)
         await limits.aclose()
 
 
@@ -97,7 +97,7 @@ def predict(token: str | None = None) -> Request:
 )
 def test_each_route_counts_against_its_scope(method: str, path: str, scope: str | None) -> None:
     request = RequestFactory().generic(method, path)
-    assert throttling.scope_of(request) == scope
+    assert rate_limits.scope_of(request) == scope
 
 
 def test_over_the_limit_is_429_with_retry_after_per_token(
@@ -134,8 +134,8 @@ def test_scopes_are_separate(redis_db_url: str, asgi_db: Any, tokens: dict[str, 
 def test_callers_without_a_token_count_by_address() -> None:
     """Where no token identifies the caller (the guard-off bench web), the address does."""
     first, second = (RequestFactory().post("/api/predict/", REMOTE_ADDR=a) for a in SOME_ADDRESSES)
-    assert throttling.client_key(first) != throttling.client_key(second)
-    assert throttling.client_key(first) == throttling.client_key(
+    assert rate_limits.client_key(first) != rate_limits.client_key(second)
+    assert rate_limits.client_key(first) == rate_limits.client_key(
         RequestFactory().post("/api/predict/", REMOTE_ADDR=SOME_ADDRESSES[0])
     )
 

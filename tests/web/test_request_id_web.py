@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stack.logs import JsonFormatter
+from core.logs import JsonFormatter
 from tests.helpers import assert_error
 from tests.web.conftest import AlgorithmHandler, InProcessWeb
 

@@ -10,7 +10,7 @@ import httpx
 
 from tests.helpers import assert_error
 from web.asgi import application, django_app
-from web.static import static_files_app
+from web.edge.static import static_files_app
 
 CSS = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from algorithm import serving_state
-from algorithm.serving_state import Desired
+from core import serving_protocol
+from core.serving_protocol import Desired
 from tests.algorithm.registry_helpers import Corpus, publish, train
 from tests.helpers import wait_until
 from worker.link_follower import mirror_champion
@@ -50,11 +50,11 @@ def test_a_starting_worker_mirrors_the_champion_then_follows_moves(
 ) -> None:
     old, new = versions
     with redis.Redis.from_url(redis_db_url, decode_responses=True) as client:
-        client.set(serving_state.DESIRED_KEY, Desired(champion=old, seq=1).model_dump_json())
+        client.set(serving_protocol.DESIRED_KEY, Desired(champion=old, seq=1).model_dump_json())
         start_worker()  # no message: it reads the desired state when it starts
         wait_until(lambda: current(model_dir) == old, timeout=5, what="`current` on champion")
 
         announced = time.monotonic()
-        serving_state.announce(client, Desired(champion=new, seq=2))
+        serving_protocol.announce(client, Desired(champion=new, seq=2))
         wait_until(lambda: current(model_dir) == new, timeout=2, interval=0.01, what="the move")
         assert time.monotonic() - announced < 2

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from algorithm.artifacts import load_current_version
+from algorithm.ml.artifacts import load_current_version
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow

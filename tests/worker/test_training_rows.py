@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from worker.rows import DataFingerprint, Row, stream_training_rows
+from worker.rows import DataFingerprint, Row, database_engine, stream_training_rows
 
 Insert = Callable[[list[tuple[str, str]]], None]
 
@@ -17,11 +17,16 @@ def read_all(url: str, *, chunk_rows: int, during: Callable[[], None] | None = N
 ]:  # fmt: skip
     async def collect() -> list[list[Row]]:
         chunks = []
-        async for chunk in stream_training_rows(url, chunk_rows=chunk_rows, fingerprint=fp):
-            chunks.append(chunk)
-            if during is not None and len(chunks) == 1:
-                # Another session commits rows while this one is half-way through.
-                await asyncio.to_thread(during)
+        engine = database_engine(url)
+        try:
+            rows = stream_training_rows(engine, chunk_rows=chunk_rows, fingerprint=fp)
+            async for chunk in rows:
+                chunks.append(chunk)
+                if during is not None and len(chunks) == 1:
+                    # Another session commits rows while this one is half-way through.
+                    await asyncio.to_thread(during)
+        finally:
+            await engine.dispose()
         return chunks
 
     fp = DataFingerprint()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from algorithm.artifacts import VERSION_PATTERN
+from algorithm.ml.artifacts import VERSION_PATTERN
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow

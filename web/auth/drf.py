@@ -2,7 +2,7 @@
 
 `TokenFromMiddleware` hands DRF the identity `web.auth.middleware.authenticate` already
 established (request.user is that TokenIdentity). DRF imports this module while it loads its
-settings, so it imports nothing of DRF's views (web/openapi.py declares the scheme).
+settings, so it imports nothing of DRF's views (web/schema/openapi.py declares the scheme).
 """
 
 from __future__ import annotations

@@ -1,28 +1,22 @@
-"""Web's side of the registry-to-serving protocol in Redis (the one Redis client module of web).
+"""Web's Redis client for the registry-to-serving protocol (declared in core/serving_protocol.py).
 
-PostgreSQL's alias table is the truth. After a move commits, `announce_desired` reads champion
-and challenger with a sequence number (the newest audit id, which grows with every change) from
-one snapshot, SETs them under DESIRED_KEY and PUBLISHes the same JSON on CHANGED_CHANNEL in one
-MULTI: the algorithm processes follow it. Web must not import the algorithm package, so the names
-are repeated here; tests/registry/test_protocol.py checks both sides agree.
+PostgreSQL's alias table is the truth. After a move commits, `announce_desired` reads champion,
+challenger and a sequence number from one snapshot (`core.registry.read_desired`) and announces
+them (`core.serving_protocol.announce`); the algorithm processes follow it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import redis
-from django.db import connection
 
+from core import registry, serving_protocol
 from web.config import get_settings
+from web.registry.database import DjangoDatabase
 
-DESIRED_KEY = "textclf:registry:desired"
-CHANGED_CHANNEL = "textclf:registry:changed"
-REPORT_KEY_PREFIX = "textclf:serving:"
 REDIS_TIMEOUT_SECONDS = 2
 
 logger = logging.getLogger(__name__)
@@ -39,34 +33,13 @@ def get_redis() -> redis.Redis:
     )
 
 
-def desired_from_database() -> dict[str, Any]:
-    """Champion, challenger and seq as one snapshot of the alias and audit tables."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT version_id FROM model_alias WHERE name = 'champion'), "
-            "(SELECT version_id FROM model_alias WHERE name = 'challenger'), "
-            "(SELECT coalesce(max(id), 0) FROM audit_event)"
-        )
-        champion, challenger, seq = cursor.fetchone()
-    return {
-        "champion": champion,
-        "challenger": challenger,
-        "seq": int(seq),
-        "moved_at": datetime.now(UTC).isoformat(),
-    }
-
-
 def announce_desired() -> bool:
     """Tell the serving processes what the aliases say now; False if Redis could not be told."""
-    desired = desired_from_database()
-    payload = json.dumps(desired)
+    desired = registry.read_desired(DjangoDatabase())
     try:
-        with get_redis().pipeline(transaction=True) as pipe:
-            pipe.set(DESIRED_KEY, payload)
-            pipe.publish(CHANGED_CHANNEL, payload)
-            pipe.execute()
+        serving_protocol.announce(get_redis(), desired)
     except redis.RedisError:
-        logger.exception("could not announce desired versions %s", payload)
+        logger.exception("could not announce desired versions %s", desired.model_dump_json())
         return False
     return True
 
@@ -74,32 +47,18 @@ def announce_desired() -> bool:
 def read_desired() -> dict[str, Any] | None:
     """What Redis tells the replicas to serve (None when unset or unreadable)."""
     try:
-        raw = get_redis().get(DESIRED_KEY)
+        desired = serving_protocol.read_desired(get_redis())
     except redis.RedisError:
         logger.warning("could not read the desired versions from Redis", exc_info=True)
         return None
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return desired.model_dump() if desired else None
 
 
 def read_replica_reports() -> list[dict[str, Any]]:
     """Each live algorithm process's report: the version it loaded and its last load error."""
     try:
-        client = get_redis()
-        keys = sorted(client.scan_iter(match=f"{REPORT_KEY_PREFIX}*", count=100))
-        raws = client.mget(keys) if keys else []
+        reports = serving_protocol.read_reports(get_redis())
     except redis.RedisError:
         logger.warning("could not read the replica reports from Redis", exc_info=True)
         return []
-    reports = []
-    for raw in raws:
-        try:
-            report = json.loads(raw) if isinstance(raw, str) else None
-        except ValueError:
-            continue
-        if isinstance(report, dict) and isinstance(report.get("replica"), str):
-            reports.append(report)
-    return reports
+    return [report.model_dump() for report in reports]

@@ -19,10 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from web import predict
 from web.auth.roles import Role
 from web.data.serializers import ErrorSerializer
 from web.errors import Forbidden, NotFound, ValidationFailed, json_errors
+from web.proxy import views as proxy
 from web.registry import selectors, services
 from web.registry.models import AliasName, TrainingRun
 from web.registry.serializers import (
@@ -131,7 +131,7 @@ async def train_collection(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         response: HttpResponse = await _runs_list(request)
         return response
-    return await predict.start_training(request)
+    return await proxy.start_training(request)
 
 
 class VersionFilters(serializers.Serializer):

@@ -1,0 +1,2 @@
+"""The Flask prediction service and its serving machinery (runtime, batcher, model cache, champion
+follower, shadow)."""

@@ -1,0 +1,202 @@
+"""Flask on the server's own event loop: `async def` views with no thread hand-offs.
+
+Flask is a WSGI framework: served by Hypercorn's WSGI wrapper, every request crosses from the
+server's loop to an executor thread, and Flask then runs each async view on an event loop of its
+own (by default a new one per request). Under load those hand-offs, not the views, cost most of
+the time. `FlaskASGI` instead runs Flask's request handling on the server's loop thread inside a
+greenlet; when a view awaits, `LoopFlask` switches back to the loop, which runs the coroutine as
+a task of the one long-lived loop of the process and resumes the greenlet with its result. The
+contract for views: never block; blocking work goes through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from io import BytesIO
+from typing import Any
+
+import greenlet
+from flask import Flask
+
+from core.heap import freeze_startup_heap
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _RequestGreenlet(greenlet.greenlet):
+    """Runs one request's synchronous Flask code; its parent is the loop's task."""
+
+
+def await_on_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coroutine` on the event loop from Flask's synchronous code and return its result."""
+    current = greenlet.getcurrent()
+    if not isinstance(current, _RequestGreenlet):
+        coroutine.close()
+        raise RuntimeError(
+            "async views of this app run only when it is served through FlaskASGI "
+            "(python -m algorithm, or algorithm.service.asgi:app)"
+        )
+    # The view sees Flask's request and app context: run it in this greenlet's context.
+    return current.parent.switch((coroutine, contextvars.copy_context()))
+
+
+async def run_in_greenlet(function: Callable[..., Any], *args: Any) -> Any:
+    """Call synchronous `function` on the loop thread, serving its `await_on_loop` calls."""
+    child = _RequestGreenlet(function)
+    # A new greenlet starts with empty context variables: Flask's code sees the request's (its
+    # request id) as a task would.
+    child.gr_context = contextvars.copy_context()
+    request = child.switch(*args)
+    loop = asyncio.get_running_loop()
+    while not child.dead:
+        coroutine, context = request
+        try:
+            result = await loop.create_task(coroutine, context=context)
+        except BaseException as exc:  # the view's error (or our cancellation) goes to Flask
+            request = child.throw(exc)
+        else:
+            request = child.switch(result)
+    return request
+
+
+class LoopFlask(Flask):
+    """Flask whose async views run on the serving loop (see `FlaskASGI`)."""
+
+    def async_to_sync(self, func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return await_on_loop(func(*args, **kwargs))
+
+        return run
+
+
+class FlaskASGI:
+    """An ASGI app serving a `LoopFlask` app; lifespan runs the given start and stop hooks.
+
+    The request body is read in full before Flask sees it; a body over `max_body_bytes` is
+    drained without being kept, and Flask answers it with 413 from its content length.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        max_body_bytes: int,
+        on_startup: Iterable[Hook] = (),
+        on_shutdown: Iterable[Hook] = (),
+    ) -> None:
+        self.flask_app = app
+        self.max_body_bytes = max_body_bytes
+        if app.config["MAX_CONTENT_LENGTH"] is None:  # so an over-long body gets Flask's 413
+            app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+        self.on_startup = list(on_startup)
+        self.on_shutdown = list(on_shutdown)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            phase = message["type"].removeprefix("lifespan.")
+            hooks = self.on_startup if phase == "startup" else self.on_shutdown
+            try:
+                for hook in hooks:
+                    await hook()
+            except Exception as exc:
+                log.exception("lifespan %s failed", phase)
+                await send({"type": f"lifespan.{phase}.failed", "message": str(exc)})
+                return
+            if phase == "startup":
+                freeze_startup_heap()
+            await send({"type": f"lifespan.{phase}.complete"})
+            if phase == "shutdown":
+                return
+
+    async def _read_body(self, receive: Receive) -> tuple[bytes, int] | None:
+        """The body (up to the limit) and how many bytes came; None if the client went away."""
+        body, received = bytearray(), 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received <= self.max_body_bytes:
+                body.extend(chunk)
+            if not message.get("more_body"):
+                return bytes(body), received
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        read = await self._read_body(receive)
+        if read is None:
+            return  # nobody to answer; a truncated body must not reach a view
+        body, received = read
+        environ = _build_environ(scope, body, content_length=received)
+        status, headers, payload = await run_in_greenlet(self._call_flask, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def _call_flask(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        started: list[Any] = []
+        written: list[bytes] = []  # WSGI's legacy write() callable; Flask itself never uses it
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+        ) -> Callable[[bytes], object]:
+            started[:] = [int(status.split(" ", 1)[0]), headers]
+            return written.append
+
+        chunks = self.flask_app.wsgi_app(environ, start_response)
+        try:
+            payload = b"".join([*written, *chunks])
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        status, headers = started
+        latin1 = [(name.lower().encode("latin-1"), val.encode("latin-1")) for name, val in headers]
+        return status, latin1, payload
+
+
+def _build_environ(scope: Scope, body: bytes, *, content_length: int) -> dict[str, Any]:
+    server = scope.get("server") or ("localhost", 80)
+    root_path = scope.get("root_path", "")
+    path = scope["path"].removeprefix(root_path) or "/"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root_path.encode().decode("latin-1"),
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("ascii"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    if scope.get("client"):
+        environ["REMOTE_ADDR"] = scope["client"][0]
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        value = raw_value.decode("latin-1")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    # What was actually received (chunked bodies too); over the limit, Flask answers 413.
+    environ["CONTENT_LENGTH"] = str(content_length)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    return environ

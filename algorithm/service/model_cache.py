@@ -1,0 +1,160 @@
+"""The serving models, kept in memory and swapped when the registry names other versions.
+
+`follow(desired)` loads the champion the registry wants (and the challenger, for shadow scoring)
+by name from `<model_root>/<version>/`, verified as published; without a desired state (a fresh
+install, Redis flushed or down) `refresh()` follows the `current` link, found by a cheap `stat`.
+Both block on file reads: the service calls them off its event loop, one at a time. A new model
+is swapped in with one attribute assignment: a request sees the old model or the new one, never a
+mix. A version that fails to load is logged and reported; the old one keeps serving, and it is
+not retried until the registry announces again (no re-reading a corrupt file every poll).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from algorithm.ml import artifacts
+from algorithm.ml.training import FastPredictor
+from algorithm.service.observability import record_reload, record_served_version
+from core.serving_protocol import Desired, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    version: str
+    manifest: dict[str, Any]
+    predictor: FastPredictor
+
+    @property
+    def label_count(self) -> int:
+        """How many labels the model can answer: the largest `top_k` it serves."""
+        return len(self.predictor.model.classifier.classes_)
+
+
+def load_named_version(model_root: Path, version: str) -> artifacts.LoadedVersion:
+    """Load `<model_root>/<version>/`, verified like `current` (ArtifactError when it cannot)."""
+    if not artifacts.VERSION_PATTERN.match(version):
+        raise artifacts.ArtifactError(f"{version!r} is not a version name; refusing to load it")
+    version_dir = model_root / version
+    if version_dir.is_symlink() or not version_dir.is_dir():
+        raise artifacts.ArtifactError(f"version {version} is not a directory under {model_root}")
+    manifest = artifacts.read_manifest(version_dir)
+    try:
+        model = artifacts.load_model(version_dir, expected_sha256=manifest["sha256"])
+    except artifacts.ArtifactError as exc:
+        raise artifacts.ArtifactError(f"version {version}: {exc}") from exc
+    return artifacts.LoadedVersion(version=version, manifest=manifest, model=model)
+
+
+def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
+    return ServingModel(
+        version=loaded.version, manifest=loaded.manifest, predictor=FastPredictor(loaded.model)
+    )
+
+
+class ModelCache:
+    def __init__(self, model_root: Path, *, keep_challenger: bool = False) -> None:
+        self.model_root = model_root
+        self.keep_challenger = keep_challenger  # only shadow scoring needs the challenger
+        self.current: ServingModel | None = None
+        self.challenger: ServingModel | None = None
+        self.last_error: str | None = None
+        self.error_version: str | None = None
+        self.loaded_at: str | None = None
+        self.load_attempts = 0  # so the follower can report after every attempt
+        self._signature: tuple[str, int, int] | None = None
+        self._failed: set[tuple[str, int]] = set()  # (version, seq) loads that failed
+
+    @property
+    def version(self) -> str | None:
+        return self.current.version if self.current else None
+
+    @property
+    def challenger_version(self) -> str | None:
+        return self.challenger.version if self.challenger else None
+
+    def follow(self, desired: Desired | None) -> bool:
+        """Serve what `desired` names, else what `current` names; True when the champion moved."""
+        if desired is None or desired.champion is None:
+            return self.refresh()
+        moved = self._load_champion(desired.champion, desired.seq)
+        if self.keep_challenger:
+            self._load_challenger(desired.challenger, desired.seq)
+        if self.version == desired.champion and (
+            not self.keep_challenger or self.challenger_version == desired.challenger
+        ):
+            self.last_error = self.error_version = None
+        return moved
+
+    def refresh(self) -> bool:
+        """Load `current` if it moved since the last look; True when a new model was swapped in."""
+        signature = artifacts.current_signature(self.model_root)
+        if signature == self._signature:
+            return False
+        self._signature = signature  # a failed version is not retried until `current` moves
+        if signature is None:
+            return False  # nothing published (or unpublished by hand): keep what we serve
+        self.load_attempts += 1
+        try:
+            loaded = artifacts.load_current_version(self.model_root)
+        except artifacts.NoPublishedModel:
+            return False  # `current` vanished since the stat: as if nothing were published
+        except artifacts.ArtifactError as exc:
+            self._record_failure(signature[0], exc)
+            return False
+        if self.current is not None and loaded.version == self.current.version:
+            return False
+        self._swap_champion(_serving(loaded))
+        self.last_error = self.error_version = None
+        return True
+
+    def _load_champion(self, version: str, seq: int) -> bool:
+        if version == self.version or (version, seq) in self._failed:
+            return False
+        if version == self.challenger_version and self.challenger is not None:
+            self._swap_champion(self.challenger)  # a challenger promoted: already in memory
+            return True
+        loaded = self._load(version, seq)
+        if loaded is None:
+            return False
+        self._swap_champion(_serving(loaded))
+        return True
+
+    def _load_challenger(self, version: str | None, seq: int) -> None:
+        if version == self.challenger_version or (version, seq) in self._failed:
+            return
+        if version is None:
+            self.challenger = None
+        elif version == self.version:
+            self.challenger = self.current
+        elif (loaded := self._load(version, seq)) is not None:
+            self.challenger = _serving(loaded)
+            log.info("shadow scoring with challenger %s", version)
+
+    def _load(self, version: str, seq: int) -> artifacts.LoadedVersion | None:
+        self.load_attempts += 1
+        try:
+            return load_named_version(self.model_root, version)
+        except artifacts.ArtifactError as exc:
+            self._failed.add((version, seq))
+            self._record_failure(version, exc)
+            return None
+
+    def _swap_champion(self, model: ServingModel) -> None:
+        previous = self.version
+        self.current = model
+        self.loaded_at = utc_now()
+        log.info("serving model version %s", model.version)
+        record_reload(succeeded=True)
+        record_served_version(previous, model.version)
+
+    def _record_failure(self, version: str, exc: Exception) -> None:
+        self.last_error = str(exc)
+        self.error_version = version
+        log.error("cannot load version %s, keeping model %s: %s", version, self.version, exc)
+        record_reload(succeeded=False)

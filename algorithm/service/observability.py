@@ -1,0 +1,187 @@
+"""Request ids, metrics and the access log of the algorithm service.
+
+`ObservedASGI` wraps the service's ASGI app: it takes web's `X-Request-ID` (or makes one), sets
+it in `REQUEST_ID` for every log line of the request (and for the Celery task a training request
+queues), returns it on the response, times the request into
+`http_server_request_duration_seconds` by route template and writes the access line. The other
+metrics are recorded where things happen, through the `record_*` functions below. `GET /metrics`
+merges every process's metric files (core/metrics.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import Counter, Gauge, Histogram
+
+from algorithm.service.errors import Unauthorized
+from core.logs import REQUEST_ID, accepted_request_id
+from core.metrics import (
+    CONTENT_TYPE,
+    HTTP_DURATION,
+    http_method_label,
+    labelled,
+    render_metrics,
+    scrape_allowed,
+)
+
+access_log = logging.getLogger("algorithm.access")
+UNMATCHED_ROUTE = "unmatched"
+NO_MODEL = "none"  # the version label while a process serves no model
+
+PREDICTIONS = Counter("textclf_predictions_total", "Predict requests answered with labels.")
+PREDICTED_TEXTS = Counter("textclf_predicted_texts_total", "Texts labelled by predict requests.")
+BATCH_SIZE = Histogram(
+    "textclf_predict_batch_size",
+    "Texts per model call: concurrent requests coalesced by the micro-batcher, or one big body.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
+)
+MODEL_RELOADS = Counter(
+    "textclf_model_reloads_total",
+    "Attempts to load a newly published model version, by outcome (success, failure).",
+    ["outcome"],
+)
+MODEL_SERVED = Gauge(
+    "textclf_model_served_info",
+    'The model version each process serves: 1 on its version (version="none" before any).',
+    ["version"],
+    multiprocess_mode="liveall",  # one series per live process; gone when it exits
+)
+SHADOW_COMPARED = Counter(
+    "textclf_shadow_compared_total", "Predictions also scored by the challenger model."
+)
+SHADOW_AGREED = Counter(
+    "textclf_shadow_agreed_total", "Shadow predictions where the challenger agreed."
+)
+_request_duration = labelled(HTTP_DURATION)
+_reloads = labelled(MODEL_RELOADS)
+
+
+def record_predictions(*, requests: int, texts: int) -> None:
+    """Count predict requests answered with labels: once per model call, not per request."""
+    PREDICTIONS.inc(requests)
+    PREDICTED_TEXTS.inc(texts)
+
+
+def record_batch(texts: int) -> None:
+    BATCH_SIZE.observe(texts)
+
+
+def record_reload(*, succeeded: bool) -> None:
+    _reloads("success" if succeeded else "failure").inc()
+
+
+def record_served_version(previous: str | None, current: str | None) -> None:
+    """Move this process's served-version series from `previous` to `current`."""
+    if previous != current:
+        MODEL_SERVED.labels(previous or NO_MODEL).set(0)
+    MODEL_SERVED.labels(current or NO_MODEL).set(1)
+
+
+def record_shadow(*, compared: int, agreed: int) -> None:
+    """Live predictions scored again by the challenger, and how many it agreed with."""
+    SHADOW_COMPARED.inc(compared)
+    SHADOW_AGREED.inc(agreed)
+
+
+class _Route:
+    """Filled in by Flask (which knows the matched rule) for the wrapper that times the request."""
+
+    __slots__ = ("template",)
+
+    def __init__(self) -> None:
+        self.template = UNMATCHED_ROUTE
+
+
+_ROUTE: ContextVar[_Route | None] = ContextVar("route", default=None)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ObservedASGI:
+    """Request id, duration histogram and access line around an ASGI app's HTTP requests."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = accepted_request_id(_header(scope, b"x-request-id"))
+        id_token, route = REQUEST_ID.set(request_id), _Route()
+        route_token = _ROUTE.set(route)
+        id_header = (b"x-request-id", request_id.encode())
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            method = http_method_label(scope["method"])
+            _request_duration(route.template, method, str(status)).observe(seconds)
+            if self.access_log:
+                duration_ms = round(seconds * 1000, 2)
+                access_log.info(
+                    "%s %s %s %.2f ms", scope["method"], route.template, status, duration_ms,
+                    extra={"method": scope["method"], "route": route.template,
+                           "status": status, "duration_ms": duration_ms},
+                )  # fmt: skip
+            _ROUTE.reset(route_token)
+            REQUEST_ID.reset(id_token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _note_route() -> None:
+    """Flask `before_request`: tell the wrapper which route template matched."""
+    route = _ROUTE.get()
+    if route is not None and request.url_rule is not None:
+        route.template = request.url_rule.rule
+
+
+metrics_api = Blueprint("metrics", __name__)
+
+
+@metrics_api.get("/metrics")
+async def metrics() -> Response:
+    """Every process's metrics in the Prometheus text format; open unless METRICS_TOKEN is set.
+
+    The service token is not asked for here (algorithm/service/auth.py): scrapers hold
+    METRICS_TOKEN.
+    """
+    presented = request.headers.get("Authorization")
+    if not scrape_allowed(presented, current_app.config["METRICS_TOKEN"]):
+        raise Unauthorized(
+            "GET /metrics needs the METRICS_TOKEN bearer token.", invalid=bool(presented)
+        )
+    return Response(await asyncio.to_thread(render_metrics), content_type=CONTENT_TYPE)
+
+
+def install(app: Flask, *, metrics_token: str) -> None:
+    """Serve /metrics and report matched routes to `ObservedASGI`."""
+    app.config["METRICS_TOKEN"] = metrics_token
+    app.before_request(_note_route)
+    app.register_blueprint(metrics_api)

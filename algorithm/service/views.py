@@ -1,0 +1,124 @@
+"""HTTP endpoints of the algorithm service: thin async views over the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import unquote
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound
+from algorithm.service.runtime import ServingRuntime
+from algorithm.service.schemas import Liveness, Readiness, parse_predict_request
+from core.jobs import Requester
+from core.logs import REQUEST_ID
+
+api = Blueprint("api", __name__)
+# Who asked web for a training ("token:ci"), percent-encoded UTF-8. Only service-token holders
+# reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded as given.
+REQUESTED_BY_HEADER = "X-Requested-By"
+REQUESTED_BY_MAX_CHARS = 200  # training_run.requested_by; decoding only shortens it
+REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
+
+
+def runtime() -> ServingRuntime:
+    runtime: ServingRuntime = current_app.extensions["textclf"]
+    return runtime
+
+
+def require_json() -> bytes:
+    if request.mimetype != "application/json":
+        raise BadRequest(
+            f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
+            code="unsupported_media_type",
+        ).with_status(415)
+    return request.get_data(cache=False)
+
+
+@api.post("/predict")
+async def predict() -> Response | tuple[Response, int]:
+    """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
+    settings = runtime().settings
+    body = parse_predict_request(
+        require_json(),
+        max_texts=settings.predict_max_texts,
+        max_chars=settings.predict_max_chars,
+    )
+    texts = [body.text] if body.text is not None else body.texts or []
+    # NoModel: 503 until trained; a top_k above the model's label count: 400.
+    labels, version, scores = await runtime().predict(texts, body.top_k)
+    if scores is None:
+        if body.text is not None:
+            return jsonify(label=labels[0], model_version=version)
+        return jsonify(labels=labels, model_version=version)
+    ranked = [[{"label": label, "score": score} for label, score in best] for best in scores]
+    if body.text is not None:
+        return jsonify(label=labels[0], model_version=version, scores=ranked[0])
+    return jsonify(labels=labels, model_version=version, scores=ranked)
+
+
+@api.post("/train")
+async def train() -> tuple[Response, int, dict[str, str]]:
+    """Queue a training job (or return the one already queued)."""
+    if request.get_data(cache=False).strip() not in (b"", b"{}"):
+        raise BadRequest("POST /train takes no input; send an empty body.")
+    requester = Requester(requested_by=requested_by(), request_id=REQUEST_ID.get())
+    rt = runtime()
+    try:
+        job = await asyncio.to_thread(
+            rt.job_store.request_training, enqueue=rt.enqueue, requester=requester
+        )
+    except (redis.RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"The job queue is not reachable: {exc}") from exc
+    return jsonify(job), 202, {"Location": f"/train/{job['job_id']}"}
+
+
+def requested_by() -> str | None:
+    """The decoded `X-Requested-By` header, or None; 400 unless it is what the schema says."""
+    raw = request.headers.get(REQUESTED_BY_HEADER)
+    if raw is None:
+        return None
+    if not REQUESTED_BY_PATTERN.fullmatch(raw):
+        raise BadRequest(
+            f"{REQUESTED_BY_HEADER} must be the requester's name percent-encoded as UTF-8: "
+            f"1 to {REQUESTED_BY_MAX_CHARS} visible ASCII characters."
+        )
+    name = unquote(raw, errors="replace")  # every value the schema allows is accepted
+    return "".join(char if char.isprintable() else "\ufffd" for char in name)
+
+
+@api.get("/train/<job_id>")
+async def train_status(job_id: str) -> Response:
+    """The state of one training job."""
+    try:
+        job = await asyncio.to_thread(runtime().job_store.get, job_id)
+    except (redis.RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"The job store is not reachable: {exc}") from exc
+    if job is None:
+        raise JobNotFound(f"No training job {job_id!r}.")
+    return jsonify(job)
+
+
+@api.get("/health/live")
+async def live() -> Response:
+    return jsonify(Liveness(status="ok").model_dump())
+
+
+@api.get("/health/ready")
+async def ready() -> tuple[Response, int]:
+    """Ready when Redis answers; says which model version is loaded."""
+    rt = runtime()
+    try:
+        await asyncio.to_thread(rt.redis.ping)
+        redis_state = "ok"
+    except (redis.RedisError, OSError) as exc:
+        redis_state = f"error: {type(exc).__name__}"
+    body = Readiness(
+        status="ok" if redis_state == "ok" else "unavailable",
+        checks={"redis": redis_state},
+        model_version=rt.models.version,
+        model_error=rt.models.last_error,
+    )
+    return jsonify(body.model_dump()), 200 if redis_state == "ok" else 503

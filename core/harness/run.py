@@ -1,0 +1,271 @@
+"""`make run`: the whole stack in the foreground, stopped cleanly by Ctrl-C.
+
+Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name other servers),
+migrates, makes sure the admin token kept in $VAR_DIR/admin-token exists (created on the first
+start), then starts every service in SERVICES and prints the token with a curl line to try.
+A lock on $VAR_DIR refuses a second stack on the same data; the lock dies with the process, so
+a crashed run needs no clean-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from core.harness.embedded import start_postgres, start_redis
+from core.harness.postgres_user import first_unreachable, system_user
+from core.harness.settings import StackSettings
+from core.process import Child, StopSignals, spawn, stop_children
+
+# Where `make run` as root keeps PostgreSQL's data when $VAR_DIR is in a private directory.
+SHARED_POSTGRES_ROOT = Path("/var/lib/textclf")
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    url: str | None = None  # printed, and polled until it answers
+
+
+def services(settings: StackSettings) -> list[Service]:
+    """Every long-running service of the stack: one line each.
+
+    web and algorithm start through their own entry points, which read their own settings
+    (workers, limits) from the same environment.
+    """
+    py = sys.executable
+    celery = [py, "-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel", "INFO"]
+    algorithm = f"http://{settings.algorithm_host}:{settings.algorithm_port}"
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    return [
+        Service("worker", celery),
+        Service("algorithm", [py, "-m", "algorithm"], url=f"{algorithm}/health/live"),
+        Service("web", [py, "-m", "web"], url=f"{web}/health/live"),
+    ]
+
+
+def metrics_urls(settings: StackSettings) -> str:
+    """Where Prometheus scrapes each service (README "Observability")."""
+    urls = [
+        f"http://{settings.web_host}:{settings.web_port}/metrics",
+        f"http://{settings.algorithm_host}:{settings.algorithm_port}/metrics",
+    ]
+    if settings.worker_metrics_port:
+        urls.append(f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
+    token = " (bearer METRICS_TOKEN)" if settings.metrics_token else ""
+    return f"metrics{token}:\n  " + "\n  ".join(urls)
+
+
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+def lock_var_dir(var_dir: Path) -> Any:
+    """Hold an exclusive lock on $VAR_DIR for the life of this process."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(var_dir / "stack.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        raise AlreadyRunningError(
+            f"another `make run` (pid {owner}) is using {var_dir.resolve()}; stop it first "
+            "or set VAR_DIR to another directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def kept_secret(var_dir: Path, name: str, *, prefix: str = "") -> str:
+    """A random secret kept in $VAR_DIR/<name> (owner-only), so local runs need no configuration."""
+    path = var_dir / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(prefix + secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def secret_key(var_dir: Path) -> str:
+    """The Django secret key kept under $VAR_DIR."""
+    return kept_secret(var_dir, "django_secret_key")
+
+
+def service_token(var_dir: Path) -> str:
+    """The algorithm service's token kept under $VAR_DIR; web presents it."""
+    return kept_secret(var_dir, "algorithm_token")
+
+
+def admin_token(var_dir: Path) -> Path:
+    """$VAR_DIR/admin-token (mode 0600): an admin token's secret, made on the first start."""
+    kept_secret(var_dir, "admin-token", prefix="tcf_")
+    return var_dir / "admin-token"
+
+
+def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
+    """Give the secret in `token_path` the token "admin" (the secret travels in the environment)."""
+    secret = token_path.read_text().strip()
+    command = [sys.executable, "-m", "web", "createtoken", "--name", "admin", "--role", "admin",
+               "--from-env", "ADMIN_TOKEN"]  # fmt: skip
+    child = spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
+    if child.popen.wait() != 0:
+        raise RuntimeError("could not set up the admin token")
+
+
+def print_admin_token(token_path: Path, web_url: str) -> None:
+    print(
+        f"admin token: {token_path.read_text().strip()}  (kept in {token_path.resolve()}; "
+        "more tokens: .venv/bin/python -m web createtoken --help)\n"
+        f"  export TOKEN=$(cat {token_path.resolve()})\n"
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {web_url}/api/data/',
+        flush=True,
+    )
+
+
+def postgres_data_dir(var_dir: Path) -> Path:
+    """$VAR_DIR/postgres, unless PostgreSQL's system user cannot reach it (a checkout in /root).
+
+    Then the data goes to a directory of our own under SHARED_POSTGRES_ROOT, one per $VAR_DIR,
+    rather than opening up a home directory we do not own.
+    """
+    preferred = var_dir / "postgres"
+    user = system_user()
+    if user is None or first_unreachable(preferred, user) is None:
+        return preferred
+    key = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:12]
+    data_dir = SHARED_POSTGRES_ROOT / key / "postgres"
+    print(f"PostgreSQL data: {data_dir} (its system user cannot enter {var_dir.resolve()})")
+    return data_dir
+
+
+def start_embedded(settings: StackSettings, logs: Path) -> list[Child]:
+    """Start the embedded servers whose URL the environment does not set."""
+    children = []
+    if settings.uses_embedded("database"):
+        url = urlsplit(settings.database_url)
+        postgres = start_postgres(
+            postgres_data_dir(settings.var_dir),
+            port=url.port or 5432,
+            database=url.path.lstrip("/"),
+            log_path=logs / "postgres.log",
+        )
+        children.append(postgres)
+    if settings.uses_embedded("redis"):
+        url = urlsplit(settings.redis_url)
+        redis = start_redis(
+            settings.var_dir / "redis", port=url.port or 6379, log_path=logs / "redis.log"
+        )
+        children.append(redis)
+    return children
+
+
+def wait_until_answers(url: str, *, child: Child, timeout: float) -> None:
+    """Poll `url` until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.running():
+            raise RuntimeError(f"{child.name} exited with code {child.popen.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not answer on {url} within {timeout:.0f}s")
+
+
+def service_env(settings: StackSettings) -> dict[str, str]:
+    """The environment every service starts with: the caller's, plus what this stack decided.
+
+    web presents ALGORITHM_TOKEN and the algorithm service accepts ALGORITHM_TOKENS; unset, both
+    are the token kept under $VAR_DIR.
+    """
+    token = settings.algorithm_token or service_token(settings.var_dir)
+    return {
+        **os.environ,
+        "VAR_DIR": str(settings.var_dir),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "ALGORITHM_URL": settings.algorithm_url,
+        "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
+        "ALGORITHM_TOKEN": token,
+        "ALGORITHM_TOKENS": settings.algorithm_tokens or token,
+    }
+
+
+def run(settings: StackSettings) -> int:
+    lock = lock_var_dir(settings.var_dir)
+    logs = settings.var_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    env = service_env(settings)
+    stop = StopSignals()
+    children: list[Child] = []
+    try:
+        children += start_embedded(settings, logs)
+        print(f"database: {settings.database_url}\nredis:    {settings.redis_url}", flush=True)
+        migrate = spawn(
+            "migrate",
+            [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
+            env={**env, "DJANGO_SETTINGS_MODULE": "web.settings"},
+        )
+        if migrate.popen.wait() != 0:
+            raise RuntimeError("migrations failed")
+        token_path = admin_token(settings.var_dir)
+        ensure_admin_token(env, token_path)
+        for service in services(settings):
+            if stop.requested:
+                return 0
+            child = spawn(service.name, service.argv, env=env, log_path=None)
+            children.append(child)
+            if service.url:
+                wait_until_answers(service.url, child=child, timeout=60)
+                print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)
+        print(metrics_urls(settings), flush=True)
+        print_admin_token(token_path, f"http://{settings.web_host}:{settings.web_port}")
+        print("ready; press Ctrl-C to stop", flush=True)
+        while not stop.requested:
+            exited = [child for child in children if not child.running()]
+            if exited:
+                raise RuntimeError(
+                    f"{exited[0].name} exited with code {exited[0].popen.returncode}"
+                )
+            time.sleep(0.2)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        if stop.requested:
+            return 0
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        stop_children(children)
+        lock.close()
+        print("stopped", flush=True)
+
+
+def main() -> int:
+    try:
+        return run(StackSettings())
+    except (AlreadyRunningError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Run an ASGI/WSGI app in N Hypercorn processes, each with its own SO_REUSEPORT socket.
+
+One shared listening socket (`hypercorn -w N`) lets the kernel hand most keep-alive connections
+to one worker now and then; one socket per process lets the kernel spread connections evenly.
+SO_REUSEPORT would also let a leftover server silently share the port, so the pool refuses to
+start while anything listens on it, holds a per-port lock while it runs, and its workers die
+with it (parent-death signal). SIGTERM/SIGINT stop every worker gracefully.
+
+The pool also owns its workers' metric files (see core/metrics.py): it gives them a directory of
+their own, emptied at start, and marks each worker dead there when it exits, so live gauges of
+a dead process disappear. Hypercorn has no child-exit hook; the pool does not need one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from core.logs import configure_logging, write_logs_in_background
+from core.metrics import MULTIPROC_DIR_ENV, mark_process_dead, prepare_metrics_dir
+from core.process import Child, StopSignals, set_parent_death_signal, spawn, stop_children
+from core.settings import CommonSettings
+
+
+class PortInUseError(RuntimeError):
+    pass
+
+
+def _lock_port(host: str, port: int) -> Any:
+    path = Path(tempfile.gettempdir()) / f"textclf-serve-{host}-{port}.lock"
+    handle = open(path, "w")  # noqa: SIM115 - held open for the life of the pool
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PortInUseError(f"another server pool already runs on {host}:{port}") from None
+    return handle
+
+
+def _release_port(handle: Any) -> None:
+    Path(handle.name).unlink(missing_ok=True)  # while still locked: nobody else owns it
+    handle.close()
+
+
+def _refuse_if_listening(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortInUseError(
+                f"{host}:{port} is already in use; stop the other server first"
+            ) from None
+
+
+def pool_command(
+    app_path: str,
+    *,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    graceful_seconds: float | None = None,
+) -> list[str]:
+    """The command line that serves `app_path` ("module:attribute") on host:port with a pool.
+
+    Unset options take the defaults of `python -m core.pool`.
+    """
+    argv = [sys.executable, "-m", "core.pool", app_path, "--host", host, "--port", str(port)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if graceful_seconds is not None:
+        argv += ["--graceful-seconds", str(graceful_seconds)]
+    return argv
+
+
+def serve_pool(
+    app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float = 10.0
+) -> int:
+    """Serve `app_path` in this process's pool until stopped; the exit code for the shell."""
+    try:
+        return run_pool(
+            app_path, host=host, port=port, workers=workers, graceful_seconds=graceful_seconds
+        )
+    except PortInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def metrics_dir_for(app_path: str, port: int) -> Path:
+    """The metric files of the pool serving `app_path` on `port` ($VAR_DIR/metrics/web-8000).
+
+    The port makes it the pool's own: the port lock keeps a second pool off it.
+    """
+    service = app_path.split(".", 1)[0].split(":", 1)[0]
+    return CommonSettings().metrics_root / f"{service}-{port}"
+
+
+def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float) -> int:
+    """Start `workers` processes serving `app_path`; return when they have all stopped."""
+    lock = _lock_port(host, port)
+    try:
+        _refuse_if_listening(host, port)
+    except PortInUseError:
+        _release_port(lock)
+        raise
+    argv = [
+        *pool_command(app_path, host=host, port=port, graceful_seconds=graceful_seconds),
+        "--worker",
+    ]
+    metrics_dir = prepare_metrics_dir(metrics_dir_for(app_path, port))
+    env = {**os.environ, MULTIPROC_DIR_ENV: str(metrics_dir)}
+    children: list[Child] = []
+    stop = StopSignals()
+    try:
+        children = [spawn(f"worker-{i}", argv, env=env) for i in range(workers)]
+        while not stop.requested and all(child.running() for child in children):
+            time.sleep(0.2)
+        exit_code = 0 if stop.requested else 1
+    finally:
+        stop_children(children, timeout=graceful_seconds + 5)
+        for child in children:
+            mark_process_dead(child.pid, metrics_dir)
+        _release_port(lock)
+    return exit_code
+
+
+def _import_app(app_path: str) -> Any:
+    module_name, _, attribute = app_path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in (attribute or "app").split("."):
+        target = getattr(target, part)
+    return target() if attribute.endswith("()") else target
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float) -> None:
+    """One pool worker: own socket, one event loop, graceful stop on SIGTERM/SIGINT."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    set_parent_death_signal(signal.SIGTERM)
+    # Before the app is imported: an app that configures logging itself (Django) may redo it.
+    # Lines are written off the event loop (core/log_writer.py).
+    write_logs_in_background()
+    configure_logging(CommonSettings().log_format)
+    sock = _listening_socket(host, port)
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.backlog = 2048
+    config.keep_alive_timeout = 75
+    config.keep_alive_max_requests = 1_000_000
+    config.graceful_timeout = graceful_seconds
+    # The apps log one access line per request themselves (with the request id); Hypercorn's
+    # own messages go through the root logger, in the same format.
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    app = _import_app(app_path)
+
+    async def main() -> None:
+        shutdown = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, shutdown.set)
+        await serve(app, config, shutdown_trigger=shutdown.wait)
+
+    asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("app", help="module:attribute of the ASGI or WSGI app")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--graceful-seconds", type=float, default=10.0)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        serve_worker(
+            args.app, host=args.host, port=args.port, graceful_seconds=args.graceful_seconds
+        )
+        return 0
+    return serve_pool(
+        args.app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        graceful_seconds=args.graceful_seconds,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Process management: embedded PostgreSQL and Redis, the `make run` supervisor, server pools."""

@@ -1,0 +1,1 @@
+"""The predict and train views, their bodies, and the one client of the algorithm service."""

@@ -1,0 +1,230 @@
+"""web's one way to the algorithm service: a shared httpx.AsyncClient per process.
+
+The client is opened at ASGI start-up and closed at shutdown (see web/asgi.py). It keeps
+connections alive, bounds every call with explicit timeouts, and retries only connection errors
+(exponential backoff with jitter): a request that may have reached the service is never sent
+twice. Failures raise the service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
+Every call carries web's service token; a service that refuses it is a configuration error of
+ours, answered as 503 (never passed on as the caller's 401) and logged without the token.
+
+Concurrent single-text predictions are coalesced: while one call to the service is in flight,
+new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
+requests.
+
+Every call carries the current request's `X-Request-ID`; a coalesced call carries the id of the
+first request in its batch (its log lines on the algorithm side name that request). A training
+call also says who asked (`X-Requested-By`, see `requester_headers`) for the registry's run row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from core.logs import REQUEST_ID, REQUEST_ID_HEADER
+from web.edge.observability import record_algorithm_call, record_coalesced_batch
+from web.errors import AlgorithmTimeout, AlgorithmUnavailable
+
+log = logging.getLogger(__name__)
+REQUESTED_BY_HEADER = "X-Requested-By"
+REQUESTED_BY_MAX_CHARS = 200  # what the algorithm service accepts (visible ASCII)
+_SAFE_IN_REQUESTED_BY = ":@/+=!$&'()*,;"  # besides letters, digits and "_.-~"
+
+
+def requester_headers(actor: str | None) -> dict[str, str]:
+    """`X-Requested-By` naming actor, percent-encoded UTF-8 (cut whole characters to fit)."""
+    encoded = ""
+    for char in actor or "":
+        piece = quote(char, safe=_SAFE_IN_REQUESTED_BY)
+        if len(encoded) + len(piece) > REQUESTED_BY_MAX_CHARS:
+            break
+        encoded += piece
+    return {REQUESTED_BY_HEADER: encoded} if encoded else {}
+
+
+def _never_reached_the_service(exc: BaseException) -> bool:
+    """True for failures to connect: retrying them cannot send a request twice."""
+    # The aiohttp transport reports a refused connection as ConnectTimeout: look at the cause.
+    return isinstance(exc, httpx.ConnectError) or isinstance(
+        exc.__cause__, aiohttp.ClientConnectorError
+    )
+
+
+@dataclass(frozen=True)
+class AlgorithmAnswer:
+    status: int
+    body: Any
+    headers: httpx.Headers
+
+
+Pending = tuple[str, "asyncio.Future[AlgorithmAnswer]", str | None]  # text, its waiter, request id
+
+
+class AlgorithmClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_retries: int,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        batch_max_texts: int = 256,
+        batch_max_chars: int = 1_000_000,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            transport=transport
+            or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=60)),
+        )
+        self._connect_retries = connect_retries
+        self._batch_max_texts = batch_max_texts
+        # Keeps a coalesced body far below the service's size limit, so one caller's long text
+        # never gets other callers' predictions refused with 413.
+        self._batch_max_chars = batch_max_chars
+        self._pending: list[Pending] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def call(
+        self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
+    ) -> AlgorithmAnswer:
+        """One request (with the request id and any extra headers), retried on connect errors."""
+        started = time.perf_counter()
+        try:
+            answer = await self._call(method, path, json=json, headers=headers or {})
+        except AlgorithmUnavailable as exc:
+            outcome = "timeout" if isinstance(exc, AlgorithmTimeout) else "unavailable"
+            record_algorithm_call(outcome, time.perf_counter() - started)
+            raise
+        outcome = "ok" if answer.status < 400 else f"status_{answer.status // 100}xx"
+        record_algorithm_call(outcome, time.perf_counter() - started)
+        return answer
+
+    async def _call(
+        self, method: str, path: str, *, json: Any, headers: dict[str, str]
+    ) -> AlgorithmAnswer:
+        request_id = REQUEST_ID.get()
+        if request_id:
+            headers = {**headers, REQUEST_ID_HEADER: request_id}
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_never_reached_the_service),
+                stop=stop_after_attempt(self._connect_retries + 1),
+                wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            if _never_reached_the_service(exc) or not isinstance(exc, httpx.TimeoutException):
+                raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
+            raise AlgorithmTimeout() from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise AlgorithmUnavailable(
+                f"The algorithm service answered {response.status_code} without JSON."
+            ) from None
+        if response.status_code == 401:
+            log.error(
+                "the algorithm service refused web's service token: ALGORITHM_TOKEN must be one "
+                "of its ALGORITHM_TOKENS"
+            )
+            raise AlgorithmUnavailable("The algorithm service refused this server's credentials.")
+        if response.status_code >= 500 and not (isinstance(body, dict) and "error" in body):
+            raise AlgorithmUnavailable(f"The algorithm service failed ({response.status_code}).")
+        return AlgorithmAnswer(response.status_code, body, response.headers)
+
+    async def predict_one(self, text: str) -> AlgorithmAnswer:
+        """Predict one text, sharing the HTTP call with concurrent requests."""
+        future: asyncio.Future[AlgorithmAnswer] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future, REQUEST_ID.get()))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+        return await future
+
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch = self._take_batch()
+            record_coalesced_batch(len(batch))
+            REQUEST_ID.set(batch[0][2])  # this task's own context: the call names the first
+            try:
+                texts = [text for text, *_ in batch]
+                answer = await self.call("POST", "/predict", json={"texts": texts})
+                results = _split_batch_answer(answer, len(batch))
+            except Exception as exc:  # whatever went wrong, every waiter gets an answer
+                error = (
+                    exc
+                    if isinstance(exc, AlgorithmUnavailable)
+                    else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
+                )
+                results = None
+            for index, (_, future, _) in enumerate(batch):
+                if future.done():
+                    continue
+                if results is None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(results[index])
+
+    def _take_batch(self) -> list[Pending]:
+        """The next waiters, bounded by text count and total characters (at least one)."""
+        size, chars = 0, 0
+        for text, *_ in self._pending[: self._batch_max_texts]:
+            if size and chars + len(text) > self._batch_max_chars:
+                break
+            size, chars = size + 1, chars + len(text)
+        batch = self._pending[:size]
+        del self._pending[:size]
+        return batch
+
+    async def aclose(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+        await self._client.aclose()
+
+
+def _split_batch_answer(answer: AlgorithmAnswer, size: int) -> list[AlgorithmAnswer]:
+    """One answer per text of a coalesced call; an error answer is everyone's answer."""
+    if answer.status != 200:
+        return [answer] * size
+    labels, version = answer.body["labels"], answer.body["model_version"]
+    if len(labels) != size:
+        raise AlgorithmUnavailable(
+            f"The algorithm service returned {len(labels)} labels for {size}."
+        )
+    return [
+        AlgorithmAnswer(200, {"label": label, "model_version": version}, answer.headers)
+        for label in labels
+    ]
+
+
+_client: AlgorithmClient | None = None
+
+
+def install(client: AlgorithmClient | None) -> None:
+    """Make `client` the process's client (done at start-up; tests install their own)."""
+    global _client
+    _client = client
+
+
+def get_client() -> AlgorithmClient:
+    if _client is None:
+        raise AlgorithmUnavailable("The algorithm client is not started.")
+    return _client

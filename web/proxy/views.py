@@ -1,0 +1,110 @@
+"""/api/train/ and /api/predict/: async views that forward to the algorithm service.
+
+They validate at the edge (web/proxy/body.py), forward through the shared algorithm client,
+and pass the service's answers through, errors included. Single texts without `top_k` share
+calls (see web/proxy/algorithm_client.py); with `top_k` a request makes its own call, and a k above
+the
+labels of the served model answers 409. Everything that goes wrong here is a
+ServiceError, answered in the error shape by `json_errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from web.errors import (
+    AlgorithmUnavailable,
+    InvalidJson,
+    InvalidRequest,
+    PayloadTooLarge,
+    TopKAboveLabels,
+    UnsupportedMediaType,
+    json_errors,
+)
+from web.proxy.algorithm_client import (
+    AlgorithmAnswer,
+    AlgorithmClient,
+    get_client,
+    requester_headers,
+)
+from web.proxy.body import PredictMany, PredictOne, parse_predict_body
+
+
+@csrf_exempt
+@json_errors("POST")
+async def predict(request: HttpRequest) -> JsonResponse:
+    """Label one text or a batch through the algorithm service."""
+    body = parse_predict_body(_read_json(request))
+    client = get_client()
+    if body.top_k:  # with scores: a call of its own (the algorithm service batches it)
+        answer = await _predict_with_scores(client, body)
+    elif isinstance(body, PredictOne):
+        answer = await client.predict_one(body.text)
+    else:
+        answer = await client.call("POST", "/predict", json={"texts": body.texts})
+    return _forward(answer)
+
+
+async def _predict_with_scores(
+    client: AlgorithmClient, body: PredictOne | PredictMany
+) -> AlgorithmAnswer:
+    """Forward the fields the body sent; a top_k above the served model's labels is a 409."""
+    answer = await client.call("POST", "/predict", json=body.model_dump(exclude_unset=True))
+    fields = answer.body.get("fields") if isinstance(answer.body, dict) else None
+    if answer.status == 400 and isinstance(fields, dict) and "top_k" in fields:
+        # The body passed our schema, so the only top_k the service refuses is one above the
+        # labels of the model it serves now.
+        raise TopKAboveLabels(answer.body["detail"], fields=fields)
+    return answer
+
+
+@csrf_exempt
+@json_errors("POST")
+async def start_training(request: HttpRequest) -> JsonResponse:
+    """Start training (or join the queued job); 202 with the job and its Location."""
+    if _read_body(request).strip() not in (b"", b"{}"):
+        raise InvalidRequest("POST /api/train/ takes no input; send no body.")
+    # Who asked (set by the token check) goes with the job to its run row in the registry.
+    actor = getattr(request, "actor", None)
+    answer = await get_client().call("POST", "/train", headers=requester_headers(actor))
+    if answer.status != 202:
+        return _forward(answer)
+    job_id = answer.body.get("job_id") if isinstance(answer.body, dict) else None
+    if not isinstance(job_id, str):
+        raise AlgorithmUnavailable("The algorithm service accepted the training without a job id.")
+    return _forward(answer, Location=f"/api/train/{job_id}/")
+
+
+@json_errors("GET")
+async def training_job(request: HttpRequest, job_id: str) -> JsonResponse:
+    """The state of one training job."""
+    return _forward(await get_client().call("GET", f"/train/{job_id}"))
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The body is larger than this server accepts.") from None
+
+
+def _read_json(request: HttpRequest) -> Any:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType()
+    try:
+        return json.loads(_read_body(request))
+    except ValueError:
+        raise InvalidJson() from None
+
+
+def _forward(answer: AlgorithmAnswer, **headers: str) -> JsonResponse:
+    """The algorithm service's answer as web's, status and error shape included."""
+    response = JsonResponse(answer.body, status=answer.status, safe=False)
+    for name, value in headers.items():
+        response[name] = value
+    return response

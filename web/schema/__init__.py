@@ -1,0 +1,1 @@
+"""The OpenAPI schema of web and the view that serves it."""

@@ -1,0 +1,384 @@
+"""The parts of web's OpenAPI schema that drf-spectacular cannot see by itself.
+
+Predict, train and health are plain async Django views (a DRF APIView would put every prediction
+through a thread hop), so `add_plain_views` writes their operations into the generated schema,
+with the predict request body taken from the pydantic models that validate it. Then every /api/
+operation gets the `bearerAuth` security scheme and the answers authentication and rate limits
+add (401, 403 where its role is above reader, 429), from the same table the middleware reads.
+Serializers that refuse unknown fields say so (`additionalProperties: false`) through
+`StrictSerializerExtension`.
+tests/web/test_openapi.py checks the schema against the URL conf, so a route cannot go missing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+
+from web.auth.middleware import route_name
+from web.auth.roles import PUBLIC_ROUTES, READER, required_role
+from web.data import rules
+from web.data.serializers import RuleCharField
+from web.proxy.body import PredictMany, PredictOne
+
+JSON = "application/json"
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "Machine-readable code, e.g. validation_error."},
+        "detail": {"type": "string", "description": "What went wrong, for a person."},
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "Per-field messages, for validation errors.",
+        },
+    },
+    "required": ["error", "detail"],
+}
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+RANKED = {
+    "type": "array",
+    "items": {"$ref": "#/components/schemas/LabelScore"},
+    "description": "The k most likely labels, best first (only when `top_k` was sent).",
+}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "PredictOne": PredictOne.model_json_schema(),
+    "PredictMany": PredictMany.model_json_schema(),
+    "LabelScore": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["label", "score"],
+    },
+    "Prediction": {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "model_version": {"type": "string"},
+            "scores": RANKED,
+        },
+        "required": ["label", "model_version"],
+    },
+    "Predictions": {
+        "type": "object",
+        "properties": {
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "model_version": {"type": "string"},
+            "scores": {"type": "array", "items": RANKED, "description": "Per text, in order."},
+        },
+        "required": ["labels", "model_version"],
+    },
+    "TrainingJob": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
+            "created_at": {"type": "string"},
+            "started_at": NULLABLE_STRING,
+            "finished_at": NULLABLE_STRING,
+            "progress": {"type": "object", "nullable": True},
+            "model_version": NULLABLE_STRING,
+            "metrics": {"type": "object", "nullable": True},
+            "error": NULLABLE_STRING,
+            "promoted": {
+                "type": "boolean",
+                "nullable": True,
+                "description": "On success: whether the promotion gate made it the champion",
+            },
+        },
+        "required": ["job_id", "status", "created_at"],
+    },
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": '"ok" or "error: <reason>" for each dependency.',
+            },
+        },
+        "required": ["status"],
+    },
+}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"content": {JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+def _answer(description: str, schema: dict[str, Any], **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return answer
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _answer(description, ERROR_REF)
+
+
+REFUSED = {
+    "405": _error("method_not_allowed: another method (the Allow header lists the right one)"),
+}
+UPSTREAM = {
+    "503": _error(
+        "algorithm_unavailable: the algorithm service is unreachable or failing; "
+        "or its own 503 passed through (no_model: nothing trained yet)"
+    ),
+    "504": _error("algorithm_unavailable: the algorithm service did not answer in time"),
+}
+BODY_ERRORS = {
+    "400": _error("validation_error (with fields) or invalid_json"),
+    "413": _error("payload_too_large: larger than the server accepts"),
+    "415": _error("unsupported_media_type: the body is not application/json"),
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/predict/": {
+        "post": {
+            "operationId": "predict",
+            "summary": "Label one text, or a batch",
+            "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`, '
+            'optionally with `"top_k": k` to get `scores` too. Concurrent single-text requests '
+            "without `top_k` share one call to the algorithm service.",
+            "tags": ["predict"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/PredictOne"},
+                                {"$ref": "#/components/schemas/PredictMany"},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _answer(
+                    "The label of `text`, or the labels of `texts` in order; with `top_k`, "
+                    "their scores",
+                    {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Prediction"},
+                            {"$ref": "#/components/schemas/Predictions"},
+                        ]
+                    },
+                ),
+                **BODY_ERRORS,
+                "409": _error(
+                    "top_k_above_labels (with fields): `top_k` is above the number of labels "
+                    "of the model served now"
+                ),
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/api/train/": {
+        "post": {
+            "operationId": "train",
+            "summary": "Start training, or join the queued job",
+            "description": "Takes no body (or `{}`). Answers at once; poll the Location.",
+            "tags": ["train"],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "maxProperties": 0,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "202": _answer(
+                    "The queued job",
+                    {"$ref": "#/components/schemas/TrainingJob"},
+                    Location="/api/train/{job_id}/: where to poll the job",
+                ),
+                "400": _error("invalid_request: a body was sent"),
+                "413": BODY_ERRORS["413"],
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/api/train/{job_id}/": {
+        "get": {
+            "operationId": "training_job",
+            "summary": "The state of one training job",
+            "tags": ["train"],
+            "parameters": [
+                {
+                    "name": "job_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"},
+                }
+            ],
+            "responses": {
+                "200": _answer("The job", {"$ref": "#/components/schemas/TrainingJob"}),
+                "404": _error("not_found: no such job"),
+                **REFUSED,
+                **UPSTREAM,
+            },
+        }
+    },
+    "/health/live": {
+        "get": {
+            "operationId": "health_live",
+            "summary": "The process serves HTTP",
+            "tags": ["health"],
+            "responses": {
+                "200": _answer("Alive", {"$ref": "#/components/schemas/Health"}),
+                **REFUSED,
+            },
+        }
+    },
+    "/health/ready": {
+        "get": {
+            "operationId": "health_ready",
+            "summary": "The database and the algorithm service answer",
+            "tags": ["health"],
+            "responses": {
+                "200": _answer("Ready", {"$ref": "#/components/schemas/Health"}),
+                "503": _answer(
+                    "Not ready; `checks` says which dependency failed",
+                    {"$ref": "#/components/schemas/Health"},
+                ),
+                **REFUSED,
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of every web process (text exposition format)",
+            "description": "Open unless METRICS_TOKEN is set; then send it as a bearer token.",
+            "tags": ["observability"],
+            "responses": {
+                "200": {
+                    "description": "The metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": _error("METRICS_TOKEN is set: not_authenticated or invalid_token"),
+                **REFUSED,
+            },
+        }
+    },
+}
+
+
+SECURITY_SCHEME_NAME = "bearerAuth"
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A token printed by `make run` (kept in $VAR_DIR/admin-token) or made by "
+    "`python -m web createtoken --name NAME --role reader|editor|admin`.",
+}
+UNAUTHORIZED = _answer(
+    "not_authenticated: no bearer token; invalid_token: unknown, expired or revoked",
+    ERROR_REF,
+    **{"WWW-Authenticate": 'The Bearer challenge, e.g. Bearer realm="api"'},
+)
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: add the plain async views, then secure /api/."""
+    components = result.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    schemas.update(SCHEMAS)
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
+    # Merge per method: the registry's hook already added GET /api/train/ to the path item.
+    paths = dict(result["paths"])
+    for path, operations in PATHS.items():
+        paths[path] = {**paths.get(path, {}), **operations}
+    result["paths"] = dict(sorted(paths.items()))
+    _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))
+    for path, operations in result["paths"].items():
+        if path.startswith("/api/"):
+            _secure(path, operations)
+    return result
+
+
+def _path_example(parameter: re.Match[str]) -> str:
+    """A value the route accepts for a path parameter: only named aliases resolve."""
+    return "challenger" if parameter[1] == "alias" else "1"
+
+
+def _secure(path: str, operations: dict[str, Any]) -> None:
+    """Declare the token, the role it needs, and the answers the checks in front add.
+
+    The 429 of the rate limits is declared by their own hook (web/edge/rate_limits.py).
+    """
+    route = route_name(re.sub(r"\{([^}/]+)\}", _path_example, path))
+    if route in PUBLIC_ROUTES:
+        return
+    for method, operation in operations.items():
+        if method not in HTTP_METHODS:
+            continue
+        needed = required_role(route, method.upper()) if route else None
+        operation["security"] = [{SECURITY_SCHEME_NAME: []}]
+        responses = operation["responses"]
+        responses["401"] = UNAUTHORIZED
+        if needed is None or needed > READER:
+            role = needed.label if needed else "a role no token has"
+            responses["403"] = _error(f"forbidden: this operation needs role {role}")
+        if needed is not None:
+            note = f"Needs a token with role `{needed.label}` or above."
+            operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+
+
+def _allow_bulk_create(operation: dict[str, Any] | None) -> None:
+    """POST /api/data/ takes one row, or a list of rows created all or nothing (and answers so)."""
+    if operation is None:
+        return
+    bodies = [*operation["requestBody"]["content"].values()]
+    bodies += operation["responses"]["201"]["content"].values()
+    for media in bodies:
+        one = media["schema"]
+        many = {"type": "array", "items": one, "minItems": 1, "maxItems": settings.BULK_MAX_ROWS}
+        media["schema"] = {"oneOf": [one, many]}
+
+
+class BearerAuthScheme(OpenApiAuthenticationExtension):
+    """The scheme of DRF views' authentication class (the identity the middleware checked)."""
+
+    target_class = "web.auth.drf.TokenFromMiddleware"
+    name = SECURITY_SCHEME_NAME
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return SECURITY_SCHEME
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """Serializers that refuse unknown fields declare it, and each rule field its rule."""
+
+    target_class = "web.data.serializers.RejectUnknownFieldsMixin"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        for name, field in self.target.fields.items():
+            if isinstance(field, RuleCharField) and name in schema["properties"]:
+                schema["properties"][name]["pattern"] = rules.SCHEMA_PATTERN
+        return schema

@@ -2,6 +2,10 @@
 
 Defaults that depend on other settings (the embedded servers' URLs, the model directory) are
 computed from the values already validated, so an unset or empty variable means "the default".
+
+`CommonSettings` is what every service reads. A setting that only some services read is declared
+once in a part below, and each service that reads it builds its settings from that part: a
+service never validates (or refuses to start over) a variable it does not read.
 """
 
 from __future__ import annotations
@@ -9,8 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.jobs import DEFAULT_JOB_TTL
 
 
 class CommonSettings(BaseSettings):
@@ -46,3 +52,30 @@ class CommonSettings(BaseSettings):
     def model_root(self) -> Path:
         """The model directory (the name the artifact code uses)."""
         return self.model_dir
+
+
+class PredictLimits(CommonSettings):
+    """What one POST /predict may hold: the algorithm service's limits, which web checks a body
+    against before the hop (web and the algorithm service)."""
+
+    predict_max_texts: int = 1000
+    predict_max_chars: int = 100_000
+
+
+class RegistryPolicy(CommonSettings):
+    """The registry's rules (web and the worker).
+
+    A champion move must pass the gate within `promotion_tolerance` (the worker's gate after a
+    training; web's hand-made moves). The last `model_retention` champions cannot be deleted, and
+    the worker keeps the files of versions within it.
+    """
+
+    promotion_tolerance: NonNegativeFloat = 0.01
+    model_retention: PositiveInt = 5
+
+
+class JobSettings(CommonSettings):
+    """How long a training job's state is kept in Redis (the algorithm service creates jobs,
+    the worker runs them; see core/jobs.py)."""
+
+    job_ttl_seconds: PositiveInt = DEFAULT_JOB_TTL

@@ -8,12 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from core.settings import CommonSettings
+from core.settings import PredictLimits, RegistryPolicy
 
 PLACEHOLDER_SECRET_KEYS = {"", "change-me", "changeme", "secret", "django-insecure-change-me"}
 
 
-class WebSettings(CommonSettings):
+class WebSettings(PredictLimits, RegistryPolicy):
+    """web's own settings; the predict limits and the registry's rules are shared with the other
+    services that read them (core/settings.py)."""
+
     # A refused setting must not print its value (a token, a secret key) into a log.
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
@@ -30,8 +33,6 @@ class WebSettings(CommonSettings):
     page_size_max: int = 1000
     bulk_max_rows: int = 10_000
     text_max_chars: int = 100_000
-    predict_max_texts: int = 1000
-    predict_max_chars: int = 100_000
     import_max_bytes: int = 2 * 1024**3
     access_log: bool = True  # one log line per request (method, route, status, duration, id)
     # How long a token check is cached per process: a revoked token works at most this long.
@@ -59,11 +60,6 @@ class WebSettings(CommonSettings):
     rate_limit_reads_per_minute: int = 6_000
     rate_limit_writes_per_minute: int = 600
     rate_limit_train_per_minute: int = 10
-
-    # The registry: a hand-made champion move must pass the gate within this tolerance, and
-    # the last MODEL_RETENTION champions cannot be deleted.
-    promotion_tolerance: float = Field(default=0.01, ge=0)
-    model_retention: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:

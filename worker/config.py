@@ -7,11 +7,15 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
-from core.settings import CommonSettings
+from core.settings import JobSettings, RegistryPolicy
 
 
-class WorkerSettings(CommonSettings):
-    """Limits of the training task and of the broker that delivers it."""
+class WorkerSettings(RegistryPolicy, JobSettings):
+    """Limits of the training task and of the broker that delivers it.
+
+    The registry's rules (PROMOTION_TOLERANCE, MODEL_RETENTION) and JOB_TTL_SECONDS are shared
+    (core/settings.py).
+    """
 
     worker_concurrency: PositiveInt = 1
     task_soft_time_limit: PositiveInt = 3300  # seconds: the job fails with a clear error
@@ -25,14 +29,11 @@ class WorkerSettings(CommonSettings):
     # How often a worker looks for tasks whose worker died (unacknowledged past the timeout).
     broker_restore_interval: PositiveInt = 10
     read_chunk_rows: PositiveInt = 5000
-    model_retention: PositiveInt = 5
-    job_ttl_seconds: PositiveInt = 7 * 24 * 3600
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 8002
     # The promotion gate (algorithm/ml/promotion.py): gate | auto | manual.
     promotion_policy: Literal["gate", "auto", "manual"] = "gate"
-    promotion_tolerance: NonNegativeFloat = 0.01
     # Held-out rows the champion never saw: below this many, the gate compares recorded scores;
     # at most this many are kept in memory to score the champion on.
     gate_min_rows: PositiveInt = 50

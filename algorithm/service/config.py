@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from core.settings import CommonSettings
+from core.settings import PredictLimits
 
 MIN_TOKEN_CHARS = 16
 
 
-class AlgorithmSettings(CommonSettings):
+class AlgorithmSettings(PredictLimits):
+    """The service's own settings; the predict limits are shared with web (core/settings.py)."""
+
     # A refused setting must not print its value (a token, a secret key) into a log.
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
@@ -31,8 +33,6 @@ class AlgorithmSettings(CommonSettings):
     shadow_queue_size: int = 1000  # queued predictions awaiting the challenger; more are dropped
     batch_max_size: int = 64
     batch_max_wait_ms: float = 0.0  # natural batching only; see docs/benchmarks.md
-    predict_max_texts: int = 1000
-    predict_max_chars: int = 100_000
     predict_max_body_bytes: int = 32 * 1024 * 1024
     # Off by default: web already logs every request with the same id, and at this service's
     # rates a line per prediction costs more than the 5 % observability budget (README).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from algorithm.service.config import AlgorithmSettings
 from core.harness.settings import StackSettings
@@ -79,3 +80,39 @@ def test_settings_cannot_be_changed_once_read() -> None:
     settings = StackSettings()
     with pytest.raises(ValueError, match="frozen"):
         settings.web_port = 9000
+
+
+# Settings that several services read are declared once (core/settings.py): each reader takes the
+# same variable, with the same default and the same rule. (variable, default, a value it takes, a
+# value it refuses, the services that read it.)
+SHARED_SETTINGS = [
+    ("PREDICT_MAX_TEXTS", 1000, "7", "many", [WebSettings, AlgorithmSettings]),
+    ("PREDICT_MAX_CHARS", 100_000, "70", "many", [WebSettings, AlgorithmSettings]),
+    ("PROMOTION_TOLERANCE", 0.01, "0.5", "-0.1", [WebSettings, WorkerSettings]),
+    ("MODEL_RETENTION", 5, "2", "0", [WebSettings, WorkerSettings]),
+    ("JOB_TTL_SECONDS", 7 * 24 * 3600, "120", "0", [WorkerSettings]),
+]
+
+
+@pytest.mark.parametrize(("variable", "default", "value", "refused", "readers"), SHARED_SETTINGS)
+def test_a_setting_several_services_read_has_one_name_default_and_rule(
+    variable: str,
+    default: object,
+    value: str,
+    refused: str,
+    readers: list[type[CommonSettings]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    field = variable.lower()
+    for reader in readers:
+        assert getattr(reader(), field) == default, reader.__name__
+    monkeypatch.setenv(variable, value)
+    for reader in readers:
+        assert str(getattr(reader(), field)) == value, reader.__name__
+    monkeypatch.setenv(variable, refused)
+    for reader in readers:
+        with pytest.raises(ValidationError, match=field):
+            reader()
+    # A service that does not read it starts whatever it says.
+    for other in set(SERVICE_SETTINGS) - set(readers):
+        assert not hasattr(other(), field), other.__name__

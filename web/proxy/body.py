@@ -2,8 +2,9 @@
 
 A body is exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`; the key present picks
 the model, so a wrong body is told what that model expects. Options shared by both shapes go on
-`PredictOptions`. The limits are the algorithm service's (PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS),
-checked here so a bad body never costs a hop.
+`PredictOptions`. The limits are the algorithm service's (PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS,
+declared once for both services in core/settings.py `PredictLimits`), checked here so a bad body
+never costs a hop.
 """
 
 from __future__ import annotations

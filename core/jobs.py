@@ -61,6 +61,13 @@ class Requester(BaseModel):
 
 REQUESTER_FIELDS = tuple(Requester.model_fields)
 
+# How web tells the algorithm service who asked for a training: the requester's name (e.g.
+# "token:ci"), percent-encoded UTF-8, 1 to REQUESTED_BY_MAX_CHARS visible ASCII characters. web
+# encodes to fit (whole characters only), the service refuses anything else. The limit is
+# training_run.requested_by's length; decoding only shortens the name.
+REQUESTED_BY_HEADER = "X-Requested-By"
+REQUESTED_BY_MAX_CHARS = 200
+
 # Every hash field holds JSON, so Lua writes JSON-encoded strings too.
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')

@@ -12,14 +12,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import Liveness, Readiness, parse_predict_request
-from core.jobs import Requester
+from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS, Requester
 from core.logs import REQUEST_ID
 
 api = Blueprint("api", __name__)
-# Who asked web for a training ("token:ci"), percent-encoded UTF-8. Only service-token holders
-# reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded as given.
-REQUESTED_BY_HEADER = "X-Requested-By"
-REQUESTED_BY_MAX_CHARS = 200  # training_run.requested_by; decoding only shortens it
+# Who asked web for a training (the header and its limit: core/jobs.py). Only service-token
+# holders reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded
+# as given.
 REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
 
 

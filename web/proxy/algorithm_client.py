@@ -35,13 +35,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS
 from core.logs import REQUEST_ID, REQUEST_ID_HEADER
 from web.edge.observability import record_algorithm_call, record_coalesced_batch
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 
 log = logging.getLogger(__name__)
-REQUESTED_BY_HEADER = "X-Requested-By"
-REQUESTED_BY_MAX_CHARS = 200  # what the algorithm service accepts (visible ASCII)
 _SAFE_IN_REQUESTED_BY = ":@/+=!$&'()*,;"  # besides letters, digits and "_.-~"
 
 

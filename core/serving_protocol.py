@@ -6,8 +6,8 @@ SETs the desired state (`DESIRED_KEY`, no TTL) and then PUBLISHes the same JSON 
 Each algorithm process writes its own report (`textclf:serving:<host>:<pid>`) with a short TTL,
 so a replica that dies disappears from the reports within `REPORT_TTL_SECONDS`.
 
-Web cannot import this module (web never imports algorithm) and writes the same two commands
-itself; tests check that both sides agree on the names and the JSON.
+Declared once, here: web (after an alias move), the worker (after a promotion) and the algorithm
+processes (following and reporting) all use these functions.
 """
 
 from __future__ import annotations

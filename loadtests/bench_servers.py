@@ -55,6 +55,8 @@ class Scenario:
     # Whose bearer token every request carries: "service" (as web calls the algorithm service)
     # or "client" (a user of web's API).
     caller: str = "service"
+    # Another checkout to run the server from (loadtests/compare_refs.py), instead of this one.
+    checkout: Path | None = None
 
     @property
     def bodies(self) -> tuple[int, int | None]:
@@ -228,9 +230,18 @@ class NotAnswering(Exception):
     """The server did not answer 2xx yet."""
 
 
-def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
+def start_server(
+    scenario: Scenario,
+    env: BenchEnv,
+    body: bytes,
+    scenarios: Mapping[str, Scenario] = BY_NAME,
+) -> Server:
     """Start the scenario's server (after its upstream) and wait until `body` gets a 2xx."""
-    upstream = start_server(BY_NAME[scenario.upstream], env, body) if scenario.upstream else None
+    upstream = (
+        start_server(scenarios[scenario.upstream], env, body, scenarios)
+        if scenario.upstream
+        else None
+    )
     children, upstream_url = (upstream.children, upstream.base_url) if upstream else ([], "")
     port = free_port(HOST)
     log = env.log_path(scenario.name)
@@ -238,7 +249,17 @@ def start_server(scenario: Scenario, env: BenchEnv, body: bytes) -> Server:
     extra = {
         key: value.format(port=port, upstream=upstream_url) for key, value in scenario.env.items()
     }
-    children.append(spawn(scenario.name, argv, env={**env.service_env(), **extra}, log_path=log))
+    if scenario.checkout is not None:  # `python -m` finds that checkout's packages first
+        extra["PYTHONPATH"] = str(scenario.checkout)
+    children.append(
+        spawn(
+            scenario.name,
+            argv,
+            env={**env.service_env(), **extra},
+            log_path=log,
+            cwd=scenario.checkout,
+        )
+    )
     server = Server(children, f"http://{HOST}:{port}", scenario.path)
     try:
         wait_until_answers(server, body, log, headers=env.headers(scenario))

@@ -46,7 +46,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["textclf"] = ServingRuntime(
         settings,
-        job_store=job_store or JobStore(redis_client),
+        job_store=job_store or JobStore(redis_client, job_ttl_seconds=settings.job_ttl_seconds),
         enqueue=enqueue,
         redis_client=redis_client,
         on_close=on_close,

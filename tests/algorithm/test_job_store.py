@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis
 
-from core.jobs import QUEUED_MARKER, Job, JobStore, Requester
+from algorithm.service.app import create_asgi_app
+from algorithm.service.config import AlgorithmSettings
+from core.jobs import DEFAULT_JOB_TTL, QUEUED_MARKER, Job, JobStore, Requester, job_key
 
 
 @pytest.fixture
@@ -157,3 +162,30 @@ def test_progress_is_visible_while_running(store: JobStore) -> None:
     assert failed is not None and (failed["status"], failed["error"]) == (
         "failed", "no training data",
     )  # fmt: skip
+
+
+def test_the_algorithm_service_keeps_queued_jobs_for_job_ttl_seconds(
+    serve_app: Callable[[Any], httpx.Client],
+    redis_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JOB_TTL_SECONDS reaches the jobs POST /train queues, as it reaches the worker's.
+
+    The service as its factory builds it (its own job store and training queue) on this test's
+    Redis database; `serve_app`'s client sends the service token.
+    """
+    monkeypatch.setenv("JOB_TTL_SECONDS", "120")
+    settings = AlgorithmSettings(redis_url=redis_db_url, model_dir=tmp_path)
+    client = serve_app(create_asgi_app(settings))
+
+    answer = client.post("/train")
+
+    assert answer.status_code == 202, answer.text
+    with redis.Redis.from_url(redis_db_url, decode_responses=True) as redis_client:
+        job_ttl = redis_client.ttl(job_key(answer.json()["job_id"]))
+        marker_ttl = redis_client.ttl(QUEUED_MARKER)
+        queued_tasks = redis_client.llen("celery")
+    assert 110 <= job_ttl <= 120 and 110 <= marker_ttl <= 120, (job_ttl, marker_ttl)
+    assert DEFAULT_JOB_TTL > 120  # the default (7 days) would have shown above
+    assert queued_tasks == 1  # and the real queue has the training task

@@ -90,7 +90,7 @@ SHARED_SETTINGS = [
     ("PREDICT_MAX_CHARS", 100_000, "70", "many", [WebSettings, AlgorithmSettings]),
     ("PROMOTION_TOLERANCE", 0.01, "0.5", "-0.1", [WebSettings, WorkerSettings]),
     ("MODEL_RETENTION", 5, "2", "0", [WebSettings, WorkerSettings]),
-    ("JOB_TTL_SECONDS", 7 * 24 * 3600, "120", "0", [WorkerSettings]),
+    ("JOB_TTL_SECONDS", 7 * 24 * 3600, "120", "0", [AlgorithmSettings, WorkerSettings]),
 ]
 
 

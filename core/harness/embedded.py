@@ -39,6 +39,9 @@ def start_postgres(data_dir: Path, *, port: int, database: str, log_path: Path) 
 
     As root, the server runs as a system user (see `core.harness.postgres_user`).
     """
+    # Absolute: PostgreSQL changes into its data directory, then reads every path it was given
+    # (the socket directory `-k` included) from there, so `var/postgres` would point nowhere.
+    data_dir = data_dir.resolve()
     user = system_user()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if user is None:
@@ -100,6 +103,7 @@ def _redis_server() -> str:
 
 def start_redis(data_dir: Path, *, port: int, log_path: Path) -> Child:
     """Start Redis on 127.0.0.1:`port`, persisting to an append-only file in `data_dir`."""
+    data_dir = data_dir.resolve()  # as for PostgreSQL: a path that means the same from anywhere
     data_dir.mkdir(parents=True, exist_ok=True)
     child = spawn(
         "redis",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from core.settings import CommonSettings
 
@@ -24,6 +26,13 @@ class StackSettings(CommonSettings):
     algorithm_url: str = Field(
         default_factory=lambda data: f"http://{data['algorithm_host']}:{data['algorithm_port']}"
     )
+
+    @field_validator("var_dir")
+    @classmethod
+    def _absolute_var_dir(cls, var_dir: Path) -> Path:
+        """The default `var` made absolute: every process the stack starts gets the same path,
+        whatever directory it works in (PostgreSQL works in its data directory)."""
+        return var_dir.absolute()
 
     def uses_embedded(self, name: str) -> bool:
         """Whether the `name` ("database" or "redis") URL was left to its embedded default."""

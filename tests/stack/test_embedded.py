@@ -34,7 +34,6 @@ import json, os, sys
 from pathlib import Path
 import psycopg
 from core.harness.embedded import start_postgres
-from core.harness.scratch import
 from core.process import stop_children
 
 data_dir, port = Path(sys.argv[1]), int(sys.argv[2])

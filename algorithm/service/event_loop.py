@@ -169,6 +169,29 @@ class FlaskASGI:
         return status, latin1, payload
 
 
+# The WSGI environ of an ASGI HTTP scope, derived from Hypercorn's own: `_build_environ` in
+# `hypercorn/app_wrappers.py` (the builder of its WSGI wrapper, `WSGIWrapper`; Hypercorn 0.18,
+# https://github.com/pgjones/hypercorn). Changed here: a path outside `root_path` is passed on
+# whole instead of raising; SERVER_PORT is a string, as PEP 3333 requires; CONTENT_LENGTH is the
+# number of bytes received and Transfer-Encoding is dropped (the body is read in full first);
+# wsgi.multithread is false (one loop thread) and wsgi.errors is stderr. Hypercorn's licence:
+#
+#   Copyright P G Jones 2018.
+#
+#   Permission is hereby granted, free of charge, to any person obtaining a copy of this software
+#   and associated documentation files (the "Software"), to deal in the Software without
+#   restriction, including without limitation the rights to use, copy, modify, merge, publish,
+#   distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the
+#   Software is furnished to do so, subject to the following conditions:
+#
+#   The above copyright notice and this permission notice shall be included in all copies or
+#   substantial portions of the Software.
+#
+#   THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING
+#   BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND
+#   NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM,
+#   DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+#   OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 def _build_environ(scope: Scope, body: bytes, *, content_length: int) -> dict[str, Any]:
     server = scope.get("server") or ("localhost", 80)
     root_path = scope.get("root_path", "")

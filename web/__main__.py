@@ -7,22 +7,63 @@ revoketoken, migrate, ...), with web's settings.
 import os
 import sys
 
-if len(sys.argv) > 1:
-    from django.core.management import execute_from_command_line
+from pydantic import ValidationError
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
-    execute_from_command_line(["python -m web", *sys.argv[1:]])
-    sys.exit(0)
+from core.settings import CommonSettings
 
-from core.pool import serve_pool  # noqa: E402
-from web.config import get_settings  # noqa: E402
+# The secrets `make run` generates and keeps under $VAR_DIR (owner-only files, see `kept_secret`
+# in core/harness/run.py), by the variable each one fills. The names are written here again
+# because web never imports the harness (an import contract in `make lint`); the README test in
+# tests/stack/test_make_run.py fails if the two disagree.
+MAKE_RUN_SECRETS = {"DJANGO_SECRET_KEY": "django_secret_key", "ALGORITHM_TOKEN": "algorithm_token"}
 
-settings = get_settings()
-sys.exit(
-    serve_pool(
+
+def use_make_run_secrets() -> None:
+    """Fill DJANGO_SECRET_KEY and ALGORITHM_TOKEN, where unset, from the files `make run` keeps.
+
+    Why: the README's commands (`.venv/bin/python -m web createtoken ...`) are typed in the
+    checkout beside a running `make run`, with the same defaults, but only `make run` hands the
+    secrets it generated to what it starts; without them web's settings refuse to load. A
+    variable that is set always wins, and a missing or unreadable file leaves it unset (then the
+    settings say what is missing). Management commands only: the server never picks secrets up
+    from files, so a deployment that forgot to set them still refuses to start. Nothing here
+    prints a value.
+    """
+    try:
+        var_dir = CommonSettings().var_dir
+    except ValidationError:
+        return  # web's own settings report the bad variable
+    for variable, name in MAKE_RUN_SECRETS.items():
+        if os.environ.get(variable, "").strip():
+            continue
+        try:
+            value = (var_dir / name).read_text().strip()
+        except OSError:
+            continue
+        if value:
+            os.environ[variable] = value
+
+
+def main() -> int:
+    if len(sys.argv) > 1:
+        from django.core.management import execute_from_command_line
+
+        use_make_run_secrets()
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
+        execute_from_command_line(["python -m web", *sys.argv[1:]])
+        return 0
+
+    from core.pool import serve_pool
+    from web.config import get_settings
+
+    settings = get_settings()
+    return serve_pool(
         "web.asgi:application",
         host=settings.web_host,
         port=settings.web_port,
         workers=settings.web_workers,
     )
-)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

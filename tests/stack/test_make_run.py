@@ -115,6 +115,34 @@ def processes_mentioning(*needles: str) -> list[str]:
     return found
 
 
+def web_command(env: dict[str, str], cwd: Path, *args: str) -> str:
+    """`.venv/bin/python -m web ARGS` typed in the checkout beside a running `make run`: the
+    same shell as make run's (no DJANGO_SECRET_KEY, no ALGORITHM_TOKEN); returns its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "web", *args],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def check_readme_token_commands(env: dict[str, str], checkout: Path) -> None:
+    """README "Managing tokens": create a reader token, list it, revoke it."""
+    secret = web_command(env, checkout, "createtoken", "--name", "ci", "--role", "reader").strip()
+    assert secret.startswith("tcf_")
+    assert api_status(env, secret) == 200  # a reader call
+    listed = web_command(env, checkout, "listtokens")
+    assert any(line.split()[1:4] == ["ci", "reader", "active"] for line in listed.splitlines())
+    assert secret not in listed
+    web_command(env, checkout, "revoketoken", "ci")
+    # Each web process trusts a token check for AUTH_CACHE_SECONDS (2).
+    wait_until(lambda: api_status(env, secret) == 401, timeout=10, what="revoked token refused")
+
+
 @pytest.fixture
 def var_dir(state_dir: Path) -> Path:
     """A VAR_DIR that does not exist yet, in a directory the embedded PostgreSQL can reach.
@@ -163,6 +191,8 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
         assert second.returncode != 0
         assert "another `make run`" in second.stderr + second.stdout
         assert wait_ready(env, runner)["status"] == "ok"  # the first stack is unharmed
+
+        check_readme_token_commands(env, checkout)
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGINT)

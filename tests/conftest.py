@@ -7,19 +7,43 @@ Django reads its settings, and stopped when the session ends.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import secrets
 import shutil
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
+import redis
 
+# None of these reads settings or Django's when imported: importing them here, before
+# `pytest_configure` sets the environment, is safe. Anything that does is imported inside the
+# fixture that needs it.
+from algorithm.service.training_queue import TrainingQueue
 from core.harness.embedded import start_postgres, start_redis
 from core.harness.scratch import free_port, make_scratch_dir
-from core.process import Child, stop_children
+from core.jobs import JobStore
+from core.process import Child, spawn, stop_children
+from tests.helpers import bearer, wait_live, wait_until
+
+if TYPE_CHECKING:
+    from rest_framework.test import APIClient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
 
 _children: list[Child] = []
 _state_dir: Path | None = None
+_redis_databases = itertools.cycle(range(1, 16))  # database 0 stays the session default
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +83,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     stop_children(_children)
     if _state_dir is not None:
         shutil.rmtree(_state_dir, ignore_errors=True)
+    if os.geteuid() == 0:
+        # PostgreSQL data a stack kept outside a private VAR_DIR of this session (test_make_run)
+        # goes with it, also when the test failed before its own clean-up.
+        from core.harness.postgres_user import sweep_orphans
+
+        sweep_orphans()
 
 
 @pytest.fixture(scope="session")
@@ -84,31 +114,6 @@ def state_dir() -> Path:
 # Shared process fixtures (worker section): the test database's URL, a Redis database of its
 # own, a model directory, real Celery worker processes and the labelled fixture corpus.
 # ---------------------------------------------------------------------------------------------
-
-import itertools  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import TYPE_CHECKING, Any  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
-
-import httpx  # noqa: E402
-import redis  # noqa: E402
-
-from algorithm.service.training_queue import TrainingQueue  # noqa: E402
-from core.jobs import JobStore  # noqa: E402
-from core.process import spawn  # noqa: E402
-from tests.helpers import bearer, wait_live, wait_until  # noqa: E402
-
-if TYPE_CHECKING:
-    from rest_framework.test import APIClient
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
-_redis_databases = itertools.cycle(range(1, 16))  # database 0 stays the session default
 
 
 @pytest.fixture(scope="session")

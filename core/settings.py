@@ -67,7 +67,7 @@ class RegistryPolicy(CommonSettings):
 
     A champion move must pass the gate within `promotion_tolerance` (the worker's gate after a
     training; web's hand-made moves). The last `model_retention` champions cannot be deleted, and
-    the worker keeps the files of versions within it.
+    the worker removes a version's files only when it is both deleted and beyond them.
     """
 
     promotion_tolerance: NonNegativeFloat = 0.01

@@ -10,7 +10,6 @@ a crashed run needs no clean-up.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import secrets
 import sys
@@ -24,12 +23,9 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from core.harness.embedded import start_postgres, start_redis
-from core.harness.postgres_user import first_unreachable, system_user
+from core.harness.postgres_user import postgres_data_dir
 from core.harness.settings import StackSettings
 from core.process import Child, StopSignals, spawn, stop_children
-
-# Where `make run` as root keeps PostgreSQL's data when $VAR_DIR is in a private directory.
-SHARED_POSTGRES_ROOT = Path("/var/lib/textclf")
 
 
 @dataclass(frozen=True)
@@ -136,22 +132,6 @@ def print_admin_token(token_path: Path, web_url: str) -> None:
         f'  curl -s -H "Authorization: Bearer $TOKEN" {web_url}/api/data/',
         flush=True,
     )
-
-
-def postgres_data_dir(var_dir: Path) -> Path:
-    """$VAR_DIR/postgres, unless PostgreSQL's system user cannot reach it (a checkout in /root).
-
-    Then the data goes to a directory of our own under SHARED_POSTGRES_ROOT, one per $VAR_DIR,
-    rather than opening up a home directory we do not own.
-    """
-    preferred = var_dir / "postgres"
-    user = system_user()
-    if user is None or first_unreachable(preferred, user) is None:
-        return preferred
-    key = hashlib.sha256(str(var_dir.resolve()).encode()).hexdigest()[:12]
-    data_dir = SHARED_POSTGRES_ROOT / key / "postgres"
-    print(f"PostgreSQL data: {data_dir} (its system user cannot enter {var_dir.resolve()})")
-    return data_dir
 
 
 def start_embedded(settings: StackSettings, logs: Path) -> list[Child]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.harness.run import SHARED_POSTGRES_ROOT, postgres_data_dir
+from core.harness.postgres_user import SHARED_POSTGRES_ROOT, postgres_data_dir, sweep_orphans
 from core.harness.scratch import free_port, make_scratch_dir
 from tests.helpers import wait_until
 
@@ -240,9 +240,13 @@ def test_make_run_with_var_dir_in_a_private_directory_keeps_postgres_elsewhere(
     try:
         assert wait_ready(env, process)["status"] == "ok"
         assert (data_dir / "PG_VERSION").exists()
+        assert (private / "var" / "postgres").resolve() == data_dir  # found from VAR_DIR
         assert (private.stat().st_mode & 0o777) == 0o700  # nothing opened up
     finally:
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=60)
-        shutil.rmtree(data_dir.parent, ignore_errors=True)
+        shutil.rmtree(private)  # VAR_DIR goes: its PostgreSQL data goes at the next start
+        removed = sweep_orphans()
     assert f"PostgreSQL data: {data_dir}" in output, output
+    assert (data_dir.parent, private / "var") in removed
+    assert not data_dir.parent.exists()

@@ -117,8 +117,9 @@ class JobStore:
         while True:
             job_id = secrets.token_hex(16)
             job: dict[str, Any] = dict.fromkeys(JOB_FIELDS)
-            job.update(job_id=job_id, status="queued", created_at=utc_now(),
-                       progress={"phase": "queued"})  # fmt: skip
+            job.update(
+                job_id=job_id, status="queued", created_at=utc_now(), progress={"phase": "queued"}
+            )
             self._write(job_id, {**job, **(requester or Requester()).model_dump()})
             if self.client.set(QUEUED_MARKER, job_id, nx=True, ex=self.job_ttl_seconds):
                 break
@@ -148,17 +149,24 @@ class JobStore:
     def requester(self, job_id: str) -> Requester:
         """Who asked for the job and from which request (empty if unknown)."""
         raw = self.client.hmget(job_key(job_id), REQUESTER_FIELDS)
-        found = {name: json.loads(value) for name, value in zip(REQUESTER_FIELDS, raw, strict=True)
-                 if value is not None}  # fmt: skip
+        found = {
+            name: json.loads(value)
+            for name, value in zip(REQUESTER_FIELDS, raw, strict=True)
+            if value is not None
+        }
         return Requester.model_validate(found)
 
     def start(self, job_id: str) -> bool:
         """Mark the job running and stop handing it to new requests; False if unknown or done."""
         started = self._start(
             keys=[job_key(job_id), QUEUED_MARKER],
-            args=[job_id, json.dumps(utc_now()), json.dumps({"phase": "starting"}),
-                  self.job_ttl_seconds],
-        )  # fmt: skip
+            args=[
+                job_id,
+                json.dumps(utc_now()),
+                json.dumps({"phase": "starting"}),
+                self.job_ttl_seconds,
+            ],
+        )
         return bool(started)
 
     def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
@@ -174,10 +182,18 @@ class JobStore:
         promoted: bool | None = None,
     ) -> None:
         """Mark the job succeeded with the model version it published (and whether it serves)."""
-        self._write(job_id, {"status": "succeeded", "finished_at": utc_now(),
-                             "progress": {"phase": "done"}, "model_version": model_version,
-                             "metrics": metrics, "error": None,
-                             "promoted": promoted})  # fmt: skip
+        self._write(
+            job_id,
+            {
+                "status": "succeeded",
+                "finished_at": utc_now(),
+                "progress": {"phase": "done"},
+                "model_version": model_version,
+                "metrics": metrics,
+                "error": None,
+                "promoted": promoted,
+            },
+        )
 
     def fail(self, job_id: str, error: str) -> None:
         """Mark the job failed with an error a person can act on."""

@@ -48,8 +48,10 @@ def main() -> None:
         for name, middleware in configs.items():
             timings[name].append(asyncio.run(time_requests(middleware)))
     for name, values in timings.items():
-        print(f"{name}: median {statistics.median(values):.0f} us per request "
-              f"(runs: {', '.join(f'{v:.0f}' for v in values)})")  # fmt: skip
+        print(
+            f"{name}: median {statistics.median(values):.0f} us per request "
+            f"(runs: {', '.join(f'{v:.0f}' for v in values)})"
+        )
 
 
 if __name__ == "__main__":

@@ -124,11 +124,21 @@ def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
         )
         env.api_token = "tcf_" + secrets.token_urlsafe(32)
         subprocess.run(
-            [sys.executable, "-m", "web", "createtoken", "--name", "bench", "--role", "reader",
-             "--from-env", "BENCH_TOKEN"],
+            [
+                sys.executable,
+                "-m",
+                "web",
+                "createtoken",
+                "--name",
+                "bench",
+                "--role",
+                "reader",
+                "--from-env",
+                "BENCH_TOKEN",
+            ],
             env={**env.service_env(), "BENCH_TOKEN": env.api_token},
             check=True,
-        )  # fmt: skip
+        )
     return children
 
 

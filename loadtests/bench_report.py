@@ -114,7 +114,7 @@ CHECKS = (
         ">=",
         0.95,
         RATIO,
-    ),  # fmt: skip
+    ),
     Check("top_k / plain (requests/s)", lambda r: r.ratio("top_k", "algorithm"), None, 0, RATIO),
     Check(
         "shadow 0.1 / plain (requests/s)",

@@ -78,25 +78,29 @@ def list_variants(total: int, common_label: str, rare_label: str, rare_word: str
     variants = [
         ("first page", ""),
         (f"deep cursor page (id > {deep})", f"cursor={cursor('id', [deep])}"),
-        ("deep cursor page, ordering=-label", f"ordering=-label&cursor="
-         f"{cursor('-label', [common_label, deep])}"),
+        (
+            "deep cursor page, ordering=-label",
+            f"ordering=-label&cursor={cursor('-label', [common_label, deep])}",
+        ),
         (f"label={common_label} (common)", f"label={common_label}"),
         (f"label={rare_label} (rare)", f"label={rare_label}"),
         ("search=kernel (common word)", "search=kernel"),
         (f"search={rare_word} (rare word)", f"search={rare_word}"),
         ("search=x1e240 (one row)", "search=x1e240"),
-    ]  # fmt: skip
+    ]
     for field in ("id", "label", "created_at", "updated_at"):
         for sign in ("", "-"):
             variants.append((f"ordering={sign}{field}", f"ordering={sign}{field}"))
     variants += [
-        (f"label={common_label} + ordering=-created_at",
-         f"label={common_label}&ordering=-created_at"),
+        (
+            f"label={common_label} + ordering=-created_at",
+            f"label={common_label}&ordering=-created_at",
+        ),
         (f"label={rare_label} + ordering=-updated_at", f"label={rare_label}&ordering=-updated_at"),
         (f"search=kernel + label={common_label}", f"search=kernel&label={common_label}"),
         ("search=kernel + ordering=-created_at", "search=kernel&ordering=-created_at"),
         (f"search={rare_word} + ordering=label", f"search={rare_word}&ordering=label"),
-    ]  # fmt: skip
+    ]
     return variants
 
 
@@ -143,13 +147,19 @@ def measure_import(client: httpx.Client, web_pid: int, body: bytes, file_format:
     content_type = "application/x-ndjson" if file_format == "ndjson" else "text/csv"
     rss_before = peak_rss_mib(web_pid)
     began = time.perf_counter()
-    response = client.post("/api/data/import", content=body, timeout=1800,
-                           headers={"Content-Type": content_type})  # fmt: skip
+    response = client.post(
+        "/api/data/import", content=body, timeout=1800, headers={"Content-Type": content_type}
+    )
     seconds = time.perf_counter() - began
     response.raise_for_status()
     created = response.json()["created"]
-    return {"rows": created, "seconds": seconds, "mb": len(body) / 1e6,
-            "peak_rss_before": rss_before, "peak_rss_after": peak_rss_mib(web_pid)}  # fmt: skip
+    return {
+        "rows": created,
+        "seconds": seconds,
+        "mb": len(body) / 1e6,
+        "peak_rss_before": rss_before,
+        "peak_rss_after": peak_rss_mib(web_pid),
+    }
 
 
 def measure_export(client: httpx.Client, file_format: str) -> dict:
@@ -198,10 +208,16 @@ API_TOKEN = "tcf_data_bench_" + "t" * 32  # an editor token the bench creates on
 
 def django_env(dsn_url: str) -> dict[str, str]:
     """web's environment: the bench's database, no rate limits (one client measures latency)."""
-    limits = {f"RATE_LIMIT_{scope}_PER_MINUTE": "0" for scope in ("PREDICT", "READS", "WRITES",
-                                                                    "TRAIN")}  # fmt: skip
-    return {**os.environ, **limits, "DATABASE_URL": dsn_url, "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
-            "ALGORITHM_TOKEN": "data-bench-calls-no-algorithm"}  # fmt: skip
+    limits = {
+        f"RATE_LIMIT_{scope}_PER_MINUTE": "0" for scope in ("PREDICT", "READS", "WRITES", "TRAIN")
+    }
+    return {
+        **os.environ,
+        **limits,
+        "DATABASE_URL": dsn_url,
+        "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
+        "ALGORITHM_TOKEN": "data-bench-calls-no-algorithm",
+    }
 
 
 def start_web(dsn_url: str, log: Path) -> tuple[Child, str]:
@@ -237,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="data-bench-") as work:
         os.chmod(work, 0o755)  # PostgreSQL runs as a user of its own and must reach its data
         port = free_port()
-        children.append(start_postgres(Path(work) / "pg", port=port, database="bench",
-                                       log_path=Path(work) / "pg.log"))  # fmt: skip
+        children.append(
+            start_postgres(
+                Path(work) / "pg", port=port, database="bench", log_path=Path(work) / "pg.log"
+            )
+        )
         url = f"postgresql://postgres@127.0.0.1:{port}/bench"
         try:
             prepare_database(url)
@@ -326,10 +345,15 @@ def write_report(args: argparse.Namespace, results: dict, load_seconds: float) -
         "|---|---|---|---|",
     ]
     for name, median, p99 in results["lists"]:
-        lines.append(f"| `{name}` | {median:.1f} | {p99:.1f} | "
-                     f"{'yes' if median < TARGET_MS else '**no**'} |")  # fmt: skip
-    lines += ["", "| transfer | rows | MB | seconds | rows/s | web peak RSS MiB (before → after) "
-              "| backlog drained in s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| `{name}` | {median:.1f} | {p99:.1f} | {'yes' if median < TARGET_MS else '**no**'} |"
+        )
+    lines += [
+        "",
+        "| transfer | rows | MB | seconds | rows/s | web peak RSS MiB (before → after) "
+        "| backlog drained in s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for file_format, run in results["imports"].items():
         lines.append(
             f"| import {file_format} | {run['rows']} | {run['mb']:.0f} | {run['seconds']:.1f} | "

@@ -134,12 +134,27 @@ def main(argv: list[str] | None = None) -> int:
         children.append(
             spawn(
                 "celery",
-                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                 "--pool", "prefork", "--loglevel", "INFO", "-n", "moves@%h",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                env=env, log_path=scratch / "worker.log",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.celery_app",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--loglevel",
+                    "INFO",
+                    "-n",
+                    "moves@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                env=env,
+                log_path=scratch / "worker.log",
             )
-        )  # fmt: skip
+        )
         argv = [sys.executable, "-m", "algorithm"]
         children.append(spawn("algorithm", argv, env=env, log_path=scratch / "algorithm.log"))
         mover.announce(versions[0])

@@ -172,10 +172,12 @@ async def measure(args: argparse.Namespace, token: str) -> None:
 
     algorithm_client.install(
         algorithm_client.AlgorithmClient(
-            "http://algorithm.test", timeout=5, connect_retries=0,
+            "http://algorithm.test",
+            timeout=5,
+            connect_retries=0,
             transport=httpx.MockTransport(algorithm),
         )
-    )  # fmt: skip
+    )
     rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
     apps = handlers(list(settings.MIDDLEWARE))
     freeze_startup_heap()  # as web.asgi does once started
@@ -191,8 +193,10 @@ async def measure(args: argparse.Namespace, token: str) -> None:
         median = statistics.median(values)
         batch = statistics.median(batch_sizes[name])
         runs = ", ".join(f"{value:.0f}" for value in values)
-        print(f"{name:40s} {median:7.0f} us/request  (+{median - base:4.0f})  "
-              f"texts per call {batch:5.1f}  runs: {runs}")  # fmt: skip
+        print(
+            f"{name:40s} {median:7.0f} us/request  (+{median - base:4.0f})  "
+            f"texts per call {batch:5.1f}  runs: {runs}"
+        )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -26,8 +26,12 @@ def run_web_command(env: Mapping[str, str], *command: str) -> str:
     }
     done = subprocess.run(
         [sys.executable, "-m", "django", *command],
-        env=web_env, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        env=web_env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
     return done.stdout
@@ -38,5 +42,11 @@ def prepare_web_database(env: Mapping[str, str], *, token: str, name: str, role:
     run_web_command(env, "migrate", "--no-input", "-v", "0")
     run_web_command(
         {**env, "BENCH_TOKEN_SECRET": token},
-        "createtoken", "--name", name, "--role", role, "--from-env", "BENCH_TOKEN_SECRET",
-    )  # fmt: skip
+        "createtoken",
+        "--name",
+        name,
+        "--role",
+        role,
+        "--from-env",
+        "BENCH_TOKEN_SECRET",
+    )

@@ -122,8 +122,15 @@ def run_measurement(
     corpus: str, rows: int, method: str, timeout: float, seed: int = 0
 ) -> dict[str, Any]:
     """Run `measure` in a child process; a timeout or a crash becomes a row that says so."""
-    command = [sys.executable, "-W", "ignore", "-m", "scripts.classifier_quality",
-               "--child", f"{corpus},{rows},{method},{seed}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-W",
+        "ignore",
+        "-m",
+        "scripts.classifier_quality",
+        "--child",
+        f"{corpus},{rows},{method},{seed}",
+    ]
     base = {"corpus": corpus, "rows": rows, "seed": seed, "method": method}
     started = time.perf_counter()
     try:
@@ -157,11 +164,17 @@ def format_row(result: dict[str, Any]) -> str:
         if key not in ("chosen_by", "validation")
     )
     cells = [
-        result["corpus"], f"{result['rows']:,}", str(result["seed"]), str(result["labels"]),
+        result["corpus"],
+        f"{result['rows']:,}",
+        str(result["seed"]),
+        str(result["labels"]),
         result["method"],
-        f"{result['accuracy']:.3f}", f"{result['macro_f1']:.3f}", f"{result['fit_seconds']:.1f}",
-        f"{result['peak_mib']:,}", chosen,
-    ]  # fmt: skip
+        f"{result['accuracy']:.3f}",
+        f"{result['macro_f1']:.3f}",
+        f"{result['fit_seconds']:.1f}",
+        f"{result['peak_mib']:,}",
+        chosen,
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -188,11 +201,12 @@ def format_comparison(results: list[dict[str, Any]]) -> list[str]:
         ]
         plan = service["chosen"]
         chosen = (
-            "`LinearSVC()` defaults" if plan["solver"] == "liblinear" and not plan["sublinear_tf"]
+            "`LinearSVC()` defaults"
+            if plan["solver"] == "liblinear" and not plan["sublinear_tf"]
             else f"{plan['solver']}, {'words+pairs' if plan['ngram_max'] == 2 else 'words'}"
             f"{'+characters' if plan.get('characters') else ''}, "
             f"C={plan['regularization']}{', balanced' if plan['class_weight'] else ''}"
-        )  # fmt: skip
+        )
         lines.append(
             f"| {corpus} | {rows:,} | {seed} | {better[0]:.3f} / {better[1]:.3f} | "
             f"{service['accuracy']:.3f} / {service['macro_f1']:.3f} | "
@@ -216,8 +230,18 @@ def main(argv: list[str] | None = None) -> int:
         corpus, rows, method, seed = args.child.split(",")
         print(json.dumps(measure(corpus, int(rows), method, int(seed))))
         return 0
-    columns = ["corpus", "rows", "seed", "labels", "method", "accuracy", "macro-F1", "fit s",
-               "peak MiB", "chosen"]  # fmt: skip
+    columns = [
+        "corpus",
+        "rows",
+        "seed",
+        "labels",
+        "method",
+        "accuracy",
+        "macro-F1",
+        "fit s",
+        "peak MiB",
+        "chosen",
+    ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns), flush=True)
     runs = [

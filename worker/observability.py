@@ -153,8 +153,10 @@ def _serve_metrics(**_: Any) -> None:
     except OSError as exc:
         logger.warning(
             "worker metrics not served on %s:%s: %s",
-            settings.worker_metrics_host, settings.worker_metrics_port, exc,
-        )  # fmt: skip
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            exc,
+        )
         return
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     host, port = server.server_address[:2]

@@ -91,8 +91,15 @@ async def publish_and_promote(
 ) -> Outcome:
     """Publish, judge, record in one transaction, then switch and announce if promoted."""
     root = settings.model_root
-    manifest = publish_model_version(root, model, metrics=metrics, fingerprint=fingerprint,
-                                     rows=rows, retention=None, make_current=False)  # fmt: skip
+    manifest = publish_model_version(
+        root,
+        model,
+        metrics=metrics,
+        fingerprint=fingerprint,
+        rows=rows,
+        retention=None,
+        make_current=False,
+    )
     version = manifest["version"]
 
     def load_champion() -> TrainedModel:

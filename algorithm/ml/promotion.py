@@ -59,14 +59,26 @@ def decide_promotion(
         "champion": {"version": champion.version} if champion else None,
     }
     if champion is None:
-        return {**report, "promoted": True, "basis": "first_version",
-                "decision": "no champion yet: the first version becomes champion"}  # fmt: skip
+        return {
+            **report,
+            "promoted": True,
+            "basis": "first_version",
+            "decision": "no champion yet: the first version becomes champion",
+        }
     if policy == "auto":
-        return {**report, "promoted": True, "basis": "policy",
-                "decision": "PROMOTION_POLICY=auto promotes every version"}  # fmt: skip
+        return {
+            **report,
+            "promoted": True,
+            "basis": "policy",
+            "decision": "PROMOTION_POLICY=auto promotes every version",
+        }
     if policy == "manual":
-        return {**report, "promoted": False, "basis": "policy",
-                "decision": "PROMOTION_POLICY=manual: move the champion alias by hand"}  # fmt: skip
+        return {
+            **report,
+            "promoted": False,
+            "basis": "policy",
+            "decision": "PROMOTION_POLICY=manual: move the champion alias by hand",
+        }
     candidate_f1: float | None
     champion_f1: float | None
     if len(shared.texts) >= min_rows:

@@ -140,10 +140,18 @@ class ObservedASGI:
             if self.access_log:
                 duration_ms = round(seconds * 1000, 2)
                 access_log.info(
-                    "%s %s %s %.2f ms", scope["method"], route.template, status, duration_ms,
-                    extra={"method": scope["method"], "route": route.template,
-                           "status": status, "duration_ms": duration_ms},
-                )  # fmt: skip
+                    "%s %s %s %.2f ms",
+                    scope["method"],
+                    route.template,
+                    status,
+                    duration_ms,
+                    extra={
+                        "method": scope["method"],
+                        "route": route.template,
+                        "status": status,
+                        "duration_ms": duration_ms,
+                    },
+                )
             _ROUTE.reset(route_token)
             REQUEST_ID.reset(id_token)
 

@@ -46,9 +46,14 @@ def _error(description: str) -> dict[str, Any]:
 TOO_LARGE = _error("Body over the configured limit: `request_entity_too_large`")
 UNAUTHORIZED = {
     **_error("No service token, or not one of ALGORITHM_TOKENS: `unauthorized`"),
-    "headers": {"WWW-Authenticate": {"description": "The Bearer challenge", "required": True,
-                                     "schema": {"type": "string"}}},
-}  # fmt: skip
+    "headers": {
+        "WWW-Authenticate": {
+            "description": "The Bearer challenge",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+}
 SERVICE_TOKEN = {
     "type": "http",
     "scheme": "bearer",
@@ -62,111 +67,180 @@ def predict_request_schema(
     *, max_texts: int, max_chars: int, label_count: int | None = None
 ) -> dict[str, Any]:
     """Exactly one of `text` or `texts`, as two closed objects, each with an optional `top_k`."""
-    text = {"type": "string", "minLength": 1, "maxLength": max_chars,
-            "pattern": r"\S", "description": "Not blank."}  # fmt: skip
+    text = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_chars,
+        "pattern": r"\S",
+        "description": "Not blank.",
+    }
     texts = {"type": "array", "items": text, "minItems": 1, "maxItems": max_texts}
     top_k: dict[str, Any] = {
-        "type": "integer", "minimum": 1,
+        "type": "integer",
+        "minimum": 1,
         "description": "Also answer `scores`: the k most likely labels, best first. At most "
-                       "the number of labels of the served model.",
-    }  # fmt: skip
+        "the number of labels of the served model.",
+    }
     if label_count is not None:  # the served model's limit, so the schema admits no 400
         top_k["maximum"] = label_count
-    return {"oneOf": [
-        {"title": "OneText", "type": "object", "properties": {"text": text, "top_k": top_k},
-         "required": ["text"], "additionalProperties": False},
-        {"title": "TextBatch", "type": "object", "properties": {"texts": texts, "top_k": top_k},
-         "required": ["texts"], "additionalProperties": False},
-    ]}  # fmt: skip
+    return {
+        "oneOf": [
+            {
+                "title": "OneText",
+                "type": "object",
+                "properties": {"text": text, "top_k": top_k},
+                "required": ["text"],
+                "additionalProperties": False,
+            },
+            {
+                "title": "TextBatch",
+                "type": "object",
+                "properties": {"texts": texts, "top_k": top_k},
+                "required": ["texts"],
+                "additionalProperties": False,
+            },
+        ]
+    }
 
 
 @cache
 def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with this service's limits and its model's label count."""
     _, defs = models_json_schema(
-        [(m, "serialization") for m in (PredictResponse, BatchPredictResponse, Job, Error,
-                                        Liveness, Readiness)],
+        [
+            (m, "serialization")
+            for m in (PredictResponse, BatchPredictResponse, Job, Error, Liveness, Readiness)
+        ],
         ref_template="#/components/schemas/{model}",
-    )  # fmt: skip
+    )
     request = predict_request_schema(
         max_texts=max_texts, max_chars=max_chars, label_count=label_count
     )
     schemas = {"PredictRequest": request, **defs["$defs"]}
     job = _json(_ref("Job"), "The job")
-    location = {"description": "Where the job's state is answered", "required": True,
-                "schema": {"type": "string"}}  # fmt: skip
-    queued = {**_json(_ref("Job"), "The queued job (a new one, or the one already waiting)"),
-              "headers": {"Location": location}}  # fmt: skip
+    location = {
+        "description": "Where the job's state is answered",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    queued = {
+        **_json(_ref("Job"), "The queued job (a new one, or the one already waiting)"),
+        "headers": {"Location": location},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "textclf algorithm service", "version": "1.0.0"},
         "paths": {
-            "/predict": {"post": {
-                "summary": "Label one text or a batch",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": _ref("PredictRequest")}}},
-                "responses": {
-                    "200": _json({"oneOf": [_ref("PredictResponse"), _ref("BatchPredictResponse")]},
-                                 "Labels and the model version that produced them; with "
-                                 "`top_k`, also `scores`"),
-                    "400": _error("Invalid input: `invalid_json`, or `validation_error` with "
-                                  "`fields` naming each field's problems (`top_k` above the "
-                                  "served model's label count included)"),
-                    "401": UNAUTHORIZED,
-                    "413": TOO_LARGE,
-                    "415": _error("Body not sent as application/json: `unsupported_media_type`"),
-                    "503": _error("Nothing trained yet: `no_model`"),
-                },
-            }},
-            "/train": {"post": {
-                "summary": "Queue a training job (or get the one already queued); no body",
-                "parameters": [{"name": "X-Requested-By", "in": "header", "required": False,
-                                "description": "Who asked (e.g. `token:ci`), percent-encoded "
-                                "UTF-8; kept with a new job for its training run",
-                                "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}}],
-                "responses": {
-                    "202": queued,
-                    "400": _error("A body was sent, or `X-Requested-By` is not visible ASCII: "
-                                  "`invalid_request`"),
-                    "401": UNAUTHORIZED,
-                    "413": TOO_LARGE,
-                    "503": BROKER_DOWN,
-                },
-            }},
-            "/train/{job_id}": {"get": {
-                "summary": "State of a training job",
-                "parameters": [{"name": "job_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {
-                    "200": job,
-                    "401": UNAUTHORIZED,
-                    "404": _error("No such job (or it expired): `job_not_found`; `not_found` "
-                                  "when the id holds a `/`"),
-                    "503": BROKER_DOWN,
-                },
-            }},
-            "/health/live": {"get": {"summary": "Liveness", **OPEN,
-                                     "responses": {"200": _json(_ref("Liveness"), "Up")}}},
-            "/health/ready": {"get": {
-                "summary": "Readiness (Redis) and the model version this process serves", **OPEN,
-                "responses": {"200": _json(_ref("Readiness"), "Ready"),
-                              "503": _json(_ref("Readiness"), "Redis does not answer")},
-            }},
-            "/metrics": {"get": {
-                "summary": "Prometheus metrics of every process of this service (text format); "
-                           "open unless METRICS_TOKEN is set, then a bearer token",
-                # Not the service token: scrapers hold METRICS_TOKEN, which is off by default.
-                **OPEN,
-                "responses": {
-                    "200": {"description": "The metrics",
-                            "content": {"text/plain": {"schema": {"type": "string"}}}},
-                    "401": _error("METRICS_TOKEN is set and was not sent: `unauthorized`"),
-                },
-            }},
+            "/predict": {
+                "post": {
+                    "summary": "Label one text or a batch",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("PredictRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {"oneOf": [_ref("PredictResponse"), _ref("BatchPredictResponse")]},
+                            "Labels and the model version that produced them; with "
+                            "`top_k`, also `scores`",
+                        ),
+                        "400": _error(
+                            "Invalid input: `invalid_json`, or `validation_error` with "
+                            "`fields` naming each field's problems (`top_k` above the "
+                            "served model's label count included)"
+                        ),
+                        "401": UNAUTHORIZED,
+                        "413": TOO_LARGE,
+                        "415": _error(
+                            "Body not sent as application/json: `unsupported_media_type`"
+                        ),
+                        "503": _error("Nothing trained yet: `no_model`"),
+                    },
+                }
+            },
+            "/train": {
+                "post": {
+                    "summary": "Queue a training job (or get the one already queued); no body",
+                    "parameters": [
+                        {
+                            "name": "X-Requested-By",
+                            "in": "header",
+                            "required": False,
+                            "description": "Who asked (e.g. `token:ci`), percent-encoded "
+                            "UTF-8; kept with a new job for its training run",
+                            "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+                        }
+                    ],
+                    "responses": {
+                        "202": queued,
+                        "400": _error(
+                            "A body was sent, or `X-Requested-By` is not visible ASCII: "
+                            "`invalid_request`"
+                        ),
+                        "401": UNAUTHORIZED,
+                        "413": TOO_LARGE,
+                        "503": BROKER_DOWN,
+                    },
+                }
+            },
+            "/train/{job_id}": {
+                "get": {
+                    "summary": "State of a training job",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": job,
+                        "401": UNAUTHORIZED,
+                        "404": _error(
+                            "No such job (or it expired): `job_not_found`; `not_found` "
+                            "when the id holds a `/`"
+                        ),
+                        "503": BROKER_DOWN,
+                    },
+                }
+            },
+            "/health/live": {
+                "get": {
+                    "summary": "Liveness",
+                    **OPEN,
+                    "responses": {"200": _json(_ref("Liveness"), "Up")},
+                }
+            },
+            "/health/ready": {
+                "get": {
+                    "summary": "Readiness (Redis) and the model version this process serves",
+                    **OPEN,
+                    "responses": {
+                        "200": _json(_ref("Readiness"), "Ready"),
+                        "503": _json(_ref("Readiness"), "Redis does not answer"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of every process of this service (text format); "
+                    "open unless METRICS_TOKEN is set, then a bearer token",
+                    # Not the service token: scrapers hold METRICS_TOKEN, which is off by default.
+                    **OPEN,
+                    "responses": {
+                        "200": {
+                            "description": "The metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _error("METRICS_TOKEN is set and was not sent: `unauthorized`"),
+                    },
+                }
+            },
         },
         "security": [{"serviceToken": []}],
         "components": {"schemas": schemas, "securitySchemes": {"serviceToken": SERVICE_TOKEN}},
-    }  # fmt: skip
+    }
 
 
 def _swagger_dist() -> Path:

@@ -109,8 +109,10 @@ def test_a_finished_or_unknown_job_does_not_start_again(store: JobStore) -> None
     done = store.get(job["job_id"])
     assert done is not None
     assert (done["status"], done["model_version"], done["metrics"]) == (
-        "succeeded", "v1", {"accuracy": 0.9},
-    )  # fmt: skip
+        "succeeded",
+        "v1",
+        {"accuracy": 0.9},
+    )
     assert done["finished_at"] >= done["started_at"] >= done["created_at"]
 
 
@@ -160,8 +162,9 @@ def test_progress_is_visible_while_running(store: JobStore) -> None:
     store.fail(job["job_id"], "no training data")
     failed = store.get(job["job_id"])
     assert failed is not None and (failed["status"], failed["error"]) == (
-        "failed", "no training data",
-    )  # fmt: skip
+        "failed",
+        "no training data",
+    )
 
 
 def test_the_algorithm_service_keeps_queued_jobs_for_job_ttl_seconds(

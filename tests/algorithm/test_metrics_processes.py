@@ -75,8 +75,12 @@ def publish(model_dir: Path, corpus: list[tuple[str, str]], *, rows: int) -> str
 @pytest.fixture
 def environment(redis_db_url: str, model_dir: Path) -> dict[str, str]:
     """The algorithm service's settings in these tests: two processes, a quick model poll."""
-    return {"REDIS_URL": redis_db_url, "MODEL_DIR": str(model_dir), "ALGORITHM_WORKERS": "2",
-            "MODEL_POLL_MS": "100"}  # fmt: skip
+    return {
+        "REDIS_URL": redis_db_url,
+        "MODEL_DIR": str(model_dir),
+        "ALGORITHM_WORKERS": "2",
+        "MODEL_POLL_MS": "100",
+    }
 
 
 @pytest.fixture

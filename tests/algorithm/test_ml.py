@@ -268,12 +268,20 @@ def test_a_plan_must_beat_the_better_default_on_both_scores_by_more_than_the_noi
     )
     defaults = np.array([True, True, False, False, False])
     assert plans_above_the_bar(accuracy, macro_f1, defaults, 1.5).tolist() == [
-        False, False, True, False, False,
-    ]  # fmt: skip
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
     # Without a margin, a better mean is enough (one validation split has no fold noise).
     assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0).tolist() == [
-        False, False, True, True, False,
-    ]  # fmt: skip
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_on_one_validation_split_a_plan_must_beat_the_noise_of_its_rows_scored_in_parts():
@@ -300,8 +308,10 @@ def test_on_one_validation_split_a_plan_must_beat_the_noise_of_its_rows_scored_i
     assert above.tolist() == [False, False, True]
     # Without the margin (the rule before), a lead of any size on the whole split was enough.
     assert plans_above_the_bar(accuracy, macro_f1, defaults, 0.0, parts=parts).tolist() == [
-        False, True, True,
-    ]  # fmt: skip
+        False,
+        True,
+        True,
+    ]
     # Above 30 000 training rows the SGD plans are chosen as before, by the best mean alone.
     assert split_margin(LIBLINEAR_MAX_ROWS) == SPLIT_MARGIN
     assert split_margin(LIBLINEAR_MAX_ROWS + 1) == 0.0

@@ -185,8 +185,9 @@ def test_top_k_above_the_label_count_is_400_naming_the_limit(
 ) -> None:
     too_many = len(model.labels) + 1
     for body in ({"text": "python"}, {"texts": ["python"] * 100}, {"texts": ["python"]}):
-        error = assert_error(client.post("/predict", json={**body, "top_k": too_many}), 400,
-                             "validation_error")  # fmt: skip
+        error = assert_error(
+            client.post("/predict", json={**body, "top_k": too_many}), 400, "validation_error"
+        )
         assert f"at most {len(model.labels)}" in error["fields"]["top_k"][0]
         assert f"at most {len(model.labels)}" in error["detail"]
 
@@ -287,14 +288,20 @@ def test_malformed_bodies(client: httpx.Client) -> None:
     huge = json.dumps({"texts": ["word " * 10_000] * 1000}).encode()
     assert_error(send(huge), 413, "request_entity_too_large")
     # A chunked body (no Content-Length) is read like any other, and the limit holds for it too.
-    chunked = client.post("/predict", content=iter([b'{"text": ', b'"a chunked body"}']),
-                          headers={"Content-Type": "application/json"})  # fmt: skip
+    chunked = client.post(
+        "/predict",
+        content=iter([b'{"text": ', b'"a chunked body"}']),
+        headers={"Content-Type": "application/json"},
+    )
     assert chunked.status_code == 200 and chunked.json()["label"]
     mib = 1 << 20
     huge_chunks = iter([huge[start : start + mib] for start in range(0, len(huge), mib)])
     json_type = {"Content-Type": "application/json"}
-    assert_error(client.post("/predict", content=huge_chunks, headers=json_type), 413,
-             "request_entity_too_large")  # fmt: skip
+    assert_error(
+        client.post("/predict", content=huge_chunks, headers=json_type),
+        413,
+        "request_entity_too_large",
+    )
     assert send(b'{"text": "still serving"}').status_code == 200
 
 
@@ -403,7 +410,9 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
 def test_a_client_gone_mid_body_costs_nothing(client: httpx.Client) -> None:
     host, port = client.base_url.host, client.base_url.port
     with socket.create_connection((host, port)) as raw:
-        raw.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 1000\r\n\r\n" + b'{"text": "half a bo')  # fmt: skip
+        raw.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"text": "half a bo'
+        )
     answer = client.post("/predict", json={"text": "after the broken request"})
     assert answer.status_code == 200 and answer.json()["label"]

@@ -27,15 +27,27 @@ def record_versions() -> list[str]:
         created = datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=index)
         version = f"{created:%Y%m%dT%H%M%S%f}Z-0000000{index}"
         run = TrainingRun.objects.create(
-            id=f"run-{index}", status="succeeded", created_at=created, finished_at=created,
-            rows=900, metrics={"accuracy": 0.9, "macro_f1": macro_f1},
-        )  # fmt: skip
+            id=f"run-{index}",
+            status="succeeded",
+            created_at=created,
+            finished_at=created,
+            rows=900,
+            metrics={"accuracy": 0.9, "macro_f1": macro_f1},
+        )
         ModelVersion.objects.create(
-            version=version, run=run, created_at=created, rows=900, labels=["a", "b"],
-            metrics=run.metrics, fingerprint={}, sha256={}, library_versions={},
-        )  # fmt: skip
-        services.move_alias(alias="champion", version=version, reason="trained",
-                            actor=services.Actor("worker"))  # fmt: skip
+            version=version,
+            run=run,
+            created_at=created,
+            rows=900,
+            labels=["a", "b"],
+            metrics=run.metrics,
+            fingerprint={},
+            sha256={},
+            library_versions={},
+        )
+        services.move_alias(
+            alias="champion", version=version, reason="trained", actor=services.Actor("worker")
+        )
         made.append(version)
     return made
 
@@ -68,15 +80,21 @@ def test_an_admin_logs_in_sees_runs_rolls_back_and_finds_the_audit_row(
     assert "0.8123" in runs and "0.8456" in runs  # macro-F1 of each run
 
     browser.get(f"{web}/admin/registry/alias/")
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-               if "champion" in r.text.lower())  # fmt: skip
+    row = next(
+        r
+        for r in browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+        if "champion" in r.text.lower()
+    )
     assert second in row.text
     row.find_element(By.CSS_SELECTOR, "input.action-select").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("rollback_champion")
     browser.find_element(By.NAME, "reason").send_keys("bad release in the browser")
     browser.find_element(By.NAME, "index").click()
-    messages = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "ul.messagelist"),
-                          timeout=10, what="the rollback's message")  # fmt: skip
+    messages = wait_until(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "ul.messagelist"),
+        timeout=10,
+        what="the rollback's message",
+    )
     assert "Rolled back" in messages[0].text
     assert Alias.objects.get(name="champion").version_id == first
 

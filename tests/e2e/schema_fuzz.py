@@ -71,21 +71,37 @@ def run_schemathesis(
     har_path = report_dir / "requests.har"
     json_path = report_dir / "run.json"
     command = [
-        sys.executable, "-m", "schemathesis.cli", "--no-color", "run", schema_url,
-        "--checks", "all",
-        "--phases", phases,
-        "--seed", str(SEED),
-        "--max-examples", str(max_examples),
-        "--generation-database", "none",  # no examples carried over from an earlier run
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--no-color",
+        "run",
+        schema_url,
+        "--checks",
+        "all",
+        "--phases",
+        phases,
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(max_examples),
+        "--generation-database",
+        "none",  # no examples carried over from an earlier run
         # Hypothesis' data-generation speed check fails on a busy machine, never on the API.
-        "--suppress-health-check", "too_slow",
+        "--suppress-health-check",
+        "too_slow",
         "--continue-on-failure",
-        "--request-timeout", str(REQUEST_TIMEOUT_SECONDS),
-        "--report", "json,har,junit",
-        "--report-dir", str(report_dir),
-        "--report-har-path", str(har_path),
-        "--report-json-path", str(json_path),
-    ]  # fmt: skip
+        "--request-timeout",
+        str(REQUEST_TIMEOUT_SECONDS),
+        "--report",
+        "json,har,junit",
+        "--report-dir",
+        str(report_dir),
+        "--report-har-path",
+        str(har_path),
+        "--report-json-path",
+        str(json_path),
+    ]
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
     command += options

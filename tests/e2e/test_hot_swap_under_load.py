@@ -32,9 +32,12 @@ def test_publishing_under_load_fails_no_request_and_swaps_within_two_seconds(
 
         def publish() -> str:
             manifest = publish_model_version(
-                model_dir, model, metrics=metrics, fingerprint={"rows": len(texts[rows])},
+                model_dir,
+                model,
+                metrics=metrics,
+                fingerprint={"rows": len(texts[rows])},
                 rows=len(texts[rows]),
-            )  # fmt: skip
+            )
             return str(manifest["version"])
 
         return publish

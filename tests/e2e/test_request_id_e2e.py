@@ -34,8 +34,9 @@ def test_one_request_id_in_every_log_of_a_training(
     metrics_port = free_port()
     worker = start_worker(WORKER_METRICS_PORT=str(metrics_port))
     algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
-    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm,
-                        LOG_FORMAT="json")  # fmt: skip
+    web = start_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, LOG_FORMAT="json"
+    )
     api = web_client(web)  # an admin token: adds rows and starts trainings
     rows = [{"text": text, "label": label} for text, label in fixture_corpus]
     assert api.post("/api/data/", json=rows, timeout=60).status_code == 201

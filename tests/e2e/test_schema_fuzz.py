@@ -126,7 +126,7 @@ WEB_RUNS = {
         "positive_data_acceptance",
         "--phases",
         "examples,coverage,fuzzing",
-    ),  # fmt: skip
+    ),
 }
 
 

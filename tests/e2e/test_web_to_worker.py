@@ -150,17 +150,18 @@ def test_bad_predict_input_through_web_gets_4xx(
     test_database_url: str,
     web_client: Callable[..., httpx.Client],
 ) -> None:
-    web = web_client(start_service("web", DATABASE_URL=test_database_url,
-                                   ALGORITHM_URL="http://127.0.0.1:9"))  # fmt: skip
+    web = web_client(
+        start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
+    )
     for body, code in BAD_PREDICT_BODIES:
         if isinstance(body, str | bytes):
-            response = web.post("/api/predict/", content=body,
-                                  headers={"Content-Type": "application/json"})  # fmt: skip
+            response = web.post(
+                "/api/predict/", content=body, headers={"Content-Type": "application/json"}
+            )
         else:
             response = web.post("/api/predict/", json=body)
         assert_error(response, 400, code)
-    assert_error(web.post("/api/predict/", data={"text": "x"}), 415,
-                 "unsupported_media_type")  # fmt: skip
+    assert_error(web.post("/api/predict/", data={"text": "x"}), 415, "unsupported_media_type")
     assert_error(web.get("/api/predict/"), 405, "method_not_allowed")
 
 
@@ -169,8 +170,11 @@ def test_algorithm_down_or_silent_gives_503_or_504_quickly(
     test_database_url: str,
     web_client: Callable[..., httpx.Client],
 ) -> None:
-    down = web_client(start_service("web", DATABASE_URL=test_database_url,
-                                    ALGORITHM_URL=f"http://127.0.0.1:{free_port()}"))  # fmt: skip
+    down = web_client(
+        start_service(
+            "web", DATABASE_URL=test_database_url, ALGORITHM_URL=f"http://127.0.0.1:{free_port()}"
+        )
+    )
     started = time.perf_counter()
     response = down.post("/api/predict/", json={"text": "hello"}, timeout=10)
     assert_error(response, 503, "algorithm_unavailable")
@@ -182,9 +186,14 @@ def test_algorithm_down_or_silent_gives_503_or_504_quickly(
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        slow = web_client(start_service("web", DATABASE_URL=test_database_url,
-                                        ALGORITHM_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                                        ALGORITHM_TIMEOUT_SECONDS="1"))  # fmt: skip
+        slow = web_client(
+            start_service(
+                "web",
+                DATABASE_URL=test_database_url,
+                ALGORITHM_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                ALGORITHM_TIMEOUT_SECONDS="1",
+            )
+        )
         started = time.perf_counter()
         response = slow.post("/api/predict/", json={"text": "hello"}, timeout=10)
         assert_error(response, 504, "algorithm_unavailable")

@@ -26,17 +26,30 @@ def make_version(db: Any) -> Callable[..., ModelVersion]:
         created = START + timedelta(minutes=tick)
         version = fields.pop("version", f"{created:%Y%m%dT%H%M%S%f}Z-{tick:08x}")
         run = TrainingRun.objects.create(
-            id=f"job-{version}", status="succeeded", created_at=created, started_at=created,
-            finished_at=created, rows=100, metrics={"macro_f1": macro_f1},
-        )  # fmt: skip
+            id=f"job-{version}",
+            status="succeeded",
+            created_at=created,
+            started_at=created,
+            finished_at=created,
+            rows=100,
+            metrics={"macro_f1": macro_f1},
+        )
         made = ModelVersion.objects.create(
-            version=version, run=run, created_at=created, rows=100, labels=["a", "b"],
-            metrics={"accuracy": macro_f1, "macro_f1": macro_f1,
-                     "per_label": {"a": {"f1": macro_f1}}},
+            version=version,
+            run=run,
+            created_at=created,
+            rows=100,
+            labels=["a", "b"],
+            metrics={
+                "accuracy": macro_f1,
+                "macro_f1": macro_f1,
+                "per_label": {"a": {"f1": macro_f1}},
+            },
             fingerprint={"rows": 100, "max_id": 100, "sha256": "0" * 64},
-            sha256={"model.pickle": "1" * 64}, library_versions={"python": "3.11"},
+            sha256={"model.pickle": "1" * 64},
+            library_versions={"python": "3.11"},
             **fields,
-        )  # fmt: skip
+        )
         run.version = made
         run.save()
         return made

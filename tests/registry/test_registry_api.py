@@ -83,12 +83,16 @@ def test_rollback_swaps_champion_and_previous(
     api: Any, make_version: Make, champion_of: Callable[[], str | None]
 ) -> None:
     a, b = make_version(), make_version()
-    assert_error(api.post("/api/models/aliases/champion/rollback/", {"reason": "x"},
-                          format="json"), 409, "conflict")  # fmt: skip
+    assert_error(
+        api.post("/api/models/aliases/champion/rollback/", {"reason": "x"}, format="json"),
+        409,
+        "conflict",
+    )
     put_alias(api, "champion", version=a.version)
     put_alias(api, "champion", version=b.version)
-    answer = api.post("/api/models/aliases/champion/rollback/", {"reason": "bad release"},
-                      format="json")  # fmt: skip
+    answer = api.post(
+        "/api/models/aliases/champion/rollback/", {"reason": "bad release"}, format="json"
+    )
     assert answer.status_code == 200, answer.content
     assert champion_of() == a.version
     assert answer.json()["aliases"]["previous"]["version"] == b.version
@@ -143,16 +147,29 @@ def test_delete_is_soft_refused_for_aliases_and_recent_champions_and_restorable(
     assert {v["version"] for v in gone} == {versions[0].version, versions[7].version}
     assert_error(api.delete(f"/api/models/versions/{versions[7].version}/"), 409)
     assert_error(put_alias(api, "challenger", version=versions[7].version), 409)
-    restored = api.post(f"/api/models/versions/{versions[7].version}/restore/",
-                        {"reason": "needed"}, format="json")  # fmt: skip
+    restored = api.post(
+        f"/api/models/versions/{versions[7].version}/restore/", {"reason": "needed"}, format="json"
+    )
     assert restored.status_code == 200 and restored.json()["deleted_at"] is None
-    assert_error(api.post(f"/api/models/versions/{versions[7].version}/restore/",
-                          {"reason": "again"}, format="json"), 409)  # fmt: skip
+    assert_error(
+        api.post(
+            f"/api/models/versions/{versions[7].version}/restore/",
+            {"reason": "again"},
+            format="json",
+        ),
+        409,
+    )
     ModelVersion.objects.filter(version=versions[0].version).update(
         files_removed_at="2026-11-02T00:00Z"
     )
-    body = assert_error(api.post(f"/api/models/versions/{versions[0].version}/restore/",
-                                 {"reason": "too late"}, format="json"), 409)  # fmt: skip
+    body = assert_error(
+        api.post(
+            f"/api/models/versions/{versions[0].version}/restore/",
+            {"reason": "too late"},
+            format="json",
+        ),
+        409,
+    )
     assert "removed" in body["detail"]
     actions = [
         e["action"]

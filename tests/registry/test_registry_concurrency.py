@@ -23,8 +23,9 @@ def test_two_concurrent_moves_with_the_same_expected_version_one_wins_one_confli
 
     web = web_client(start_service("web", DATABASE_URL=test_database_url))
     seen, first, second = make_version(), make_version(), make_version()
-    start = web.put("/api/models/aliases/champion/",
-                    json={"version": seen.version, "reason": "start"})  # fmt: skip
+    start = web.put(
+        "/api/models/aliases/champion/", json={"version": seen.version, "reason": "start"}
+    )
     assert start.status_code == 200, start.text
 
     def move(

@@ -25,10 +25,17 @@ def test_pruning_spares_live_versions_and_removes_soft_deleted_ones_marking_them
     rows = fixture_corpus[:200]
     model, metrics = train_model([t for t, _ in rows], [label for _, label in rows])
     published = [
-        publish_model_version(model_dir, model, metrics=metrics, fingerprint={}, rows=len(rows),
-                              retention=None, make_current=False)["version"]
+        publish_model_version(
+            model_dir,
+            model,
+            metrics=metrics,
+            fingerprint={},
+            rows=len(rows),
+            retention=None,
+            make_current=False,
+        )["version"]
         for _ in range(4)
-    ]  # fmt: skip
+    ]
     live, deleted, unknown, newest = published
     make_version(version=live)
     make_version(version=deleted, deleted_at="2026-11-20T00:00Z")

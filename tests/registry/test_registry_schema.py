@@ -49,9 +49,11 @@ def test_registry_operations_list_their_statuses(
 def test_listed_versions_link_to_the_operations_on_one_version(schema: dict[str, Any]) -> None:
     links = schema["paths"]["/api/models/versions/"]["get"]["responses"]["200"]["links"]
     operations = {
-        op["operationId"] for item in schema["paths"].values() for op in item.values()
+        op["operationId"]
+        for item in schema["paths"].values()
+        for op in item.values()
         if isinstance(op, dict) and "operationId" in op
-    }  # fmt: skip
+    }
     assert {link["operationId"] for link in links.values()} <= operations
     assert set(links) >= {"GetVersion", "DeleteVersion", "RestoreVersion", "MoveChallenger"}
 

@@ -27,8 +27,11 @@ def test_a_committed_move_is_announced_to_the_replicas(
     a, b = make_version(), make_version()
     seqs = []
     for made in (a, b):
-        moved = api.put("/api/models/aliases/champion/", {"version": made.version,
-                        "reason": "test"}, format="json")  # fmt: skip
+        moved = api.put(
+            "/api/models/aliases/champion/",
+            {"version": made.version, "reason": "test"},
+            format="json",
+        )
         assert moved.status_code == 200, moved.content
         desired = serving_protocol.read_desired(client)
         assert desired is not None and desired.champion == made.version
@@ -43,14 +46,15 @@ def test_a_committed_move_is_announced_to_the_replicas(
 
 def test_the_alias_list_shows_each_replica_and_its_load_error(api: Any, make_version: Make) -> None:
     good, broken = make_version(), make_version()
-    api.put("/api/models/aliases/champion/", {"version": good.version, "reason": "r"},
-            format="json")  # fmt: skip
+    api.put(
+        "/api/models/aliases/champion/", {"version": good.version, "reason": "r"}, format="json"
+    )
     client: redis.Redis = serving.get_redis()
     reports = [
         serving_protocol.ReplicaReport(replica="host:1", version=good.version),
         serving_protocol.ReplicaReport(
             replica="host:2", version=None, error="sha256 mismatch", error_version=broken.version
-        ),  # fmt: skip
+        ),
     ]
     try:
         for report in reports:
@@ -73,8 +77,9 @@ def test_an_editor_may_move_the_challenger_but_not_the_champion(make_version: Ma
 
     def put(alias: str, role: Role, **extra: Any) -> Any:
         body = json.dumps({"version": made.version, "reason": "r", **extra})
-        request = RequestFactory().put(f"/api/models/aliases/{alias}/", body,
-                                       content_type="application/json")  # fmt: skip
+        request = RequestFactory().put(
+            f"/api/models/aliases/{alias}/", body, content_type="application/json"
+        )
         request.role = role  # set by the authentication middleware
         request.actor = f"token:{role.label}-token"
         response = view(request, alias=alias)

@@ -73,18 +73,25 @@ def stack(
 
     _, secret = issue_token(name=OPERATOR, role=Role.ADMIN)
     client = redis.Redis.from_url(redis_db_url)
-    algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir),
-                              ALGORITHM_WORKERS="2")  # fmt: skip
+    algorithm = start_service(
+        "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), ALGORITHM_WORKERS="2"
+    )
     try:
         wait_until(
             lambda: serving_protocol.read_reports(client), timeout=6, what="a replica report"
         )
     except AssertionError:
         pytest.skip("the algorithm processes do not report what they serve (serving side)")
-    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm,
-                        REDIS_URL=redis_db_url)  # fmt: skip
-    stack = Stack(web=web, headers=bearer(secret), algorithm=algorithm, redis=client,
-                  start_worker=start_worker)  # fmt: skip
+    web = start_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, REDIS_URL=redis_db_url
+    )
+    stack = Stack(
+        web=web,
+        headers=bearer(secret),
+        algorithm=algorithm,
+        redis=client,
+        start_worker=start_worker,
+    )
     yield stack
     stack.api.close()
 
@@ -120,16 +127,20 @@ def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_withi
         [(f"{text} variant {i}", label) for i in range(40) for text, label in fixture_corpus]
     )
     started = stack.api.post("/api/train/").json()
-    wait_until(lambda: stack.api.get(f"/api/train/{started['job_id']}/").json()["status"]
-               == "running", timeout=30, what="the long training running")  # fmt: skip
+    wait_until(
+        lambda: stack.api.get(f"/api/train/{started['job_id']}/").json()["status"] == "running",
+        timeout=30,
+        what="the long training running",
+    )
 
     async def scenario() -> tuple[Load, float, float]:
         load = Load()
         clients = [asyncio.create_task(predict_forever(stack, load)) for _ in range(CLIENTS)]
         await asyncio.sleep(2)
         async with httpx.AsyncClient(base_url=stack.web, headers=stack.headers, timeout=30) as api:
-            answer = await api.post("/api/models/aliases/champion/rollback/",
-                                    json={"reason": "bad release under load"})  # fmt: skip
+            answer = await api.post(
+                "/api/models/aliases/champion/rollback/", json={"reason": "bad release under load"}
+            )
             moved_at = time.monotonic()
             assert answer.status_code == 200, answer.text
         while not any(t > moved_at and v == first["model_version"] for t, v in load.versions):
@@ -166,8 +177,9 @@ def test_a_succeeded_promoted_job_is_served_by_the_very_next_prediction(
         job = stack.train()
         assert job["status"] == "succeeded" and job["promoted"], job
         for _ in range(20):  # several connections: each may land on another process
-            answer = httpx.post(f"{stack.web}/api/predict/", json={"text": TEXT},
-                                headers=stack.headers)  # fmt: skip
+            answer = httpx.post(
+                f"{stack.web}/api/predict/", json={"text": TEXT}, headers=stack.headers
+            )
             assert answer.status_code == 200, answer.text  # never 503 no_model
             assert answer.json()["model_version"] == job["model_version"]
 
@@ -185,8 +197,9 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     assert first["promoted"] and kept["promoted"] is False
     broken = kept["model_version"]
     (model_dir / broken / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
-    moved = stack.api.put("/api/models/aliases/champion/",
-                      json={"version": broken, "reason": "try the new one"})  # fmt: skip
+    moved = stack.api.put(
+        "/api/models/aliases/champion/", json={"version": broken, "reason": "try the new one"}
+    )
     assert moved.status_code == 200, moved.text
 
     def failing() -> list[dict[str, Any]] | None:
@@ -211,11 +224,16 @@ def time_moves(stack: Stack, versions: list[str], moves: int) -> list[float]:
     for index in range(moves):
         target = versions[index % 2]
         started = time.monotonic()
-        answer = stack.api.put("/api/models/aliases/champion/",
-                           json={"version": target, "reason": "timing"})  # fmt: skip
+        answer = stack.api.put(
+            "/api/models/aliases/champion/", json={"version": target, "reason": "timing"}
+        )
         assert answer.status_code == 200, answer.text
-        wait_until(functools.partial(all_serve, stack, target), timeout=5, interval=0.005,
-                   what=f"every replica on {target}")  # fmt: skip
+        wait_until(
+            functools.partial(all_serve, stack, target),
+            timeout=5,
+            interval=0.005,
+            what=f"every replica on {target}",
+        )
         timings.append(time.monotonic() - started)
     return timings
 
@@ -234,13 +252,18 @@ def test_alias_moves_reach_every_replica_within_2s_with_and_without_a_training(
         [(f"{text} variant {i}", label) for i in range(40) for text, label in fixture_corpus]
     )
     job = stack.api.post("/api/train/").json()
-    wait_until(lambda: stack.api.get(f"/api/train/{job['job_id']}/").json()["status"]
-               == "running", timeout=30, what="the long training running")  # fmt: skip
+    wait_until(
+        lambda: stack.api.get(f"/api/train/{job['job_id']}/").json()["status"] == "running",
+        timeout=30,
+        what="the long training running",
+    )
     busy = time_moves(stack, versions, 20)
     assert stack.api.get(f"/api/train/{job['job_id']}/").json()["status"] == "running"
     with capsys.disabled():
         for name, timings in (("idle", idle), ("training", busy)):
             median, slowest = statistics.median(timings) * 1000, max(timings) * 1000
-            print(f"\nalias move -> every replica serving, {name}: median {median:.0f} ms, "
-                  f"max {slowest:.0f} ms over {len(timings)} moves")  # fmt: skip
+            print(
+                f"\nalias move -> every replica serving, {name}: median {median:.0f} ms, "
+                f"max {slowest:.0f} ms over {len(timings)} moves"
+            )
     assert max(idle) < 2.0 and max(busy) < 2.0, (idle, busy)

@@ -71,9 +71,11 @@ async def algorithm_played_by(algorithm: AlgorithmHandler) -> AsyncIterator[None
     from web.proxy import algorithm_client
 
     client = algorithm_client.AlgorithmClient(
-        "http://algorithm.test", timeout=1, connect_retries=0,
+        "http://algorithm.test",
+        timeout=1,
+        connect_retries=0,
         transport=httpx.MockTransport(algorithm),
-    )  # fmt: skip
+    )
     algorithm_client.install(client)
     try:
         yield
@@ -178,8 +180,13 @@ def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
     port = free_port()
     log = tmp_path_factory.mktemp("live-web") / "web.log"
-    env = {**os.environ, "DATABASE_URL": test_database_url, "WEB_PORT": str(port),
-           "WEB_WORKERS": "1", "IMPORT_MAX_BYTES": str(LIVE_IMPORT_MAX_BYTES)}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url,
+        "WEB_PORT": str(port),
+        "WEB_WORKERS": "1",
+        "IMPORT_MAX_BYTES": str(LIVE_IMPORT_MAX_BYTES),
+    }
     child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
     url = f"http://127.0.0.1:{port}"
 

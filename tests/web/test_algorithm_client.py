@@ -65,8 +65,9 @@ def test_concurrent_single_predictions_share_calls_and_get_their_own_labels() ->
     def label_by_length(request: httpx.Request) -> httpx.Response:
         texts = json.loads(request.content)["texts"]
         calls.append(len(texts))
-        return httpx.Response(200, json={"labels": [f"len{len(t)}" for t in texts],
-                                         "model_version": "v1"})  # fmt: skip
+        return httpx.Response(
+            200, json={"labels": [f"len{len(t)}" for t in texts], "model_version": "v1"}
+        )
 
     async def scenario() -> list[dict[str, str]]:
         client = make_client(label_by_length)

@@ -35,14 +35,21 @@ def test_a_listed_origin_may_call_the_api_with_a_token(
     test_database_url: str,
     web_client: Callable[..., httpx.Client],
 ) -> None:
-    url = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9",
-                        CORS_ALLOWED_ORIGINS=f'["{APP}"]')  # fmt: skip
+    url = start_service(
+        "web",
+        DATABASE_URL=test_database_url,
+        ALGORITHM_URL="http://127.0.0.1:9",
+        CORS_ALLOWED_ORIGINS=f'["{APP}"]',
+    )
     web = web_client(url, role="reader")
-    preflight = web.options("/api/predict/", headers={
-        "Origin": APP,
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    })  # fmt: skip
+    preflight = web.options(
+        "/api/predict/",
+        headers={
+            "Origin": APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == APP
     assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
@@ -62,8 +69,12 @@ def test_an_entry_that_is_not_an_origin_is_refused_at_start(origin: str) -> None
 def test_the_algorithm_service_sends_no_cors_headers(
     start_service: Callable[..., str], redis_db_url: str, tmp_path: Path
 ) -> None:
-    url = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(tmp_path / "models"),
-                        CORS_ALLOWED_ORIGINS=f'["{APP}"]')  # fmt: skip
+    url = start_service(
+        "algorithm",
+        REDIS_URL=redis_db_url,
+        MODEL_DIR=str(tmp_path / "models"),
+        CORS_ALLOWED_ORIGINS=f'["{APP}"]',
+    )
     headers = {"Origin": APP, "Access-Control-Request-Method": "POST"}
     for answer in (
         httpx.options(f"{url}/predict", headers=headers, timeout=10),

@@ -70,12 +70,20 @@ def test_no_secret_is_stored_echoed_or_logged(
         rows(live_web.url, bearer(tokens["reader"])),
         rows(live_web.url, bearer(unknown)),
         rows(live_web.url, {"Authorization": f"Basic {unknown}"}),
-        httpx.post(f"{live_web.url}/api/data/", headers=bearer(tokens["reader"]),
-                   json={"text": "x", "label": "y"}, timeout=10),  # 403
-        httpx.post(f"{live_web.url}/api/data/", headers=bearer(tokens["editor"]),
-                   json={"text": tokens["editor"]}, timeout=10),  # 400 naming a field
+        httpx.post(
+            f"{live_web.url}/api/data/",
+            headers=bearer(tokens["reader"]),
+            json={"text": "x", "label": "y"},
+            timeout=10,
+        ),  # 403
+        httpx.post(
+            f"{live_web.url}/api/data/",
+            headers=bearer(tokens["editor"]),
+            json={"text": tokens["editor"]},
+            timeout=10,
+        ),  # 400 naming a field
         httpx.get(f"{live_web.url}/api/nothing-here/", headers=bearer(tokens["admin"]), timeout=10),
-    ]  # fmt: skip
+    ]
     assert [a.status_code for a in answers] == [200, 401, 401, 403, 400, 404]
     secrets = [unknown, *tokens.values()]
     stored = list(ApiToken.objects.values_list("name", "digest", "prefix"))
@@ -101,8 +109,17 @@ def test_a_cached_answer_costs_no_query_until_it_is_older_than_the_ttl(
 
 def test_createtoken_prints_the_secret_once_and_stores_its_digest(db: Any) -> None:
     out, err = StringIO(), StringIO()
-    call_command("createtoken", "--name", "ci", "--role", "reader", "--expires-in-days", "30",
-                 stdout=out, stderr=err)  # fmt: skip
+    call_command(
+        "createtoken",
+        "--name",
+        "ci",
+        "--role",
+        "reader",
+        "--expires-in-days",
+        "30",
+        stdout=out,
+        stderr=err,
+    )
     secret = out.getvalue().strip()
     token = ApiToken.objects.get(name="ci")
     assert (token.role, token.digest, token.status) == ("reader", digest_of(secret), "active")
@@ -122,17 +139,36 @@ def test_createtoken_from_env_creates_then_rotates_without_printing(
 ) -> None:
     out = StringIO()
     monkeypatch.setenv("ADMIN_TOKEN", "first-secret-of-at-least-32-characters")
-    call_command("createtoken", "--name", "admin", "--role", "admin", "--from-env", "ADMIN_TOKEN",
-                 stdout=out, stderr=StringIO())  # fmt: skip
+    call_command(
+        "createtoken",
+        "--name",
+        "admin",
+        "--role",
+        "admin",
+        "--from-env",
+        "ADMIN_TOKEN",
+        stdout=out,
+        stderr=StringIO(),
+    )
     first = ApiToken.objects.get(name="admin")
     monkeypatch.setenv("ADMIN_TOKEN", "second-secret-of-at-least-32-characters")
-    call_command("createtoken", "--name", "admin", "--role", "admin", "--from-env", "ADMIN_TOKEN",
-                 stdout=out, stderr=StringIO())  # fmt: skip
+    call_command(
+        "createtoken",
+        "--name",
+        "admin",
+        "--role",
+        "admin",
+        "--from-env",
+        "ADMIN_TOKEN",
+        stdout=out,
+        stderr=StringIO(),
+    )
     rotated = ApiToken.objects.get(name="admin")
     assert rotated.id == first.id
     assert rotated.digest == digest_of("second-secret-of-at-least-32-characters")
     assert out.getvalue() == ""
     monkeypatch.setenv("ADMIN_TOKEN", "short")
     with pytest.raises(CommandError, match="at least 32"):
-        call_command("createtoken", "--name", "admin", "--role", "admin",
-                     "--from-env", "ADMIN_TOKEN")  # fmt: skip
+        call_command(
+            "createtoken", "--name", "admin", "--role", "admin", "--from-env", "ADMIN_TOKEN"
+        )

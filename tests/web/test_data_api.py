@@ -55,8 +55,12 @@ def test_list_is_paginated_by_cursor_with_capped_page_size(api: APIClient, make_
 
 
 def test_label_filter_search_and_ordering(api: APIClient, make_rows: Any) -> None:
-    make_rows(("Python packaging tools", "python"), ("Perl regex module", "perl"),
-              ("python bindings for libfoo", "libs"), ("A regex engine", "libs"))  # fmt: skip
+    make_rows(
+        ("Python packaging tools", "python"),
+        ("Perl regex module", "perl"),
+        ("python bindings for libfoo", "libs"),
+        ("A regex engine", "libs"),
+    )
     libs = api.get("/api/data/?label=libs").json()
     assert {r["text"] for r in libs["results"]} == {"python bindings for libfoo", "A regex engine"}
     found = api.get("/api/data/?search=PYTHON").json()
@@ -150,10 +154,18 @@ def test_unknown_ids_urls_and_methods(api: APIClient) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["page=2", "page_size=0", "page_size=x", "ordering=nope", "ordering=label,id",
-     "cursor=abc", "cursor=eyJvIjoiaWQiLCJrIjpbMV0sImIiOmZhbHNlfQ&ordering=-id",
-     "search=ab", "search=abc%09de"],
-)  # fmt: skip
+    [
+        "page=2",
+        "page_size=0",
+        "page_size=x",
+        "ordering=nope",
+        "ordering=label,id",
+        "cursor=abc",
+        "cursor=eyJvIjoiaWQiLCJrIjpbMV0sImIiOmZhbHNlfQ&ordering=-id",
+        "search=ab",
+        "search=abc%09de",
+    ],
+)
 def test_bad_list_parameters_get_4xx(api: APIClient, make_rows: Any, query: str) -> None:
     make_rows(("t", "l"))
     response = api.get(f"/api/data/?{query}")

@@ -22,8 +22,9 @@ from web.data.models import BACKLOG_INDEX, TRIGRAM_INDEX
 
 BIG_ROWS = 60_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
-ORDERINGS = [f"{sign}{field}" for field in ("id", "label", "created_at", "updated_at")
-             for sign in ("", "-")]  # fmt: skip
+ORDERINGS = [
+    f"{sign}{field}" for field in ("id", "label", "created_at", "updated_at") for sign in ("", "-")
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +66,16 @@ def plans_of(api: APIClient, query: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "query",
-    [*(f"ordering={o}" for o in ORDERINGS),
-     *(f"label=perl&ordering={o}" for o in ORDERINGS),
-     "search=x1e24", "search=x1e24&label=perl", "search=x1e24&ordering=-created_at",
-     "search=games", "search=games&ordering=-updated_at"],
-)  # fmt: skip
+    [
+        *(f"ordering={o}" for o in ORDERINGS),
+        *(f"label=perl&ordering={o}" for o in ORDERINGS),
+        "search=x1e24",
+        "search=x1e24&label=perl",
+        "search=x1e24&ordering=-created_at",
+        "search=games",
+        "search=games&ordering=-updated_at",
+    ],
+)
 def test_list_queries_read_an_index_and_never_scan_or_sort_the_table(
     api: APIClient, big_table: dict[str, str], query: str
 ) -> None:

@@ -75,8 +75,9 @@ def test_a_live_import_is_found_at_once_and_indexed_after_it_answers(
 ) -> None:
     editor = web_client(live_web.url, role="editor")
     rows = [(f"live asdfg {i}", "live") for i in range(3000)]
-    answer = editor.post("/api/data/import", content=ndjson(rows),
-                         headers={"Content-Type": NDJSON}, timeout=60)  # fmt: skip
+    answer = editor.post(
+        "/api/data/import", content=ndjson(rows), headers={"Content-Type": NDJSON}, timeout=60
+    )
     assert answer.status_code == 201, answer.text
     found = editor.get("/api/data/", params={"search": "asdfg 2999"}, timeout=10)
     assert [row["text"] for row in found.json()["results"]] == ["live asdfg 2999"]
@@ -99,8 +100,9 @@ def test_the_drain_command_indexes_what_an_interrupted_drain_left(api: APIClient
     assert not Data.objects.filter(search_indexed=False).exists()
 
 
-ORDERINGS = [f"{sign}{field}" for field in ("id", "label", "created_at", "updated_at")
-             for sign in ("", "-")]  # fmt: skip
+ORDERINGS = [
+    f"{sign}{field}" for field in ("id", "label", "created_at", "updated_at") for sign in ("", "-")
+]
 
 
 def walk_ids(api: APIClient, query: str) -> tuple[list[int], list[int]]:

@@ -183,12 +183,16 @@ def test_import_then_export_round_trips_byte_for_byte(
 ) -> None:
     body = encode(AWKWARD_ROWS * 3)
     content_type = NDJSON if file_format == "ndjson" else CSV
-    created = httpx.post(f"{live_web.url}/api/data/import", content=body,
-                         headers={"Content-Type": content_type, **admin_headers},
-                         timeout=30)  # fmt: skip
+    created = httpx.post(
+        f"{live_web.url}/api/data/import",
+        content=body,
+        headers={"Content-Type": content_type, **admin_headers},
+        timeout=30,
+    )
     assert created.status_code == 201, created.text
-    exported = httpx.get(f"{live_web.url}/api/data/export?format={file_format}",
-                         headers=admin_headers, timeout=30)  # fmt: skip
+    exported = httpx.get(
+        f"{live_web.url}/api/data/export?format={file_format}", headers=admin_headers, timeout=30
+    )
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith(content_type)
     assert exported.content == body
@@ -258,13 +262,18 @@ def test_web_memory_stays_flat_while_importing_100_mb(
         for _ in range(copies // 1000):
             yield row * 1000
 
-    warm = httpx.post(f"{live_web.url}/api/data/import", content=row * 1000,
-                      headers={"Content-Type": NDJSON, **admin_headers}, timeout=60)  # fmt: skip
+    warm = httpx.post(
+        f"{live_web.url}/api/data/import",
+        content=row * 1000,
+        headers={"Content-Type": NDJSON, **admin_headers},
+        timeout=60,
+    )
     assert warm.status_code == 201
     before = _peak_rss_kib(worker)
     headers = {"Content-Type": NDJSON, **admin_headers}
-    response = httpx.post(f"{live_web.url}/api/data/import", content=body(), headers=headers,
-                          timeout=300)  # fmt: skip
+    response = httpx.post(
+        f"{live_web.url}/api/data/import", content=body(), headers=headers, timeout=300
+    )
     assert response.status_code == 201, response.text
     assert response.json()["created"] == copies // 1000 * 1000
     growth_mib = (_peak_rss_kib(worker) - before) / 1024
@@ -304,11 +313,28 @@ def test_openapi_declares_the_transfer_routes_and_the_cursor_list(api: APIClient
 
 @pytest.mark.parametrize(
     ("text", "label"),
-    [("fine", "ok"), ("fine", "  padded  "), ("  spaced text ", "x"), ("", "x"), ("t", ""),
-     (" \t", "x"), ("t", " \n"), (12, "x"), ("t", None), ("t", "l" * 100), ("t", "l" * 101),
-     ("t", " " + "l" * 100), ("t" * 100_000, "x"), ("t" * 100_001, "x"), ("a\x00b", "x"),
-     ("t", "a\x00"), ("a\ud800b", "x"), ("t", "\udfff"), ("naïve 漢字 🙂", "ünï")],
-)  # fmt: skip
+    [
+        ("fine", "ok"),
+        ("fine", "  padded  "),
+        ("  spaced text ", "x"),
+        ("", "x"),
+        ("t", ""),
+        (" \t", "x"),
+        ("t", " \n"),
+        (12, "x"),
+        ("t", None),
+        ("t", "l" * 100),
+        ("t", "l" * 101),
+        ("t", " " + "l" * 100),
+        ("t" * 100_000, "x"),
+        ("t" * 100_001, "x"),
+        ("a\x00b", "x"),
+        ("t", "a\x00"),
+        ("a\ud800b", "x"),
+        ("t", "\udfff"),
+        ("naïve 漢字 🙂", "ünï"),
+    ],
+)
 def test_the_import_s_block_check_accepts_and_cleans_exactly_what_the_api_rules_do(
     text: Any, label: Any
 ) -> None:

@@ -53,7 +53,7 @@ def test_a_chunked_body_cut_off_by_the_size_guard_gets_one_413_and_leaves_nothin
 ) -> None:
     app = limit_import_body(StreamingImportHandler(), max_bytes=BLOCK_ROWS * 30)
     block = ndjson([(f"row {i}", "ok") for i in range(BLOCK_ROWS)])  # ~30 bytes a row
-    chunks = [block[:len(block) // 2], block[len(block) // 2:], block]  # fmt: skip
+    chunks = [block[: len(block) // 2], block[len(block) // 2 :], block]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -68,10 +68,18 @@ def test_a_chunked_body_cut_off_by_the_size_guard_gets_one_413_and_leaves_nothin
     headers = [(b"content-type", NDJSON.encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in bearer(tokens["admin"]).items()]
     scope = {
-        "type": "http", "method": "POST", "path": "/api/data/import", "headers": headers,
-        "query_string": b"", "http_version": "1.1", "scheme": "http", "root_path": "",
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "asgi": {"version": "3.0"},
-    }  # fmt: skip
+        "type": "http",
+        "method": "POST",
+        "path": "/api/data/import",
+        "headers": headers,
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "asgi": {"version": "3.0"},
+    }
     asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=30))
     starts = [message for message in sent if message["type"] == "http.response.start"]
     assert [start["status"] for start in starts] == [413]

@@ -72,8 +72,10 @@ def test_plain_views_list_every_status(
     responses = schema["paths"][path][method]["responses"]
     assert set(responses) == statuses
     errors = [r for status, r in responses.items() if status >= "400" and path.startswith("/api")]
-    assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
-               for r in errors)  # fmt: skip
+    assert all(
+        r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+        for r in errors
+    )
 
 
 def test_train_answer_names_its_location(schema: dict[str, Any]) -> None:

@@ -28,8 +28,9 @@ def labels_by_length(request: httpx.Request) -> httpx.Response:
     """A trained algorithm service: the label is the text's length."""
     assert (request.method, request.url.path) == ("POST", "/predict")
     texts = json.loads(request.content)["texts"]
-    return httpx.Response(200, json={"labels": [f"len{len(t)}" for t in texts],
-                                     "model_version": "v7"})  # fmt: skip
+    return httpx.Response(
+        200, json={"labels": [f"len{len(t)}" for t in texts], "model_version": "v7"}
+    )
 
 
 def must_not_be_called(request: httpx.Request) -> httpx.Response:
@@ -113,8 +114,13 @@ def test_bad_bodies_are_400_naming_the_field(web: InProcessWeb, body: Any, field
 def test_bodies_that_are_not_text_are_400(
     web: InProcessWeb, content: bytes, status: int, code: str
 ) -> None:
-    response = web.ask(must_not_be_called, "POST", "/api/predict/", content=content,
-                       headers={"Content-Type": "application/json"})  # fmt: skip
+    response = web.ask(
+        must_not_be_called,
+        "POST",
+        "/api/predict/",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
     assert_error(response, status, code)
 
 
@@ -174,8 +180,10 @@ def scores_by_length(request: httpx.Request) -> httpx.Response:
             "scores": ranked(body["text"])[: body["top_k"]],
         }
     else:
-        answer = {"labels": [f"len{len(t)}" for t in body["texts"]],
-                  "scores": [ranked(t)[: body["top_k"]] for t in body["texts"]]}  # fmt: skip
+        answer = {
+            "labels": [f"len{len(t)}" for t in body["texts"]],
+            "scores": [ranked(t)[: body["top_k"]] for t in body["texts"]],
+        }
     return httpx.Response(200, json={**answer, "model_version": "v7"})
 
 

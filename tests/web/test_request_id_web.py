@@ -99,8 +99,14 @@ def test_access_line_names_route_status_and_id(
     [line] = [r for r in caplog.records if getattr(r, "request_id", None) == "logged-1"]
     entry = json.loads(JsonFormatter().format(line))
     assert entry["message"].startswith("POST /api/predict/ 200 ")
-    expected = {"logger": "web.access", "level": "INFO", "request_id": "logged-1",
-                "method": "POST", "route": "/api/predict/", "status": 200}  # fmt: skip
+    expected = {
+        "logger": "web.access",
+        "level": "INFO",
+        "request_id": "logged-1",
+        "method": "POST",
+        "route": "/api/predict/",
+        "status": 200,
+    }
     assert {key: entry[key] for key in expected} == expected
     assert entry["duration_ms"] >= 0 and entry["time"].endswith("+00:00")
     routes = {getattr(r, "route", None) for r in caplog.records}

@@ -49,8 +49,10 @@ def test_a_training_job_publishes_a_complete_current_version(
     version = current["model_version"]
     assert os.readlink(model_dir / "current") == version
     assert {p.name for p in (model_dir / version).iterdir()} == {
-        "model.pickle", "vectorizer.pickle", "manifest.json",
-    }  # fmt: skip
+        "model.pickle",
+        "vectorizer.pickle",
+        "manifest.json",
+    }
     manifest = manifest_of(model_dir, version)
     assert manifest["rows"] == len(fixture_corpus) == manifest["fingerprint"]["rows"]
     assert sorted(manifest["labels"]) == sorted({label for _, label in fixture_corpus})
@@ -123,8 +125,12 @@ def test_requests_during_training_run_one_at_a_time_and_include_every_row(
 
     big = [(f"{text} copy {i}", label) for i in range(12) for text, label in fixture_corpus]
     first = add_rows_and_request(big)
-    wait_until(lambda: job_store.get(first)["status"] != "queued", timeout=30, interval=0.01,
-               what="the first job started")  # fmt: skip
+    wait_until(
+        lambda: job_store.get(first)["status"] != "queued",
+        timeout=30,
+        interval=0.01,
+        what="the first job started",
+    )
     second = add_rows_and_request(fixture_corpus[:50])
     third = add_rows_and_request(fixture_corpus[50:60])
     assert second != first  # the first job was running: a new job

@@ -12,9 +12,9 @@ from worker.rows import DataFingerprint, Row, database_engine, stream_training_r
 Insert = Callable[[list[tuple[str, str]]], None]
 
 
-def read_all(url: str, *, chunk_rows: int, during: Callable[[], None] | None = None) -> tuple[
-    list[list[Row]], dict[str, object]
-]:  # fmt: skip
+def read_all(
+    url: str, *, chunk_rows: int, during: Callable[[], None] | None = None
+) -> tuple[list[list[Row]], dict[str, object]]:
     async def collect() -> list[list[Row]]:
         chunks = []
         engine = database_engine(url)

@@ -79,8 +79,12 @@ def training_job(
     insert_rows(distinct_rows(fixture_corpus, ROWS))
     worker = start_worker(**LIMITS)
     job_id = request_training()["job_id"]
-    wait_until(lambda: (job_store.get(job_id)["progress"] or {}).get("phase") == "training",
-               timeout=60, interval=0.02, what=f"job {job_id} training")  # fmt: skip
+    wait_until(
+        lambda: (job_store.get(job_id)["progress"] or {}).get("phase") == "training",
+        timeout=60,
+        interval=0.02,
+        what=f"job {job_id} training",
+    )
     yield worker, job_id
 
 

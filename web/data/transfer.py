@@ -146,7 +146,7 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
             enum=ORDERINGS,
             default="id",
         ),
-    ],  # fmt: skip
+    ],
     responses={
         (200, importing.NDJSON): OpenApiTypes.STR,
         (200, importing.CSV): OpenApiTypes.STR,  # sent with "; charset=utf-8"

@@ -131,10 +131,18 @@ class _Observer:
         if self.access_log:
             duration_ms = round(seconds * 1000, 2)
             access_log.info(
-                "%s %s %s %.2f ms", request.method, route, status, duration_ms,
-                extra={"method": request.method, "route": route, "status": status,
-                       "duration_ms": duration_ms},
-            )  # fmt: skip
+                "%s %s %s %.2f ms",
+                request.method,
+                route,
+                status,
+                duration_ms,
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
+            )
 
 
 @sync_and_async_middleware

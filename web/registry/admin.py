@@ -22,28 +22,30 @@ from web.registry.models import Alias, AliasName, AuditEvent, ModelVersion, Trai
 
 
 class ReasonActionForm(ActionForm):
-    reason = forms.CharField(required=False, max_length=1000, label="Reason",
-                             help_text="Goes into the audit trail")  # fmt: skip
+    reason = forms.CharField(
+        required=False, max_length=1000, label="Reason", help_text="Goes into the audit trail"
+    )
     force = forms.BooleanField(required=False, label="Force past the gate")
 
 
 def actor_of(request: HttpRequest) -> services.Actor:
-    return services.Actor(name=f"admin:{request.user.get_username()}",
-                          request_id=getattr(request, "request_id", None))  # fmt: skip
+    return services.Actor(
+        name=f"admin:{request.user.get_username()}", request_id=getattr(request, "request_id", None)
+    )
 
 
 def reason_of(request: HttpRequest) -> str:
     return request.POST.get("reason", "").strip() or "(no reason given in the admin)"
 
 
-def run_service(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str,
-                call: Any) -> None:  # fmt: skip
+def run_service(modeladmin: admin.ModelAdmin, request: HttpRequest, done: str, call: Any) -> None:
     """Call a service; show its refusal (409, 422, 404) as the admin's error message."""
     try:
         call()
     except ServiceError as error:
-        modeladmin.message_user(request, f"Refused ({error.status}): {error.detail}",
-                                level=messages.ERROR)  # fmt: skip
+        modeladmin.message_user(
+            request, f"Refused ({error.status}): {error.detail}", level=messages.ERROR
+        )
     else:
         modeladmin.message_user(request, done, level=messages.SUCCESS)
 
@@ -73,8 +75,18 @@ def _accuracy(metrics: dict[str, Any] | None) -> str:
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(ReadOnlyAdmin):
-    list_display = ["id", "status", "created_at", "finished_at", "rows", "accuracy", "macro_f1",
-                    "version", "promoted", "requested_by"]  # fmt: skip
+    list_display = [
+        "id",
+        "status",
+        "created_at",
+        "finished_at",
+        "rows",
+        "accuracy",
+        "macro_f1",
+        "version",
+        "promoted",
+        "requested_by",
+    ]
     list_filter = ["status", "promoted"]
     search_fields = ["id", "requested_by", "request_id"]
 
@@ -89,8 +101,16 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ["version", "created_at", "rows", "accuracy", "macro_f1", "alias_names",
-                    "gate_decision", "deleted_at"]  # fmt: skip
+    list_display = [
+        "version",
+        "created_at",
+        "rows",
+        "accuracy",
+        "macro_f1",
+        "alias_names",
+        "gate_decision",
+        "deleted_at",
+    ]
     list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["version"]
     action_form = ReasonActionForm
@@ -120,9 +140,18 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             self.message_user(request, "Select exactly one version.", level=messages.ERROR)
             return
         version = queryset.get().version
-        run_service(self, request, f"{alias} is now {version}.", lambda: services.move_alias(
-            alias=alias, version=version, reason=reason_of(request), actor=actor_of(request),
-            force=request.POST.get("force") == "on"))  # fmt: skip
+        run_service(
+            self,
+            request,
+            f"{alias} is now {version}.",
+            lambda: services.move_alias(
+                alias=alias,
+                version=version,
+                reason=reason_of(request),
+                actor=actor_of(request),
+                force=request.POST.get("force") == "on",
+            ),
+        )
 
     @admin.action(description="Make the selected version the champion (gate applies)")
     def make_champion(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
@@ -135,16 +164,26 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     @admin.action(description="Soft-delete the selected versions (restorable)")
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for found in queryset:
-            run_service(self, request, f"{found.version} deleted.", lambda v=found.version:
-                        services.soft_delete_version(version=v, reason=reason_of(request),
-                                                     actor=actor_of(request)))  # fmt: skip
+            run_service(
+                self,
+                request,
+                f"{found.version} deleted.",
+                lambda v=found.version: services.soft_delete_version(
+                    version=v, reason=reason_of(request), actor=actor_of(request)
+                ),
+            )
 
     @admin.action(description="Restore the selected deleted versions")
     def restore(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for found in queryset:
-            run_service(self, request, f"{found.version} restored.", lambda v=found.version:
-                        services.restore_version(version=v, reason=reason_of(request),
-                                                 actor=actor_of(request)))  # fmt: skip
+            run_service(
+                self,
+                request,
+                f"{found.version} restored.",
+                lambda v=found.version: services.restore_version(
+                    version=v, reason=reason_of(request), actor=actor_of(request)
+                ),
+            )
 
 
 @admin.register(Alias)
@@ -155,9 +194,12 @@ class AliasAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Roll back: champion and previous swap")
     def rollback_champion(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
-        run_service(self, request, "Rolled back: the previous version is the champion again.",
-                    lambda: services.rollback_champion(reason=reason_of(request),
-                                                       actor=actor_of(request)))  # fmt: skip
+        run_service(
+            self,
+            request,
+            "Rolled back: the previous version is the champion again.",
+            lambda: services.rollback_champion(reason=reason_of(request), actor=actor_of(request)),
+        )
 
 
 @admin.register(AuditEvent)

@@ -39,7 +39,7 @@ LIST_RUNS = {
             "schema": {"type": "integer", "minimum": 1, "maximum": 500},
             "description": "Runs per page (at most 500)",
         },
-    ],  # fmt: skip
+    ],
     "responses": {
         "200": {"description": "A page of runs", "content": {JSON: {"schema": RUNS_PAGE}}},
         "400": {
@@ -50,19 +50,27 @@ LIST_RUNS = {
             "description": "not_found: the cursor is invalid",
             "content": {JSON: {"schema": ERROR_REF}},
         },
-    },  # fmt: skip
+    },
 }
 VERSION_LINKS = {
-    "GetVersion": {"operationId": "models_versions_retrieve",
-                   "parameters": {"version": FIRST_LISTED}},
-    "DeleteVersion": {"operationId": "models_versions_destroy",
-                      "parameters": {"version": FIRST_LISTED}},
-    "RestoreVersion": {"operationId": "models_versions_restore_create",
-                       "parameters": {"version": FIRST_LISTED}},
-    "MoveChallenger": {"operationId": "models_aliases_update",
-                       "parameters": {"alias": "challenger"},
-                       "requestBody": {"version": FIRST_LISTED, "reason": "stateful check"}},
-}  # fmt: skip
+    "GetVersion": {
+        "operationId": "models_versions_retrieve",
+        "parameters": {"version": FIRST_LISTED},
+    },
+    "DeleteVersion": {
+        "operationId": "models_versions_destroy",
+        "parameters": {"version": FIRST_LISTED},
+    },
+    "RestoreVersion": {
+        "operationId": "models_versions_restore_create",
+        "parameters": {"version": FIRST_LISTED},
+    },
+    "MoveChallenger": {
+        "operationId": "models_aliases_update",
+        "parameters": {"alias": "challenger"},
+        "requestBody": {"version": FIRST_LISTED, "reason": "stateful check"},
+    },
+}
 
 
 def add_registry_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -75,7 +83,9 @@ def add_registry_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, 
     deleted = paths.get("/api/models/versions/{version}/", {}).get("delete")
     if deleted is not None:
         deleted["responses"]["204"]["links"] = {
-            "RestoreDeleted": {"operationId": "models_versions_restore_create",
-                               "parameters": {"version": "$request.path.version"}},
-        }  # fmt: skip
+            "RestoreDeleted": {
+                "operationId": "models_versions_restore_create",
+                "parameters": {"version": "$request.path.version"},
+            },
+        }
     return result

@@ -32,14 +32,20 @@ def clean_reason(value: Any) -> str:
 
 def version_field(help_text: str, *, required: bool = True) -> serializers.RegexField:
     """A version name (as the worker makes them), or null."""
-    return serializers.RegexField(VERSION_PATTERN, max_length=64, allow_null=True,
-                                  required=required, trim_whitespace=False,
-                                  help_text=help_text)  # fmt: skip
+    return serializers.RegexField(
+        VERSION_PATTERN,
+        max_length=64,
+        allow_null=True,
+        required=required,
+        trim_whitespace=False,
+        help_text=help_text,
+    )
 
 
 def reason_field() -> RuleCharField:
-    return RuleCharField(clean=clean_reason, max_length=REASON_MAX_CHARS,
-                         help_text="Why, for the audit trail")  # fmt: skip
+    return RuleCharField(
+        clean=clean_reason, max_length=REASON_MAX_CHARS, help_text="Why, for the audit trail"
+    )
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
@@ -49,9 +55,22 @@ class TrainingRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = ["id", "status", "requested_by", "request_id", "created_at", "started_at",
-                  "finished_at", "rows", "fingerprint", "parameters", "metrics", "error",
-                  "version", "promoted"]  # fmt: skip
+        fields = [
+            "id",
+            "status",
+            "requested_by",
+            "request_id",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "rows",
+            "fingerprint",
+            "parameters",
+            "metrics",
+            "error",
+            "version",
+            "promoted",
+        ]
         read_only_fields = fields
 
 
@@ -66,8 +85,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["version", "run", "created_at", "rows", "labels", "accuracy", "macro_f1",
-                  "aliases", "promoted", "deleted_at", "files_removed_at"]  # fmt: skip
+        fields = [
+            "version",
+            "run",
+            "created_at",
+            "rows",
+            "labels",
+            "accuracy",
+            "macro_f1",
+            "aliases",
+            "promoted",
+            "deleted_at",
+            "files_removed_at",
+        ]
         read_only_fields = fields
 
     def get_aliases(self, obj: ModelVersion) -> list[str]:
@@ -98,8 +128,15 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
     lineage = serializers.SerializerMethodField()
 
     class Meta(ModelVersionSerializer.Meta):
-        fields = [*ModelVersionSerializer.Meta.fields, "metrics", "gate", "fingerprint",
-                  "sha256", "library_versions", "lineage"]  # fmt: skip
+        fields = [
+            *ModelVersionSerializer.Meta.fields,
+            "metrics",
+            "gate",
+            "fingerprint",
+            "sha256",
+            "library_versions",
+            "lineage",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(LineageSerializer)
@@ -136,15 +173,28 @@ class ReasonSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 class DeleteQuerySerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX_CHARS,
-                                   help_text="Why, for the audit trail")  # fmt: skip
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=REASON_MAX_CHARS,
+        help_text="Why, for the audit trail",
+    )
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
-        fields = ["id", "at", "actor", "action", "target", "before", "after", "reason",
-                  "request_id"]  # fmt: skip
+        fields = [
+            "id",
+            "at",
+            "actor",
+            "action",
+            "target",
+            "before",
+            "after",
+            "reason",
+            "request_id",
+        ]
         read_only_fields = fields
 
 

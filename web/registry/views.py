@@ -82,8 +82,11 @@ class NewestFirst(pagination.CursorPagination):
         if raw is None:
             return self.page_size
         if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise ValidationFailed(fields={self.page_size_query_param: [
-                f"A whole number from 1 to {self.max_page_size}."]})  # fmt: skip
+            raise ValidationFailed(
+                fields={
+                    self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]
+                }
+            )
         return int(raw)
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
@@ -153,9 +156,12 @@ class ModelVersionList(ListAPIView):
     def get_queryset(self) -> Any:
         given = query_filters(VersionFilters, self.request)
         deleted = {"false": False, "true": True, "all": None}[given["deleted"]]
-        return selectors.versions(alias=given.get("alias"), deleted=deleted,
-                                  created_after=given.get("created_after"),
-                                  created_before=given.get("created_before"))  # fmt: skip
+        return selectors.versions(
+            alias=given.get("alias"),
+            deleted=deleted,
+            created_after=given.get("created_after"),
+            created_before=given.get("created_before"),
+        )
 
 
 class ModelVersionDetail(APIView):
@@ -189,8 +195,9 @@ class ModelVersionRestore(APIView):
     def post(self, request: Request, version: str) -> Response:
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.restore_version(version=version, actor=actor_of(request),
-                                 reason=body.validated_data["reason"])  # fmt: skip
+        services.restore_version(
+            version=version, actor=actor_of(request), reason=body.validated_data["reason"]
+        )
         restored = selectors.versions(deleted=None).get(version=version)
         return Response(ModelVersionDetailSerializer(restored).data)
 
@@ -241,9 +248,12 @@ class ChampionRollback(APIView):
     @extend_schema(
         summary="Roll back: champion and previous swap",
         request=RollbackSerializer,
-        responses={200: OpenApiResponse(OVERVIEW, description="The aliases after the rollback"),
-                   **BAD_INPUT, **CONFLICT},
-    )  # fmt: skip
+        responses={
+            200: OpenApiResponse(OVERVIEW, description="The aliases after the rollback"),
+            **BAD_INPUT,
+            **CONFLICT,
+        },
+    )
     def post(self, request: Request) -> Response:
         body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -18,6 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.jobs import DEFAULT_JOB_TTL
 
+# The secrets `make run` generates and keeps under $VAR_DIR (owner-only files), by the variable
+# each one fills: the harness writes them, `python -m web COMMAND` reads them.
+KEPT_SECRET_FILES = {"DJANGO_SECRET_KEY": "django_secret_key", "ALGORITHM_TOKEN": "algorithm_token"}
+
 
 class CommonSettings(BaseSettings):
     """Where state lives and how to reach the shared servers."""

@@ -9,13 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
-from core.settings import CommonSettings
-
-# The secrets `make run` generates and keeps under $VAR_DIR (owner-only files, see `kept_secret`
-# in core/harness/run.py), by the variable each one fills. The names are written here again
-# because web never imports the harness (an import contract in `make lint`); the README test in
-# tests/stack/test_make_run.py fails if the two disagree.
-MAKE_RUN_SECRETS = {"DJANGO_SECRET_KEY": "django_secret_key", "ALGORITHM_TOKEN": "algorithm_token"}
+from core.settings import KEPT_SECRET_FILES, CommonSettings
 
 
 def use_make_run_secrets() -> None:
@@ -33,7 +27,7 @@ def use_make_run_secrets() -> None:
         var_dir = CommonSettings().var_dir
     except ValidationError:
         return  # web's own settings report the bad variable
-    for variable, name in MAKE_RUN_SECRETS.items():
+    for variable, name in KEPT_SECRET_FILES.items():
         if os.environ.get(variable, "").strip():
             continue
         try:

@@ -26,6 +26,7 @@ from core.harness.embedded import start_postgres, start_redis
 from core.harness.postgres_user import postgres_data_dir
 from core.harness.settings import StackSettings
 from core.process import Child, StopSignals, spawn, stop_children
+from core.settings import KEPT_SECRET_FILES
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,12 @@ def kept_secret(var_dir: Path, name: str, *, prefix: str = "") -> str:
 
 def secret_key(var_dir: Path) -> str:
     """The Django secret key kept under $VAR_DIR."""
-    return kept_secret(var_dir, "django_secret_key")
+    return kept_secret(var_dir, KEPT_SECRET_FILES["DJANGO_SECRET_KEY"])
 
 
 def service_token(var_dir: Path) -> str:
     """The algorithm service's token kept under $VAR_DIR; web presents it."""
-    return kept_secret(var_dir, "algorithm_token")
+    return kept_secret(var_dir, KEPT_SECRET_FILES["ALGORITHM_TOKEN"])
 
 
 def admin_token(var_dir: Path) -> Path:

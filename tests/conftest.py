@@ -255,11 +255,27 @@ def start_worker(
         log_path = tmp_path / f"{name}.log"
         child = spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-             "--pool", "prefork", "--loglevel", "INFO", "-n", f"{name}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=env, cwd=REPO_ROOT, log_path=log_path,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            log_path=log_path,
+        )
         worker = WorkerProcess(child=child, log_path=log_path)
         workers.append(worker)
         worker.wait_ready()

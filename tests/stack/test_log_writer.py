@@ -68,11 +68,14 @@ def test_lines_reach_the_stream_without_a_close_and_stay_in_order() -> None:
             logger.warning("event %d", number)
         text = wait_until(
             lambda: stream.getvalue() if stream.getvalue().count("\n") == 3 else None,
-            timeout=5, what="three lines written",
-        )  # fmt: skip
+            timeout=5,
+            what="three lines written",
+        )
         assert [line.split("] ", 1)[1] for line in text.splitlines()] == [
-            "event 0", "event 1", "event 2"
-        ]  # fmt: skip
+            "event 0",
+            "event 1",
+            "event 2",
+        ]
     finally:
         handler.close()
         logger.removeHandler(handler)

@@ -163,18 +163,40 @@ async def fail_job(job_id: str, error: str, *, engine: AsyncEngine, store: JobSt
     store.fail(job_id, error)
 
 
+def time_limit_error(settings: WorkerSettings) -> str:
+    return (
+        f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
+        "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows"
+    )
+
+
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
     """Run the started job to its end, recording success or failure; False if it failed.
 
     One event loop and one database engine for the whole job.
     """
-    return asyncio.run(_train_job(job_id, settings=settings, store=store))
+    try:
+        return asyncio.run(_train_job(job_id, settings=settings, store=store))
+    except SoftTimeLimitExceeded:
+        # The soft limit's signal arrived while the loop waited on I/O (reading rows, the
+        # registry): it never reaches the job's coroutine, asyncio.run cancels that and re-raises
+        # it here. The job is failed on a loop of its own.
+        asyncio.run(_fail_after_time_limit(job_id, settings=settings, store=store))
+        return False
 
 
 async def _train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
     engine = database_engine(settings.database_url)
     try:
         return await _run_job(job_id, settings=settings, engine=engine, store=store)
+    finally:
+        await engine.dispose()
+
+
+async def _fail_after_time_limit(job_id: str, *, settings: WorkerSettings, store: JobStore) -> None:
+    engine = database_engine(settings.database_url)
+    try:
+        await fail_job(job_id, time_limit_error(settings), engine=engine, store=store)
     finally:
         await engine.dispose()
 
@@ -199,12 +221,8 @@ async def _run_job(
     except TrainingDataError as exc:
         await fail_job(job_id, str(exc), engine=engine, store=store)
         return False
-    except SoftTimeLimitExceeded:
-        error = (
-            f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
-            "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows"
-        )
-        await fail_job(job_id, error, engine=engine, store=store)
+    except SoftTimeLimitExceeded:  # raised in the fit, which runs on the loop's thread
+        await fail_job(job_id, time_limit_error(settings), engine=engine, store=store)
         return False
     except Exception as exc:
         logger.exception("training job %s failed", job_id)

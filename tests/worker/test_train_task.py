@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from algorithm.ml.artifacts import load_current_version
@@ -73,6 +74,37 @@ def test_no_rows_fails_with_an_actionable_error(
     assert job["status"] == "failed"
     assert "no training data" in job["error"] and "POST /api/data/" in job["error"]
     assert job["model_version"] is None
+    assert list(model_dir.iterdir()) == []
+
+
+def test_a_soft_time_limit_while_rows_are_read_fails_the_job_and_its_run(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    test_database_url: str,
+    model_dir: Path,
+) -> None:
+    """The limit's signal arrives while the job's event loop waits on PostgreSQL, not in the fit:
+    the job still fails with the error that says what to do, well before the hard limit."""
+    insert_rows(fixture_corpus)
+    start_worker(
+        TASK_SOFT_TIME_LIMIT="3",
+        TASK_TIME_LIMIT="60",
+        BROKER_VISIBILITY_TIMEOUT="70",
+        TRAINING_LOCK_TTL="10",
+    )
+    with psycopg.connect(test_database_url) as blocker:
+        blocker.execute("LOCK TABLE data IN ACCESS EXCLUSIVE MODE")  # reading rows now waits
+        job = wait_for_job(request_training()["job_id"], timeout=30)
+    assert job["status"] == "failed"
+    assert "took longer than 3 s" in job["error"] and "TASK_SOFT_TIME_LIMIT" in job["error"]
+    with psycopg.connect(test_database_url) as conn:
+        run = conn.execute(
+            "SELECT status, error FROM training_run WHERE id = %s", (job["job_id"],)
+        ).fetchone()
+    assert run is not None and run[0] == "failed" and "took longer than 3 s" in run[1]
     assert list(model_dir.iterdir()) == []
 
 

@@ -44,6 +44,7 @@ from loadtests.bench_servers import (
     start_server,
 )
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
+from loadtests.web_commands import prepare_web_database
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
 
 SECTION_TITLE = "## Prediction throughput"
@@ -117,28 +118,8 @@ def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
         pg_dir = env.work_dir / "postgres"
         children.append(start_postgres(pg_dir, port=port, database="bench", log_path=log))
         env.database_url = f"postgresql://postgres@127.0.0.1:{port}/bench"
-        subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],
-            env={**env.service_env(), "DJANGO_SETTINGS_MODULE": "web.settings"},
-            check=True,
-        )
         env.api_token = "tcf_" + secrets.token_urlsafe(32)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "web",
-                "createtoken",
-                "--name",
-                "bench",
-                "--role",
-                "reader",
-                "--from-env",
-                "BENCH_TOKEN",
-            ],
-            env={**env.service_env(), "BENCH_TOKEN": env.api_token},
-            check=True,
-        )
+        prepare_web_database(env.service_env(), token=env.api_token, name="bench", role="reader")
     return children
 
 

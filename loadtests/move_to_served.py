@@ -27,7 +27,7 @@ import redis
 from algorithm.service.training_queue import TrainingQueue
 from core import serving_protocol
 from core.harness.embedded import start_postgres, start_redis
-from core.harness.scratch import free_port, make_scratch_dir
+from core.harness.scratch import celery_worker_command, free_port, make_scratch_dir
 from core.jobs import JobStore
 from core.process import Child, spawn, stop_children
 from loadtests import bench_data
@@ -134,23 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         children.append(
             spawn(
                 "celery",
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.celery_app",
-                    "worker",
-                    "--pool",
-                    "prefork",
-                    "--loglevel",
-                    "INFO",
-                    "-n",
-                    "moves@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                ],
+                celery_worker_command("moves"),
                 env=env,
                 log_path=scratch / "worker.log",
             )

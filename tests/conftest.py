@@ -30,7 +30,7 @@ import redis
 # fixture that needs it.
 from algorithm.service.training_queue import TrainingQueue
 from core.harness.embedded import start_postgres, start_redis
-from core.harness.scratch import free_port, make_scratch_dir
+from core.harness.scratch import celery_worker_command, free_port, make_scratch_dir
 from core.jobs import JobStore
 from core.process import Child, spawn, stop_children
 from tests.helpers import bearer, wait_live, wait_until
@@ -255,23 +255,7 @@ def start_worker(
         log_path = tmp_path / f"{name}.log"
         child = spawn(
             name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "--pool",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "-n",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            celery_worker_command(name),
             env=env,
             cwd=REPO_ROOT,
             log_path=log_path,

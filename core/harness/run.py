@@ -118,18 +118,8 @@ def admin_token(var_dir: Path) -> Path:
 def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
     """Give the secret in `token_path` the token "admin" (the secret travels in the environment)."""
     secret = token_path.read_text().strip()
-    command = [
-        sys.executable,
-        "-m",
-        "web",
-        "createtoken",
-        "--name",
-        "admin",
-        "--role",
-        "admin",
-        "--from-env",
-        "ADMIN_TOKEN",
-    ]
+    command = [sys.executable, "-m", "web", "createtoken", "--name", "admin", "--role", "admin"]
+    command += ["--from-env", "ADMIN_TOKEN"]
     child = spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
     if child.popen.wait() != 0:
         raise RuntimeError("could not set up the admin token")

@@ -6,6 +6,7 @@ No runtime code imports this (an import contract in `make lint` says so).
 from __future__ import annotations
 
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,3 +23,13 @@ def make_scratch_dir(prefix: str, *, parent: Path | None = None) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     path.chmod(0o711)  # the PostgreSQL system user may pass through, not list it
     return path
+
+
+def celery_worker_command(node: str) -> list[str]:
+    """A Celery worker of the training task named `node`, quiet towards other workers (no
+    gossip, mingle or heartbeat), as the tests and the benchmarks start it."""
+    return [
+        *(sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker"),
+        *("--pool", "prefork", "--loglevel", "INFO", "-n", f"{node}@%h"),
+        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ]

@@ -134,41 +134,22 @@ def test_createtoken_prints_the_secret_once_and_stores_its_digest(db: Any) -> No
     assert ApiToken.objects.get(name="ci").status == "revoked"
 
 
+ADMIN_FROM_ENV = ("createtoken", "--name", "admin", "--role", "admin", "--from-env", "ADMIN_TOKEN")
+
+
 def test_createtoken_from_env_creates_then_rotates_without_printing(
     db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = StringIO()
     monkeypatch.setenv("ADMIN_TOKEN", "first-secret-of-at-least-32-characters")
-    call_command(
-        "createtoken",
-        "--name",
-        "admin",
-        "--role",
-        "admin",
-        "--from-env",
-        "ADMIN_TOKEN",
-        stdout=out,
-        stderr=StringIO(),
-    )
+    call_command(*ADMIN_FROM_ENV, stdout=out, stderr=StringIO())
     first = ApiToken.objects.get(name="admin")
     monkeypatch.setenv("ADMIN_TOKEN", "second-secret-of-at-least-32-characters")
-    call_command(
-        "createtoken",
-        "--name",
-        "admin",
-        "--role",
-        "admin",
-        "--from-env",
-        "ADMIN_TOKEN",
-        stdout=out,
-        stderr=StringIO(),
-    )
+    call_command(*ADMIN_FROM_ENV, stdout=out, stderr=StringIO())
     rotated = ApiToken.objects.get(name="admin")
     assert rotated.id == first.id
     assert rotated.digest == digest_of("second-secret-of-at-least-32-characters")
     assert out.getvalue() == ""
     monkeypatch.setenv("ADMIN_TOKEN", "short")
     with pytest.raises(CommandError, match="at least 32"):
-        call_command(
-            "createtoken", "--name", "admin", "--role", "admin", "--from-env", "ADMIN_TOKEN"
-        )
+        call_command(*ADMIN_FROM_ENV)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +19,7 @@ from core.registry import UNSET, Actor
 from web.config import get_settings
 from web.errors import Conflict, GateFailed, NotFound
 from web.registry.database import DjangoDatabase
-from web.registry.models import Alias, AliasName, ModelVersion
+from web.registry.models import ModelVersion
 from web.registry.selectors import last_champions
 from web.registry.serving import announce_desired
 
@@ -32,8 +31,6 @@ __all__ = [
     "rollback_champion",
     "soft_delete_version",
 ]
-
-T = TypeVar("T")
 
 
 @contextmanager
@@ -49,11 +46,11 @@ def _registry_errors() -> Iterator[None]:
         raise NotFound(str(exc)) from exc
 
 
-def _in_transaction(use_case: Callable[[DjangoDatabase], T]) -> T:
+def _in_transaction(use_case: Callable[[DjangoDatabase], object]) -> None:
+    """Run a shared use case in one transaction; announce the aliases once it commits."""
     with _registry_errors(), transaction.atomic():
-        result = use_case(DjangoDatabase())
+        use_case(DjangoDatabase())
         transaction.on_commit(announce_desired)
-    return result
 
 
 def move_alias(
@@ -64,7 +61,7 @@ def move_alias(
     actor: Actor,
     expected_version: str | None = UNSET,
     force: bool = False,
-) -> Alias:
+) -> None:
     """Point `alias` at `version`; a champion move passes the gate unless forced."""
     tolerance = get_settings().promotion_tolerance
     _in_transaction(
@@ -79,20 +76,15 @@ def move_alias(
             tolerance=tolerance,
         )
     )
-    return Alias.objects.select_related("version").get(name=alias)
 
 
-def rollback_champion(
-    *, reason: str, actor: Actor, expected_version: str | None = UNSET
-) -> dict[str, Alias]:
+def rollback_champion(*, reason: str, actor: Actor, expected_version: str | None = UNSET) -> None:
     """Swap champion and previous: the version served before becomes the champion again."""
     _in_transaction(
         lambda db: registry.rollback_champion(
             db, reason=reason, actor=actor, expected_version=expected_version
         )
     )
-    rows = Alias.objects.select_related("version").in_bulk([AliasName.CHAMPION, AliasName.PREVIOUS])
-    return {"champion": rows[AliasName.CHAMPION], "previous": rows[AliasName.PREVIOUS]}
 
 
 def soft_delete_version(*, version: str, reason: str, actor: Actor) -> ModelVersion:
@@ -144,7 +136,7 @@ def _lock_version(version: str) -> ModelVersion:
 
 def _audit_deleted(
     db: DjangoDatabase, actor: Actor, version: str, *, deleted: bool, reason: str
-) -> Any:
+) -> None:
     action = "version.delete" if deleted else "version.restore"
     registry.audit(
         db,

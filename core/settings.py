@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +22,33 @@ from core.jobs import DEFAULT_JOB_TTL
 # The secrets `make run` generates and keeps under $VAR_DIR (owner-only files), by the variable
 # each one fills: the harness writes them, `python -m web COMMAND` reads them.
 KEPT_SECRET_FILES = {"DJANGO_SECRET_KEY": "django_secret_key", "ALGORITHM_TOKEN": "algorithm_token"}
+
+# The passwords `make run` generates for its embedded PostgreSQL and Redis (owner-only files
+# under $VAR_DIR), by the URL each one completes (see `url_with_password`).
+EMBEDDED_PASSWORD_FILES = {"DATABASE_URL": "postgres-password", "REDIS_URL": "redis-password"}
+
+
+def url_with_password(url: str, password: str) -> str:
+    """`url` (postgresql:// or redis://) with `password` in it, its user kept."""
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:{quote(password, safe='')}@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def url_without_password(url: str) -> str:
+    """`url` with its password shown as `***`, for printing and logging."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
 
 
 class CommonSettings(BaseSettings):

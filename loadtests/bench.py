@@ -30,7 +30,13 @@ from pathlib import Path
 import redis
 
 from core import serving_protocol
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import (
+    new_password,
+    postgres_url,
+    redis_url,
+    start_postgres,
+    start_redis,
+)
 from core.harness.scratch import free_port, make_scratch_dir
 from core.process import Child, stop_children
 from loadtests import bench_data
@@ -109,15 +115,18 @@ def run_hotswap(
 
 def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
     """Redis for every server; PostgreSQL, migrated, when web is measured."""
-    port = free_port()
-    children = [start_redis(env.work_dir / "redis", port=port, log_path=env.log_path("redis"))]
-    env.redis_url = f"redis://127.0.0.1:{port}/0"
+    port, password = free_port(), new_password()
+    log = env.log_path("redis")
+    children = [start_redis(env.work_dir / "redis", port=port, password=password, log_path=log)]
+    env.redis_url = redis_url(port=port, password=password)
     if postgres:
         port = free_port()
         log = env.log_path("postgres")
         pg_dir = env.work_dir / "postgres"
-        children.append(start_postgres(pg_dir, port=port, database="bench", log_path=log))
-        env.database_url = f"postgresql://postgres@127.0.0.1:{port}/bench"
+        children.append(
+            start_postgres(pg_dir, port=port, database="bench", password=password, log_path=log)
+        )
+        env.database_url = postgres_url(port=port, database="bench", password=password)
         env.api_token = "tcf_" + secrets.token_urlsafe(32)
         prepare_web_database(env.service_env(), token=env.api_token, name="bench", role="reader")
     return children

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from core.harness.embedded import start_postgres
+from core.harness.embedded import new_password, postgres_url, start_postgres
 from core.harness.scratch import free_port
 from core.process import Child, spawn, stop_children
 from loadtests.bench_data import load_corpus
@@ -252,13 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="data-bench-") as work:
         os.chmod(work, 0o755)  # PostgreSQL runs as a user of its own and must reach its data
-        port = free_port()
+        port, password = free_port(), new_password()
         children.append(
             start_postgres(
-                Path(work) / "pg", port=port, database="bench", log_path=Path(work) / "pg.log"
+                Path(work) / "pg",
+                port=port,
+                database="bench",
+                password=password,
+                log_path=Path(work) / "pg.log",
             )
         )
-        url = f"postgresql://postgres@127.0.0.1:{port}/bench"
+        url = postgres_url(port=port, database="bench", password=password)
         try:
             prepare_database(url)
             load_seconds = load_table(url, sample_rows(corpus, args.rows, seed=1), total=args.rows)

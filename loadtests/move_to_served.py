@@ -26,7 +26,8 @@ import redis
 
 from algorithm.service.training_queue import TrainingQueue
 from core import serving_protocol
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import new_password, postgres_url, start_postgres, start_redis
+from core.harness.embedded import redis_url as embedded_redis_url
 from core.harness.scratch import celery_worker_command, free_port, make_scratch_dir
 from core.jobs import JobStore
 from core.process import Child, spawn, stop_children
@@ -111,14 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             for seed in (1, 2)
         ]
         pg_port, redis_port, algorithm_port = free_port(), free_port(), free_port()
-        children.append(start_redis(scratch / "redis", port=redis_port, log_path=scratch / "r.log"))
+        password = new_password()
         children.append(
-            start_postgres(
-                scratch / "pg", port=pg_port, database="moves", log_path=scratch / "pg.log"
+            start_redis(
+                scratch / "redis", port=redis_port, password=password, log_path=scratch / "r.log"
             )
         )
-        database_url = f"postgresql://postgres@127.0.0.1:{pg_port}/moves"
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        children.append(
+            start_postgres(
+                scratch / "pg",
+                port=pg_port,
+                database="moves",
+                password=password,
+                log_path=scratch / "pg.log",
+            )
+        )
+        database_url = postgres_url(port=pg_port, database="moves", password=password)
+        redis_url = embedded_redis_url(port=redis_port, password=password)
         env = {
             **os.environ,
             "DATABASE_URL": database_url,

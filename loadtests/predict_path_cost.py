@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import (
+    new_password,
+    postgres_url,
+    redis_url,
+    start_postgres,
+    start_redis,
+)
 from core.harness.scratch import free_port, make_scratch_dir
 from core.heap import freeze_startup_heap
 from core.process import stop_children
@@ -41,17 +47,23 @@ OBSERVABILITY = ("web.edge.observability.observe_request",)
 
 def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:
     """Embedded PostgreSQL (migrated, with a reader token) and Redis; their environment."""
-    redis_port, pg_port = free_port(), free_port()
+    redis_port, pg_port, password = free_port(), free_port(), new_password()
     children = [
-        start_redis(work_dir / "redis", port=redis_port, log_path=work_dir / "redis.log"),
+        start_redis(
+            work_dir / "redis", port=redis_port, password=password, log_path=work_dir / "redis.log"
+        ),
         start_postgres(
-            work_dir / "pg", port=pg_port, database="cost", log_path=work_dir / "pg.log"
+            work_dir / "pg",
+            port=pg_port,
+            database="cost",
+            password=password,
+            log_path=work_dir / "pg.log",
         ),
     ]
     token = "tcf_" + secrets.token_urlsafe(32)
     env = {
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/cost",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "DATABASE_URL": postgres_url(port=pg_port, database="cost", password=password),
+        "REDIS_URL": redis_url(port=redis_port, password=password),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_SETTINGS_MODULE": "web.settings",
         "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),

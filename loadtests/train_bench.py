@@ -27,7 +27,13 @@ from typing import Any
 import psycopg
 import redis
 
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import (
+    new_password,
+    postgres_url,
+    redis_url,
+    start_postgres,
+    start_redis,
+)
 from core.harness.scratch import free_port, make_scratch_dir
 from core.jobs import JobStore
 from core.process import stop_children
@@ -145,17 +151,23 @@ def run_child(mode: str, env: dict[str, str]) -> dict[str, Any]:
 def bench(sizes: list[int], chunk_rows: int, scratch: Path) -> None:
     """Start scratch PostgreSQL and Redis, then measure and print each size."""
     corpus = load_debian_corpus()
-    pg_port, redis_port = free_port(), free_port()
+    pg_port, redis_port, password = free_port(), free_port(), new_password()
     pg_log, redis_log = scratch / "postgres.log", scratch / "redis.log"
     children = [
-        start_postgres(scratch / "postgres", port=pg_port, database="bench", log_path=pg_log),
-        start_redis(scratch / "redis", port=redis_port, log_path=redis_log),
+        start_postgres(
+            scratch / "postgres",
+            port=pg_port,
+            database="bench",
+            password=password,
+            log_path=pg_log,
+        ),
+        start_redis(scratch / "redis", port=redis_port, password=password, log_path=redis_log),
     ]
-    database_url = f"postgresql://postgres@127.0.0.1:{pg_port}/bench"
+    database_url = postgres_url(port=pg_port, database="bench", password=password)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": redis_url(port=redis_port, password=password),
         "MODEL_DIR": str(scratch / "models"),
         "READ_CHUNK_ROWS": str(chunk_rows),
     }

@@ -1,7 +1,8 @@
 """Real PostgreSQL and Redis for the whole test session.
 
-Started the way `make run` starts them (embedded, free ports, a temporary directory) unless
-DATABASE_URL / REDIS_URL name servers to use. They are started in `pytest_configure`, before
+Started the way `make run` starts them (embedded, free ports, a temporary directory, generated
+passwords kept in owner-only files under VAR_DIR) unless DATABASE_URL / REDIS_URL name servers
+to use. They are started in `pytest_configure`, before
 Django reads its settings, and stopped when the session ends.
 """
 
@@ -29,10 +30,17 @@ import redis
 # `pytest_configure` sets the environment, is safe. Anything that does is imported inside the
 # fixture that needs it.
 from algorithm.service.training_queue import TrainingQueue
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import (
+    kept_password,
+    postgres_url,
+    redis_url,
+    start_postgres,
+    start_redis,
+)
 from core.harness.scratch import celery_worker_command, free_port, make_scratch_dir
 from core.jobs import JobStore
 from core.process import Child, spawn, stop_children
+from core.settings import EMBEDDED_PASSWORD_FILES
 from tests.helpers import bearer, wait_live, wait_until
 
 if TYPE_CHECKING:
@@ -51,18 +59,28 @@ def pytest_configure(config: pytest.Config) -> None:
     _state_dir = make_scratch_dir("textclf-tests-")
     logs = _state_dir / "logs"
     logs.mkdir()
+    var_dir = _state_dir / "var"
     if not os.environ.get("DATABASE_URL"):
         port = free_port()
+        password = kept_password(var_dir / EMBEDDED_PASSWORD_FILES["DATABASE_URL"])
         postgres = start_postgres(
-            _state_dir / "postgres", port=port, database="textclf", log_path=logs / "postgres.log"
+            _state_dir / "postgres",
+            port=port,
+            database="textclf",
+            password=password,
+            log_path=logs / "postgres.log",
         )
         _children.append(postgres)
-        os.environ["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{port}/textclf"
+        os.environ["DATABASE_URL"] = postgres_url(port=port, database="textclf", password=password)
     if not os.environ.get("REDIS_URL"):
         port = free_port()
-        _children.append(start_redis(_state_dir / "redis", port=port, log_path=logs / "redis.log"))
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-    os.environ["VAR_DIR"] = str(_state_dir / "var")
+        password = kept_password(var_dir / EMBEDDED_PASSWORD_FILES["REDIS_URL"])
+        redis_dir = _state_dir / "redis"
+        _children.append(
+            start_redis(redis_dir, port=port, password=password, log_path=logs / "redis.log")
+        )
+        os.environ["REDIS_URL"] = redis_url(port=port, password=password)
+    os.environ["VAR_DIR"] = str(var_dir)
     os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
     # Test workers run side by side: only tests that scrape a worker give it a metrics port.
     os.environ["WORKER_METRICS_PORT"] = "0"

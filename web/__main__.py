@@ -6,14 +6,21 @@ revoketoken, migrate, ...), with web's settings.
 
 import os
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from core.settings import KEPT_SECRET_FILES, CommonSettings
+from core.settings import (
+    EMBEDDED_PASSWORD_FILES,
+    KEPT_SECRET_FILES,
+    CommonSettings,
+    url_with_password,
+)
 
 
 def use_make_run_secrets() -> None:
-    """Fill DJANGO_SECRET_KEY and ALGORITHM_TOKEN, where unset, from the files `make run` keeps.
+    """Fill DJANGO_SECRET_KEY and ALGORITHM_TOKEN, where unset, from the files `make run` keeps,
+    and DATABASE_URL / REDIS_URL, where unset, with the embedded servers' passwords.
 
     Why: the README's commands (`.venv/bin/python -m web createtoken ...`) are typed in the
     checkout beside a running `make run`, with the same defaults, but only `make run` hands the
@@ -24,18 +31,28 @@ def use_make_run_secrets() -> None:
     prints a value.
     """
     try:
-        var_dir = CommonSettings().var_dir
+        settings = CommonSettings()
     except ValidationError:
         return  # web's own settings report the bad variable
     for variable, name in KEPT_SECRET_FILES.items():
-        if os.environ.get(variable, "").strip():
-            continue
-        try:
-            value = (var_dir / name).read_text().strip()
-        except OSError:
-            continue
+        value = _unset_and_kept(variable, settings.var_dir / name)
         if value:
             os.environ[variable] = value
+    # Unset, the URLs are the embedded servers' defaults, which `make run` started with these.
+    for variable, name in EMBEDDED_PASSWORD_FILES.items():
+        password = _unset_and_kept(variable, settings.var_dir / name)
+        if password:
+            os.environ[variable] = url_with_password(getattr(settings, variable.lower()), password)
+
+
+def _unset_and_kept(variable: str, path: Path) -> str:
+    """What `path` holds when `variable` is unset and the file readable; else ""."""
+    if os.environ.get(variable, "").strip():
+        return ""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def main() -> int:

@@ -1,8 +1,10 @@
 """`make run`: the whole stack in the foreground, stopped cleanly by Ctrl-C.
 
-Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name other servers),
-migrates, makes sure the admin token kept in $VAR_DIR/admin-token exists (created on the first
-start), then starts every service in SERVICES and prints the token with a curl line to try.
+Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL name other servers), each
+with a password kept in $VAR_DIR (made on the first start; the services get it in their URLs,
+what is printed never shows it), migrates, makes sure the admin token kept in
+$VAR_DIR/admin-token exists (created on the first start; a revoked one is refused, not revived),
+then starts every service in SERVICES and prints the token with a curl line to try.
 A lock on $VAR_DIR refuses a second stack on the same data; the lock dies with the process, so
 a crashed run needs no clean-up.
 """
@@ -18,15 +20,20 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
-from core.harness.embedded import start_postgres, start_redis
+from core.harness.embedded import kept_password, start_postgres, start_redis
 from core.harness.postgres_user import postgres_data_dir
 from core.harness.settings import StackSettings
 from core.process import Child, StopSignals, spawn, stop_children
-from core.settings import KEPT_SECRET_FILES
+from core.settings import (
+    EMBEDDED_PASSWORD_FILES,
+    KEPT_SECRET_FILES,
+    url_with_password,
+    url_without_password,
+)
 
 
 @dataclass(frozen=True)
@@ -116,13 +123,20 @@ def admin_token(var_dir: Path) -> Path:
 
 
 def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
-    """Give the secret in `token_path` the token "admin" (the secret travels in the environment)."""
+    """Give the secret in `token_path` the token "admin" (the secret travels in the environment).
+
+    A secret that was revoked (or expired) is refused, not revived: the operator rotates it.
+    """
     secret = token_path.read_text().strip()
     command = [sys.executable, "-m", "web", "createtoken", "--name", "admin", "--role", "admin"]
     command += ["--from-env", "ADMIN_TOKEN"]
     child = spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
     if child.popen.wait() != 0:
-        raise RuntimeError("could not set up the admin token")
+        raise RuntimeError(
+            f"the admin token kept in {token_path.resolve()} was not set up (see above); if it "
+            f"was revoked, rotate it: delete {token_path.resolve()} and run again, which makes "
+            "a new one"
+        )
 
 
 def print_admin_token(token_path: Path, web_url: str) -> None:
@@ -135,22 +149,54 @@ def print_admin_token(token_path: Path, web_url: str) -> None:
     )
 
 
-def start_embedded(settings: StackSettings, logs: Path) -> list[Child]:
+def password_file(settings: StackSettings, variable: str) -> Path | None:
+    """$VAR_DIR's password file of the embedded server behind `variable` (DATABASE_URL or
+    REDIS_URL); None when the environment names another server."""
+    name = "database" if variable == "DATABASE_URL" else "redis"
+    if not settings.uses_embedded(name):
+        return None
+    return settings.var_dir / EMBEDDED_PASSWORD_FILES[variable]
+
+
+def server_urls(settings: StackSettings) -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL as the services get them: an embedded server's with its
+    password (kept in $VAR_DIR, made on the first start), another server's as they were set."""
+    urls = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    for variable, url in urls.items():
+        path = password_file(settings, variable)
+        if path is not None:
+            urls[variable] = url_with_password(url, kept_password(path))
+    return urls
+
+
+def print_server_urls(settings: StackSettings, urls: dict[str, str]) -> None:
+    """The servers' URLs without their passwords, and where an embedded server's is kept."""
+    for label, variable in (("database", "DATABASE_URL"), ("redis", "REDIS_URL")):
+        path = password_file(settings, variable)
+        kept = f"  (password in {path})" if path is not None else ""
+        print(f"{label + ':':<9} {url_without_password(urls[variable])}{kept}", flush=True)
+
+
+def start_embedded(settings: StackSettings, urls: dict[str, str], logs: Path) -> list[Child]:
     """Start the embedded servers whose URL the environment does not set."""
     children = []
     if settings.uses_embedded("database"):
-        url = urlsplit(settings.database_url)
+        url = urlsplit(urls["DATABASE_URL"])
         postgres = start_postgres(
             postgres_data_dir(settings.var_dir),
             port=url.port or 5432,
             database=url.path.lstrip("/"),
+            password=unquote(url.password or ""),
             log_path=logs / "postgres.log",
         )
         children.append(postgres)
     if settings.uses_embedded("redis"):
-        url = urlsplit(settings.redis_url)
+        url = urlsplit(urls["REDIS_URL"])
         redis = start_redis(
-            settings.var_dir / "redis", port=url.port or 6379, log_path=logs / "redis.log"
+            settings.var_dir / "redis",
+            port=url.port or 6379,
+            password=unquote(url.password or ""),
+            log_path=logs / "redis.log",
         )
         children.append(redis)
     return children
@@ -171,18 +217,17 @@ def wait_until_answers(url: str, *, child: Child, timeout: float) -> None:
     raise TimeoutError(f"{child.name} did not answer on {url} within {timeout:.0f}s")
 
 
-def service_env(settings: StackSettings) -> dict[str, str]:
+def service_env(settings: StackSettings, urls: dict[str, str]) -> dict[str, str]:
     """The environment every service starts with: the caller's, plus what this stack decided.
 
     web presents ALGORITHM_TOKEN and the algorithm service accepts ALGORITHM_TOKENS; unset, both
-    are the token kept under $VAR_DIR.
+    are the token kept under $VAR_DIR. The server URLs carry the embedded servers' passwords.
     """
     token = settings.algorithm_token or service_token(settings.var_dir)
     return {
         **os.environ,
         "VAR_DIR": str(settings.var_dir),
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
+        **urls,
         "ALGORITHM_URL": settings.algorithm_url,
         "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
         "ALGORITHM_TOKEN": token,
@@ -194,12 +239,13 @@ def run(settings: StackSettings) -> int:
     lock = lock_var_dir(settings.var_dir)
     logs = settings.var_dir / "logs"
     logs.mkdir(exist_ok=True)
-    env = service_env(settings)
+    urls = server_urls(settings)
+    env = service_env(settings, urls)
     stop = StopSignals()
     children: list[Child] = []
     try:
-        children += start_embedded(settings, logs)
-        print(f"database: {settings.database_url}\nredis:    {settings.redis_url}", flush=True)
+        children += start_embedded(settings, urls, logs)
+        print_server_urls(settings, urls)
         migrate = spawn(
             "migrate",
             [sys.executable, "-m", "django", "migrate", "--no-input", "-v", "0"],

@@ -33,13 +33,17 @@ START_AND_QUERY = """
 import json, os, sys
 from pathlib import Path
 import psycopg
-from core.harness.embedded import start_postgres
+from core.harness.embedded import new_password, postgres_url, start_postgres
 from core.process import stop_children
 
-data_dir, port = Path(sys.argv[1]), int(sys.argv[2])
-server = start_postgres(data_dir, port=port, database="private", log_path=data_dir.parent / "log")
+data_dir, port, password = Path(sys.argv[1]), int(sys.argv[2]), new_password()
+log_path = data_dir.parent / "log"
+server = start_postgres(
+    data_dir, port=port, database="private", password=password, log_path=log_path
+)
 try:
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/private") as connection:
+    url = postgres_url(port=port, database="private", password=password)
+    with psycopg.connect(url) as connection:
         served_from = connection.execute("SHOW data_directory").fetchone()[0]
     print(json.dumps({
         "data_directory": served_from,
@@ -118,7 +122,9 @@ def test_data_in_a_private_directory_is_refused_with_a_clear_error(
     before = modes_of(private_home)
 
     with pytest.raises(RuntimeError) as refused:
-        start_postgres(data_dir, port=free_port(), database="x", log_path=tmp_path / "log")
+        start_postgres(
+            data_dir, port=free_port(), database="x", password="x", log_path=tmp_path / "log"
+        )
 
     message = str(refused.value)
     assert f"may not enter {private_home} (mode drwx------)" in message

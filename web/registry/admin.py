@@ -3,7 +3,8 @@
 History is read-only here (no add, change or delete of runs, versions or audit rows). Alias
 moves, rollback, soft delete and restore are admin actions that call the same services as the
 API, so they pass the gate, write their audit row and refuse a stale state the same way; the
-actor is `admin:<username>`.
+actor is `admin:<username>`. They need the model's change permission (view permission only
+shows the lists), and forcing a champion past the gate needs a superuser.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class ReasonActionForm(ActionForm):
     reason = forms.CharField(
         required=False, max_length=1000, label="Reason", help_text="Goes into the audit trail"
     )
-    force = forms.BooleanField(required=False, label="Force past the gate")
+    force = forms.BooleanField(required=False, label="Force past the gate (superusers)")
 
 
 def actor_of(request: HttpRequest) -> services.Actor:
@@ -61,6 +62,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class RegistryActionsAdmin(ReadOnlyAdmin):
+    """Read-only rows whose list offers actions to users with the model's change permission.
+
+    Django offers an action with `permissions=["change"]` when `has_change_permission(request)`
+    holds: on the list (no object) that is the user's own permission; one row's form stays
+    read-only for everyone, superusers included.
+    """
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and admin.ModelAdmin.has_change_permission(self, request)
 
 
 def _macro_f1(metrics: dict[str, Any] | None) -> str:
@@ -100,7 +113,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ReadOnlyAdmin):
+class ModelVersionAdmin(RegistryActionsAdmin):
     list_display = [
         "version",
         "created_at",
@@ -140,6 +153,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             self.message_user(request, "Select exactly one version.", level=messages.ERROR)
             return
         version = queryset.get().version
+        force = request.POST.get("force") == "on"
+        if force and not request.user.is_superuser:
+            self.message_user(
+                request,
+                "Refused: only a superuser may force a version past the gate.",
+                level=messages.ERROR,
+            )
+            return
         run_service(
             self,
             request,
@@ -149,19 +170,23 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 version=version,
                 reason=reason_of(request),
                 actor=actor_of(request),
-                force=request.POST.get("force") == "on",
+                force=force,
             ),
         )
 
-    @admin.action(description="Make the selected version the champion (gate applies)")
+    @admin.action(
+        description="Make the selected version the champion (gate applies)", permissions=["change"]
+    )
     def make_champion(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         self._move(request, queryset, AliasName.CHAMPION)
 
-    @admin.action(description="Make the selected version the challenger")
+    @admin.action(description="Make the selected version the challenger", permissions=["change"])
     def make_challenger(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         self._move(request, queryset, AliasName.CHALLENGER)
 
-    @admin.action(description="Soft-delete the selected versions (restorable)")
+    @admin.action(
+        description="Soft-delete the selected versions (restorable)", permissions=["change"]
+    )
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for found in queryset:
             run_service(
@@ -173,7 +198,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 ),
             )
 
-    @admin.action(description="Restore the selected deleted versions")
+    @admin.action(description="Restore the selected deleted versions", permissions=["change"])
     def restore(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for found in queryset:
             run_service(
@@ -187,12 +212,12 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Alias)
-class AliasAdmin(ReadOnlyAdmin):
+class AliasAdmin(RegistryActionsAdmin):
     list_display = ["name", "version", "updated_by", "updated_at"]
     action_form = ReasonActionForm
     actions = ["rollback_champion"]
 
-    @admin.action(description="Roll back: champion and previous swap")
+    @admin.action(description="Roll back: champion and previous swap", permissions=["change"])
     def rollback_champion(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
         run_service(
             self,

@@ -9,15 +9,38 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from web.auth.models import ApiToken
 from web.auth.roles import Role
-from web.auth.tokens import TokenError, ensure_token, issue_token
+from web.auth.tokens import TokenError, digest_of, ensure_token, issue_token
+
+
+def refuse_retired_secret(name: str, secret: str, *, variable: str) -> None:
+    """Refuse to bring back a secret that was revoked or has expired.
+
+    Why: start-up (`make run`, compose's `migrate`) sets the admin token from a kept secret on
+    every start. An operator who revoked a leaked token must not see the next start revive it;
+    only a new secret makes the token usable again (rotation).
+    """
+    retired = (
+        ApiToken.objects.filter(digest=digest_of(secret))
+        .exclude(revoked_at=None, expires_at=None)
+        .first()
+    )
+    if retired is None or retired.status == "active":
+        return
+    raise CommandError(
+        f"the secret in ${variable} belongs to token {retired.name!r}, which is {retired.status}; "
+        f"it stays {retired.status}. Rotate the secret: give ${variable} a new value (make run: "
+        "delete the admin-token file under VAR_DIR and start again; compose: a new ADMIN_TOKEN "
+        "in .env), then this command makes it the token's secret"
+    )
 
 
 class Command(BaseCommand):
     help = (
         "Create an API token and print its secret (only now: just its digest is stored). "
         "With --from-env VAR, make VAR's value the token's secret instead (create or rotate; "
-        "nothing is printed)."
+        "nothing is printed); a secret that was revoked or expired is refused, never revived."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -40,6 +63,7 @@ class Command(BaseCommand):
                 secret = os.environ.get(options["from_env"], "")
                 if not secret:
                     raise CommandError(f"${options['from_env']} is empty or not set")
+                refuse_retired_secret(options["name"], secret, variable=options["from_env"])
                 token = ensure_token(name=options["name"], role=role, secret=secret)
                 self.stderr.write(
                     f"token {token.name} ({token.role}) set from ${options['from_env']}"

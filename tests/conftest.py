@@ -117,7 +117,7 @@ def flush_past_the_audit_trail() -> None:
         trigger = f"ALTER TABLE {AUDIT_TABLE} {{}} TRIGGER audit_event_no_truncate"
         return [trigger.format("DISABLE"), *statements, trigger.format("ENABLE")]
 
-    DatabaseOperations.sql_flush = flush  # type: ignore[method-assign]
+    DatabaseOperations.sql_flush = flush
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -201,6 +201,13 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
     assert output.rstrip().endswith("stopped"), output
     assert f"admin token: {token_file.read_text().strip()}" in output
     assert f'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{env["WEB_PORT"]}' in output
+    # The servers' URLs without their passwords, and where each password is kept (owner-only).
+    for label, name in (("database", "postgres-password"), ("redis", "redis-password")):
+        kept = var_dir / name
+        assert kept.stat().st_mode & 0o777 == 0o600
+        assert kept.read_text().strip() not in output
+        assert f"{label + ':':<9} " in output and f"(password in {kept})" in output
+    assert "postgresql://postgres:***@127.0.0.1" in output
     time.sleep(0.5)
     ports = (f"-p {env['EMBEDDED_POSTGRES_PORT']}", f"--port {env['EMBEDDED_REDIS_PORT']}")
     assert processes_mentioning(str(checkout), *ports) == []

@@ -62,3 +62,20 @@ def test_the_server_never_takes_secrets_from_files(make_run_var_dir: Path) -> No
     assert refused.returncode != 0
     assert "DJANGO_SECRET_KEY is missing" in refused.stderr
     assert secret_key(make_run_var_dir) not in refused.stdout + refused.stderr
+
+
+def test_a_command_completes_the_default_server_urls_with_the_kept_passwords(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.__main__ import use_make_run_secrets
+
+    (tmp_path / "postgres-password").write_text("pg-secret\n")
+    (tmp_path / "redis-password").write_text("redis-secret\n")
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/2")  # set: it wins
+
+    use_make_run_secrets()
+
+    assert os.environ["DATABASE_URL"] == "postgresql://postgres:pg-secret@127.0.0.1:54329/textclf"
+    assert os.environ["REDIS_URL"] == "redis://cache.internal:6379/2"

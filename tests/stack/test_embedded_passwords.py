@@ -45,7 +45,7 @@ def test_postgres_refuses_a_session_without_the_password(embedded: Path, state_d
 def test_redis_is_valkey_9_behind_a_password_without_config(embedded: Path) -> None:
     url = urlsplit(os.environ["REDIS_URL"])
     no_retry = Retry(NoBackoff(), retries=0)  # a refused login is final, not a network blip
-    anonymous = redis.Redis(port=url.port, socket_timeout=5, retry=no_retry)
+    anonymous = redis.Redis(port=url.port or 6379, socket_timeout=5, retry=no_retry)
     with anonymous, pytest.raises(redis.AuthenticationError):
         anonymous.set("written", "by anyone")
     with redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=5) as client:

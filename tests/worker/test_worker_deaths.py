@@ -20,7 +20,7 @@ from worker.publishing import KILL_AFTER_COMMIT_ENV
 pytestmark = pytest.mark.slow
 Job = dict[str, Any]
 # A killed training's lock expires after this long; then its redelivery may start.
-LOCK_TTL = "3"
+LOCK_TTL = "1"
 
 
 def versions_in(model_dir: Path) -> list[str]:

@@ -3,14 +3,15 @@
 The order of steps is what keeps the promises of the job store (core/jobs.py): take the
 training lock, mark the job started (new requests now get a new job), and only then open the
 snapshot the rows are read from. A failed training publishes nothing, so the previous model keeps
-serving.
+serving. A job delivered again because its worker died is counted (JobStore.start): if its run
+committed already, it ends as that success; after TRAINING_MAX_WORKER_DEATHS deaths it fails
+instead of training again (worker/job_outcomes.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import threading
 from array import array
@@ -30,18 +31,19 @@ from core.logs import REQUEST_ID
 from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
-from worker.observability import record_training_rows, training_phase
-from worker.publishing import (
-    Outcome,
-    SharedRowsCollector,
-    publish_and_promote,
-    serve_committed_version,
+from worker.job_outcomes import (
+    fail_job,
+    finish_committed_run,
+    time_limit_error,
+    unexpected_error,
+    worker_deaths_error,
 )
+from worker.observability import record_training_rows, training_phase
+from worker.publishing import Outcome, SharedRowsCollector, publish_and_promote
 from worker.rows import DataFingerprint, database_engine, stream_training_rows
 
 logger = logging.getLogger(__name__)
 LOCK_RETRY_SECONDS = 2
-MAX_ERROR_CHARS = 500
 
 
 @lru_cache(maxsize=1)
@@ -181,41 +183,6 @@ def requester_of(job_id: str, *, store: JobStore) -> Requester:
     return requester
 
 
-async def fail_job(job_id: str, error: str, *, engine: AsyncEngine, store: JobStore) -> None:
-    """Record the failure in the registry, then in the job store (whoever sees the job failed
-    finds the run failed too)."""
-    try:
-        await registry_sql.record_run_failed(engine, run_id=job_id, error=error)
-    except Exception:
-        logger.exception("could not record the failure of run %s in the registry", job_id)
-    store.fail(job_id, error)
-
-
-def worker_deaths_error(deaths: int, settings: WorkerSettings) -> str:
-    return (
-        f"the worker training this job died {deaths} time{'' if deaths == 1 else 's'} (the limit, "
-        f"TRAINING_MAX_WORKER_DEATHS, is {settings.training_max_worker_deaths}); not training "
-        "it again. Likely out of memory or past TASK_TIME_LIMIT: train on fewer rows or labels, "
-        "or give the worker more memory or time"
-    )
-
-
-def storage_full_error(exc: OSError, settings: WorkerSettings) -> str:
-    return (
-        f"no space left on the model volume ({settings.model_root}) while publishing the new "
-        f"version ({exc.strerror}); nothing was published and the previous model keeps "
-        "serving: free space there (a lower MODEL_RETENTION keeps fewer old versions) and "
-        "train again"
-    )
-
-
-def time_limit_error(settings: WorkerSettings) -> str:
-    return (
-        f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
-        "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows"
-    )
-
-
 def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore, starts: int = 1) -> bool:
     """Run the started job to its end, recording success or failure; False if it failed.
 
@@ -240,33 +207,6 @@ async def _train_job(
         return await _run_job(job_id, starts=starts, settings=settings, engine=engine, store=store)
     finally:
         await engine.dispose()
-
-
-async def finish_committed_run(
-    job_id: str, *, settings: WorkerSettings, engine: AsyncEngine, store: JobStore
-) -> bool:
-    """Succeed a redelivered job whose run already committed its version; False if it did not.
-
-    The worker died after the commit: the registry serves the version already, so the job ends
-    as a normal success ends (announced, served), without training again.
-    """
-    committed = await registry_sql.read_committed_run(engine, job_id)
-    if committed is None:
-        return False
-    logger.info(
-        "job %s committed %s before its worker died; finishing it", job_id, committed.version
-    )
-    if committed.promoted:
-        await serve_committed_version(
-            settings, engine, version=committed.version, redis_client=get_redis()
-        )
-    store.succeed(
-        job_id,
-        model_version=committed.version,
-        metrics=committed.metrics,
-        promoted=committed.promoted,
-    )
-    return True
 
 
 async def _fail_after_time_limit(job_id: str, *, settings: WorkerSettings, store: JobStore) -> None:
@@ -297,7 +237,7 @@ async def _run_job(
 ) -> bool:
     try:
         if starts > 1 and await finish_committed_run(
-            job_id, settings=settings, engine=engine, store=store
+            job_id, settings=settings, engine=engine, store=store, redis_client=get_redis()
         ):
             return True
         requester = await record_run(job_id, engine=engine, store=store)
@@ -322,11 +262,7 @@ async def _run_job(
         return False
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            error = storage_full_error(exc, settings)
-        else:
-            error = f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        await fail_job(job_id, error, engine=engine, store=store)
+        await fail_job(job_id, unexpected_error(exc, settings), engine=engine, store=store)
         return False
     manifest = outcome.manifest
     store.succeed(

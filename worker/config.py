@@ -33,8 +33,8 @@ class WorkerSettings(RegistryPolicy, JobSettings):
     # Distinct labels a training accepts (algorithm/ml/training.py says why 1 000); beyond it the
     # job fails while the rows are read, before anything is fitted.
     max_labels: PositiveInt = DEFAULT_MAX_LABELS
-    # A job whose worker died this many times (killed, out of memory, the hard time limit) fails
-    # on its next delivery instead of being trained again, and again.
+    # A job whose worker died this many times (killed, out of memory) fails on its next delivery
+    # instead of being trained again, and again.
     training_max_worker_deaths: PositiveInt = 3
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"

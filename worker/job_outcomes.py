@@ -36,8 +36,8 @@ def worker_deaths_error(deaths: int, settings: WorkerSettings) -> str:
     return (
         f"the worker training this job died {deaths} {times} (the limit, "
         f"TRAINING_MAX_WORKER_DEATHS, is {settings.training_max_worker_deaths}); not training "
-        "it again. Likely out of memory or past TASK_TIME_LIMIT: train on fewer rows or labels, "
-        "or give the worker more memory or time"
+        "it again. Most likely it ran out of memory: train on fewer rows or labels, or give "
+        "the worker more memory"
     )
 
 

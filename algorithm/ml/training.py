@@ -37,8 +37,10 @@ class TrainingDataError(ValueError):
 
 # One-vs-rest linear classifiers hold a dense row of weights per label (labels x features
 # float64) and fit one binary problem per label: memory, fitting time, the pickle and every
-# prediction grow with the labels. A thousand covers the taxonomies such a service classifies
-# into; far beyond it the fit runs out of memory instead of failing with a reason.
+# prediction grow with the labels (measured, LinearSVC on 20 000 rows of 2 156 features: 10
+# labels 1.0 s of CPU, 1 000 labels 18.9 s and 16 MiB of weights; a large corpus has many
+# times the features). A thousand covers the taxonomies such a service classifies into; far
+# beyond it the fit runs out of memory or time instead of failing with a reason.
 DEFAULT_MAX_LABELS = 1000
 
 

@@ -68,15 +68,20 @@ REQUESTER_FIELDS = tuple(Requester.model_fields)
 REQUESTED_BY_HEADER = "X-Requested-By"
 REQUESTED_BY_MAX_CHARS = 200
 
-# Every hash field holds JSON, so Lua writes JSON-encoded strings too.
+# How many times a worker started the job (a hash field outside the API's job shape). A start
+# that never finished means the worker died: a late-acknowledged task is delivered again.
+STARTS_FIELD = "starts"
+
+# Every hash field holds JSON, so Lua writes JSON-encoded strings too (an integer is its JSON).
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or status == '"succeeded"' or status == '"failed"' then return 0 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('HSET', KEYS[1], 'status', '"running"', 'started_at', ARGV[2],
            'progress', ARGV[3], 'finished_at', 'null', 'error', 'null')
+local starts = redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+return starts
 """
 _DELETE_IF_EQUAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -156,18 +161,23 @@ class JobStore:
         }
         return Requester.model_validate(found)
 
-    def start(self, job_id: str) -> bool:
-        """Mark the job running and stop handing it to new requests; False if unknown or done."""
-        started = self._start(
+    def start(self, job_id: str) -> int:
+        """Mark the job running and stop handing it to new requests; 0 if unknown or done.
+
+        Returns how many times the job has been started, this time included: above 1, the
+        workers of the earlier starts died (the count lives in Redis, so it outlives them).
+        """
+        starts = self._start(
             keys=[job_key(job_id), QUEUED_MARKER],
             args=[
                 job_id,
                 json.dumps(utc_now()),
                 json.dumps({"phase": "starting"}),
                 self.job_ttl_seconds,
+                STARTS_FIELD,
             ],
         )
-        return bool(started)
+        return int(starts)
 
     def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         """Record how far the running job has got."""

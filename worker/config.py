@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
+from algorithm.ml.training import DEFAULT_MAX_LABELS
 from core.settings import JobSettings, RegistryPolicy
 
 
@@ -29,6 +30,12 @@ class WorkerSettings(RegistryPolicy, JobSettings):
     # How often a worker looks for tasks whose worker died (unacknowledged past the timeout).
     broker_restore_interval: PositiveInt = 10
     read_chunk_rows: PositiveInt = 5000
+    # Distinct labels a training accepts (algorithm/ml/training.py says why 1 000); beyond it the
+    # job fails while the rows are read, before anything is fitted.
+    max_labels: PositiveInt = DEFAULT_MAX_LABELS
+    # A job whose worker died this many times (killed, out of memory) fails on its next delivery
+    # instead of being trained again, and again.
+    training_max_worker_deaths: PositiveInt = 3
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 8002

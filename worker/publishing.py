@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,20 +127,55 @@ async def publish_and_promote(
         judged_champion=champion.version if champion else None,
         request_id=request_id,
     )
+    die_here_if_a_test_asks()
     if promoted:
-        switch_current(root, version)
-        announce(redis_client, await registry_sql.read_desired(engine))
+        await serve_committed_version(settings, engine, version=version, redis_client=redis_client)
+    await prune(settings, engine)
+    return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
+
+
+# Tests only (tests/worker/test_worker_deaths.py): set to 1, the training process SIGKILLs
+# itself right after the registry committed its version, as a machine dying there would.
+KILL_AFTER_COMMIT_ENV = "TEXTCLF_TEST_KILL_AFTER_COMMIT"
+
+
+def die_here_if_a_test_asks() -> None:
+    if os.environ.get(KILL_AFTER_COMMIT_ENV) == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def serve_committed_version(
+    settings: WorkerSettings, engine: AsyncEngine, *, version: str, redis_client: redis.Redis
+) -> None:
+    """After the commit: point `current` at the champion, announce what the registry wants and
+    wait (bounded) until every replica serves `version` if it is still the champion.
+
+    Never raises for the link or Redis: the registry already serves the version, so the job
+    succeeds; the worker's link follower retries the link, and whoever reconciles Redis with
+    the registry announces it.
+    """
+    desired = await registry_sql.read_desired(engine)
+    if desired.champion == version:
+        try:
+            switch_current(settings.model_root, version)
+        except OSError:
+            logger.exception("could not point `current` at %s; the link follower retries", version)
+    try:
+        announce(redis_client, desired)
+        if desired.champion != version:
+            return
         served = await asyncio.to_thread(
             wait_until_served, redis_client, version, settings.served_wait_seconds
         )
-        if not served:
-            logger.warning(
-                "not every replica serves %s after %s s; the job succeeds anyway",
-                version,
-                settings.served_wait_seconds,
-            )
-    await prune(settings, engine)
-    return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
+    except redis.RedisError:
+        logger.exception("could not announce %s; it is announced once Redis answers", version)
+        return
+    if not served:
+        logger.warning(
+            "not every replica serves %s after %s s; the job succeeds anyway",
+            version,
+            settings.served_wait_seconds,
+        )
 
 
 async def prune(settings: WorkerSettings, engine: AsyncEngine) -> None:

@@ -12,6 +12,7 @@ champion moved meanwhile wins, and the new version is not promoted.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -68,15 +69,43 @@ async def record_run_started(
 
 
 async def record_run_failed(engine: AsyncEngine, *, run_id: str, error: str) -> None:
-    """Mark the run failed with the job's error."""
+    """Mark the run failed with the job's error, unless it already committed its version (a
+    committed promotion is served: whatever fails after it never relabels the run)."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
                 "UPDATE training_run SET status = 'failed', finished_at = now(), error = :error "
-                "WHERE id = :id"
+                "WHERE id = :id AND status <> 'succeeded'"
             ),
             {"id": run_id, "error": error},
         )
+
+
+@dataclass(frozen=True)
+class CommittedRun:
+    """A run whose version, outcome and any promotion are committed (record_version)."""
+
+    version: str
+    metrics: dict[str, Any]
+    promoted: bool
+
+
+async def read_committed_run(engine: AsyncEngine, run_id: str) -> CommittedRun | None:
+    """The version the run committed, or None if it never got that far."""
+    async with engine.begin() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT v.version, v.metrics, r.promoted FROM training_run r "
+                    "JOIN model_version v ON v.version = r.version_id "
+                    "WHERE r.id = :id AND r.status = 'succeeded'"
+                ),
+                {"id": run_id},
+            )
+        ).first()
+    if row is None:
+        return None
+    return CommittedRun(version=row[0], metrics=row[1] or {}, promoted=bool(row[2]))
 
 
 async def read_champion(engine: AsyncEngine) -> Champion | None:

@@ -3,7 +3,9 @@
 The order of steps is what keeps the promises of the job store (core/jobs.py): take the
 training lock, mark the job started (new requests now get a new job), and only then open the
 snapshot the rows are read from. A failed training publishes nothing, so the previous model keeps
-serving.
+serving. A job delivered again because its worker died is counted (JobStore.start): if its run
+committed already, it ends as that success; after TRAINING_MAX_WORKER_DEATHS deaths it fails
+instead of training again (worker/job_outcomes.py).
 """
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from algorithm.ml.training import TrainingDataError, train_model
+from algorithm.ml.training import TrainingDataError, too_many_labels, train_model
 from core.jobs import TRAIN_TASK, JobStore, Requester
 from core.logs import REQUEST_ID
 from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
+from worker.job_outcomes import (
+    fail_job,
+    finish_committed_run,
+    time_limit_error,
+    unexpected_error,
+    worker_deaths_error,
+)
 from worker.observability import record_training_rows, training_phase
 from worker.publishing import Outcome, SharedRowsCollector, publish_and_promote
 from worker.rows import DataFingerprint, database_engine, stream_training_rows
 
 logger = logging.getLogger(__name__)
 LOCK_RETRY_SECONDS = 2
-MAX_ERROR_CHARS = 500
 
 
 @lru_cache(maxsize=1)
@@ -61,21 +69,36 @@ class TrainingRows:
 
 
 async def read_training_rows(
-    engine: AsyncEngine, *, chunk_rows: int, store: JobStore, job_id: str
+    engine: AsyncEngine, *, chunk_rows: int, max_labels: int, store: JobStore, job_id: str
 ) -> TrainingRows:
-    """Stream every row into memory, reporting progress after each chunk."""
+    """Stream every row into memory, reporting progress after each chunk.
+
+    More than `max_labels` distinct labels is a TrainingDataError that says how many: from the
+    chunk that crosses the limit on, the rows are dropped and only their labels are counted.
+    """
     texts: list[str] = []
     labels: list[str] = []
     ids = array("q")  # 8 bytes a row: the gate needs to know which rows are new
+    distinct: set[str] = set()
+    rows_read = 0
     fingerprint = DataFingerprint()
     chunks = stream_training_rows(engine, chunk_rows=chunk_rows, fingerprint=fingerprint)
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
-            for row_id, body, label in chunk:
-                ids.append(row_id)
-                texts.append(body)
-                labels.append(label)
-            store.report_progress(job_id, {"phase": "reading", "rows_read": len(texts)})
+            rows_read += len(chunk)
+            distinct.update(label for _, _, label in chunk)
+            if len(distinct) > max_labels:
+                texts.clear()  # this training will not fit: keep nothing but the labels
+                labels.clear()
+                del ids[:]
+            else:
+                for row_id, body, label in chunk:
+                    ids.append(row_id)
+                    texts.append(body)
+                    labels.append(label)
+            store.report_progress(job_id, {"phase": "reading", "rows_read": rows_read})
+    if len(distinct) > max_labels:
+        raise too_many_labels(len(distinct), max_labels)
     return TrainingRows(texts=texts, labels=labels, ids=ids, fingerprint=fingerprint)
 
 
@@ -115,7 +138,11 @@ async def run_training(
     champion = await registry_sql.read_champion(engine)
     with training_phase("read"):
         rows = await read_training_rows(
-            engine, chunk_rows=settings.read_chunk_rows, store=store, job_id=job_id
+            engine,
+            chunk_rows=settings.read_chunk_rows,
+            max_labels=settings.max_labels,
+            store=store,
+            job_id=job_id,
         )
     count = len(rows.texts)
     record_training_rows(count)
@@ -124,7 +151,10 @@ async def run_training(
     with training_phase("fit"):
         # On the loop's own thread: a soft time limit interrupts the fit itself.
         model, metrics = train_model(
-            rows.texts, rows.labels, on_holdout=shared.collect(rows.texts, rows.labels, rows.ids)
+            rows.texts,
+            rows.labels,
+            max_labels=settings.max_labels,
+            on_holdout=shared.collect(rows.texts, rows.labels, rows.ids),
         )
     rows.texts.clear()  # the fitted model no longer needs the rows: free them before pickling
     rows.labels.clear()
@@ -153,30 +183,14 @@ def requester_of(job_id: str, *, store: JobStore) -> Requester:
     return requester
 
 
-async def fail_job(job_id: str, error: str, *, engine: AsyncEngine, store: JobStore) -> None:
-    """Record the failure in the registry, then in the job store (whoever sees the job failed
-    finds the run failed too)."""
-    try:
-        await registry_sql.record_run_failed(engine, run_id=job_id, error=error)
-    except Exception:
-        logger.exception("could not record the failure of run %s in the registry", job_id)
-    store.fail(job_id, error)
-
-
-def time_limit_error(settings: WorkerSettings) -> str:
-    return (
-        f"training took longer than {settings.task_soft_time_limit} s and was stopped; "
-        "raise TASK_SOFT_TIME_LIMIT (and TASK_TIME_LIMIT) or train on fewer rows"
-    )
-
-
-def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
+def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore, starts: int = 1) -> bool:
     """Run the started job to its end, recording success or failure; False if it failed.
 
-    One event loop and one database engine for the whole job.
+    `starts` counts this start too (JobStore.start). One event loop and one database engine
+    for the whole job.
     """
     try:
-        return asyncio.run(_train_job(job_id, settings=settings, store=store))
+        return asyncio.run(_train_job(job_id, starts=starts, settings=settings, store=store))
     except SoftTimeLimitExceeded:
         # The soft limit's signal arrived while the loop waited on I/O (reading rows, the
         # registry): it never reaches the job's coroutine, asyncio.run cancels that and re-raises
@@ -185,10 +199,12 @@ def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool
         return False
 
 
-async def _train_job(job_id: str, *, settings: WorkerSettings, store: JobStore) -> bool:
+async def _train_job(
+    job_id: str, *, starts: int, settings: WorkerSettings, store: JobStore
+) -> bool:
     engine = database_engine(settings.database_url)
     try:
-        return await _run_job(job_id, settings=settings, engine=engine, store=store)
+        return await _run_job(job_id, starts=starts, settings=settings, engine=engine, store=store)
     finally:
         await engine.dispose()
 
@@ -201,22 +217,42 @@ async def _fail_after_time_limit(job_id: str, *, settings: WorkerSettings, store
         await engine.dispose()
 
 
+async def record_run(job_id: str, *, engine: AsyncEngine, store: JobStore) -> Requester:
+    """Record the job's run as running (again, for a redelivered job); who asked for it."""
+    job = store.get(job_id)
+    created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
+    requester = requester_of(job_id, store=store)
+    await registry_sql.record_run_started(
+        engine,
+        run_id=job_id,
+        created_at=created_at,
+        requested_by=requester.requested_by,
+        request_id=requester.request_id,
+    )
+    return requester
+
+
 async def _run_job(
-    job_id: str, *, settings: WorkerSettings, engine: AsyncEngine, store: JobStore
+    job_id: str, *, starts: int, settings: WorkerSettings, engine: AsyncEngine, store: JobStore
 ) -> bool:
     try:
-        job = store.get(job_id)
-        created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
-        requester = requester_of(job_id, store=store)
-        await registry_sql.record_run_started(
-            engine,
-            run_id=job_id,
-            created_at=created_at,
-            requested_by=requester.requested_by,
-            request_id=requester.request_id,
-        )
+        if starts > 1 and await finish_committed_run(
+            job_id, settings=settings, engine=engine, store=store, redis_client=get_redis()
+        ):
+            return True
+        requester = await record_run(job_id, engine=engine, store=store)
+        deaths = starts - 1  # every earlier start of a job that is not finished died
+        if deaths >= settings.training_max_worker_deaths:
+            await fail_job(
+                job_id, worker_deaths_error(deaths, settings), engine=engine, store=store
+            )
+            return False
         outcome = await run_training(
-            job_id, settings=settings, engine=engine, store=store, request_id=requester.request_id
+            job_id,
+            settings=settings,
+            engine=engine,
+            store=store,
+            request_id=requester.request_id,
         )
     except TrainingDataError as exc:
         await fail_job(job_id, str(exc), engine=engine, store=store)
@@ -226,8 +262,7 @@ async def _run_job(
         return False
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
-        error = f"training failed: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        await fail_job(job_id, error, engine=engine, store=store)
+        await fail_job(job_id, unexpected_error(exc, settings), engine=engine, store=store)
         return False
     manifest = outcome.manifest
     store.succeed(
@@ -249,10 +284,11 @@ def train(self: Task, job_id: str) -> str | None:
         # Another training runs: this job stays queued, so new requests still join it.
         raise self.retry(countdown=LOCK_RETRY_SECONDS)
     with renewed_lock(store, job_id, settings.training_lock_ttl):
-        if not store.start(job_id):
+        starts = store.start(job_id)
+        if not starts:
             logger.info("job %s is unknown or finished already; skipping", job_id)
             return None
-        logger.info("training job %s", job_id)
-        train_job(job_id, settings=settings, store=store)
+        logger.info("training job %s (start %d)", job_id, starts)
+        train_job(job_id, starts=starts, settings=settings, store=store)
     job = store.get(job_id)
     return job["status"] if job else None

@@ -46,6 +46,8 @@ TEMP_PREFIX = ".tmp-"
 LINK_TEMP_PREFIX = ".current-"
 # Leftover temporary entries older than this belong to a crashed publish, not a running one.
 STALE_TEMP_SECONDS = 15 * 60
+# A switch holds its temporary link for microseconds: one older than this is a dead switch's.
+STALE_SWITCH_LINK_SECONDS = 60
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{8}$")
 
 logger = logging.getLogger(__name__)
@@ -158,8 +160,12 @@ def fsync_directory(path: Path) -> None:
 
 
 def switch_current(model_root: Path, version: str) -> None:
-    """Point `current` at version atomically: a new relative symlink replaces the old one."""
-    temp_link = model_root / f"{LINK_TEMP_PREFIX}{version}"
+    """Point `current` at version atomically: a new relative symlink replaces the old one.
+
+    Each switch makes its own temporary link: one left behind by a switch that died half-way
+    (or that runs at the same time) never stops another; leftovers are removed once stale.
+    """
+    temp_link = model_root / f"{LINK_TEMP_PREFIX}{version}-{secrets.token_hex(4)}"
     os.symlink(version, temp_link)  # relative, so the volume can be mounted anywhere
     try:
         os.replace(temp_link, model_root / CURRENT_LINK)
@@ -167,6 +173,22 @@ def switch_current(model_root: Path, version: str) -> None:
         temp_link.unlink(missing_ok=True)
         raise
     fsync_directory(model_root)
+    remove_stale_switch_links(model_root)
+
+
+def remove_stale_switch_links(model_root: Path) -> None:
+    """Remove the temporary links of switches that died between making and renaming them."""
+    cutoff = time.time() - STALE_SWITCH_LINK_SECONDS
+    for entry in model_root.iterdir():
+        if not entry.name.startswith(LINK_TEMP_PREFIX):
+            continue
+        try:
+            if entry.is_symlink() and entry.lstat().st_mtime < cutoff:
+                entry.unlink()
+        except FileNotFoundError:  # another switch renamed or removed it meanwhile
+            continue
+        except OSError:
+            logger.warning("could not remove the stale link %s", entry, exc_info=True)
 
 
 def publish_model_version(

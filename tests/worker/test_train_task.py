@@ -132,6 +132,29 @@ def test_one_label_fails_and_the_previous_model_stays_current(
     assert visible == {"current", first["model_version"]}
 
 
+def test_more_labels_than_max_labels_fail_while_reading_and_say_how_many(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    test_database_url: str,
+    model_dir: Path,
+) -> None:
+    insert_rows(fixture_corpus)  # 6 labels, read in 9 chunks: the limit is crossed early on
+    start_worker(MAX_LABELS="2", READ_CHUNK_ROWS="100")
+    job = wait_for_job(request_training()["job_id"])
+    assert job["status"] == "failed"
+    assert "6 distinct labels" in job["error"] and "limit of 2 (MAX_LABELS)" in job["error"]
+    assert job["progress"] == {"phase": "reading", "rows_read": len(fixture_corpus)}  # no fit
+    assert list(model_dir.iterdir()) == []
+    with psycopg.connect(test_database_url) as conn:
+        run = conn.execute(
+            "SELECT status, error FROM training_run WHERE id = %s", (job["job_id"],)
+        ).fetchone()
+    assert run == ("failed", job["error"])
+
+
 def test_requests_during_training_run_one_at_a_time_and_include_every_row(
     start_worker: Callable[..., Any],
     insert_rows: Insert,

@@ -26,7 +26,7 @@ from core.harness.embedded import start_postgres, start_redis
 from core.harness.postgres_user import postgres_data_dir
 from core.harness.settings import StackSettings
 from core.process import Child, StopSignals, spawn, stop_children
-from core.settings import KEPT_SECRET_FILES
+from core.settings import KEPT_SECRET_FILES, SIGNING_KEY_FILE
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,11 @@ def service_token(var_dir: Path) -> str:
     return kept_secret(var_dir, KEPT_SECRET_FILES["ALGORITHM_TOKEN"])
 
 
+def model_signing_key(var_dir: Path) -> str:
+    """The key that signs model manifests, kept under $VAR_DIR (beside, not in, the model root)."""
+    return kept_secret(var_dir, SIGNING_KEY_FILE)
+
+
 def admin_token(var_dir: Path) -> Path:
     """$VAR_DIR/admin-token (mode 0600): an admin token's secret, made on the first start."""
     kept_secret(var_dir, "admin-token", prefix="tcf_")
@@ -175,7 +180,8 @@ def service_env(settings: StackSettings) -> dict[str, str]:
     """The environment every service starts with: the caller's, plus what this stack decided.
 
     web presents ALGORITHM_TOKEN and the algorithm service accepts ALGORITHM_TOKENS; unset, both
-    are the token kept under $VAR_DIR.
+    are the token kept under $VAR_DIR. web gets MODEL_SIGNING_KEY too (one environment for all),
+    though only the worker and the algorithm service read it.
     """
     token = settings.algorithm_token or service_token(settings.var_dir)
     return {
@@ -187,6 +193,7 @@ def service_env(settings: StackSettings) -> dict[str, str]:
         "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
         "ALGORITHM_TOKEN": token,
         "ALGORITHM_TOKENS": settings.algorithm_tokens or token,
+        "MODEL_SIGNING_KEY": settings.model_signing_key or model_signing_key(settings.var_dir),
     }
 
 

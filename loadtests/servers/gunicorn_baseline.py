@@ -13,10 +13,14 @@ from typing import Any
 from flask import Flask, request
 
 from algorithm.ml.artifacts import load_current_version
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import predict_labels
-from core.settings import CommonSettings
+from core.settings import ModelSigning
 
-LOADED = load_current_version(CommonSettings().model_root)
+SETTINGS = ModelSigning()
+LOADED = load_current_version(
+    SETTINGS.model_root, signing_keys=SigningKeys.from_secrets(SETTINGS.model_signing_key)
+)
 
 app = Flask(__name__)
 

@@ -19,7 +19,7 @@ from algorithm.ml import artifacts
 from algorithm.ml.training import TrainedModel, train_model
 from core import serving_protocol
 from core.serving_protocol import Desired, ReplicaReport
-from tests.helpers import wait_until
+from tests.helpers import signing_keys, wait_until
 
 Corpus = list[tuple[str, str]]
 REPLICAS = 2  # algorithm processes of one service: enough to see each one follow
@@ -33,7 +33,13 @@ def train(corpus: Corpus, rows: slice) -> TrainedModel:
 def publish(model_dir: Path, model: TrainedModel) -> str:
     """Publish a version's files and point `current` at it, as a promotion does; its name."""
     manifest = artifacts.publish_model_version(
-        model_dir, model, metrics={}, fingerprint={"rows": 0}, rows=0, retention=50
+        model_dir,
+        model,
+        metrics={},
+        fingerprint={"rows": 0},
+        rows=0,
+        retention=50,
+        signing_keys=signing_keys(),
     )
     version = str(manifest["version"])
     artifacts.switch_current(model_dir, version)  # explicit: publishing alone may not switch

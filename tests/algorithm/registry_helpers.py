@@ -7,6 +7,7 @@ under tests/algorithm by its conftest.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from algorithm.ml import artifacts
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import TrainedModel, train_model
 from core import serving_protocol
 from core.serving_protocol import Desired, ReplicaReport
@@ -46,9 +49,37 @@ def publish(model_dir: Path, model: TrainedModel) -> str:
     return version
 
 
-def corrupt(model_dir: Path, version: str) -> None:
-    """Overwrite a published version's classifier: its checksum no longer matches."""
-    (model_dir / version / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
+def forge(
+    model_dir: Path,
+    version: str,
+    replacement: TrainedModel,
+    *,
+    sign_with: SigningKeys | None = None,
+) -> None:
+    """Do what someone who can write the volume but holds no key can: swap a version's pickles
+    for another model's and rewrite its manifest with their digests, unsigned or signed with
+    `sign_with`."""
+    directory = model_dir / version
+    for name in (artifacts.VECTORIZER_FILE, artifacts.CLASSIFIER_FILE):
+        (directory / name).unlink()
+    manifest = json.loads((directory / artifacts.MANIFEST_FILE).read_text())
+    manifest.pop("signature", None)
+    manifest["sha256"] = artifacts.save_model(replacement, directory)
+    if sign_with is not None:
+        manifest = sign_with.sign(manifest)
+    (directory / artifacts.MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def refused_loads(metrics_url: str, reason: str) -> float:
+    """How many loads the service's processes refused for `reason`, from its GET /metrics."""
+    text = httpx.get(metrics_url, timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "textclf_model_loads_refused_total" and sample.labels == {
+                "reason": reason
+            }:
+                return sample.value
+    return 0.0
 
 
 class Announcer:

@@ -33,6 +33,7 @@ from algorithm.ml.training import (
     train_model,
 )
 from algorithm.ml.tuning import TrainingPlan
+from tests.algorithm.registry_helpers import forge
 
 TEXTS = [
     "Python bindings for the image library",
@@ -286,22 +287,6 @@ def test_features_the_predictor_cannot_serve_are_refused(model, tmp_path, vector
 # Signed manifests: whoever can write the volume cannot choose what a replica unpickles.
 
 
-def forge(model_root: Path, version: str, model: TrainedModel, *, sign_with=None) -> None:
-    """Swap a version's classifier for other bytes, as someone who can write the volume would,
-    and rewrite its manifest with the new digest: unsigned, or signed with `sign_with`."""
-    directory = model_root / version
-    other = TrainedModel(model.vectorizer, train_model(TEXTS, LABELS[::-1])[0].classifier)
-    (directory / CLASSIFIER_FILE).unlink()
-    (directory / VECTORIZER_FILE).unlink()
-    checksums = save_model(other, directory)
-    manifest = json.loads((directory / "manifest.json").read_text())
-    manifest.pop("signature")
-    manifest["sha256"] = checksums
-    if sign_with is not None:
-        manifest = sign_with.sign(manifest)
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-
-
 @pytest.mark.parametrize(
     ("sign_with", "reason", "says"),
     [
@@ -314,7 +299,8 @@ def test_a_version_changed_with_a_new_manifest_is_refused_before_unpickling(
     model_root, model, monkeypatch, sign_with, reason, says
 ):
     version = publish(model_root, model)["version"]
-    forge(model_root, version, model, sign_with=sign_with)
+    other = TrainedModel(model.vectorizer, train_model(TEXTS, LABELS[::-1])[0].classifier)
+    forge(model_root, version, other, sign_with=sign_with)
     monkeypatch.setattr("pickle.loads", lambda data: pytest.fail("unpickled untrusted bytes"))
     with pytest.raises(ArtifactError, match=says) as refused:
         load_current_version(model_root, signing_keys=KEYS)

@@ -345,9 +345,7 @@ def read_manifest(version_dir: Path, *, signing_keys: SigningKeys) -> dict[str, 
     try:
         manifest = signing_keys.verify(read_unverified_manifest(version_dir))
     except ManifestNotTrusted as exc:
-        raise ArtifactError(
-            f"{version_dir / MANIFEST_FILE}: {exc}; refusing to load it", reason=exc.reason
-        ) from exc
+        raise ArtifactError(f"{version_dir / MANIFEST_FILE}: {exc}", reason=exc.reason) from exc
     if not isinstance(manifest.get("sha256"), dict):
         raise ArtifactError(f"{version_dir / MANIFEST_FILE} has no sha256 table")
     if manifest.get("version") != version_dir.name:

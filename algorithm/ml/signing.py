@@ -75,7 +75,7 @@ class SigningKeys:
         if signature is None:
             raise ManifestNotTrusted(
                 "the manifest is not signed (published before signed manifests, or written by "
-                "hand): sign the versions the registry recorded with "
+                "hand); refusing to load it: sign the versions the registry recorded with "
                 "`python -m worker.sign_versions`, or train a new version",
                 reason=UNSIGNED,
             )
@@ -85,7 +85,8 @@ class SigningKeys:
             or not isinstance(signature.get("hmac"), str)
         ):
             raise ManifestNotTrusted(
-                f"the manifest's signature is not {SIGNATURE_SCHEME}", reason=BAD_SIGNATURE
+                f"the manifest's signature is not {SIGNATURE_SCHEME}; refusing to load it",
+                reason=BAD_SIGNATURE,
             )
         claimed = signature["hmac"]
         # Every key is tried, and compared in constant time: no early answer to time.
@@ -95,11 +96,12 @@ class SigningKeys:
         if signature.get("key_id") not in {key_id(key) for key in self.keys}:
             raise ManifestNotTrusted(
                 f"the manifest is signed with key {signature.get('key_id')!r}, not one of this "
-                "process's MODEL_SIGNING_KEY; refusing to trust it",
+                "process's MODEL_SIGNING_KEY; refusing to load it",
                 reason=UNKNOWN_KEY,
             )
         raise ManifestNotTrusted(
-            "the manifest's signature does not match its content (changed after signing)",
+            "the manifest's signature does not match its content (changed after signing); "
+            "refusing to load it",
             reason=BAD_SIGNATURE,
         )
 

@@ -3,7 +3,8 @@
 The model is loaded once at import and predicted with scikit-learn's pipeline
 (`predict_labels`), as most tutorials serve it.
 
-    MODEL_DIR=var/models gunicorn -w 2 -b 127.0.0.1:8102 loadtests.servers.gunicorn_baseline:app
+    MODEL_DIR=var/models MODEL_SIGNING_KEY=$(cat var/model_signing_key) \
+        gunicorn -w 2 -b 127.0.0.1:8102 loadtests.servers.gunicorn_baseline:app
 """
 
 from __future__ import annotations

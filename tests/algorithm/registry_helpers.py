@@ -19,18 +19,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from algorithm.ml import artifacts
 from algorithm.ml.signing import SigningKeys
-from algorithm.ml.training import TrainedModel, train_model
+from algorithm.ml.training import TrainedModel, fit_model, train_model
+from algorithm.ml.tuning import TrainingPlan
 from core import serving_protocol
 from core.serving_protocol import Desired, ReplicaReport
 from tests.helpers import signing_keys, wait_until
 
 Corpus = list[tuple[str, str]]
 REPLICAS = 2  # algorithm processes of one service: enough to see each one follow
+QUICK_PLAN = TrainingPlan(
+    ngram_max=1, min_df=1, solver="liblinear", regularization=1.0, class_weight=None
+)
 
 
 def train(corpus: Corpus, rows: slice) -> TrainedModel:
     texts = [text for text, _ in corpus[rows]]
     return train_model(texts, [label for _, label in corpus[rows]])[0]
+
+
+def fit_quickly(corpus: Corpus, rows: slice) -> TrainedModel:
+    """A servable model without evaluation or plan search: for tests that only need its bytes."""
+    texts = [text for text, _ in corpus[rows]]
+    return fit_model(texts, [label for _, label in corpus[rows]], plan=QUICK_PLAN)
 
 
 def publish(model_dir: Path, model: TrainedModel) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +10,9 @@ from typing import Any
 import pytest
 
 from algorithm.ml import artifacts
-from tests.algorithm.registry_helpers import forge, publish, train
+from tests.algorithm.registry_helpers import fit_quickly, forge, publish
 from tests.helpers import signing_keys
+from worker import sign_versions
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +32,12 @@ def test_sign_versions_signs_what_the_registry_recorded_and_nothing_else(
     test_database_url: str,
     model_dir: Path,
     fixture_corpus: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from web.registry.models import ModelVersion
 
-    first, second = (train(fixture_corpus, slice(start, 300, 2)) for start in (0, 1))
+    first, second = (fit_quickly(fixture_corpus, slice(start, None, 2)) for start in (0, 1))
     kept, tampered, unrecorded = (publish(model_dir, first) for _ in range(3))
     for version in (kept, tampered):
         digests = unsign(model_dir, version)
@@ -46,16 +46,13 @@ def test_sign_versions_signs_what_the_registry_recorded_and_nothing_else(
     unsign(model_dir, unrecorded)
     forge(model_dir, tampered, second)  # changed on the volume, the manifest made to agree
 
-    signed = subprocess.run(
-        [sys.executable, "-m", "worker.sign_versions"],
-        env={**os.environ, "DATABASE_URL": test_database_url, "MODEL_DIR": str(model_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    monkeypatch.setenv("DATABASE_URL", test_database_url)
+    monkeypatch.setenv("MODEL_DIR", str(model_dir))
 
-    assert signed.returncode == 1, signed.stderr  # one version differs from the registry
-    said = dict(line.split(": ", 1) for line in signed.stdout.splitlines() if ": " in line)
+    assert sign_versions.main() == 1  # one version differs from the registry
+    said = dict(
+        line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line
+    )
     assert said[kept].startswith("signed")
     assert said[tampered].startswith("NOT signed") and "model.pickle" in said[tampered]
     assert "never recorded" in said[unrecorded]

@@ -11,17 +11,21 @@ service never validates (or refuses to start over) a variable it does not read.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, NonNegativeFloat, PositiveInt
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.jobs import DEFAULT_JOB_TTL
 
 # The secrets `make run` generates and keeps under $VAR_DIR (owner-only files), by the variable
 # each one fills: the harness writes them, `python -m web COMMAND` reads them.
 KEPT_SECRET_FILES = {"DJANGO_SECRET_KEY": "django_secret_key", "ALGORITHM_TOKEN": "algorithm_token"}
+# MODEL_SIGNING_KEY, which `make run` keeps too, is no web secret: only the worker and the
+# algorithm processes get it.
+SIGNING_KEY_FILE = "model_signing_key"
+MIN_SIGNING_KEY_CHARS = 32
 
 # The passwords `make run` generates for its embedded PostgreSQL and Redis (owner-only files
 # under $VAR_DIR), by the URL each one completes (see `url_with_password`).
@@ -111,3 +115,37 @@ class JobSettings(CommonSettings):
     the worker runs them; see core/jobs.py)."""
 
     job_ttl_seconds: PositiveInt = DEFAULT_JOB_TTL
+
+
+class ModelSigning(CommonSettings):
+    """The key that signs each published version's manifest (the worker) and proves it (the
+    algorithm service); never on the model volume (algorithm/ml/signing.py)."""
+
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # never print a key
+
+    # `MODEL_SIGNING_KEY=new,old` while rotating: the first signs, every one verifies.
+    model_signing_key: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validate_default=True
+    )
+
+    @field_validator("model_signing_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("model_signing_key")
+    @classmethod
+    def _require_strong_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError(
+                "MODEL_SIGNING_KEY is empty: set the secret that signs model manifests (the same "
+                f"in the worker and the algorithm service; make run keeps one in $VAR_DIR/"
+                f"{SIGNING_KEY_FILE})"
+            )
+        if any(len(key) < MIN_SIGNING_KEY_CHARS for key in value):
+            raise ValueError(
+                f"every MODEL_SIGNING_KEY entry needs {MIN_SIGNING_KEY_CHARS}+ characters"
+            )
+        return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from algorithm.ml.artifacts import publish_model_version
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import TrainedModel, train_model
 from loadtests.corpus import CorpusUnavailableError, load_debian_corpus, sample_rows
 
 TRAIN_ROWS = 6_400
 SINGLE_BODIES = 2_000
 BATCH_BODIES = 16
+# Signs what this bench process publishes; the servers it starts get it as MODEL_SIGNING_KEY.
+SIGNING_KEY = secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, s
         metrics=dict(metrics),
         rows=TRAIN_ROWS,
         fingerprint={"source": "debian package descriptions", "sample_seed": seed},
+        signing_keys=SigningKeys.from_secrets([SIGNING_KEY]),
     )
     return str(manifest["version"])
 

@@ -19,6 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 
 from core.harness.scratch import free_port
 from core.process import Child, spawn, stop_children
+from loadtests import bench_data
 
 HOST = "127.0.0.1"
 WORKERS = "2"
@@ -197,6 +198,7 @@ class BenchEnv:
             DJANGO_SECRET_KEY=self.secret_key,
             ALGORITHM_TOKEN=self.service_token,
             ALGORITHM_TOKENS=self.service_token,
+            MODEL_SIGNING_KEY=bench_data.SIGNING_KEY,
             PYTHONUNBUFFERED="1",
         )
         if self.database_url:

@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "VAR_DIR": str(scratch / "var"),
             "ALGORITHM_PORT": str(algorithm_port),
             "ALGORITHM_WORKERS": str(args.workers),
+            "MODEL_SIGNING_KEY": bench_data.SIGNING_KEY,
             "PYTHONUNBUFFERED": "1",
         }
         client = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -88,6 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every service the tests start shares one service token (see the `service_token` fixture).
     os.environ.setdefault("ALGORITHM_TOKEN", secrets.token_urlsafe(32))
     os.environ.setdefault("ALGORITHM_TOKENS", os.environ["ALGORITHM_TOKEN"])
+    # ...and one key that signs and verifies model manifests (tests.helpers.signing_keys).
+    os.environ.setdefault("MODEL_SIGNING_KEY", secrets.token_urlsafe(32))
     # Rate limits are shared through Redis by every process of the session: a test turns on the
     # ones it checks (tests/web/test_rate_limits.py), so no other test is throttled by chance.
     for scope in ("PREDICT", "READS", "WRITES", "TRAIN"):

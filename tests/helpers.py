@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from algorithm.ml.signing import SigningKeys
 from core.process import Child
 
 T = TypeVar("T")
@@ -66,3 +68,8 @@ def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
             return False
 
     wait_until(live, timeout=timeout, interval=0.1, what=f"{url} live (log: {log})")
+
+
+def signing_keys() -> SigningKeys:
+    """The keys every worker and algorithm service of the session holds (tests/conftest.py)."""
+    return SigningKeys.from_secrets(os.environ["MODEL_SIGNING_KEY"].split(","))

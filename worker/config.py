@@ -8,14 +8,14 @@ from typing import Literal
 from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
 from algorithm.ml.training import DEFAULT_MAX_LABELS
-from core.settings import JobSettings, RegistryPolicy
+from core.settings import JobSettings, ModelSigning, RegistryPolicy
 
 
-class WorkerSettings(RegistryPolicy, JobSettings):
+class WorkerSettings(RegistryPolicy, JobSettings, ModelSigning):
     """Limits of the training task and of the broker that delivers it.
 
-    The registry's rules (PROMOTION_TOLERANCE, MODEL_RETENTION) and JOB_TTL_SECONDS are shared
-    (core/settings.py).
+    The registry's rules (PROMOTION_TOLERANCE, MODEL_RETENTION), JOB_TTL_SECONDS and
+    MODEL_SIGNING_KEY are shared (core/settings.py).
     """
 
     worker_concurrency: PositiveInt = 1

@@ -1,6 +1,7 @@
 """After training: publish the files, let the gate decide, record it all, tell the replicas.
 
-The version's files are published without touching `current`; the gate
+The version's files are published without touching `current`, its manifest signed with
+MODEL_SIGNING_KEY (algorithm/ml/signing.py); the gate
 (algorithm/ml/promotion.py) judges it against the champion; one SQL transaction
 (worker/registry_sql.py) writes the version, the run's outcome and, if promoted, the aliases with
 their audit rows (the shared use case `core.registry.promote`). Only after that commit
@@ -24,13 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from algorithm.ml.artifacts import (
     VERSION_PATTERN,
-    load_model,
+    load_version_dir,
     prune_versions,
     publish_model_version,
-    read_manifest,
     switch_current,
 )
 from algorithm.ml.promotion import Champion, SharedRows, decide_promotion
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import TrainedModel
 from core.serving_protocol import announce, wait_until_served
 from worker import registry_sql
@@ -69,12 +70,11 @@ class SharedRowsCollector:
         return keep
 
 
-def load_version(model_root: Any, version: str) -> TrainedModel:
-    """Load a named version directory inside the model root, sha256-checked."""
+def load_version(model_root: Any, version: str, *, signing_keys: SigningKeys) -> TrainedModel:
+    """Load a named version directory inside the model root, signature and sha256 checked."""
     if not VERSION_PATTERN.match(version):
         raise ValueError(f"not a version name: {version!r}")
-    directory = model_root / version
-    return load_model(directory, expected_sha256=read_manifest(directory)["sha256"])
+    return load_version_dir(model_root / version, signing_keys=signing_keys).model
 
 
 async def publish_and_promote(
@@ -93,9 +93,11 @@ async def publish_and_promote(
 ) -> Outcome:
     """Publish, judge, record in one transaction, then switch and announce if promoted."""
     root = settings.model_root
+    signing_keys = SigningKeys.from_secrets(settings.model_signing_key)
     manifest = publish_model_version(
         root,
         model,
+        signing_keys=signing_keys,
         metrics=metrics,
         fingerprint=fingerprint,
         rows=rows,
@@ -106,7 +108,7 @@ async def publish_and_promote(
 
     def load_champion() -> TrainedModel:
         assert champion is not None  # the gate loads it only when there is one
-        return load_version(root, champion.version)
+        return load_version(root, champion.version, signing_keys=signing_keys)
 
     report = decide_promotion(
         policy=settings.promotion_policy,

@@ -244,3 +244,13 @@ async def versions_to_spare(engine: AsyncEngine, candidates: list[str]) -> set[s
             {"candidates": candidates},
         )
         return set(rows.scalars().all())
+
+
+async def recorded_sha256(engine: AsyncEngine, versions: list[str]) -> dict[str, dict[str, str]]:
+    """The sha256 of each file the registry recorded when each of `versions` was published."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT version, sha256 FROM model_version WHERE version = ANY(:versions)"),
+            {"versions": versions},
+        )
+        return {str(version): dict(sha256 or {}) for version, sha256 in rows}

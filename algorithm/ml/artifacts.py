@@ -5,10 +5,12 @@ symlink `<model_root>/current -> <version>`. The publisher writes a version into
 temporary directory, fsyncs it, renames it into place and only then switches `current` with an
 atomic `os.replace`, so a reader sees the old complete version or the new complete one, never a
 mix; a failed publish leaves nothing visible. The loader follows `current` only to a version
-directory directly inside the model root and checks every pickle's sha256 before unpickling.
+directory directly inside the model root, trusts a manifest only when its signature verifies
+(algorithm/ml/signing.py: the key is never on the volume), and checks every pickle's sha256
+against it before unpickling.
 
-Errors: ArtifactError (anything wrong with a published version), NoPublishedModel (no
-`current` yet); plain domain errors that the serving code maps to its answers.
+Errors: ArtifactError (anything wrong with a published version; `reason` names a refusal),
+NoPublishedModel (no `current` yet); plain domain errors that the serving code maps to its answers.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from algorithm.ml.predictor import feature_blocks
+from algorithm.ml.signing import ManifestNotTrusted, SigningKeys
 from algorithm.ml.training import TrainedModel
 
 VECTORIZER_FILE = "vectorizer.pickle"
@@ -49,12 +52,20 @@ STALE_TEMP_SECONDS = 15 * 60
 # A switch holds its temporary link for microseconds: one older than this is a dead switch's.
 STALE_SWITCH_LINK_SECONDS = 60
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{8}$")
+# ArtifactError.reason beyond the signature's (signing.py): a pickle that is not what its signed
+# manifest says, or anything else wrong with a version.
+SHA256_MISMATCH = "sha256_mismatch"
+INVALID = "invalid"
 
 logger = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
-    """A model version or file is missing, corrupt, or outside the model root."""
+    """A model version or file is missing, corrupt, untrusted, or outside the model root."""
+
+    def __init__(self, message: str, *, reason: str = INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class NoPublishedModel(Exception):
@@ -112,7 +123,9 @@ def load_model(directory: Path, *, expected_sha256: dict[str, str]) -> TrainedMo
         except OSError as exc:
             raise ArtifactError(f"cannot read {directory / name}: {exc}") from exc
         if sha256_of(data) != expected_sha256[name]:
-            raise ArtifactError(f"{directory / name} does not match its sha256; not loading")
+            raise ArtifactError(
+                f"{directory / name} does not match its sha256; not loading", reason=SHA256_MISMATCH
+            )
         verified[name] = data
     loaded = {}
     for name, data in verified.items():
@@ -198,10 +211,11 @@ def publish_model_version(
     metrics: dict[str, Any],
     fingerprint: dict[str, Any],
     rows: int,
+    signing_keys: SigningKeys,
     retention: int | None = 5,
     make_current: bool = True,
 ) -> dict[str, Any]:
-    """Publish a new version and return its manifest.
+    """Publish a new version, its manifest signed with the first key, and return the manifest.
 
     With `make_current` (the default for callers without a registry) `current` switches to it;
     the worker publishes with `make_current=False` and switches only if the gate promotes it.
@@ -224,8 +238,7 @@ def publish_model_version(
             "sha256": save_model(model, temp_dir),
             "library_versions": library_versions(),
         }
-        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        write_synced(temp_dir / MANIFEST_FILE, manifest_bytes)
+        write_synced(temp_dir / MANIFEST_FILE, signed_manifest_bytes(manifest, signing_keys))
         fsync_directory(temp_dir)
         os.rename(temp_dir, final_dir)
         fsync_directory(model_root)
@@ -316,13 +329,46 @@ def resolve_current(model_root: Path) -> Path:
     return target
 
 
-def read_manifest(version_dir: Path) -> dict[str, Any]:
-    """Read and sanity-check a version's manifest."""
+def signed_manifest_bytes(manifest: dict[str, Any], signing_keys: SigningKeys) -> bytes:
+    """The bytes of manifest.json: the manifest with its signature."""
+    return json.dumps(signing_keys.sign(manifest), indent=2, sort_keys=True).encode()
+
+
+def replace_signed_manifest(
+    version_dir: Path, manifest: dict[str, Any], *, signing_keys: SigningKeys
+) -> None:
+    """Sign an already published version's manifest again, atomically (a new file replaces it)."""
+    temp_path = version_dir / f"{TEMP_PREFIX}{MANIFEST_FILE}-{secrets.token_hex(4)}"
+    try:
+        write_synced(temp_path, signed_manifest_bytes(manifest, signing_keys))
+        os.replace(temp_path, version_dir / MANIFEST_FILE)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    fsync_directory(version_dir)
+
+
+def read_unverified_manifest(version_dir: Path) -> dict[str, Any]:
+    """A manifest as the volume holds it, signature unchecked: never a reason to unpickle."""
     try:
         manifest = json.loads((version_dir / MANIFEST_FILE).read_bytes())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot read {version_dir / MANIFEST_FILE}: {exc}") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), dict):
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{version_dir / MANIFEST_FILE} is not a JSON object")
+    return manifest
+
+
+def read_manifest(version_dir: Path, *, signing_keys: SigningKeys) -> dict[str, Any]:
+    """Read a version's manifest, trusted only once its signature verifies (then sanity-checked).
+
+    Returned without its signature. An unsigned or wrongly signed manifest is an ArtifactError
+    whose `reason` says which (signing.py).
+    """
+    try:
+        manifest = signing_keys.verify(read_unverified_manifest(version_dir))
+    except ManifestNotTrusted as exc:
+        raise ArtifactError(f"{version_dir / MANIFEST_FILE}: {exc}", reason=exc.reason) from exc
+    if not isinstance(manifest.get("sha256"), dict):
         raise ArtifactError(f"{version_dir / MANIFEST_FILE} has no sha256 table")
     if manifest.get("version") != version_dir.name:
         raise ArtifactError(
@@ -332,13 +378,17 @@ def read_manifest(version_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_current_version(model_root: Path) -> LoadedVersion:
-    """Load the version `current` names, verified (ArtifactError; NoPublishedModel when there is
-    none)."""
-    version_dir = resolve_current(model_root)
-    manifest = read_manifest(version_dir)
+def load_version_dir(version_dir: Path, *, signing_keys: SigningKeys) -> LoadedVersion:
+    """Load a version directory: signature, then every sha256, then unpickle (ArtifactError)."""
     try:
+        manifest = read_manifest(version_dir, signing_keys=signing_keys)
         model = load_model(version_dir, expected_sha256=manifest["sha256"])
     except ArtifactError as exc:
-        raise ArtifactError(f"version {version_dir.name}: {exc}") from exc
+        raise ArtifactError(f"version {version_dir.name}: {exc}", reason=exc.reason) from exc
     return LoadedVersion(version=version_dir.name, manifest=manifest, model=model)
+
+
+def load_current_version(model_root: Path, *, signing_keys: SigningKeys) -> LoadedVersion:
+    """Load the version `current` names, verified (ArtifactError; NoPublishedModel when there is
+    none)."""
+    return load_version_dir(resolve_current(model_root), signing_keys=signing_keys)

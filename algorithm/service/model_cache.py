@@ -5,8 +5,9 @@ by name from `<model_root>/<version>/`, verified as published; without a desired
 install, Redis flushed or down) `refresh()` follows the `current` link, found by a cheap `stat`.
 Both block on file reads: the service calls them off its event loop, one at a time. A new model
 is swapped in with one attribute assignment: a request sees the old model or the new one, never a
-mix. A version that fails to load is logged and reported; the old one keeps serving, and it is
-not retried until the registry announces again (no re-reading a corrupt file every poll).
+mix. A version that fails to load (unsigned, signed with another key, changed on the volume, ...)
+is logged, counted by reason and reported; the old one keeps serving, and it is not retried until
+the registry announces again (no re-reading a corrupt file every poll).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from algorithm.ml import artifacts
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import FastPredictor
-from algorithm.service.observability import record_reload, record_served_version
+from algorithm.service.observability import (
+    record_refused_load,
+    record_reload,
+    record_served_version,
+)
 from core.serving_protocol import Desired, utc_now
 
 log = logging.getLogger(__name__)
@@ -36,19 +42,16 @@ class ServingModel:
         return len(self.predictor.model.classifier.classes_)
 
 
-def load_named_version(model_root: Path, version: str) -> artifacts.LoadedVersion:
+def load_named_version(
+    model_root: Path, version: str, *, signing_keys: SigningKeys
+) -> artifacts.LoadedVersion:
     """Load `<model_root>/<version>/`, verified like `current` (ArtifactError when it cannot)."""
     if not artifacts.VERSION_PATTERN.match(version):
         raise artifacts.ArtifactError(f"{version!r} is not a version name; refusing to load it")
     version_dir = model_root / version
     if version_dir.is_symlink() or not version_dir.is_dir():
         raise artifacts.ArtifactError(f"version {version} is not a directory under {model_root}")
-    manifest = artifacts.read_manifest(version_dir)
-    try:
-        model = artifacts.load_model(version_dir, expected_sha256=manifest["sha256"])
-    except artifacts.ArtifactError as exc:
-        raise artifacts.ArtifactError(f"version {version}: {exc}") from exc
-    return artifacts.LoadedVersion(version=version, manifest=manifest, model=model)
+    return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
 
 
 def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
@@ -58,8 +61,11 @@ def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
 
 
 class ModelCache:
-    def __init__(self, model_root: Path, *, keep_challenger: bool = False) -> None:
+    def __init__(
+        self, model_root: Path, *, signing_keys: SigningKeys, keep_challenger: bool = False
+    ) -> None:
         self.model_root = model_root
+        self.signing_keys = signing_keys  # a manifest no key here signed is never trusted
         self.keep_challenger = keep_challenger  # only shadow scoring needs the challenger
         self.current: ServingModel | None = None
         self.challenger: ServingModel | None = None
@@ -101,7 +107,7 @@ class ModelCache:
             return False  # nothing published (or unpublished by hand): keep what we serve
         self.load_attempts += 1
         try:
-            loaded = artifacts.load_current_version(self.model_root)
+            loaded = artifacts.load_current_version(self.model_root, signing_keys=self.signing_keys)
         except artifacts.NoPublishedModel:
             return False  # `current` vanished since the stat: as if nothing were published
         except artifacts.ArtifactError as exc:
@@ -139,7 +145,7 @@ class ModelCache:
     def _load(self, version: str, seq: int) -> artifacts.LoadedVersion | None:
         self.load_attempts += 1
         try:
-            return load_named_version(self.model_root, version)
+            return load_named_version(self.model_root, version, signing_keys=self.signing_keys)
         except artifacts.ArtifactError as exc:
             self._failed.add((version, seq))
             self._record_failure(version, exc)
@@ -153,8 +159,9 @@ class ModelCache:
         record_reload(succeeded=True)
         record_served_version(previous, model.version)
 
-    def _record_failure(self, version: str, exc: Exception) -> None:
+    def _record_failure(self, version: str, exc: artifacts.ArtifactError) -> None:
         self.last_error = str(exc)
         self.error_version = version
         log.error("cannot load version %s, keeping model %s: %s", version, self.version, exc)
         record_reload(succeeded=False)
+        record_refused_load(exc.reason)

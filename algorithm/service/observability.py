@@ -53,6 +53,13 @@ MODEL_SERVED = Gauge(
     ["version"],
     multiprocess_mode="liveall",  # one series per live process; gone when it exits
 )
+MODEL_LOADS_REFUSED = Counter(
+    "textclf_model_loads_refused_total",
+    "Model versions this process refused to load, by reason: unsigned, unknown_key (signed with a "
+    "key not held here), bad_signature (manifest changed after signing), sha256_mismatch (a "
+    "pickle changed), invalid (missing, unreadable or not a model).",
+    ["reason"],
+)
 SHADOW_COMPARED = Counter(
     "textclf_shadow_compared_total", "Predictions also scored by the challenger model."
 )
@@ -75,6 +82,10 @@ def record_batch(texts: int) -> None:
 
 def record_reload(*, succeeded: bool) -> None:
     _reloads("success" if succeeded else "failure").inc()
+
+
+def record_refused_load(reason: str) -> None:
+    MODEL_LOADS_REFUSED.labels(reason).inc()
 
 
 def record_served_version(previous: str | None, current: str | None) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import redis
 
+from algorithm.ml.signing import SigningKeys
 from algorithm.service.batcher import MicroBatcher, Prediction
 from algorithm.service.champion_follower import ChampionFollower
 from algorithm.service.config import AlgorithmSettings
@@ -42,7 +43,11 @@ class ServingRuntime:
         self.redis = redis_client
         self._on_close = on_close  # blocking clean-ups (connections), run off the loop
         shadowing = settings.shadow_fraction > 0
-        self.models = ModelCache(settings.model_root, keep_challenger=shadowing)
+        self.models = ModelCache(
+            settings.model_root,
+            signing_keys=SigningKeys.from_secrets(settings.model_signing_key),
+            keep_challenger=shadowing,
+        )
         # Serve the desired (else the published) model from the first request on.
         self.models.follow(_desired_or_none(redis_client))
         record_served_version(None, self.models.version)  # "none" until a model is served

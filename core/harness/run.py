@@ -31,6 +31,7 @@ from core.process import Child, StopSignals, spawn, stop_children
 from core.settings import (
     EMBEDDED_PASSWORD_FILES,
     KEPT_SECRET_FILES,
+    SIGNING_KEY_FILE,
     url_with_password,
     url_without_password,
 )
@@ -114,6 +115,11 @@ def secret_key(var_dir: Path) -> str:
 def service_token(var_dir: Path) -> str:
     """The algorithm service's token kept under $VAR_DIR; web presents it."""
     return kept_secret(var_dir, KEPT_SECRET_FILES["ALGORITHM_TOKEN"])
+
+
+def model_signing_key(var_dir: Path) -> str:
+    """The key that signs model manifests, kept under $VAR_DIR (beside, not in, the model root)."""
+    return kept_secret(var_dir, SIGNING_KEY_FILE)
 
 
 def admin_token(var_dir: Path) -> Path:
@@ -222,6 +228,8 @@ def service_env(settings: StackSettings, urls: dict[str, str]) -> dict[str, str]
 
     web presents ALGORITHM_TOKEN and the algorithm service accepts ALGORITHM_TOKENS; unset, both
     are the token kept under $VAR_DIR. The server URLs carry the embedded servers' passwords.
+    web gets MODEL_SIGNING_KEY too (one environment for all), though only the worker and the
+    algorithm service read it.
     """
     token = settings.algorithm_token or service_token(settings.var_dir)
     return {
@@ -232,6 +240,7 @@ def service_env(settings: StackSettings, urls: dict[str, str]) -> dict[str, str]
         "DJANGO_SECRET_KEY": settings.django_secret_key or secret_key(settings.var_dir),
         "ALGORITHM_TOKEN": token,
         "ALGORITHM_TOKENS": settings.algorithm_tokens or token,
+        "MODEL_SIGNING_KEY": settings.model_signing_key or model_signing_key(settings.var_dir),
     }
 
 

@@ -16,6 +16,8 @@ class StackSettings(CommonSettings):
     # Default: a random service token kept in $VAR_DIR, given to web and the algorithm service.
     algorithm_token: str = ""
     algorithm_tokens: str = ""  # passed on as it is (the algorithm service parses the list)
+    # Default: a random key kept in $VAR_DIR, given to the worker and the algorithm service.
+    model_signing_key: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     algorithm_host: str = "127.0.0.1"

@@ -3,7 +3,8 @@
 The model is loaded once at import and predicted with scikit-learn's pipeline
 (`predict_labels`), as most tutorials serve it.
 
-    MODEL_DIR=var/models gunicorn -w 2 -b 127.0.0.1:8102 loadtests.servers.gunicorn_baseline:app
+    MODEL_DIR=var/models MODEL_SIGNING_KEY=$(cat var/model_signing_key) \
+        gunicorn -w 2 -b 127.0.0.1:8102 loadtests.servers.gunicorn_baseline:app
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from typing import Any
 from flask import Flask, request
 
 from algorithm.ml.artifacts import load_current_version
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import predict_labels
-from core.settings import CommonSettings
+from core.settings import ModelSigning
 
-LOADED = load_current_version(CommonSettings().model_root)
+SETTINGS = ModelSigning()
+LOADED = load_current_version(
+    SETTINGS.model_root, signing_keys=SigningKeys.from_secrets(SETTINGS.model_signing_key)
+)
 
 app = Flask(__name__)
 

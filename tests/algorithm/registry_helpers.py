@@ -7,6 +7,7 @@ under tests/algorithm by its conftest.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,15 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from algorithm.ml import artifacts
-from algorithm.ml.training import TrainedModel, train_model
+from algorithm.ml.signing import SigningKeys
+from algorithm.ml.training import TrainedModel, fit_model, train_model
+from algorithm.ml.tuning import TrainingPlan
 from core import serving_protocol
 from core.serving_protocol import Desired, ReplicaReport
-from tests.helpers import wait_until
+from tests.helpers import signing_keys, wait_until
 
 Corpus = list[tuple[str, str]]
 REPLICAS = 2  # algorithm processes of one service: enough to see each one follow
+QUICK_PLAN = TrainingPlan(
+    ngram_max=1, min_df=1, solver="liblinear", regularization=1.0, class_weight=None
+)
 
 
 def train(corpus: Corpus, rows: slice) -> TrainedModel:
@@ -30,19 +37,59 @@ def train(corpus: Corpus, rows: slice) -> TrainedModel:
     return train_model(texts, [label for _, label in corpus[rows]])[0]
 
 
+def fit_quickly(corpus: Corpus, rows: slice) -> TrainedModel:
+    """A servable model without evaluation or plan search: for tests that only need its bytes."""
+    texts = [text for text, _ in corpus[rows]]
+    return fit_model(texts, [label for _, label in corpus[rows]], plan=QUICK_PLAN)
+
+
 def publish(model_dir: Path, model: TrainedModel) -> str:
     """Publish a version's files and point `current` at it, as a promotion does; its name."""
     manifest = artifacts.publish_model_version(
-        model_dir, model, metrics={}, fingerprint={"rows": 0}, rows=0, retention=50
+        model_dir,
+        model,
+        metrics={},
+        fingerprint={"rows": 0},
+        rows=0,
+        retention=50,
+        signing_keys=signing_keys(),
     )
     version = str(manifest["version"])
     artifacts.switch_current(model_dir, version)  # explicit: publishing alone may not switch
     return version
 
 
-def corrupt(model_dir: Path, version: str) -> None:
-    """Overwrite a published version's classifier: its checksum no longer matches."""
-    (model_dir / version / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
+def forge(
+    model_dir: Path,
+    version: str,
+    replacement: TrainedModel,
+    *,
+    sign_with: SigningKeys | None = None,
+) -> None:
+    """Do what someone who can write the volume but holds no key can: swap a version's pickles
+    for another model's and rewrite its manifest with their digests, unsigned or signed with
+    `sign_with`."""
+    directory = model_dir / version
+    for name in (artifacts.VECTORIZER_FILE, artifacts.CLASSIFIER_FILE):
+        (directory / name).unlink()
+    manifest = json.loads((directory / artifacts.MANIFEST_FILE).read_text())
+    manifest.pop("signature", None)
+    manifest["sha256"] = artifacts.save_model(replacement, directory)
+    if sign_with is not None:
+        manifest = sign_with.sign(manifest)
+    (directory / artifacts.MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def refused_loads(metrics_url: str, reason: str) -> float:
+    """How many loads the service's processes refused for `reason`, from its GET /metrics."""
+    text = httpx.get(metrics_url, timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "textclf_model_loads_refused_total" and sample.labels == {
+                "reason": reason
+            }:
+                return sample.value
+    return 0.0
 
 
 class Announcer:

@@ -24,6 +24,7 @@ from algorithm.ml.artifacts import (
     save_model,
     sha256_of,
 )
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import (
     FastPredictor,
     TrainedModel,
@@ -32,6 +33,7 @@ from algorithm.ml.training import (
     train_model,
 )
 from algorithm.ml.tuning import TrainingPlan
+from tests.algorithm.registry_helpers import forge
 
 TEXTS = [
     "Python bindings for the image library",
@@ -44,6 +46,8 @@ TEXTS = [
     "Perl test helpers for modules",
 ]
 LABELS = ["python"] * 4 + ["perl"] * 4
+KEYS_TEXT = ["the key the worker and the algorithm service hold"]
+KEYS = SigningKeys.from_secrets(KEYS_TEXT)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,7 @@ def publish(model_root: Path, model: TrainedModel, **overrides) -> dict:
         "metrics": {"accuracy": 1.0},
         "fingerprint": {"rows": len(TEXTS), "max_id": 8},
         "rows": len(TEXTS),
+        "signing_keys": KEYS,
         **overrides,
     }
     return publish_model_version(model_root, model, **arguments)
@@ -76,6 +81,7 @@ def test_publish_creates_version_manifest_and_relative_current_link(model_root, 
     assert visible_entries(model_root) == sorted([version, "current"])
     assert os.readlink(model_root / "current") == version  # relative: the volume can move
     on_disk = json.loads((model_root / version / "manifest.json").read_text())
+    assert on_disk.pop("signature")["scheme"] == "hmac-sha256"
     assert on_disk == manifest
     assert manifest["rows"] == 8 and manifest["labels"] == ["perl", "python"]
     assert manifest["metrics"] == {"accuracy": 1.0}
@@ -87,7 +93,7 @@ def test_publish_creates_version_manifest_and_relative_current_link(model_root, 
 
 def test_load_current_version_returns_the_published_model(model_root, model):
     manifest = publish(model_root, model)
-    loaded = load_current_version(model_root)
+    loaded = load_current_version(model_root, signing_keys=KEYS)
     assert loaded.version == manifest["version"]
     assert loaded.manifest == manifest
     assert loaded.model.labels == ["perl", "python"]
@@ -97,14 +103,14 @@ def test_versions_sort_in_publication_order(model_root, model):
     versions = [publish(model_root, model)["version"] for _ in range(3)]
     assert versions == sorted(versions)
     assert len(set(versions)) == 3
-    assert load_current_version(model_root).version == versions[-1]
+    assert load_current_version(model_root, signing_keys=KEYS).version == versions[-1]
 
 
 def test_no_current_is_no_model(model_root):
     model_root.mkdir()
     assert current_signature(model_root) is None
     with pytest.raises(NoPublishedModel, match="train one first"):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
 
 
 def test_signature_changes_on_publish(model_root, model):
@@ -118,7 +124,7 @@ def test_signature_changes_on_publish(model_root, model):
 def test_retention_prunes_old_versions_but_never_current(model_root, model):
     versions = [publish(model_root, model, retention=2)["version"] for _ in range(4)]
     assert visible_entries(model_root) == sorted(versions[-2:] + ["current"])
-    assert load_current_version(model_root).version == versions[-1]
+    assert load_current_version(model_root, signing_keys=KEYS).version == versions[-1]
 
 
 def test_prune_keeps_current_even_with_zero_retention(model_root, model):
@@ -135,7 +141,7 @@ def test_failed_save_publishes_nothing(model_root, model):
     with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails, whatever the type
         publish(model_root, unpicklable)
     assert sorted(os.listdir(model_root)) == sorted([before, "current"])
-    assert load_current_version(model_root).version == before
+    assert load_current_version(model_root, signing_keys=KEYS).version == before
 
 
 def test_failed_link_switch_publishes_nothing(model_root, model, monkeypatch):
@@ -148,7 +154,7 @@ def test_failed_link_switch_publishes_nothing(model_root, model, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         publish(model_root, model)
     assert sorted(os.listdir(model_root)) == sorted([before, "current"])
-    assert load_current_version(model_root).version == before
+    assert load_current_version(model_root, signing_keys=KEYS).version == before
 
 
 @pytest.mark.parametrize("target", ["..", "../elsewhere", "/tmp", "current", ".tmp-x"])
@@ -160,7 +166,7 @@ def test_loader_refuses_current_outside_model_root(model_root, model, tmp_path, 
     os.unlink(model_root / "current")
     os.symlink(target, model_root / "current")
     with pytest.raises(ArtifactError):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
 
 
 def test_loader_refuses_symlinked_version_outside_root(model_root, model, tmp_path):
@@ -170,7 +176,7 @@ def test_loader_refuses_symlinked_version_outside_root(model_root, model, tmp_pa
     (model_root / version).rename(outside)
     os.symlink(outside, model_root / version)
     with pytest.raises(ArtifactError, match="outside"):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
 
 
 def test_loader_refuses_bad_checksum_and_bad_manifest(model_root, model):
@@ -178,13 +184,13 @@ def test_loader_refuses_bad_checksum_and_bad_manifest(model_root, model):
     pickle_path = model_root / version / CLASSIFIER_FILE
     pickle_path.write_bytes(pickle_path.read_bytes()[:-10])
     with pytest.raises(ArtifactError, match="sha256"):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
     (model_root / version / "manifest.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="manifest"):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
     (model_root / version / "manifest.json").unlink()
     with pytest.raises(ArtifactError, match="manifest"):
-        load_current_version(model_root)
+        load_current_version(model_root, signing_keys=KEYS)
 
 
 def test_reader_never_sees_a_half_published_version(model_root, model):
@@ -195,7 +201,7 @@ def test_reader_never_sees_a_half_published_version(model_root, model):
     def read_repeatedly() -> None:
         while not done.is_set():
             try:
-                loaded = load_current_version(model_root)
+                loaded = load_current_version(model_root, signing_keys=KEYS)
                 assert loaded.manifest["version"] == loaded.version
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
@@ -276,3 +282,59 @@ def test_features_the_predictor_cannot_serve_are_refused(model, tmp_path, vector
     checksums = save_model(TrainedModel(vectorizer, model.classifier), tmp_path)
     with pytest.raises(ArtifactError, match="does not hold a fitted vectorizer"):
         load_model(tmp_path, expected_sha256=checksums)
+
+
+# Signed manifests: whoever can write the volume cannot choose what a replica unpickles.
+
+
+@pytest.mark.parametrize(
+    ("sign_with", "reason", "says"),
+    [
+        (None, "unsigned", "not signed"),
+        (SigningKeys.from_secrets(["a key that is not the service's key"]), "unknown_key", "key"),
+    ],
+    ids=["unsigned", "another key"],
+)
+def test_a_version_changed_with_a_new_manifest_is_refused_before_unpickling(
+    model_root, model, monkeypatch, sign_with, reason, says
+):
+    version = publish(model_root, model)["version"]
+    other = TrainedModel(model.vectorizer, train_model(TEXTS, LABELS[::-1])[0].classifier)
+    forge(model_root, version, other, sign_with=sign_with)
+    monkeypatch.setattr("pickle.loads", lambda data: pytest.fail("unpickled untrusted bytes"))
+    with pytest.raises(ArtifactError, match=says) as refused:
+        load_current_version(model_root, signing_keys=KEYS)
+    assert refused.value.reason == reason
+    assert version in str(refused.value)
+
+
+def test_a_signed_manifest_edited_on_the_volume_is_refused(model_root, model):
+    version = publish(model_root, model)["version"]
+    path = model_root / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["sha256"][CLASSIFIER_FILE] = sha256_of(b"the attacker's pickle")
+    path.write_text(json.dumps(manifest))  # the signature is kept, the content is not
+    with pytest.raises(ArtifactError, match="does not match its content") as refused:
+        load_current_version(model_root, signing_keys=KEYS)
+    assert refused.value.reason == "bad_signature"
+
+
+def test_a_changed_pickle_under_a_signed_manifest_is_refused(model_root, model):
+    version = publish(model_root, model)["version"]
+    (model_root / version / CLASSIFIER_FILE).write_bytes(b"not the pickle that was signed")
+    with pytest.raises(ArtifactError, match="sha256") as refused:
+        load_current_version(model_root, signing_keys=KEYS)
+    assert refused.value.reason == "sha256_mismatch"
+
+
+def test_rotation_signs_with_the_first_key_and_verifies_with_any(model_root, model):
+    old = publish(model_root, model)["version"]
+    rotated = SigningKeys.from_secrets(["the new key of the worker and the service", *KEYS_TEXT])
+    new = publish(model_root, model, signing_keys=rotated, retention=50)["version"]
+    assert load_current_version(model_root, signing_keys=rotated).version == new
+    artifacts.switch_current(model_root, old)
+    assert load_current_version(model_root, signing_keys=rotated).version == old  # old key
+    artifacts.switch_current(model_root, new)
+    with pytest.raises(ArtifactError) as refused:  # the new key is not among the old ones
+        load_current_version(model_root, signing_keys=KEYS)
+    assert refused.value.reason == "unknown_key"

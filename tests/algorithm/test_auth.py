@@ -22,7 +22,7 @@ from algorithm.service.app import create_asgi_app
 from algorithm.service.auth import bearer_token, is_accepted
 from algorithm.service.config import AlgorithmSettings
 from tests.algorithm.conftest import LiveServer
-from tests.helpers import assert_error
+from tests.helpers import assert_error, signing_keys
 
 OLD, NEW = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 WRONG = secrets.token_urlsafe(32)
@@ -54,7 +54,9 @@ ACCEPTED = {"old token", "new token"}
 def model_root(tmp_path_factory: pytest.TempPathFactory, fixture_corpus: Any) -> Path:
     root = tmp_path_factory.mktemp("models")
     model, metrics = train_model([t for t, _ in fixture_corpus], [lb for _, lb in fixture_corpus])
-    artifacts.publish_model_version(root, model, metrics=metrics, fingerprint={}, rows=0)
+    artifacts.publish_model_version(
+        root, model, metrics=metrics, fingerprint={}, rows=0, signing_keys=signing_keys()
+    )
     return root
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import train_model
-from tests.helpers import bearer, wait_until
+from tests.helpers import bearer, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,9 @@ def test_rotating_the_service_token_fails_no_request(
     tokens: dict[str, str],
 ) -> None:
     model, metrics = train_model([t for t, _ in fixture_corpus], [lb for _, lb in fixture_corpus])
-    publish_model_version(model_dir, model, metrics=metrics, fingerprint={}, rows=0)
+    publish_model_version(
+        model_dir, model, metrics=metrics, fingerprint={}, rows=0, signing_keys=signing_keys()
+    )
     old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     shared = {"REDIS_URL": redis_db_url, "MODEL_DIR": str(model_dir)}
     web = {"DATABASE_URL": test_database_url}  # where the API tokens are

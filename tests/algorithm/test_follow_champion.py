@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from algorithm.ml.signing import SigningKeys
 from algorithm.ml.training import TrainedModel
 from algorithm.service.app import create_asgi_app
 from algorithm.service.config import AlgorithmSettings
@@ -19,9 +21,10 @@ from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
-    corrupt,
+    forge,
     predicted_versions,
     publish,
+    refused_loads,
     reports,
     train,
     wait_until_all_serve,
@@ -80,7 +83,9 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
     url = serve_replicas()
     wait_until_all_serve(registry_redis, old, replicas=REPLICAS, timeout=30)
     broken = publish(model_dir, models[1])
-    corrupt(model_dir, broken)
+    # Its pickles changed on the volume, its manifest re-signed with a key the service lacks.
+    another_key = SigningKeys.from_secrets([secrets.token_urlsafe(32)])
+    forge(model_dir, broken, models[0], sign_with=another_key)
 
     announce(broken)
 
@@ -90,10 +95,11 @@ def test_a_replica_that_cannot_load_the_champion_says_so_and_keeps_serving(
 
     for report in wait_until(failed, timeout=5, what="every replica reporting the failure"):
         assert report.version == old
-        assert report.error is not None and "sha256" in report.error
+        assert report.error is not None and "MODEL_SIGNING_KEY" in report.error
     assert predicted_versions(url, [text for text, _ in fixture_corpus[:20]], service_headers) == {
         old
     }
+    assert refused_loads(f"{url}/metrics", "unknown_key") == REPLICAS
     ready = httpx.get(f"{url}/health/ready").json()
     assert ready["model_version"] == old and broken in ready["model_error"]
 

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import train_model
 from core.process import spawn, stop_children
-from tests.helpers import wait_live, wait_until
+from tests.helpers import signing_keys, wait_live, wait_until
 
 pytestmark = pytest.mark.slow
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -67,7 +67,12 @@ def publish(model_dir: Path, corpus: list[tuple[str, str]], *, rows: int) -> str
     texts, labels = [t for t, _ in corpus[:rows]], [label for _, label in corpus[:rows]]
     model, metrics = train_model(texts, labels)
     manifest = publish_model_version(
-        model_dir, model, metrics=metrics, fingerprint={"rows": rows}, rows=rows
+        model_dir,
+        model,
+        metrics=metrics,
+        fingerprint={"rows": rows},
+        rows=rows,
+        signing_keys=signing_keys(),
     )
     return str(manifest["version"])
 

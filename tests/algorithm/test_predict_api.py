@@ -22,7 +22,7 @@ from algorithm.ml.training import TrainedModel, predict_labels, score_labels, tr
 from algorithm.service.app import create_asgi_app
 from algorithm.service.config import AlgorithmSettings
 from core.harness.scratch import free_port
-from tests.helpers import assert_error, wait_until
+from tests.helpers import assert_error, signing_keys, wait_until
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 
@@ -39,7 +39,7 @@ def model(corpus: list[dict[str, str]]) -> TrainedModel:
 
 def publish(model_root: Path, model: TrainedModel) -> str:
     manifest = artifacts.publish_model_version(
-        model_root, model, metrics={}, fingerprint={"rows": 0}, rows=0
+        model_root, model, metrics={}, fingerprint={"rows": 0}, rows=0, signing_keys=signing_keys()
     )
     return str(manifest["version"])
 

@@ -23,7 +23,7 @@ from tests.algorithm.registry_helpers import (
     train,
     wait_until_all_serve,
 )
-from tests.helpers import wait_until
+from tests.helpers import signing_keys, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_a_share_of_texts_is_sampled_and_a_full_queue_drops_instead_of_waiting(
     model_dir: Path, versions: list[str]
 ) -> None:
     champion, challenger = versions
-    models = ModelCache(model_dir, keep_challenger=True)
+    models = ModelCache(model_dir, signing_keys=signing_keys(), keep_challenger=True)
     models.follow(Desired(champion=champion, challenger=challenger, seq=1))
     draws = iter([0.05, 0.5, 0.09, 0.99] * 3)
     scorer = ShadowScorer(models, fraction=0.1, queue_size=2, chance=lambda: next(draws))
@@ -129,7 +129,7 @@ def test_counts_start_again_when_the_challenger_changes(
     model_dir: Path, versions: list[str], models: list[TrainedModel]
 ) -> None:
     champion, challenger = versions
-    cache = ModelCache(model_dir, keep_challenger=True)
+    cache = ModelCache(model_dir, signing_keys=signing_keys(), keep_challenger=True)
     cache.follow(Desired(champion=champion, challenger=challenger, seq=1))
     scorer = ShadowScorer(cache, fraction=1.0, queue_size=10)
 

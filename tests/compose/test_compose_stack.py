@@ -108,6 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, htt
         "ADMIN_TOKEN": "tcf_" + secrets.token_urlsafe(32),
         "ALGORITHM_TOKEN": service_token,
         "ALGORITHM_TOKENS": service_token,
+        "MODEL_SIGNING_KEY": secrets.token_urlsafe(32),
         "WEB_PUBLISH": f"127.0.0.1:{web_port}",
         "ALGORITHM_PUBLISH": f"127.0.0.1:{free_port()}",
         "TEXTCLF_TAG": IMAGE_TAG,

@@ -12,6 +12,7 @@ import pytest
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import train_model
 from loadtests.hotswap import measure_hot_swap
+from tests.helpers import signing_keys
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +38,7 @@ def test_publishing_under_load_fails_no_request_and_swaps_within_two_seconds(
                 metrics=metrics,
                 fingerprint={"rows": len(texts[rows])},
                 rows=len(texts[rows]),
+                signing_keys=signing_keys(),
             )
             return str(manifest["version"])
 

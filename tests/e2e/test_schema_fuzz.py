@@ -27,7 +27,7 @@ import redis
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import train_model
 from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
-from tests.helpers import bearer
+from tests.helpers import bearer, signing_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 
@@ -57,7 +57,12 @@ def shared_algorithm_url(
     labels = [label for _, label in fixture_corpus]
     model, metrics = train_model(texts, labels)
     publish_model_version(
-        model_dir, model, metrics=metrics, fingerprint={"rows": len(texts)}, rows=len(texts)
+        model_dir,
+        model,
+        metrics=metrics,
+        fingerprint={"rows": len(texts)},
+        rows=len(texts),
+        signing_keys=signing_keys(),
     )
     return start_module_service("algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir))
 

@@ -14,7 +14,7 @@ import pytest
 from algorithm.ml.artifacts import load_current_version
 from algorithm.ml.training import TrainedModel, predict_labels, score_labels
 from core.harness.scratch import free_port
-from tests.helpers import assert_error, wait_until
+from tests.helpers import assert_error, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_a_user_trains_and_predicts_through_web(
     assert job["model_version"] and job["metrics"]["accuracy"] > 0.5
 
     texts = [text for text, _ in fixture_corpus[:50]]
-    model = load_current_version(model_dir).model
+    model = load_current_version(model_dir, signing_keys=signing_keys()).model
     expected = predict_labels(model, texts)
 
     def predicted() -> httpx.Response | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from algorithm.ml.artifacts import prune_versions, publish_model_version
 from algorithm.ml.training import train_model
+from tests.helpers import signing_keys
 from worker import registry_sql
 from worker.rows import database_engine
 
@@ -33,6 +34,7 @@ def test_pruning_spares_live_versions_and_removes_soft_deleted_ones_marking_them
             rows=len(rows),
             retention=None,
             make_current=False,
+            signing_keys=signing_keys(),
         )["version"]
         for _ in range(4)
     ]

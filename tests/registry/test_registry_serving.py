@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import redis
 from django.test import RequestFactory
 
 from core import serving_protocol
-from tests.helpers import assert_error
+from tests.algorithm.registry_helpers import fit_quickly, forge, publish, refused_loads
+from tests.helpers import assert_error, wait_until
 from web.auth.roles import Role
 from web.registry import serving
 
@@ -93,3 +97,43 @@ def test_an_editor_may_move_the_challenger_but_not_the_champion(make_version: Ma
     from web.registry.models import AuditEvent
 
     assert AuditEvent.objects.filter(actor="token:admin-token", target="alias:champion").exists()
+
+
+@pytest.mark.slow
+def test_a_replica_refusing_a_forged_champion_keeps_the_old_one_and_the_alias_list_says_why(
+    transactional_db: Any,
+    api: Any,
+    make_version: Make,
+    start_service: Callable[..., str],
+    model_dir: Path,
+    fixture_corpus: list[tuple[str, str]],
+    service_headers: dict[str, str],
+) -> None:
+    halves = [fit_quickly(fixture_corpus, slice(start, None, 2)) for start in (0, 1)]
+    good, forged = (publish(model_dir, model) for model in halves)
+    for version in (good, forged):
+        make_version(version=version)
+
+    def move(version: str) -> None:
+        body = {"version": version, "reason": "test"}
+        moved = api.put("/api/models/aliases/champion/", body, format="json")
+        assert moved.status_code == 200, moved.content
+
+    move(good)
+    url = start_service("algorithm", MODEL_DIR=str(model_dir))
+    # The other model's pickles, and a manifest naming their digests that nobody could sign.
+    forge(model_dir, forged, halves[0])
+    move(forged)
+
+    def refused() -> dict[str, Any] | None:
+        overview = api.get("/api/models/aliases/").json()
+        errors = [replica["error_version"] for replica in overview["replicas"]]
+        return overview if errors == [forged] else None
+
+    overview = wait_until(refused, timeout=10, what="the replica reporting its refusal")
+    (replica,) = overview["replicas"]
+    assert replica["version"] == good and replica["serves_champion"] is False
+    assert "not signed" in replica["error"] and overview["in_sync"] is False
+    answer = httpx.post(f"{url}/predict", json={"text": "Python"}, headers=service_headers)
+    assert answer.status_code == 200 and answer.json()["model_version"] == good
+    assert refused_loads(f"{url}/metrics", "unsigned") == 1

@@ -30,8 +30,9 @@ def stack_env(var_dir: Path | None) -> dict[str, str]:
     `var_dir` None leaves VAR_DIR unset: the default, `var` relative to the working directory.
     """
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    for generated in ("DJANGO_SECRET_KEY", "ALGORITHM_TOKEN", "ALGORITHM_TOKENS", "VAR_DIR"):
-        env.pop(generated, None)
+    generated = ("DJANGO_SECRET_KEY", "ALGORITHM_TOKEN", "ALGORITHM_TOKENS", "MODEL_SIGNING_KEY")
+    for variable in (*generated, "VAR_DIR"):
+        env.pop(variable, None)
     if var_dir is not None:
         env["VAR_DIR"] = str(var_dir)
     env.update(
@@ -177,6 +178,7 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
         assert ready["status"] == "ok"
         token_file = var_dir / "admin-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
+        assert (var_dir / "model_signing_key").stat().st_mode & 0o777 == 0o600
         assert api_status(env, token_file.read_text().strip()) == 200
         assert api_status(env, None) == 401
 

@@ -17,6 +17,7 @@ import pytest
 from algorithm.ml import artifacts
 from algorithm.ml.training import fit_model
 from algorithm.ml.tuning import LINEARSVC_DEFAULTS
+from tests.helpers import signing_keys
 
 Job = dict[str, Any]
 FILLER = "filler"
@@ -88,7 +89,10 @@ def test_a_full_model_volume_fails_the_job_cleanly_and_the_previous_model_keeps_
     assert sorted(p.name for p in volume.iterdir()) == sorted(
         ["current", FILLER, first["model_version"]]
     )
-    assert artifacts.load_current_version(volume).version == first["model_version"]
+    assert (
+        artifacts.load_current_version(volume, signing_keys=signing_keys()).version
+        == first["model_version"]
+    )
     assert registry_state(test_database_url) == before
     with psycopg.connect(test_database_url) as conn:
         run = conn.execute(
@@ -99,7 +103,10 @@ def test_a_full_model_volume_fails_the_job_cleanly_and_the_previous_model_keeps_
     (volume / FILLER).unlink()  # space again: the next training publishes and switches
     again = wait_for_job(request_training()["job_id"])
     assert again["status"] == "succeeded", again["error"]
-    assert artifacts.load_current_version(volume).version == again["model_version"]
+    assert (
+        artifacts.load_current_version(volume, signing_keys=signing_keys()).version
+        == again["model_version"]
+    )
 
 
 def test_a_switch_that_died_half_way_never_stops_the_next_and_its_link_goes(
@@ -109,7 +116,13 @@ def test_a_switch_that_died_half_way_never_stops_the_next_and_its_link_goes(
     model = fit_model([t for t, _ in rows], [lb for _, lb in rows], plan=LINEARSVC_DEFAULTS)
     published = [
         artifacts.publish_model_version(
-            tmp_path, model, metrics={}, fingerprint={}, rows=len(rows), retention=None
+            tmp_path,
+            model,
+            metrics={},
+            fingerprint={},
+            rows=len(rows),
+            retention=None,
+            signing_keys=signing_keys(),
         )["version"]
         for _ in range(2)
     ]
@@ -126,5 +139,5 @@ def test_a_switch_that_died_half_way_never_stops_the_next_and_its_link_goes(
 
     artifacts.switch_current(tmp_path, old)  # the retried switch
 
-    assert artifacts.load_current_version(tmp_path).version == old
+    assert artifacts.load_current_version(tmp_path, signing_keys=signing_keys()).version == old
     assert not os.path.lexists(stale) and os.path.lexists(fresh)

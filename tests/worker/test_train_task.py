@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from algorithm.ml.artifacts import load_current_version
-from tests.helpers import wait_until
+from tests.helpers import signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
 Insert = Callable[[list[tuple[str, str]]], None]
@@ -59,7 +59,7 @@ def test_a_training_job_publishes_a_complete_current_version(
     assert sorted(manifest["labels"]) == sorted({label for _, label in fixture_corpus})
     assert current["metrics"] == manifest["metrics"] and current["metrics"]["accuracy"] > 0.5
     # The algorithm service's loader accepts what the worker published.
-    assert load_current_version(model_dir).version == version
+    assert load_current_version(model_dir, signing_keys=signing_keys()).version == version
 
 
 def test_no_rows_fails_with_an_actionable_error(

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,12 @@ class PredictLoad:
                 self.versions.add(answer.json()["model_version"])
 
 
-def _register(database_url: str, versions: list[str], model_dir: Path) -> str:
+def _start_and_migrate(postgres: RestartablePostgres) -> None:
+    postgres.start()
+    run_web_command({**os.environ, "DATABASE_URL": postgres.url}, "migrate", "--no-input")
+
+
+def _register(database_url: str, versions: list[str]) -> str:
     """Record the versions and an admin token in the registry; `versions[0]` is champion."""
     secret = new_secret()
     with psycopg.connect(database_url, autocommit=True) as connection:
@@ -148,22 +154,23 @@ def stack(
     own_redis = RestartableRedis(scratch / "redis", log_path=scratch / "redis.log")
     started = time.monotonic()
     try:
-        postgres.start()
-        own_redis.start()
-        run_web_command({**os.environ, "DATABASE_URL": postgres.url}, "migrate", "--no-input")
-        model_dir = scratch / "models"
-        model_dir.mkdir()
-        model = train(fixture_corpus, slice(0, None, 2))
-        # Two versions of one model; `current` names the second, the registry the first.
-        versions = [publish(model_dir, model), publish(model_dir, model)]
-        secret = _register(postgres.url, versions, model_dir)
-        redis_url = own_redis.url()
-        algorithm_url = start_module_service(
-            "algorithm",
-            REDIS_URL=redis_url,
-            MODEL_DIR=str(model_dir),
-            ALGORITHM_WORKERS=str(REPLICAS),
-        )
+        with ThreadPoolExecutor(max_workers=1) as background:  # the database meanwhile
+            migrated = background.submit(_start_and_migrate, postgres)
+            own_redis.start()
+            model_dir = scratch / "models"
+            model_dir.mkdir()
+            model = train(fixture_corpus, slice(0, None, 2))
+            # Two versions of one model; `current` names the second, the registry the first.
+            versions = [publish(model_dir, model), publish(model_dir, model)]
+            redis_url = own_redis.url()
+            algorithm_url = start_module_service(
+                "algorithm",
+                REDIS_URL=redis_url,
+                MODEL_DIR=str(model_dir),
+                ALGORITHM_WORKERS=str(REPLICAS),
+            )
+            migrated.result()
+        secret = _register(postgres.url, versions)
         # Every scope limited, so the shared limiter (fail-open) is on every request's path.
         limits = {f"RATE_LIMIT_{scope}_PER_MINUTE": "600000" for scope in ("PREDICT", "READS")}
         web_url = start_module_service(

@@ -114,9 +114,8 @@ class PredictLoad:
                 self.versions.add(answer.json()["model_version"])
 
 
-def _start_and_migrate(postgres: RestartablePostgres) -> None:
-    postgres.start()
-    run_web_command({**os.environ, "DATABASE_URL": postgres.url}, "migrate", "--no-input")
+def _migrate(database_url: str) -> None:
+    run_web_command({**os.environ, "DATABASE_URL": database_url}, "migrate", "--no-input")
 
 
 def _register(database_url: str, versions: list[str]) -> str:
@@ -154,9 +153,11 @@ def stack(
     own_redis = RestartableRedis(scratch / "redis", log_path=scratch / "redis.log")
     started = time.monotonic()
     try:
-        with ThreadPoolExecutor(max_workers=1) as background:  # the database meanwhile
-            migrated = background.submit(_start_and_migrate, postgres)
-            own_redis.start()
+        # Servers are started from this thread: they die with the thread that started them.
+        postgres.start()
+        own_redis.start()
+        with ThreadPoolExecutor(max_workers=1) as background:  # migrated meanwhile
+            migrated = background.submit(_migrate, postgres.url)
             model_dir = scratch / "models"
             model_dir.mkdir()
             model = train(fixture_corpus, slice(0, None, 2))

@@ -7,7 +7,9 @@ Each algorithm process writes its own report (`textclf:serving:<host>:<pid>`) wi
 so a replica that dies disappears from the reports within `REPORT_TTL_SECONDS`.
 
 Declared once, here: web (after an alias move), the worker (after a promotion) and the algorithm
-processes (following and reporting) all use these functions.
+processes (following and reporting) all use these functions. Since an announcement can be lost
+(Redis down at the time, or restarted empty), web's processes also compare the registry with the
+key every second and announce again where Redis is behind (`announce_if_behind`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,41 @@ def announce(client: redis.Redis, desired: Desired) -> None:
         pipe.set(DESIRED_KEY, payload)
         pipe.publish(CHANGED_CHANNEL, payload)
         pipe.execute()
+
+
+def is_behind(announced: Desired | None, registry: Desired) -> bool:
+    """Whether what Redis announces must be replaced by the registry's state `registry`.
+
+    Nothing announced is behind unless the registry names nothing either (then replicas follow
+    `current`, as before any announcement). An announcement with a higher `seq` was read from
+    the registry after `registry` was: it wins, and the next look reads the registry again.
+    """
+    if announced is None:
+        return registry.champion is not None or registry.challenger is not None
+    if announced.seq > registry.seq:
+        return False
+    return (announced.champion, announced.challenger) != (registry.champion, registry.challenger)
+
+
+def announce_if_behind(client: redis.Redis, registry: Desired) -> bool:
+    """Announce the registry's state unless Redis already says it (or newer); True if announced.
+
+    A compare-and-set (WATCH on the key): several processes reconciling at once announce at most
+    what the registry says, and never overwrite an announcement newer than their own read.
+    """
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(DESIRED_KEY)
+            if not is_behind(parse_desired(pipe.get(DESIRED_KEY)), registry):
+                return False
+            payload = registry.model_dump_json()
+            pipe.multi()
+            pipe.set(DESIRED_KEY, payload)
+            pipe.publish(CHANGED_CHANNEL, payload)
+            pipe.execute()
+        except redis.WatchError:
+            return False  # someone announced meanwhile; the next look compares again
+    return True
 
 
 def read_desired(client: redis.Redis) -> Desired | None:

@@ -25,6 +25,7 @@ from web.data.upload_limit import limit_import_body  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
 from web.edge.static import static_files_app  # noqa: E402
 from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
+from web.registry.reconciler import RegistryReconciler  # noqa: E402
 
 # Django's handler, except that an import's body goes to its view as it arrives (no spool).
 django_app = StreamingImportHandler()
@@ -45,6 +46,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
         else:
             await http_app(scope, receive, send)
         return
+    reconciler: RegistryReconciler | None = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -58,9 +60,14 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                 )
             )
             rate_limits.install(rate_limits.limiter_from_settings(config))
+            if config.registry_reconcile_seconds > 0:  # Redis re-told what the registry says
+                reconciler = RegistryReconciler(interval=config.registry_reconcile_seconds)
+                reconciler.start()
             freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if reconciler is not None:
+                await reconciler.aclose()
             await algorithm_client.get_client().aclose()
             algorithm_client.install(None)
             limiter = rate_limits.get_limiter()

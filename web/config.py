@@ -37,6 +37,12 @@ class WebSettings(PredictLimits, RegistryPolicy):
     access_log: bool = True  # one log line per request (method, route, status, duration, id)
     # How long a token check is cached per process: a revoked token works at most this long.
     auth_cache_seconds: float = Field(default=2.0, ge=0, le=5)
+    # While PostgreSQL is unreachable, a token check the database answered this recently is
+    # trusted instead (predict keeps working through a restart); 0 refuses with 503 at once.
+    auth_outage_grace_seconds: float = Field(default=60.0, ge=0, le=60)
+    # How often each process compares the registry (PostgreSQL) with what Redis announces, and
+    # announces again when they differ (a move made while Redis was down, an emptied Redis).
+    registry_reconcile_seconds: float = Field(default=1.0, ge=0, le=60)
     # Origins browsers may call the API from (JSON list, e.g. ["https://app.example.com"]).
     cors_allowed_origins: list[str] = []
 

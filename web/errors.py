@@ -17,12 +17,15 @@
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── TooManyRequests             429 rate_limited (+ Retry-After)
     ├── RateLimitUnavailable        503 rate_limit_unavailable (+ Retry-After)
+    ├── DatabaseUnavailable         503 database_unavailable (+ Retry-After)
     ├── AlgorithmUnavailable        503 algorithm_unavailable
     └── AlgorithmTimeout            504 algorithm_unavailable
 
 `error_response` is that one place. The async views reach it through `json_errors`, DRF views
 through `api_exception_handler` (which first translates DRF's own exceptions, keeping their
 status and code), and Django's unknown URLs and crashes through the handler views below.
+`as_service_error` is the one translation of foreign exceptions they all share: a database that
+cannot be reached (restarting, connections cut) is a 503 with Retry-After, never a 500.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
+from django import db as django_db
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions
 from rest_framework.views import set_rollback
@@ -165,6 +170,38 @@ class RateLimitUnavailable(ServiceError):
         )
 
 
+class DatabaseUnavailable(ServiceError):
+    """PostgreSQL cannot be reached (restarting, connections cut); nothing was changed."""
+
+    status, code = 503, "database_unavailable"
+    retry_after = 2  # seconds: about what a PostgreSQL restart or a crash recovery takes
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"The database is unavailable. Retry in {self.retry_after} s.",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
+# Django wraps the driver's errors (django.db.*); the driver's own reach us from code that talks
+# to psycopg directly (a connection pool's timeout is a psycopg.OperationalError too).
+DATABASE_OUTAGES = (
+    django_db.OperationalError,
+    django_db.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def as_service_error(exc: Exception) -> ServiceError | None:
+    """The answer for `exc` when it is one we know how to answer; None for a real bug."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, DATABASE_OUTAGES):
+        return DatabaseUnavailable()
+    return None
+
+
 class AlgorithmUnavailable(ServiceError):
     status, code = 503, "algorithm_unavailable"
     default_detail = "The algorithm service is unavailable."
@@ -196,7 +233,10 @@ def json_errors(*methods: str) -> Callable[[View], View]:
                 if request.method not in methods:
                     raise MethodNotAllowed(str(request.method), request.path, allowed=methods)
                 return await view(request, *args, **kwargs)
-            except ServiceError as error:
+            except Exception as exc:
+                error = as_service_error(exc)
+                if error is None:
+                    raise
                 return error_response(error)
 
         return answer
@@ -210,10 +250,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonRespon
         exc = NotFound("No such row." if context.get("kwargs") else str(exc))
     elif isinstance(exc, exceptions.APIException):
         exc = _from_drf(exc)
-    if not isinstance(exc, ServiceError):
+    error = as_service_error(exc)
+    if error is None:
         return None  # a real bug: Django answers through handler500
     set_rollback()
-    return error_response(exc)
+    return error_response(error)
 
 
 def _from_drf(exc: exceptions.APIException) -> ServiceError:

@@ -25,7 +25,9 @@ from core import serving_protocol
 from core.serving_protocol import Desired, ReplicaReport, ShadowCounts
 
 log = logging.getLogger(__name__)
-RECONNECT_MAX_SECONDS = 5.0
+# A restarted Redis is found again within this: the registry's champion must be served within
+# seconds of Redis answering, and a failed connect attempt costs next to nothing.
+RECONNECT_MAX_SECONDS = 1.0
 CLOSE_SECONDS = 3.0
 
 
@@ -153,6 +155,7 @@ class ChampionFollower:
         async with self._redis.pubsub() as pubsub:
             await pubsub.subscribe(serving_protocol.CHANGED_CHANNEL)
             self._wake.set()  # a move announced while we were not subscribed
+            await self.report()  # a restarted Redis learns at once what this replica serves
             while True:
                 # A bounded wait (below the socket timeout) so a dead connection shows up.
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

@@ -97,3 +97,20 @@ def test_wait_until_served_with_no_live_replica_does_not_wait(client: redis.Redi
     started = time.monotonic()
     assert serving_protocol.wait_until_served(client, "v9", timeout=5) is True
     assert time.monotonic() - started < 1
+
+
+def test_announce_if_behind_fills_an_empty_redis_and_never_goes_back(client: redis.Redis) -> None:
+    assert not serving_protocol.announce_if_behind(client, Desired(champion=None, seq=0))
+    assert serving_protocol.read_desired(client) is None  # nothing to say: replicas follow current
+
+    registry = Desired(champion="v1", seq=3)
+    assert serving_protocol.announce_if_behind(client, registry)  # Redis restarted empty
+    assert not serving_protocol.announce_if_behind(client, registry)  # already said: no message
+    newer = Desired(champion="v2", seq=5)
+    serving_protocol.announce(client, newer)  # a move announced after our read of the registry
+    assert not serving_protocol.announce_if_behind(client, registry)
+    assert serving_protocol.read_desired(client) == newer
+
+    moved_while_down = Desired(champion="v1", challenger="v3", seq=8)
+    assert serving_protocol.announce_if_behind(client, moved_while_down)
+    assert serving_protocol.read_desired(client) == moved_while_down

@@ -2,19 +2,23 @@
 
 PostgreSQL's alias table is the truth. After a move commits, `announce_desired` reads champion,
 challenger and a sequence number from one snapshot (`core.registry.read_desired`) and announces
-them (`core.serving_protocol.announce`); the algorithm processes follow it.
+them (`core.serving_protocol.announce`); the algorithm processes follow it. An announcement
+Redis missed is made again by `reannounce_if_behind`, which every web process runs every second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import lru_cache
 from typing import Any
 
 import redis
+from django.db import close_old_connections, connection
 
 from core import registry, serving_protocol
 from web.config import get_settings
+from web.errors import DATABASE_OUTAGES
 from web.registry.database import DjangoDatabase
 
 REDIS_TIMEOUT_SECONDS = 2
@@ -42,6 +46,25 @@ def announce_desired() -> bool:
         logger.exception("could not announce desired versions %s", desired.model_dump_json())
         return False
     return True
+
+
+def reannounce_if_behind() -> bool:
+    """Announce the registry's desired state where Redis lacks it or says an older one.
+
+    For the reconciler's own thread (web/registry/reconciler.py): its connection is checked
+    before the look, closed after an outage, and handed back afterwards where the settings say
+    connections do not persist. True when an announcement was made.
+    """
+    close_old_connections()
+    try:
+        desired = registry.read_desired(DjangoDatabase())
+    except DATABASE_OUTAGES:
+        with contextlib.suppress(*DATABASE_OUTAGES):
+            connection.close()  # the server cut it: the next look reconnects
+        raise
+    finally:
+        close_old_connections()
+    return serving_protocol.announce_if_behind(get_redis(), desired)
 
 
 def read_desired() -> dict[str, Any] | None:

@@ -296,6 +296,8 @@ UNAUTHORIZED = _answer(
     ERROR_REF,
     **{"WWW-Authenticate": 'The Bearer challenge, e.g. Bearer realm="api"'},
 )
+DATABASE_UNAVAILABLE = "database_unavailable: PostgreSQL is unreachable; retry after Retry-After"
+RETRY_AFTER = {"description": "Seconds", "schema": {"type": "string"}}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
@@ -338,12 +340,27 @@ def _secure(path: str, operations: dict[str, Any]) -> None:
         operation["security"] = [{SECURITY_SCHEME_NAME: []}]
         responses = operation["responses"]
         responses["401"] = UNAUTHORIZED
+        _declare_database_outage(responses)
         if needed is None or needed > READER:
             role = needed.label if needed else "a role no token has"
             responses["403"] = _error(f"forbidden: this operation needs role {role}")
         if needed is not None:
             note = f"Needs a token with role `{needed.label}` or above."
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+
+
+def _declare_database_outage(responses: dict[str, Any]) -> None:
+    """The token check (and any view) answers 503 while PostgreSQL is unreachable."""
+    unavailable = responses.get("503")
+    if unavailable is None:
+        unavailable = _error(DATABASE_UNAVAILABLE)
+    elif "database_unavailable" not in unavailable["description"]:
+        description = f"{unavailable['description']}; or {DATABASE_UNAVAILABLE}"
+        unavailable = {**unavailable, "description": description}
+    responses["503"] = {
+        **unavailable,
+        "headers": {**unavailable.get("headers", {}), "Retry-After": RETRY_AFTER},
+    }
 
 
 def _allow_bulk_create(operation: dict[str, Any] | None) -> None:

@@ -7,6 +7,7 @@ can also come back empty (its append-only file removed), as a Redis without pers
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 
@@ -21,16 +22,21 @@ class RestartablePostgres:
         self.database = database
         self.log_path = log_path
         self.port = free_port()
+        self.password = secrets.token_urlsafe(24)  # URL-safe: goes into the URL as it is
         self._child: Child | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     def start(self) -> None:
         """Start (again), on the same port and data; returns once it accepts sessions."""
         self._child = start_postgres(
-            self.data_dir, port=self.port, database=self.database, log_path=self.log_path
+            self.data_dir,
+            port=self.port,
+            database=self.database,
+            password=self.password,
+            log_path=self.log_path,
         )
 
     def stop(self) -> None:
@@ -45,16 +51,19 @@ class RestartableRedis:
         self.data_dir = data_dir
         self.log_path = log_path
         self.port = free_port()
+        self.password = secrets.token_urlsafe(24)
         self._child: Child | None = None
 
     def url(self, database: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{database}"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def start(self, *, empty: bool = False) -> None:
         """Start (again) on the same port; `empty`: without the data it had (nothing persisted)."""
         if empty:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-        self._child = start_redis(self.data_dir, port=self.port, log_path=self.log_path)
+        self._child = start_redis(
+            self.data_dir, port=self.port, password=self.password, log_path=self.log_path
+        )
 
     def stop(self) -> None:
         if self._child is not None:

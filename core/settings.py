@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.jobs import DEFAULT_JOB_TTL
@@ -46,6 +46,13 @@ class CommonSettings(BaseSettings):
     # optional bearer token that every /metrics then requires.
     log_format: Literal["text", "json"] = "text"
     metrics_token: str = ""
+    # Slow and hostile clients (core/pool.py, core/request_body.py): a request header must be
+    # whole this many seconds after the connection opened or its last answer went out (also the
+    # keep-alive idle time: the server measures both with one clock); a body must arrive within
+    # its own deadline; each server process holds at most this many connections.
+    header_timeout_seconds: PositiveFloat = 5.0
+    body_timeout_seconds: PositiveFloat = 30.0
+    max_connections_per_worker: PositiveInt = 1000
 
     @property
     def metrics_root(self) -> Path:

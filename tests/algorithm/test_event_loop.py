@@ -188,6 +188,8 @@ def echo_app() -> FlaskASGI:
 
 def call(app: FlaskASGI, scope: Scope, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One request through the ASGI app, the body in two chunks; (status, headers, body)."""
+    if body:  # as an HTTP/1.1 client announces it
+        scope = {**scope, "headers": [*scope["headers"], (b"transfer-encoding", b"chunked")]}
     incoming = [
         {"type": "http.request", "body": body[:3], "more_body": True},
         {"type": "http.request", "body": body[3:], "more_body": False},

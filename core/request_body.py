@@ -1,0 +1,104 @@
+"""A request body read at the ASGI layer within a size cap and a deadline, before any framework.
+
+Both services wrap the server's `receive` in `BoundedBody` for every request that has a body, so
+neither Django (which would spool it to a temporary file) nor Flask ever holds more than the
+route's cap: a `Content-Length` over the cap is refused before a byte is read, a chunked body as
+soon as it passes the cap, and a body still incomplete at its deadline is refused too. The caller
+answers the refusal (413 or 408) in its own error shape; the server then closes the connection,
+since the rest of the body was never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+
+class BodyRefused(Exception):
+    """The body is not read further; `status` is how the refusal is answered."""
+
+    status = 400
+
+
+class BodyTooLarge(BodyRefused):
+    status = 413
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"The body is larger than this route accepts (at most {max_bytes} bytes).")
+        self.max_bytes = max_bytes
+
+
+class BodyTooSlow(BodyRefused):
+    status = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The body did not arrive within {seconds:g} s; the connection is closed. "
+            "Send the whole body at once."
+        )
+        self.seconds = seconds
+
+
+def has_body(scope: dict[str, Any]) -> bool:
+    """Whether the request may have a body: HTTP/1 announces one in its headers (a non-zero
+    Content-Length, or a transfer coding); HTTP/2 need not announce it at all."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() != b"0"
+        if name == b"transfer-encoding":
+            return True
+    return not scope.get("http_version", "1.1").startswith("1")
+
+
+def declared_length(scope: dict[str, Any]) -> int | None:
+    """The Content-Length the client announced, or None (chunked; the server checked its syntax)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class BoundedBody:
+    """`receive` that raises BodyTooLarge past `max_bytes` and BodyTooSlow past the deadline.
+
+    The deadline covers the whole body, or with `per_read` each wait for more of it (a streamed
+    upload, consumed as it arrives, may take longer in all than a body that is held). Once the
+    body is complete, `receive` is the server's own again (a disconnect listener waits on it).
+    """
+
+    def __init__(
+        self, receive: Receive, *, max_bytes: int, timeout_seconds: float, per_read: bool = False
+    ) -> None:
+        self._receive = receive
+        self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
+        self.per_read = per_read
+        self.received = 0
+        self.complete = False
+        self._deadline = asyncio.get_running_loop().time() + timeout_seconds
+
+    async def __call__(self) -> Message:
+        if self.complete:
+            return await self._receive()
+        if self.per_read:
+            self._deadline = asyncio.get_running_loop().time() + self.timeout_seconds
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            raise BodyTooSlow(self.timeout_seconds) from None
+        if message["type"] != "http.request":
+            self.complete = True  # a disconnect: nothing more to bound
+            return message
+        self.received += len(message.get("body", b""))
+        if self.received > self.max_bytes:
+            raise BodyTooLarge(self.max_bytes)
+        self.complete = not message.get("more_body", False)
+        return message

@@ -3,9 +3,10 @@
 Both services wrap the server's `receive` in `BoundedBody` for every request that has a body, so
 neither Django (which would spool it to a temporary file) nor Flask ever holds more than the
 route's cap: a `Content-Length` over the cap is refused before a byte is read, a chunked body as
-soon as it passes the cap, and a body still incomplete at its deadline is refused too. The caller
-answers the refusal (413 or 408) in its own error shape; the server then closes the connection,
-since the rest of the body was never read.
+soon as it passes the cap, and a body still incomplete at its deadline is refused too; the bodies
+a process receives at once share a budget (503 beyond it). The caller answers the refusal (413,
+408 or 503) in its own error shape; the server then closes the connection, since the rest of the
+body was never read.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ class BodyTooLarge(BodyRefused):
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"The body is larger than this route accepts (at most {max_bytes} bytes).")
         self.max_bytes = max_bytes
+
+
+class BodyOverBudget(BodyRefused):
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server process holds as many incoming bodies as it may; retry in a second."
+        )
 
 
 class BodyTooSlow(BodyRefused):
@@ -65,8 +75,31 @@ def declared_length(scope: dict[str, Any]) -> int | None:
     return None
 
 
+class BodyBudget:
+    """The bytes of bodies this process is receiving, at most `max_bytes` together.
+
+    A stalled upload holds what it sent until its deadline; without a budget a few hundred of
+    them hold gigabytes. The first `free_bytes` of each body do not count, so small requests
+    (a prediction, a row) are never refused while large uploads fill the budget.
+    """
+
+    def __init__(self, max_bytes: int, *, free_bytes: int = 64 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.free_bytes = free_bytes
+        self.held = 0
+
+    def take(self, count: int) -> None:
+        if self.held + count > self.max_bytes:
+            raise BodyOverBudget()
+        self.held += count
+
+    def give_back(self, count: int) -> None:
+        self.held -= count
+
+
 class BoundedBody:
-    """`receive` that raises BodyTooLarge past `max_bytes` and BodyTooSlow past the deadline.
+    """`receive` that raises BodyTooLarge past `max_bytes`, BodyTooSlow past the deadline and
+    BodyOverBudget when the process's `budget` is spent (`release` it when done with the body).
 
     The deadline covers the whole body, or with `per_read` each wait for more of it (a streamed
     upload, consumed as it arrives, may take longer in all than a body that is held). Once the
@@ -74,19 +107,35 @@ class BoundedBody:
     """
 
     def __init__(
-        self, receive: Receive, *, max_bytes: int, timeout_seconds: float, per_read: bool = False
+        self,
+        receive: Receive,
+        *,
+        max_bytes: int,
+        timeout_seconds: float,
+        per_read: bool = False,
+        budget: BodyBudget | None = None,
     ) -> None:
         self._receive = receive
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
         self.per_read = per_read
+        self.budget = budget
         self.received = 0
         self.complete = False
+        self._taken = 0  # of the budget
         self._deadline = asyncio.get_running_loop().time() + timeout_seconds
 
     async def __call__(self) -> Message:
         if self.complete:
             return await self._receive()
+        try:
+            return await self._next()
+        except BodyRefused:
+            self.complete = True
+            self.release()
+            raise
+
+    async def _next(self) -> Message:
         if self.per_read:
             self._deadline = asyncio.get_running_loop().time() + self.timeout_seconds
         try:
@@ -96,9 +145,22 @@ class BoundedBody:
             raise BodyTooSlow(self.timeout_seconds) from None
         if message["type"] != "http.request":
             self.complete = True  # a disconnect: nothing more to bound
+            self.release()
             return message
         self.received += len(message.get("body", b""))
         if self.received > self.max_bytes:
             raise BodyTooLarge(self.max_bytes)
+        if self.budget is not None and self.received > self.budget.free_bytes:
+            owed = self.received - self.budget.free_bytes - self._taken
+            self.budget.take(owed)
+            self._taken += owed
         self.complete = not message.get("more_body", False)
+        if self.complete:
+            self.release()
         return message
+
+    def release(self) -> None:
+        """Give the budget back: the body is whole (or abandoned)."""
+        if self.budget is not None:
+            self.budget.give_back(self._taken)
+        self._taken = 0

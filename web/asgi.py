@@ -19,6 +19,7 @@ django.setup(set_prefix=False)  # what get_asgi_application does, with our handl
 from django.conf import settings  # noqa: E402
 
 from core.heap import freeze_startup_heap  # noqa: E402
+from core.request_body import BodyBudget  # noqa: E402
 from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
@@ -53,6 +54,7 @@ http_app = limit_bodies(
         text_max_chars=get_settings().text_max_chars,
     ),
     timeout_seconds=get_settings().body_timeout_seconds,
+    budget=BodyBudget(get_settings().body_budget_bytes),
 )
 
 

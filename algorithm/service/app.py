@@ -21,6 +21,7 @@ from algorithm.service.runtime import ServingRuntime
 from algorithm.service.training_queue import TrainingQueue
 from algorithm.service.views import api
 from core.jobs import JobStore
+from core.request_body import BodyBudget
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def create_asgi_app(
         body_limits={"api.predict": settings.predict_max_body_bytes},
         admits_body=token_before_body(settings.algorithm_tokens),
         body_timeout_seconds=settings.body_timeout_seconds,
+        body_budget=BodyBudget(settings.body_budget_bytes),
         on_startup=[runtime.start],
         on_shutdown=[runtime.aclose],
     )

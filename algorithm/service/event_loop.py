@@ -21,10 +21,23 @@ from typing import Any
 
 import greenlet
 from flask import Flask, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
+from werkzeug.exceptions import (
+    HTTPException,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 
 from core.heap import freeze_startup_heap
-from core.request_body import BodyTooLarge, BodyTooSlow, BoundedBody, declared_length, has_body
+from core.request_body import (
+    BodyBudget,
+    BodyOverBudget,
+    BodyTooLarge,
+    BodyTooSlow,
+    BoundedBody,
+    declared_length,
+    has_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +97,7 @@ class LoopFlask(Flask):
         return run
 
     def preprocess_request(self) -> Any:
-        """Flask's, then the refusal of a body FlaskASGI did not read (413 or 408), if any.
+        """Flask's, then the refusal of a body FlaskASGI did not read (413, 408, 503), if any.
 
         The refusal is raised here, after the `before_request` hooks, so it is answered by the
         app's own error handlers in its error shape, and only to a caller they let through.
@@ -103,10 +116,11 @@ class FlaskASGI:
     """An ASGI app serving a `LoopFlask` app; lifespan runs the given start and stop hooks.
 
     The request body is read in full before Flask sees it, bounded first (core/request_body.py):
-    at most `body_limits[endpoint]` bytes, or `max_body_bytes` for an endpoint not listed, within
-    `body_timeout_seconds`. A body `admits_body` refuses (no accepted token) is not read at all:
-    Flask then sees none and answers the request (401) before a byte of it is taken. A body over
-    its cap or too slow is not read further, and Flask answers it 413 or 408.
+    at most `body_limits[endpoint]` bytes, or `max_body_bytes` for an endpoint not listed,
+    within `body_timeout_seconds`, sharing `body_budget` with the other bodies arriving. A body
+    `admits_body` refuses (no accepted token) is not read at all: Flask then sees none and
+    answers the request (401) before a byte of it is taken. A body over its cap, too slow or
+    over the budget is not read further, and Flask answers it 413, 408 or 503.
     """
 
     def __init__(
@@ -117,6 +131,7 @@ class FlaskASGI:
         body_limits: Mapping[str, int] | None = None,
         admits_body: BodyGate | None = None,
         body_timeout_seconds: float = 30.0,
+        body_budget: BodyBudget | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
     ) -> None:
@@ -125,6 +140,7 @@ class FlaskASGI:
         self.body_limits = dict(body_limits or {})
         self.admits_body = admits_body
         self.body_timeout_seconds = body_timeout_seconds
+        self.body_budget = body_budget
         if app.config["MAX_CONTENT_LENGTH"] is None:  # Werkzeug's own check agrees with ours
             app.config["MAX_CONTENT_LENGTH"] = max([max_body_bytes, *self.body_limits.values()])
         self.on_startup = list(on_startup)
@@ -183,21 +199,29 @@ class FlaskASGI:
         if declared is not None and declared > max_bytes:
             return RequestEntityTooLarge(str(BodyTooLarge(max_bytes)))
         bounded = BoundedBody(
-            receive, max_bytes=max_bytes, timeout_seconds=self.body_timeout_seconds
+            receive,
+            max_bytes=max_bytes,
+            timeout_seconds=self.body_timeout_seconds,
+            budget=self.body_budget,
         )
         body = bytearray()
-        while True:
-            try:
-                message = await bounded()
-            except BodyTooLarge as refusal:
-                return RequestEntityTooLarge(str(refusal))
-            except BodyTooSlow as refusal:
-                return RequestTimeout(str(refusal))
-            if message["type"] == "http.disconnect":
-                return None
-            body.extend(message.get("body", b""))
-            if bounded.complete:
-                return bytes(body)
+        try:
+            while True:
+                try:
+                    message = await bounded()
+                except BodyTooLarge as refusal:
+                    return RequestEntityTooLarge(str(refusal))
+                except BodyTooSlow as refusal:
+                    return RequestTimeout(str(refusal))
+                except BodyOverBudget as refusal:
+                    return ServiceUnavailable(str(refusal), retry_after=1)
+                if message["type"] == "http.disconnect":
+                    return None
+                body.extend(message.get("body", b""))
+                if bounded.complete:
+                    return bytes(body)
+        finally:
+            bounded.release()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         read = await self._read_body(scope, receive)

@@ -26,6 +26,7 @@ SHORT_DEADLINES = {
     "HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
     "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
     "MAX_CONNECTIONS_PER_WORKER": str(MAX_CONNECTIONS),
+    "BODY_BUDGET_BYTES": str(1 << 20),
 }
 
 
@@ -199,3 +200,23 @@ def test_connections_over_the_cap_are_turned_away_with_503_and_admitted_again_on
     # Hypercorn lets go of a connection its client closed when its idle timer (the header
     # deadline) runs out.
     wait_until(admitted, timeout=HEADER_TIMEOUT + SLACK, interval=0.1, what="admitted again")
+
+
+def test_stalled_uploads_share_one_budget_and_small_bodies_still_pass(
+    services: dict[str, tuple[str, int]], connections: Callable[..., socket.socket]
+) -> None:
+    json_type = "Content-Type: application/json"
+    stalled = [connections(services["web"]) for _ in range(2)]
+    for sock in stalled:  # 768 KiB each of 2 MiB, then nothing: together over the 1 MiB budget
+        sock.sendall(head("POST", "/api/predict/", json_type, f"Content-Length: {2 << 20}"))
+        sock.sendall(b"x" * (768 << 10))
+    with connect(services["web"]) as small:  # meanwhile a small body is read, and answered
+        body = b'{"text": "hello"}'
+        small.sendall(head("POST", "/api/predict/", json_type, f"Content-Length: {len(body)}"))
+        small.sendall(body)
+        assert read_answer(small)[0] == 401  # past the body's guard: no token
+    answers = sorted(read_answer(sock) for sock in stalled)
+    assert [(status, body["error"]) for status, body in answers] == [
+        (408, "request_timeout"),  # the one that fitted, at its deadline
+        (503, "server_busy"),  # the one that did not, at once
+    ]

@@ -4,7 +4,8 @@ Django's ASGI handler spools a whole body to a temporary file before any middlew
 layer sits in front of it (web/asgi.py) with a cap per route, none above what the route needs.
 A `Content-Length` over the cap is answered 413 at once, without reading; a chunked body is cut
 off with 413 as soon as it passes the cap; a body not complete within BODY_TIMEOUT_SECONDS is
-answered 408 (see core/request_body.py). Django then sees the client as gone and answers nothing,
+answered 408; and the bodies the process is receiving share a budget, beyond which a body is
+answered 503 (see core/request_body.py). Django then sees the client as gone and answers nothing,
 and the server closes the connection, since the rest of the body was never read. So no more
 than the cap is ever spooled, and a stalled upload costs one connection for the deadline at most.
 """
@@ -17,7 +18,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from core.request_body import BodyRefused, BodyTooLarge, BoundedBody, declared_length, has_body
+from core.request_body import (
+    BodyBudget,
+    BodyOverBudget,
+    BodyRefused,
+    BodyTooLarge,
+    BoundedBody,
+    declared_length,
+    has_body,
+)
 from web.errors import PayloadTooLarge, ServiceError
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -28,7 +37,6 @@ KIB = 1024
 # GETs, probes, /metrics, POST /api/train/ (which takes no input) and unknown routes.
 BODYLESS_MAX_BYTES = 4 * KIB
 REGISTRY_MAX_BYTES = 64 * KIB  # an alias move or a version's description and tags
-ADMIN_MAX_BYTES = 1024 * KIB  # the admin's forms (a row's text, a list's selected ids)
 IMPORT_PATH = re.compile(r"^/api/data/import/?$")
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 
@@ -48,15 +56,16 @@ def web_body_routes(
     *, import_max_bytes: int, json_max_bytes: int, text_max_chars: int
 ) -> tuple[BodyRoute, ...]:
     """web's routes that take a body, first match first; any other request gets a few KiB."""
-    # One row's text, every character JSON-escaped at worst (\\uXXXX), and its label.
-    row_max_bytes = 6 * text_max_chars + 64 * KIB
+    # One row's text at its longest encoding (12 bytes a character: a JSON surrogate pair
+    # "\\ud83d\\ude00", or a 4-byte UTF-8 character percent-encoded in a form), and the rest.
+    row_max_bytes = 12 * text_max_chars + 64 * KIB
     return (
         BodyRoute(IMPORT_PATH, import_max_bytes, "IMPORT_MAX_BYTES; split the file", streamed=True),
         BodyRoute(re.compile(r"^/api/predict/?$"), json_max_bytes, "DATA_UPLOAD_MAX_MEMORY_SIZE"),
         BodyRoute(re.compile(r"^/api/data/?$"), json_max_bytes, "DATA_UPLOAD_MAX_MEMORY_SIZE"),
         BodyRoute(re.compile(r"^/api/data/[^/]+/?$"), row_max_bytes, "TEXT_MAX_CHARS"),
         BodyRoute(re.compile(r"^/api/models/"), REGISTRY_MAX_BYTES, "a registry change"),
-        BodyRoute(re.compile(r"^/admin/"), ADMIN_MAX_BYTES, "an admin form"),
+        BodyRoute(re.compile(r"^/admin/"), row_max_bytes, "TEXT_MAX_CHARS, an admin form"),
     )
 
 
@@ -67,8 +76,15 @@ def route_for(routes: Iterable[BodyRoute], method: str, path: str) -> BodyRoute 
     return next((route for route in routes if route.path.match(path)), None)
 
 
-def limit_bodies(app: ASGIApp, *, routes: Iterable[BodyRoute], timeout_seconds: float) -> ASGIApp:
-    """Wrap app so that every body is bounded by its route's cap and the body deadline."""
+def limit_bodies(
+    app: ASGIApp,
+    *,
+    routes: Iterable[BodyRoute],
+    timeout_seconds: float,
+    budget: BodyBudget | None = None,
+) -> ASGIApp:
+    """Wrap app so that every body is bounded by its route's cap, the body deadline and the
+    process's `budget` (bodies held whole; a streamed one is consumed as it comes)."""
     routes = tuple(routes)
 
     async def guarded(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -86,6 +102,7 @@ def limit_bodies(app: ASGIApp, *, routes: Iterable[BodyRoute], timeout_seconds: 
             max_bytes=max_bytes,
             timeout_seconds=timeout_seconds,
             per_read=bool(route and route.streamed),
+            budget=None if route and route.streamed else budget,
         )
         started = refused = False
 
@@ -110,7 +127,10 @@ def limit_bodies(app: ASGIApp, *, routes: Iterable[BodyRoute], timeout_seconds: 
                 started = True
                 await send(message)
 
-        await app(scope, bounded_receive, send_unless_refused)
+        try:
+            await app(scope, bounded_receive, send_unless_refused)
+        finally:
+            body.release()
 
     return guarded
 
@@ -126,8 +146,12 @@ def _too_large(scope: dict[str, Any], route: BodyRoute | None, max_bytes: int) -
 
 
 def _refusal(refusal: BodyRefused) -> ServiceError:
-    error = ServiceError(str(refusal))
-    error.status, error.code = refusal.status, "request_timeout"
+    if isinstance(refusal, BodyOverBudget):
+        error = ServiceError(str(refusal), headers={"Retry-After": "1"})
+        error.status, error.code = refusal.status, "server_busy"
+    else:
+        error = ServiceError(str(refusal))
+        error.status, error.code = refusal.status, "request_timeout"
     return error
 
 

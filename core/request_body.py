@@ -97,6 +97,56 @@ class BodyBudget:
         self.held -= count
 
 
+class _BodyDeadlines:
+    """One timer for all the bodies this process is reading, instead of one per read.
+
+    A timer per read (`asyncio.timeout`) costs more than the rest of this module on every
+    request; here a read only registers its task, and one task per event loop wakes every
+    `TICK_SECONDS` to cancel the reads whose deadline has passed (so a deadline holds to within
+    a tick).
+    """
+
+    TICK_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        self._waiting: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def receive(self, receive: Receive, deadline: float) -> Message:
+        """`receive()`, or TimeoutError once the loop's clock passes `deadline`."""
+        task = asyncio.current_task()
+        assert task is not None
+        reaper = self._reaper
+        if reaper is None or reaper.done() or reaper.get_loop() is not task.get_loop():
+            self._waiting.clear()  # another loop's (a test's earlier asyncio.run)
+            self._reaper = task.get_loop().create_task(self._reap())
+        self._waiting[task] = deadline
+        try:
+            return await receive()
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise TimeoutError from None
+        finally:
+            self._waiting.pop(task, None)
+
+    async def _reap(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.TICK_SECONDS)
+            now = loop.time()
+            for task, deadline in list(self._waiting.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+
+_deadlines = _BodyDeadlines()
+
+
 class BoundedBody:
     """`receive` that raises BodyTooLarge past `max_bytes`, BodyTooSlow past the deadline and
     BodyOverBudget when the process's `budget` is spent (`release` it when done with the body).
@@ -128,36 +178,36 @@ class BoundedBody:
     async def __call__(self) -> Message:
         if self.complete:
             return await self._receive()
-        try:
-            return await self._next()
-        except BodyRefused:
-            self.complete = True
-            self.release()
-            raise
-
-    async def _next(self) -> Message:
         if self.per_read:
             self._deadline = asyncio.get_running_loop().time() + self.timeout_seconds
         try:
-            async with asyncio.timeout_at(self._deadline):
-                message = await self._receive()
+            message = await _deadlines.receive(self._receive, self._deadline)
         except TimeoutError:
-            raise BodyTooSlow(self.timeout_seconds) from None
+            raise self._refuse(BodyTooSlow(self.timeout_seconds)) from None
         if message["type"] != "http.request":
             self.complete = True  # a disconnect: nothing more to bound
             self.release()
             return message
         self.received += len(message.get("body", b""))
         if self.received > self.max_bytes:
-            raise BodyTooLarge(self.max_bytes)
+            raise self._refuse(BodyTooLarge(self.max_bytes))
         if self.budget is not None and self.received > self.budget.free_bytes:
             owed = self.received - self.budget.free_bytes - self._taken
-            self.budget.take(owed)
+            try:
+                self.budget.take(owed)
+            except BodyOverBudget as refusal:
+                raise self._refuse(refusal) from None
             self._taken += owed
         self.complete = not message.get("more_body", False)
         if self.complete:
             self.release()
         return message
+
+    def _refuse(self, refusal: BodyRefused) -> BodyRefused:
+        """The body is not read further: what it holds of the budget goes back."""
+        self.complete = True
+        self.release()
+        return refusal
 
     def release(self) -> None:
         """Give the budget back: the body is whole (or abandoned)."""

@@ -9,6 +9,10 @@ with it (parent-death signal). SIGTERM/SIGINT stop every worker gracefully.
 The pool also owns its workers' metric files (see core/metrics.py): it gives them a directory of
 their own, emptied at start, and marks each worker dead there when it exits, so live gauges of
 a dead process disappear. Hypercorn has no child-exit hook; the pool does not need one.
+
+Slow and hostile clients: each worker holds at most MAX_CONNECTIONS_PER_WORKER connections
+(`ConnectionCappedSocket`), and a request header must be whole within HEADER_TIMEOUT_SECONDS of
+the connection's start or its last answer; bodies are bounded by the apps (core/request_body.py).
 """
 
 from __future__ import annotations
@@ -151,8 +155,9 @@ class ConnectionCappedSocket(socket.socket):
 
     Hypercorn has no connection limit; asyncio's server accepts through this object's `accept`,
     so the cap sits there: a connection over it gets a 503 in the error shape and is closed at
-    once, before the server spends a task on it. An accepted connection counts until it is
-    closed (the server closes every connection it is done with).
+    once, before the server spends a task on it. An accepted connection counts until the
+    server closes it; Hypercorn closes one its client closed only when the connection's idle
+    timer runs out, so it counts for up to HEADER_TIMEOUT_SECONDS longer.
     """
 
     def __init__(self, family: int, type: int, *, max_connections: int) -> None:  # noqa: A002

@@ -9,14 +9,20 @@ with it (parent-death signal). SIGTERM/SIGINT stop every worker gracefully.
 The pool also owns its workers' metric files (see core/metrics.py): it gives them a directory of
 their own, emptied at start, and marks each worker dead there when it exits, so live gauges of
 a dead process disappear. Hypercorn has no child-exit hook; the pool does not need one.
+
+Slow and hostile clients: each worker holds at most MAX_CONNECTIONS_PER_WORKER connections
+(`ConnectionCappedSocket`), and a request header must be whole within HEADER_TIMEOUT_SECONDS of
+the connection's start or its last answer; bodies are bounded by the apps (core/request_body.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import importlib
+import json
 import logging
 import os
 import signal
@@ -24,6 +30,7 @@ import socket
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -143,46 +150,106 @@ def _import_app(app_path: str) -> Any:
     return target() if attribute.endswith("()") else target
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+class ConnectionCappedSocket(socket.socket):
+    """A listening socket whose `accept` turns away connections beyond `max_connections` open.
+
+    Hypercorn has no connection limit; asyncio's server accepts through this object's `accept`,
+    so the cap sits there: a connection over it gets a 503 in the error shape and is closed at
+    once, before the server spends a task on it. An accepted connection counts until the
+    server closes it; Hypercorn closes one its client closed only when the connection's idle
+    timer runs out, so it counts for up to HEADER_TIMEOUT_SECONDS longer.
+    """
+
+    def __init__(self, family: int, type: int, *, max_connections: int) -> None:  # noqa: A002
+        super().__init__(family, type)
+        self.max_connections = max_connections
+        self._open: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+    def open_connections(self) -> int:
+        self._open = weakref.WeakSet(conn for conn in self._open if conn.fileno() != -1)
+        return len(self._open)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:  # until one is under the cap, or none waits (BlockingIOError)
+            conn, address = super().accept()
+            if len(self._open) < self.max_connections or (
+                self.open_connections() < self.max_connections
+            ):
+                self._open.add(conn)
+                return conn, address
+            _turn_away(conn)
+
+
+TOO_MANY_CONNECTIONS = json.dumps(
+    {
+        "error": "too_many_connections",
+        "detail": "This server process holds as many connections as it may; retry shortly.",
+    }
+).encode()
+TURNED_AWAY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+    % (len(TOO_MANY_CONNECTIONS), TOO_MANY_CONNECTIONS)
+)
+
+
+def _turn_away(conn: socket.socket) -> None:
+    conn.setblocking(False)
+    with contextlib.suppress(OSError):
+        conn.recv(65536)  # what already came: closing on unread bytes would reset the answer
+    with contextlib.suppress(OSError):
+        conn.send(TURNED_AWAY)
+    conn.close()
+
+
+def _listening_socket(host: str, port: int, *, max_connections: int) -> ConnectionCappedSocket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = ConnectionCappedSocket(family, socket.SOCK_STREAM, max_connections=max_connections)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.setblocking(False)
     return sock
 
 
 def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float) -> None:
     """One pool worker: own socket, one event loop, graceful stop on SIGTERM/SIGINT."""
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Config, Sockets
+    from hypercorn.utils import wrap_app
 
     set_parent_death_signal(signal.SIGTERM)
     # Before the app is imported: an app that configures logging itself (Django) may redo it.
     # Lines are written off the event loop (core/log_writer.py).
     write_logs_in_background()
-    configure_logging(CommonSettings().log_format)
-    sock = _listening_socket(host, port)
+    common = CommonSettings()
+    configure_logging(common.log_format)
+    sock = _listening_socket(host, port, max_connections=common.max_connections_per_worker)
     config = Config()
-    config.bind = [f"fd://{sock.fileno()}"]
     config.backlog = 2048
-    config.keep_alive_timeout = 75
+    # One clock in Hypercorn: from a connection's start or its last answer to a whole request
+    # header. It cuts off both an idle keep-alive connection and a header sent half-way.
+    # (The body's deadline is the apps': core/request_body.py. Hypercorn's read_timeout is
+    # left unset: it would also cut a client that waits, silent, for a long answer.)
+    config.keep_alive_timeout = common.header_timeout_seconds
     config.keep_alive_max_requests = 1_000_000
     config.graceful_timeout = graceful_seconds
     # The apps log one access line per request themselves (with the request id); Hypercorn's
     # own messages go through the root logger, in the same format.
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    app = _import_app(app_path)
+    app = wrap_app(_import_app(app_path), config.wsgi_max_body_size, None)
 
     async def main() -> None:
         shutdown = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, shutdown.set)
-        await serve(app, config, shutdown_trigger=shutdown.wait)
+        # Our own socket object, not one Hypercorn makes from its descriptor: it holds the cap.
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown.wait)
 
     asyncio.run(main())
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, NonNegativeFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.jobs import DEFAULT_JOB_TTL
@@ -78,6 +78,15 @@ class CommonSettings(BaseSettings):
     # optional bearer token that every /metrics then requires.
     log_format: Literal["text", "json"] = "text"
     metrics_token: str = ""
+    # Slow and hostile clients (core/pool.py, core/request_body.py): a request header must be
+    # whole this many seconds after the connection opened or its last answer went out (also the
+    # keep-alive idle time: the server measures both with one clock); a body must arrive within
+    # its own deadline; each server process holds at most this many connections, and at most
+    # this many bytes of bodies still arriving (their first 64 KiB each aside).
+    header_timeout_seconds: PositiveFloat = 5.0
+    body_timeout_seconds: PositiveFloat = 30.0
+    max_connections_per_worker: PositiveInt = 1000
+    body_budget_bytes: PositiveInt = 256 * 1024 * 1024
 
     @property
     def metrics_root(self) -> Path:

@@ -19,17 +19,17 @@ django.setup(set_prefix=False)  # what get_asgi_application does, with our handl
 from django.conf import settings  # noqa: E402
 
 from core.heap import freeze_startup_heap  # noqa: E402
+from core.request_body import BodyBudget  # noqa: E402
 from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
-from web.data.upload_limit import limit_import_body  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
+from web.edge.body_limits import limit_bodies, web_body_routes  # noqa: E402
 from web.edge.static import static_files_app  # noqa: E402
 from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
 from web.registry.reconciler import RegistryReconciler  # noqa: E402
 
 # Django's handler, except that an import's body goes to its view as it arrives (no spool).
 django_app = StreamingImportHandler()
-http_app = limit_import_body(django_app, max_bytes=get_settings().import_max_bytes)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -38,13 +38,30 @@ STATIC_PREFIX = "/" + settings.STATIC_URL.strip("/") + "/"
 static_app = static_files_app(fallback=django_app)
 
 
+async def _static_or_django(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    # One prefix test per request: static files never pass through Django's middleware.
+    if scope["path"].startswith(STATIC_PREFIX):
+        await static_app(scope, receive, send)
+    else:
+        await django_app(scope, receive, send)
+
+
+# Every body bounded by its route before Django (or anything) stores a byte of it.
+http_app = limit_bodies(
+    _static_or_django,
+    routes=web_body_routes(
+        import_max_bytes=get_settings().import_max_bytes,
+        json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+        text_max_chars=get_settings().text_max_chars,
+    ),
+    timeout_seconds=get_settings().body_timeout_seconds,
+    budget=BodyBudget(get_settings().body_budget_bytes),
+)
+
+
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] != "lifespan":
-        # One prefix test per request: static files never pass through Django's middleware.
-        if scope["path"].startswith(STATIC_PREFIX):
-            await static_app(scope, receive, send)
-        else:
-            await http_app(scope, receive, send)
+        await http_app(scope, receive, send)
         return
     reconciler: RegistryReconciler | None = None
     while True:

@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from algorithm.service import observability
-from algorithm.service.auth import require_service_token
+from algorithm.service.auth import require_service_token, token_before_body
 from algorithm.service.config import AlgorithmSettings, get_settings
 from algorithm.service.errors import ApiError
 from algorithm.service.event_loop import FlaskASGI, LoopFlask
@@ -21,8 +21,12 @@ from algorithm.service.runtime import ServingRuntime
 from algorithm.service.training_queue import TrainingQueue
 from algorithm.service.views import api
 from core.jobs import JobStore
+from core.request_body import BodyBudget
 
 log = logging.getLogger(__name__)
+
+# The body any route but /predict may have: /train takes none, the others are GETs.
+BODYLESS_MAX_BYTES = 4 * 1024
 
 
 def create_app(
@@ -76,7 +80,11 @@ def create_asgi_app(
     runtime: ServingRuntime = app.extensions["textclf"]
     served = FlaskASGI(
         app,
-        max_body_bytes=settings.predict_max_body_bytes,
+        max_body_bytes=BODYLESS_MAX_BYTES,
+        body_limits={"api.predict": settings.predict_max_body_bytes},
+        admits_body=token_before_body(settings.algorithm_tokens),
+        body_timeout_seconds=settings.body_timeout_seconds,
+        body_budget=BodyBudget(settings.body_budget_bytes),
         on_startup=[runtime.start],
         on_shutdown=[runtime.aclose],
     )

@@ -15,14 +15,29 @@ import asyncio
 import contextvars
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from io import BytesIO
 from typing import Any
 
 import greenlet
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import (
+    HTTPException,
+    RequestEntityTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 
 from core.heap import freeze_startup_heap
+from core.request_body import (
+    BodyBudget,
+    BodyOverBudget,
+    BodyTooLarge,
+    BodyTooSlow,
+    BoundedBody,
+    declared_length,
+    has_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +83,10 @@ async def run_in_greenlet(function: Callable[..., Any], *args: Any) -> Any:
     return request
 
 
+# The environ key that carries a refused body's answer into Flask (see `LoopFlask`).
+REFUSED_BODY = "textclf.refused_body"
+
+
 class LoopFlask(Flask):
     """Flask whose async views run on the serving loop (see `FlaskASGI`)."""
 
@@ -77,12 +96,31 @@ class LoopFlask(Flask):
 
         return run
 
+    def preprocess_request(self) -> Any:
+        """Flask's, then the refusal of a body FlaskASGI did not read (413, 408, 503), if any.
+
+        The refusal is raised here, after the `before_request` hooks, so it is answered by the
+        app's own error handlers in its error shape, and only to a caller they let through.
+        """
+        answer = super().preprocess_request()
+        refused = request.environ.get(REFUSED_BODY)
+        if answer is None and refused is not None:
+            raise refused
+        return answer
+
+
+BodyGate = Callable[[str | None, Scope], bool]
+
 
 class FlaskASGI:
     """An ASGI app serving a `LoopFlask` app; lifespan runs the given start and stop hooks.
 
-    The request body is read in full before Flask sees it; a body over `max_body_bytes` is
-    drained without being kept, and Flask answers it with 413 from its content length.
+    The request body is read in full before Flask sees it, bounded first (core/request_body.py):
+    at most `body_limits[endpoint]` bytes, or `max_body_bytes` for an endpoint not listed,
+    within `body_timeout_seconds`, sharing `body_budget` with the other bodies arriving. A body
+    `admits_body` refuses (no accepted token) is not read at all: Flask then sees none and
+    answers the request (401) before a byte of it is taken. A body over its cap, too slow or
+    over the budget is not read further, and Flask answers it 413, 408 or 503.
     """
 
     def __init__(
@@ -90,15 +128,28 @@ class FlaskASGI:
         app: Flask,
         *,
         max_body_bytes: int,
+        body_limits: Mapping[str, int] | None = None,
+        admits_body: BodyGate | None = None,
+        body_timeout_seconds: float = 30.0,
+        body_budget: BodyBudget | None = None,
         on_startup: Iterable[Hook] = (),
         on_shutdown: Iterable[Hook] = (),
     ) -> None:
         self.flask_app = app
         self.max_body_bytes = max_body_bytes
-        if app.config["MAX_CONTENT_LENGTH"] is None:  # so an over-long body gets Flask's 413
-            app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+        self.body_limits = dict(body_limits or {})
+        self.admits_body = admits_body
+        self.body_timeout_seconds = body_timeout_seconds
+        self.body_budget = body_budget
+        if app.config["MAX_CONTENT_LENGTH"] is None:  # Werkzeug's own check agrees with ours
+            app.config["MAX_CONTENT_LENGTH"] = max([max_body_bytes, *self.body_limits.values()])
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
+        self._routes = app.url_map.bind("localhost")
+        # Rules without arguments by path: a body's endpoint found without the router.
+        self._static_rules = {
+            rule.rule: rule.endpoint for rule in app.url_map.iter_rules() if not rule.arguments
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -124,27 +175,66 @@ class FlaskASGI:
             if phase == "shutdown":
                 return
 
-    async def _read_body(self, receive: Receive) -> tuple[bytes, int] | None:
-        """The body (up to the limit) and how many bytes came; None if the client went away."""
-        body, received = bytearray(), 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received <= self.max_body_bytes:
-                body.extend(chunk)
-            if not message.get("more_body"):
-                return bytes(body), received
+    def _endpoint(self, scope: Scope) -> str | None:
+        """The Flask endpoint the request goes to; None: no route (Flask answers 404/405)."""
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        endpoint = self._static_rules.get(path)
+        if endpoint is not None:
+            return endpoint
+        try:
+            endpoint, _ = self._routes.match(path, method=scope["method"])
+        except HTTPException:
+            return None
+        return str(endpoint)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | HTTPException | None:
+        """The body; the refusal Flask is to answer instead; None if the client went away."""
+        if not has_body(scope):
+            return b""
+        endpoint = self._endpoint(scope)
+        if self.admits_body is not None and not self.admits_body(endpoint, scope):
+            return b""  # never read: Flask refuses the caller first
+        max_bytes = self.body_limits.get(endpoint or "", self.max_body_bytes)
+        declared = declared_length(scope)
+        if declared is not None and declared > max_bytes:
+            return RequestEntityTooLarge(str(BodyTooLarge(max_bytes)))
+        bounded = BoundedBody(
+            receive,
+            max_bytes=max_bytes,
+            timeout_seconds=self.body_timeout_seconds,
+            budget=self.body_budget,
+        )
+        body = bytearray()
+        try:
+            while True:
+                try:
+                    message = await bounded()
+                except BodyTooLarge as refusal:
+                    return RequestEntityTooLarge(str(refusal))
+                except BodyTooSlow as refusal:
+                    return RequestTimeout(str(refusal))
+                except BodyOverBudget as refusal:
+                    return ServiceUnavailable(str(refusal), retry_after=1)
+                if message["type"] == "http.disconnect":
+                    return None
+                body.extend(message.get("body", b""))
+                if bounded.complete:
+                    return bytes(body)
+        finally:
+            bounded.release()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        read = await self._read_body(receive)
+        read = await self._read_body(scope, receive)
         if read is None:
             return  # nobody to answer; a truncated body must not reach a view
-        body, received = read
-        environ = _build_environ(scope, body, content_length=received)
+        body = read if isinstance(read, bytes) else b""
+        environ = _build_environ(scope, body, content_length=len(body))
+        if isinstance(read, HTTPException):
+            environ[REFUSED_BODY] = read
         status, headers, payload = await run_in_greenlet(self._call_flask, environ)
+        if isinstance(read, HTTPException):
+            # The rest of the body is never read: the connection cannot carry another request.
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -173,7 +263,7 @@ class FlaskASGI:
 # `hypercorn/app_wrappers.py` (the builder of its WSGI wrapper, `WSGIWrapper`; Hypercorn 0.18,
 # https://github.com/pgjones/hypercorn). Changed here: a path outside `root_path` is passed on
 # whole instead of raising; SERVER_PORT is a string, as PEP 3333 requires; CONTENT_LENGTH is the
-# number of bytes received and Transfer-Encoding is dropped (the body is read in full first);
+# number of bytes passed on and Transfer-Encoding is dropped (the body is read in full first);
 # wsgi.multithread is false (one loop thread) and wsgi.errors is stderr. Hypercorn's licence:
 #
 #   Copyright P G Jones 2018.
@@ -219,7 +309,7 @@ def _build_environ(scope: Scope, body: bytes, *, content_length: int) -> dict[st
         key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
         value = raw_value.decode("latin-1")
         environ[key] = f"{environ[key]},{value}" if key in environ else value
-    # What was actually received (chunked bodies too); over the limit, Flask answers 413.
+    # What the app is given (chunked bodies too; none where the body was refused).
     environ["CONTENT_LENGTH"] = str(content_length)
     environ.pop("HTTP_TRANSFER_ENCODING", None)
     return environ

@@ -123,13 +123,6 @@ def test_headers_become_http_variables_and_repeats_are_joined() -> None:
     assert environ["wsgi.input"].read() == body
 
 
-def test_the_content_length_is_what_was_received_not_what_was_kept() -> None:
-    """Over the limit the body is drained, not kept; Flask answers 413 from the length."""
-    environ = _build_environ(http_scope(method="POST"), b"", content_length=10_000)
-    assert environ["CONTENT_LENGTH"] == "10000"
-    assert environ["wsgi.input"].read() == b""
-
-
 @pytest.mark.parametrize(
     "scope",
     [
@@ -188,6 +181,8 @@ def echo_app() -> FlaskASGI:
 
 def call(app: FlaskASGI, scope: Scope, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One request through the ASGI app, the body in two chunks; (status, headers, body)."""
+    if body:  # as an HTTP/1.1 client announces it
+        scope = {**scope, "headers": [*scope["headers"], (b"transfer-encoding", b"chunked")]}
     incoming = [
         {"type": "http.request", "body": body[:3], "more_body": True},
         {"type": "http.request", "body": body[3:], "more_body": False},

@@ -16,7 +16,7 @@ from tests.web.test_import_export import NDJSON, ndjson, post_import
 from web.data.importing import BLOCK_ROWS
 from web.data.models import Data
 from web.data.streamed_body import StreamingImportHandler
-from web.data.upload_limit import limit_import_body
+from web.edge.body_limits import IMPORT_PATH, BodyRoute, limit_bodies
 
 
 def test_a_copy_postgresql_stops_midway_answers_500_in_the_error_shape_and_leaves_nothing(
@@ -51,7 +51,8 @@ def test_an_import_without_a_token_is_refused_before_its_body_is_sent(live_web: 
 def test_a_chunked_body_cut_off_by_the_size_guard_gets_one_413_and_leaves_nothing(
     asgi_db: Any, tokens: dict[str, str]
 ) -> None:
-    app = limit_import_body(StreamingImportHandler(), max_bytes=BLOCK_ROWS * 30)
+    route = BodyRoute(IMPORT_PATH, BLOCK_ROWS * 30, "IMPORT_MAX_BYTES", streamed=True)
+    app = limit_bodies(StreamingImportHandler(), routes=[route], timeout_seconds=30)
     block = ndjson([(f"row {i}", "ok") for i in range(BLOCK_ROWS)])  # ~30 bytes a row
     chunks = [block[: len(block) // 2], block[len(block) // 2 :], block]
     sent: list[dict[str, Any]] = []
@@ -65,7 +66,7 @@ def test_a_chunked_body_cut_off_by_the_size_guard_gets_one_413_and_leaves_nothin
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    headers = [(b"content-type", NDJSON.encode())]
+    headers = [(b"content-type", NDJSON.encode()), (b"transfer-encoding", b"chunked")]
     headers += [(k.lower().encode(), v.encode()) for k, v in bearer(tokens["admin"]).items()]
     scope = {
         "type": "http",

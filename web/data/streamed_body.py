@@ -17,7 +17,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 
-from web.data.upload_limit import IMPORT_PATH
+from web.edge.body_limits import IMPORT_PATH
 from web.errors import BadRequest
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -89,8 +89,11 @@ class AlgorithmClient:
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"} if token else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            # An idle connection is let go before the service's own idle time (its
+            # HEADER_TIMEOUT_SECONDS, 5 s by default) runs out: a request never goes out on a
+            # connection the service is closing at that moment.
             transport=transport
-            or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=60)),
+            or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=4)),
         )
         self._connect_retries = connect_retries
         self._batch_max_texts = batch_max_texts

@@ -63,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _children.append(start_redis(_state_dir / "redis", port=port, log_path=logs / "redis.log"))
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     os.environ["VAR_DIR"] = str(_state_dir / "var")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 32)
     # Test workers run side by side: only tests that scrape a worker give it a metrics port.
     os.environ["WORKER_METRICS_PORT"] = "0"
     # Every service the tests start shares one service token (see the `service_token` fixture).
@@ -71,8 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("ALGORITHM_TOKENS", os.environ["ALGORITHM_TOKEN"])
     # Rate limits are shared through Redis by every process of the session: a test turns on the
     # ones it checks (tests/web/test_rate_limits.py), so no other test is throttled by chance.
-    for scope in ("PREDICT", "READS", "WRITES", "TRAIN"):
+    for scope in ("PREDICT", "READS", "WRITES", "TRAIN", "ANONYMOUS", "REJECTED"):
         os.environ.setdefault(f"RATE_LIMIT_{scope}_PER_MINUTE", "0")
+    for who in ("ADDRESS", "USERNAME"):
+        os.environ.setdefault(f"ADMIN_LOGIN_FAILURES_PER_{who}", "0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 

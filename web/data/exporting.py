@@ -1,22 +1,25 @@
 """Streaming export: the list's rows as NDJSON or CSV, in constant memory.
 
 PostgreSQL formats the rows itself (COPY ... TO STDOUT) on a connection of the export's own,
-read asynchronously as the client takes them; at most one buffer of CHUNK_BYTES is held. The
+read asynchronously as the client takes them; at most two chunks of CHUNK_BYTES are held. The
 output is an import body: `{"text": ..., "label": ...}` lines (the JSON that Python's
 `json.dumps(row, ensure_ascii=False)` writes), or CSV with a `text,label` header.
 
 The export is bounded: its COPY runs under WEB_TRANSFER_STATEMENT_TIMEOUT_MS, and a client that
-has not taken a chunk EXPORT_SEND_DEADLINE_SECONDS after it was handed to the server is dropped:
-the task sending the response is cancelled, which cancels the COPY and closes the connection.
-The export's slot (web/data/export_slots.py) is given back however the stream ends.
+takes nothing for EXPORT_SEND_DEADLINE_SECONDS is dropped. A task of the export's own runs the
+COPY and hands chunks over a one-place queue to the response; when a chunk waits longer than
+the deadline, that task cancels the task sending the response (which ends the response) and
+ends itself, closing the connection, which cancels the COPY. The task owns the connection, not
+the response's generator, because Django leaves a generator it stops iterating unclosed until
+garbage collection. The export's slot (web/data/export_slots.py) is given back at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -66,6 +69,44 @@ async def stream_copy(
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params["options"] = f"-c statement_timeout={statement_timeout_ms}"
+    chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=1)
+    sender = asyncio.current_task()
+    assert sender is not None
+    producer = asyncio.create_task(
+        _copy_into(chunks, sql, params, file_format, slot, sender, send_deadline_seconds)
+    )
+    try:
+        while (chunk := await chunks.get()) is not None:
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
+    finally:
+        producer.cancel()
+
+
+async def _copy_into(
+    chunks: asyncio.Queue[bytes | BaseException | None],
+    sql: str,
+    params: dict[str, Any],
+    file_format: str,
+    slot: ExportSlot,
+    sender: asyncio.Task[Any],
+    deadline: float,
+) -> None:
+    """The COPY's output into `chunks`; a chunk not taken within `deadline` drops the client."""
+
+    async def hand_over(item: bytes | BaseException | None) -> None:
+        try:
+            await asyncio.wait_for(chunks.put(item), deadline)
+        except TimeoutError:
+            log.warning(
+                "export: the client took nothing for %.0f s (EXPORT_SEND_DEADLINE_SECONDS); "
+                "dropped",
+                deadline,
+            )
+            sender.cancel()
+            raise
+
     try:
         async with (
             await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn,
@@ -77,36 +118,15 @@ async def stream_copy(
                 # COPY's text format doubles every backslash; a JSON line has no other escapes.
                 buffer += bytes(row).replace(b"\\\\", b"\\") if file_format == NDJSON else row
                 if len(buffer) >= CHUNK_BYTES:
-                    with send_deadline(send_deadline_seconds):
-                        yield bytes(buffer)
+                    await hand_over(bytes(buffer))
                     buffer.clear()
-            if buffer:
-                with send_deadline(send_deadline_seconds):
-                    yield bytes(buffer)
+        if buffer:
+            await hand_over(bytes(buffer))
+        await hand_over(None)
+    except TimeoutError:
+        pass  # dropped (logged); leaving the block closed the connection
+    except Exception as exc:  # the COPY failed (statement timeout, connection lost): the
+        with contextlib.suppress(TimeoutError):  # response raises it, if it is still there
+            await hand_over(exc)
     finally:
         await asyncio.to_thread(slot.release)
-
-
-@contextmanager
-def send_deadline(seconds: float) -> Iterator[None]:
-    """Around a yield of a streamed response: the client must take the chunk within `seconds`.
-
-    The server takes a chunk when the client reads it. Past the deadline the task sending the
-    response is cancelled: Django's handler ends the response there and closes the generator
-    at its yield (which closes its database connection).
-    """
-    sender = asyncio.current_task()
-    assert sender is not None
-    timer = asyncio.get_running_loop().call_later(seconds, _drop, sender, seconds)
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
-def _drop(sender: asyncio.Task[Any], seconds: float) -> None:
-    log.warning(
-        "export: the client took nothing for %.0f s (EXPORT_SEND_DEADLINE_SECONDS); dropped",
-        seconds,
-    )
-    sender.cancel()

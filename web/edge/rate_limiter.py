@@ -136,12 +136,15 @@ class SharedRateLimiter:
         scope = self.scopes.get(scope_name)
         if scope is None or scope.per_minute <= 0:
             return ALLOW
+        local = self._local.get((scope_name, client))
+        if local is None and not ask_redis:
+            return ALLOW  # the common case on every API call: nothing refused, nothing to ask
         now = time.monotonic()
-        local = self._local_entry(scope_name, client, now)
-        if now < local.refused_until:
+        if local is not None and now < local.refused_until:
             return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
         if not ask_redis or now < self._redis_down_until:
             return ALLOW
+        local = self._local_entry(scope_name, client, now)
         try:
             if await self._strategy.test(self._items[scope_name], scope_name, client):
                 return ALLOW

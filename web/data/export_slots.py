@@ -3,9 +3,9 @@
 An export holds a PostgreSQL connection of its own for as long as its client reads, so exports
 are counted before one starts. Per process: a counter (EXPORT_MAX_PER_PROCESS). Per token: a
 lease per running export in a Redis sorted set of that token (EXPORT_MAX_PER_TOKEN), scored by
-when the lease lapses, which is when the export's COPY would be cancelled anyway
-(WEB_TRANSFER_STATEMENT_TIMEOUT_MS): a process that dies mid-export leaves leases that lapse on
-their own. With Redis down the per-token limit is not checked (logged); the per-process one is.
+when the lease lapses: LEASE_SECONDS after it was taken or last renewed (the export renews it
+while it streams), so a process that dies mid-export leaves leases that lapse within a minute
+on their own. With Redis down the per-token limit is not checked (logged); the per-process one is.
 One more export than a limit allows is refused with 429 `too_many_exports` and Retry-After.
 """
 
@@ -19,7 +19,6 @@ import weakref
 from typing import Any
 
 import redis
-from django.conf import settings
 
 from web.config import get_settings
 from web.errors import ServiceError
@@ -27,6 +26,7 @@ from web.errors import ServiceError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 10
+LEASE_SECONDS = 60.0
 KEY_PREFIX = "textclf:exports:"
 REDIS_TIMEOUT_SECONDS = 0.5
 # Drop the lapsed leases, then take one if fewer than the limit are held (atomic in Redis).
@@ -57,6 +57,7 @@ class ExportSlot:
         self._token_key = token_key
         self._lease = lease
         self._released = False
+        self._renewed_at = time.time()
 
     def release(self) -> None:
         with self._slots.lock:
@@ -66,6 +67,17 @@ class ExportSlot:
             self._slots.running -= 1
         if self._token_key is not None:
             self._slots.drop_lease(self._token_key, self._lease)
+
+    def renewal_due(self) -> bool:
+        """Whether a third of the lease has passed since it was taken or renewed."""
+        due = self._renewed_at + self._slots.lease_seconds / 3
+        return self._token_key is not None and time.time() >= due
+
+    def renew(self) -> None:
+        """Push the lease's end LEASE_SECONDS ahead (a running export, every third of it)."""
+        if self._token_key is not None:
+            self._renewed_at = time.time()
+            self._slots.renew_lease(self._token_key, self._lease, self._renewed_at)
 
     def release_with(self, owner: Any) -> None:
         """Also release when `owner` (the response) is dropped without its stream ever running."""
@@ -110,6 +122,14 @@ class ExportSlots:
             return True
         return bool(taken)
 
+    def renew_lease(self, key: str, lease: str, now: float) -> None:
+        try:
+            client = self._client()
+            client.zadd(key, {lease: now + self.lease_seconds}, xx=True)
+            client.expireat(key, int(now + self.lease_seconds) + 1)
+        except redis.RedisError as exc:  # the lease may lapse early: one more export at most
+            log.warning("exports: could not renew a lease (%s)", type(exc).__name__)
+
     def drop_lease(self, key: str, lease: str) -> None:
         try:
             self._client().zrem(key, lease)
@@ -131,7 +151,7 @@ def _slots_from_settings() -> ExportSlots:
     return ExportSlots(
         per_process=config.export_max_per_process,
         per_token=config.export_max_per_token,
-        lease_seconds=settings.TRANSFER_STATEMENT_TIMEOUT_MS / 1000,
+        lease_seconds=LEASE_SECONDS,
     )
 
 

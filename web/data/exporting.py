@@ -120,6 +120,8 @@ async def _copy_into(
                 if len(buffer) >= CHUNK_BYTES:
                     await hand_over(bytes(buffer))
                     buffer.clear()
+                    if slot.renewal_due():  # the token's lease, while the export runs
+                        await asyncio.to_thread(slot.renew)
         if buffer:
             await hand_over(bytes(buffer))
         await hand_over(None)

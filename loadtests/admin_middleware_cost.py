@@ -30,7 +30,7 @@ async def time_requests(middleware: list[str]) -> float:
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-not-for-production")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-not-for-production-" + "b" * 20)
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 

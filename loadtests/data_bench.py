@@ -202,7 +202,7 @@ def rare_word_of(corpus: list[tuple[str, str]]) -> str:
     return sorted(w for w, c in counts.items() if c == 2)[0]
 
 
-BENCH_SECRET_KEY = "bench-" + "k" * 40
+BENCH_SECRET_KEY = "bench-" + "k" * 50
 API_TOKEN = "tcf_data_bench_" + "t" * 32  # an editor token the bench creates on its database
 
 

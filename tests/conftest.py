@@ -82,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         os.environ["REDIS_URL"] = redis_url(port=port, password=password)
     os.environ["VAR_DIR"] = str(var_dir)
-    os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production-" + "x" * 32)
     # Test workers run side by side: only tests that scrape a worker give it a metrics port.
     os.environ["WORKER_METRICS_PORT"] = "0"
     # Every service the tests start shares one service token (see the `service_token` fixture).
@@ -92,8 +92,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MODEL_SIGNING_KEY", secrets.token_urlsafe(32))
     # Rate limits are shared through Redis by every process of the session: a test turns on the
     # ones it checks (tests/web/test_rate_limits.py), so no other test is throttled by chance.
-    for scope in ("PREDICT", "READS", "WRITES", "TRAIN"):
+    for scope in ("PREDICT", "READS", "WRITES", "TRAIN", "ANONYMOUS", "REJECTED"):
         os.environ.setdefault(f"RATE_LIMIT_{scope}_PER_MINUTE", "0")
+    for who in ("ADDRESS", "USERNAME"):
+        os.environ.setdefault(f"ADMIN_LOGIN_FAILURES_PER_{who}", "0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "web.settings"
     import django
 

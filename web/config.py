@@ -5,12 +5,21 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from core.settings import PredictLimits, RegistryPolicy
 
 PLACEHOLDER_SECRET_KEYS = {"", "change-me", "changeme", "secret", "django-insecure-change-me"}
+# Django's own deployment check asks for at least 50 characters (and 5 distinct ones).
+MIN_SECRET_KEY_CHARS = 50
 
 
 class WebSettings(PredictLimits, RegistryPolicy):
@@ -67,15 +76,81 @@ class WebSettings(PredictLimits, RegistryPolicy):
     rate_limit_writes_per_minute: int = 600
     rate_limit_train_per_minute: int = 10
 
+    # Every statement on web's database connections ends within this many milliseconds (its
+    # query is cancelled and the request answered 503); the COPY of an import or an export gets
+    # WEB_TRANSFER_STATEMENT_TIMEOUT_MS instead. Management commands (migrate) run without it.
+    web_statement_timeout_ms: PositiveInt = 5000
+    web_transfer_statement_timeout_ms: PositiveInt = 1_800_000
+    # Django's connection pool, per process (psycopg_pool): connections kept open, the most it
+    # opens, and how long a request waits for a free one before it is answered 503.
+    web_db_pool_min_size: NonNegativeInt = 1
+    web_db_pool_max_size: PositiveInt = 8
+    web_db_pool_timeout_seconds: PositiveFloat = 5.0
+    # `?search=` terms per request (each one more substring test of every candidate row).
+    search_max_terms: PositiveInt = 8
+    # Exports running at once, per web process and per token (across processes, through Redis);
+    # one more is answered 429. A client that takes nothing for EXPORT_SEND_DEADLINE_SECONDS is
+    # disconnected and the export's database connection closed.
+    export_max_per_process: PositiveInt = 4
+    export_max_per_token: PositiveInt = 2
+    export_send_deadline_seconds: PositiveFloat = 30.0
+    # Requests per minute per client address without a token (every route but /health/live),
+    # and 401 answers per minute per address to requests whose token is refused; beyond either,
+    # 429. 0 turns one off. Shared through Redis like the limits above.
+    rate_limit_anonymous_per_minute: NonNegativeInt = 600
+    rate_limit_rejected_per_minute: NonNegativeInt = 60
+    # Failed /admin/login/ attempts allowed per client address and per username within the
+    # window; beyond them the login page answers 429 without checking the password.
+    admin_login_failures_per_address: NonNegativeInt = 20
+    admin_login_failures_per_username: NonNegativeInt = 10
+    admin_login_window_minutes: PositiveInt = 15
+
+    # Behind a proxy that ends TLS: cookies only over HTTPS, origins trusted for CSRF (JSON list
+    # of https://host), the header that says the original request was HTTPS (opt-in, e.g.
+    # X-Forwarded-Proto; only when the proxy always sets it), and HSTS for that long (0: none).
+    session_cookie_secure: bool = False
+    csrf_cookie_secure: bool = False
+    csrf_trusted_origins: list[str] = []
+    secure_proxy_ssl_header: str = ""
+    secure_hsts_seconds: NonNegativeInt = 0
+    secure_hsts_include_subdomains: bool = False
+
+    @field_validator("csrf_trusted_origins")
+    @classmethod
+    def _trusted_origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    f"CSRF_TRUSTED_ORIGINS: {origin!r} is not an origin, e.g. https://example.com"
+                )
+        return origins
+
+    @field_validator("secure_proxy_ssl_header")
+    @classmethod
+    def _header_name(cls, header: str) -> str:
+        header = header.strip()
+        if header and not all(part.isalnum() for part in header.split("-")):
+            raise ValueError(
+                f"SECURE_PROXY_SSL_HEADER: {header!r} is not a header name, e.g. X-Forwarded-Proto"
+            )
+        return header
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> WebSettings:
-        if (
-            not self.django_debug
-            and self.django_secret_key.strip().lower() in PLACEHOLDER_SECRET_KEYS
-        ):
+        if self.django_debug:
+            return self
+        key = self.django_secret_key.strip()
+        if key.lower() in PLACEHOLDER_SECRET_KEYS:
             raise ValueError(
                 "DJANGO_SECRET_KEY is missing or a placeholder; set a long random value "
                 "(or DJANGO_DEBUG=true for local debugging only)"
+            )
+        if len(key) < MIN_SECRET_KEY_CHARS or len(set(key)) < 5:
+            raise ValueError(
+                f"DJANGO_SECRET_KEY is too short ({len(key)} characters): use at least "
+                f"{MIN_SECRET_KEY_CHARS} random characters, e.g. the output of "
+                '`python3 -c "import secrets; print(secrets.token_urlsafe(50))"`'
             )
         return self
 

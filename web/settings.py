@@ -15,6 +15,19 @@ SECRET_KEY = config.django_secret_key or "debug-only-insecure-key"
 DEBUG = config.django_debug
 ALLOWED_HOSTS = config.django_allowed_hosts
 
+# Running behind a proxy that ends TLS (all off by default: local runs are plain HTTP). The
+# Strict-Transport-Security header is set by web.edge.middleware.security_headers.
+SESSION_COOKIE_SECURE = config.session_cookie_secure
+CSRF_COOKIE_SECURE = config.csrf_cookie_secure
+CSRF_TRUSTED_ORIGINS = config.csrf_trusted_origins
+if config.secure_proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + config.secure_proxy_ssl_header.upper().replace("-", "_"),
+        "https",
+    )
+SECURE_HSTS_SECONDS = config.secure_hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.secure_hsts_include_subdomains
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.contenttypes",
@@ -45,6 +58,7 @@ MIDDLEWARE = [
     "web.edge.observability.observe_request",  # request id, duration metric, access line
     *CORS_MIDDLEWARE,  # async-capable (sync_capable and async_capable in 4.9)
     "web.edge.middleware.security_headers",
+    "web.edge.rate_limits.limit_callers",  # no token, or refused ones: limited per address
     "web.edge.admin_sessions.admin_sessions",  # the admin's sessions, for /admin/ only (see module)
     "web.auth.middleware.authenticate",  # bearer token and role, for /api/ (web/auth/roles.py)
     "web.edge.rate_limits.rate_limit",  # per token, shared through Redis (web/edge/rate_limiter.py)
@@ -73,10 +87,24 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(config.database_url, conn_max_age=60, conn_health_checks=True)
+# Pooled connections (Django advises against persistent ones under ASGI, where every request's
+# sync code runs in a thread of its own): a request takes a connection from the process's pool
+# and gives it back at its end, so a process never holds more than WEB_DB_POOL_MAX_SIZE; a pool
+# without a free one makes the request wait WEB_DB_POOL_TIMEOUT_SECONDS, then answers 503.
+# Every statement is bounded by statement_timeout (web/data/statement_timeout.py answers 503).
+DATABASES = {"default": dj_database_url.parse(config.database_url, conn_max_age=0)}
+_options = DATABASES["default"].setdefault("OPTIONS", {})
+_options["connect_timeout"] = 3
+_options["options"] = " ".join(
+    [_options.get("options", ""), f"-c statement_timeout={config.web_statement_timeout_ms}"]
+).strip()
+_options["pool"] = {
+    "min_size": min(config.web_db_pool_min_size, config.web_db_pool_max_size),
+    "max_size": config.web_db_pool_max_size,
+    "timeout": config.web_db_pool_timeout_seconds,
 }
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 3
+STATEMENT_TIMEOUT_MS = config.web_statement_timeout_ms
+TRANSFER_STATEMENT_TIMEOUT_MS = config.web_transfer_statement_timeout_ms
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True
@@ -132,3 +160,5 @@ PAGE_SIZE_MAX = config.page_size_max
 PREDICT_MAX_TEXTS = config.predict_max_texts
 PREDICT_MAX_CHARS = config.predict_max_chars
 IMPORT_MAX_BYTES = config.import_max_bytes
+SEARCH_MAX_TERMS = config.search_max_terms
+EXPORT_SEND_DEADLINE_SECONDS = config.export_send_deadline_seconds

@@ -36,6 +36,9 @@ class WorkerSettings(RegistryPolicy, JobSettings, ModelSigning):
     # A job whose worker died this many times (killed, out of memory) fails on its next delivery
     # instead of being trained again, and again.
     training_max_worker_deaths: PositiveInt = 3
+    # Every statement of a training job's connections ends within this many milliseconds (a
+    # chunk of rows, a registry write); far above what one takes, below a stuck lock's forever.
+    worker_statement_timeout_ms: PositiveInt = 300_000
     # The worker's own GET /metrics (its main process; 0 turns it off). See worker/observability.py.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 8002

@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from worker.config import get_settings
+
 Row = tuple[int, str, str]  # id, text, label
 SELECT_ROWS = text("SELECT id, text, label FROM data ORDER BY id")
 
@@ -51,9 +53,20 @@ def asyncpg_url(database_url: str) -> str:
     return url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def database_engine(database_url: str) -> AsyncEngine:
-    """The job's engine: two pooled connections (the rows' snapshot, the registry's writes)."""
-    return create_async_engine(asyncpg_url(database_url), pool_size=2, max_overflow=0)
+def database_engine(database_url: str, *, statement_timeout_ms: int | None = None) -> AsyncEngine:
+    """The job's engine: two pooled connections (the rows' snapshot, the registry's writes).
+
+    Every statement is bounded by WORKER_STATEMENT_TIMEOUT_MS (default: the settings'); the
+    rows are fetched a chunk per statement, so the bound is per chunk, not per table.
+    """
+    if statement_timeout_ms is None:
+        statement_timeout_ms = get_settings().worker_statement_timeout_ms
+    return create_async_engine(
+        asyncpg_url(database_url),
+        pool_size=2,
+        max_overflow=0,
+        connect_args={"server_settings": {"statement_timeout": str(statement_timeout_ms)}},
+    )
 
 
 async def stream_training_rows(

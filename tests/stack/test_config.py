@@ -21,7 +21,9 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what each test sets (the session sets the URLs for the embedded test servers)."""
     for name in ("DATABASE_URL", "REDIS_URL", "VAR_DIR", "MODEL_DIR", "ALGORITHM_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DJANGO_SECRET_KEY", "a-long-random-value-that-is-not-a-placeholder")
+    monkeypatch.setenv(
+        "DJANGO_SECRET_KEY", "a-long-random-value-that-is-not-a-placeholder-" + "q" * 16
+    )
 
 
 @pytest.mark.parametrize("settings_class", SERVICE_SETTINGS)

@@ -32,16 +32,28 @@ def test_live_and_ready(api: APIClient, algorithm_up: None) -> None:
     assert ready.json()["checks"]["database"] == "ok"
 
 
-def test_ready_is_503_when_the_database_is_unreachable(api: APIClient, algorithm_up: None) -> None:
+def test_ready_is_503_without_internals_when_the_database_is_unreachable(
+    transactional_db: None, algorithm_up: None
+) -> None:
+    """Anonymous callers learn which check failed, never why (no exception text, no address)."""
+    original = connection.settings_dict
+    options = original["OPTIONS"]
+    unreachable = {
+        **original,
+        "PORT": 1,  # nothing listens there
+        "OPTIONS": {**options, "pool": {**options["pool"], "timeout": 0.5}},
+    }
     connection.close()
-    original = dict(connection.settings_dict)
-    connection.settings_dict["PORT"] = 1  # nothing listens there
+    connection.close_pool()  # the pool keeps the address it was opened with
+    connection.settings_dict = unreachable
     try:
-        ready = api.get("/health/ready")
+        ready = APIClient().get("/health/ready")
     finally:
         connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(original)
+        connection.close_pool()
+        connection.settings_dict = original
     assert ready.status_code == 503
-    assert ready.json()["status"] == "unavailable"
-    assert ready.json()["checks"]["database"].startswith("error")
+    assert ready.json() == {
+        "status": "unavailable",
+        "checks": {"database": "failed", "algorithm": "ok"},
+    }

@@ -5,17 +5,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from rest_framework import exceptions, filters
 
 MIN_SEARCH_TERM_CHARS = 3
+# Each term is one more substring test of every candidate row: a search takes at most this many.
+MAX_SEARCH_TERMS: int = settings.SEARCH_MAX_TERMS
 # Terms are separated by ASCII whitespace, spelled out so that the pattern means the same in
 # Python and in the schema's (ECMAScript) regular expressions.
 SPACE = "[ \t\n\r\f\v]"
-SEARCH_PATTERN = rf"^{SPACE}*([^ \t\n\r\f\v]{{{MIN_SEARCH_TERM_CHARS},}}{SPACE}*)*$"
+TERM = rf"[^ \t\n\r\f\v]{{{MIN_SEARCH_TERM_CHARS},}}"
+# One to MAX_SEARCH_TERMS terms (or none), written so that a term can only match one way.
+SEARCH_PATTERN = rf"^{SPACE}*({TERM}({SPACE}+{TERM}){{0,{MAX_SEARCH_TERMS - 1}}})?{SPACE}*$"
 SEARCH_DESCRIPTION = (
     "Rows whose text contains every whitespace-separated term (case-insensitive substring); "
-    f"each term at least {MIN_SEARCH_TERM_CHARS} characters."
+    f"each term at least {MIN_SEARCH_TERM_CHARS} characters, at most {MAX_SEARCH_TERMS} terms."
 )
 SEARCH_PARAMETER: dict[str, Any] = {
     "name": "search",
@@ -45,6 +50,15 @@ class TrigramSearchFilter(filters.SearchFilter):
         # the rule below is the pattern the OpenAPI schema declares.
         raw = request.query_params.get(self.search_param, "")
         terms = [term for term in re.split(SPACE, raw) if term]
+        if len(terms) > MAX_SEARCH_TERMS:
+            raise exceptions.ValidationError(
+                {
+                    "search": [
+                        f"At most {MAX_SEARCH_TERMS} search terms (SEARCH_MAX_TERMS), "
+                        f"got {len(terms)}."
+                    ]
+                }
+            )
         short = [term for term in terms if len(term) < MIN_SEARCH_TERM_CHARS]
         if short:
             raise exceptions.ValidationError(

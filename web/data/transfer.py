@@ -23,6 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from web.data import exporting, importing
+from web.data.export_slots import export_slots
 from web.data.filters import (
     SEARCH_DESCRIPTION,
     SEARCH_PATTERN,
@@ -37,6 +38,11 @@ from web.data.pagination import (
     requested_ordering,
 )
 from web.data.serializers import ErrorSerializer
+from web.data.statement_timeout import (
+    UNAVAILABLE_DESCRIPTION,
+    BoundedQueriesMixin,
+    transfer_statement_timeout,
+)
 
 
 class _StreamedBody(parsers.BaseParser):
@@ -68,8 +74,12 @@ class ImportResultSerializer(serializers.Serializer):
     created = serializers.IntegerField(help_text="Rows added (all of the body's rows).")
 
 
-_FILE = {"type": "string", "description": "The file's rows"}
+# The shortest bodies the import accepts, one row each: `{"text":"a","label":"b"}` and
+# "text,label\na,b". An empty body (or a header alone) imports nothing and is refused.
+_NDJSON_FILE = {"type": "string", "minLength": 25, "description": "One JSON object per row"}
+_CSV_FILE = {"type": "string", "minLength": 14, "description": "The header, then one row or more"}
 _ERROR = OpenApiResponse(ErrorSerializer)
+_UNAVAILABLE = OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPTION)
 
 
 @extend_schema(
@@ -79,15 +89,16 @@ _ERROR = OpenApiResponse(ErrorSerializer)
     "hold newlines). UTF-8. Rows obey the same rules as `POST /api/data/`. The body is streamed "
     "into one COPY; any bad line refuses the whole import, and the 400 lists the first 100 bad "
     'lines as `lines: [{"line", "reason"}]`. The body may have at most IMPORT_MAX_BYTES bytes.',
-    request={importing.NDJSON: _FILE, importing.CSV: _FILE},
+    request={importing.NDJSON: _NDJSON_FILE, importing.CSV: _CSV_FILE},
     responses={
         201: ImportResultSerializer,
         400: OpenApiResponse(ErrorSerializer, description="Bad lines; nothing was imported"),
         413: OpenApiResponse(ErrorSerializer, description="Body over IMPORT_MAX_BYTES"),
         415: OpenApiResponse(ErrorSerializer, description="Neither NDJSON nor CSV"),
+        503: _UNAVAILABLE,
     },
 )
-class DataImportView(generics.GenericAPIView):
+class DataImportView(BoundedQueriesMixin, generics.GenericAPIView):
     schema = RequiredBodySchema()
     parser_classes = [NdjsonBody, CsvBody]
     serializer_class = ImportResultSerializer
@@ -98,7 +109,9 @@ class DataImportView(generics.GenericAPIView):
         if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
             raise importing.ImportTooLargeError(max_bytes)
         lines = importing.bounded_lines(request._request.read, max_bytes=max_bytes)
-        created = importing.import_rows(lines, media_type=media_type)
+        # The COPY lasts as long as the upload: the longer, explicit timeout of transfers.
+        with transfer_statement_timeout():
+            created = importing.import_rows(lines, media_type=media_type)
         return Response({"created": created}, status=status.HTTP_201_CREATED)
 
 
@@ -127,7 +140,10 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
 @extend_schema(
     summary="Export rows as NDJSON or CSV, streamed",
     description="The rows the list would show (same `label`, `search` and `ordering`), all of "
-    "them, streamed in constant memory. The output is a valid import body.",
+    "them, streamed in constant memory. The output is a valid import body. At most "
+    "EXPORT_MAX_PER_TOKEN exports of one token (and EXPORT_MAX_PER_PROCESS of one server "
+    "process) run at once: one more is answered 429 `too_many_exports`. A client that takes "
+    "nothing for EXPORT_SEND_DEADLINE_SECONDS is disconnected.",
     parameters=[
         OpenApiParameter(
             "format", str, enum=[exporting.NDJSON, exporting.CSV], default=exporting.NDJSON
@@ -151,9 +167,10 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
         (200, importing.NDJSON): OpenApiTypes.STR,
         (200, importing.CSV): OpenApiTypes.STR,  # sent with "; charset=utf-8"
         400: _ERROR,
+        503: _UNAVAILABLE,
     },
 )
-class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
+class DataExportView(BoundedQueriesMixin, NulMatchesNothingMixin, generics.GenericAPIView):
     content_negotiation_class = JsonErrorsOnly
     renderer_classes = [renderers.JSONRenderer]
     queryset = Data.objects.all()
@@ -171,9 +188,17 @@ class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
             *ordered_by(ordering.lstrip("-"), ascending=not ordering.startswith("-"))
         )
         sql = exporting.export_sql(queryset, file_format=file_format)
+        slot = export_slots.acquire(getattr(request, "token_id", None))
         response = StreamingHttpResponse(
-            exporting.stream_copy(sql, file_format=file_format),
+            exporting.stream_copy(
+                sql,
+                file_format=file_format,
+                slot=slot,
+                statement_timeout_ms=settings.TRANSFER_STATEMENT_TIMEOUT_MS,
+                send_deadline_seconds=settings.EXPORT_SEND_DEADLINE_SECONDS,
+            ),
             content_type=exporting.MEDIA_TYPES[file_format],
         )
+        slot.release_with(response)  # also when the stream never runs (client gone first)
         response["Content-Disposition"] = f'attachment; filename="data.{file_format}"'
         return response

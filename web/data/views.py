@@ -16,12 +16,14 @@ from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
 from web.data.models import Data
 from web.data.pagination import KeysetPagination
 from web.data.serializers import DataSerializer, ErrorSerializer
+from web.data.statement_timeout import UNAVAILABLE_DESCRIPTION, BoundedQueriesMixin
 from web.errors import ValidationFailed
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input"),
     404: OpenApiResponse(ErrorSerializer, description="No such row"),
     415: OpenApiResponse(ErrorSerializer, description="Body is not JSON"),
+    503: OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPTION),
 }
 
 
@@ -35,9 +37,11 @@ ERRORS = {
     retrieve=extend_schema(summary="Get one row", responses={200: DataSerializer, **ERRORS}),
     update=extend_schema(summary="Replace a row", responses={200: DataSerializer, **ERRORS}),
     partial_update=extend_schema(summary="Change a row", responses={200: DataSerializer, **ERRORS}),
-    destroy=extend_schema(summary="Delete a row", responses={204: None, 404: ERRORS[404]}),
+    destroy=extend_schema(
+        summary="Delete a row", responses={204: None, 404: ERRORS[404], 503: ERRORS[503]}
+    ),
 )
-class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
+class DataViewSet(BoundedQueriesMixin, NulMatchesNothingMixin, viewsets.ModelViewSet):
     queryset = Data.objects.all()
     serializer_class = DataSerializer
     lookup_value_regex = "[0-9]+"

@@ -14,6 +14,10 @@ P x 1.5 x batch requests early in a window. Scopes with small limits use a batch
 nothing ahead and are exact. A refusal is remembered locally until its Retry-After, so a
 runaway script does not cost a Redis call per request.
 
+Some scopes count events rather than requests (failed logins, refused tokens): `count` records
+one exactly in Redis after the fact and `over_limit` says, before the work, whether the client is
+refused (from the refusal this process remembers, or from Redis where a round trip is affordable).
+
 When Redis does not answer, each scope fails open (the request goes through) or closed (503),
 as its `fail_open` says; Redis is then left alone for `REDIS_RETRY_SECONDS` and a warning is
 logged once per such pause.
@@ -45,11 +49,16 @@ MAX_TRACKED_CLIENTS = 10_000  # local entries kept per process before the expire
 
 @dataclass(frozen=True)
 class Scope:
-    """A named limit: requests per minute per client (0: off), and its Redis-outage policy."""
+    """A named limit: requests per minute per client (0: off), and its Redis-outage policy.
+
+    With `window_minutes` above 1, `per_minute` is the limit of that whole window (the failed
+    logins of a quarter of an hour).
+    """
 
     name: str
     per_minute: int
     fail_open: bool
+    window_minutes: int = 1
 
     @property
     def batch(self) -> int:
@@ -97,14 +106,17 @@ class SharedRateLimiter:
         )
         self._strategy = SlidingWindowCounterRateLimiter(storage)
         self.scopes = {scope.name: scope for scope in scopes}
-        self._items = {scope.name: RateLimitItemPerMinute(scope.per_minute) for scope in scopes}
+        self._items = {
+            scope.name: RateLimitItemPerMinute(scope.per_minute, multiples=scope.window_minutes)
+            for scope in scopes
+        }
         self._local: dict[tuple[str, str], _Local] = {}
         self._redis_down_until = 0.0
 
     async def acquire(self, scope_name: str, client: str) -> Decision:
         """Count one request of `client` in the scope; say whether it may go on."""
-        scope = self.scopes[scope_name]
-        if scope.per_minute <= 0:
+        scope = self.scopes.get(scope_name)
+        if scope is None or scope.per_minute <= 0:  # a scope this limiter has not: unlimited
             return ALLOW
         local = self._local_entry(scope_name, client, time.monotonic())
         while True:
@@ -114,6 +126,59 @@ class SharedRateLimiter:
             if time.monotonic() < self._redis_down_until:
                 return self._without_redis(scope)
             await asyncio.shield(self._start_refill(scope, client, local))
+
+    async def over_limit(self, scope_name: str, client: str, *, ask_redis: bool) -> Decision:
+        """Whether `client` is refused in the scope now, counting nothing.
+
+        A refusal this process remembers answers at once; otherwise Redis is asked only when
+        `ask_redis` (the caller can afford a round trip), else the request may go on.
+        """
+        scope = self.scopes.get(scope_name)
+        if scope is None or scope.per_minute <= 0:
+            return ALLOW
+        local = self._local.get((scope_name, client))
+        if local is None and not ask_redis:
+            return ALLOW  # the common case on every API call: nothing refused, nothing to ask
+        now = time.monotonic()
+        if local is not None and now < local.refused_until:
+            return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
+        if not ask_redis or now < self._redis_down_until:
+            return ALLOW
+        local = self._local_entry(scope_name, client, now)
+        try:
+            if await self._strategy.test(self._items[scope_name], scope_name, client):
+                return ALLOW
+            await self._remember_refusal(scope, client, local)
+        except StorageError as exc:
+            self._note_redis_down(exc)
+            return ALLOW
+        return Decision(allowed=False, retry_after=math.ceil(local.refused_until - now))
+
+    async def count(self, scope_name: str, client: str) -> None:
+        """Count one event of `client` (a failed login, a refused token); remember a refusal."""
+        scope = self.scopes.get(scope_name)
+        if scope is None or scope.per_minute <= 0 or time.monotonic() < self._redis_down_until:
+            return
+        local = self._local_entry(scope_name, client, time.monotonic())
+        try:
+            if not await self._strategy.hit(self._items[scope_name], scope_name, client):
+                await self._remember_refusal(scope, client, local)
+        except StorageError as exc:
+            self._note_redis_down(exc)
+
+    async def _remember_refusal(self, scope: Scope, client: str, local: _Local) -> None:
+        stats = await self._strategy.get_window_stats(self._items[scope.name], scope.name, client)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        local.refused_until = time.monotonic() + retry_after
+
+    def _note_redis_down(self, exc: StorageError) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.warning(
+            "rate limits: Redis does not answer (%s); scopes fail open or closed as set for "
+            "the next %.0f s",
+            type(exc.storage_error).__name__,
+            REDIS_RETRY_SECONDS,
+        )
 
     def _take_local(self, scope: Scope, client: str, local: _Local) -> Decision | None:
         """A decision from what this process holds, or None when a reservation must come first.
@@ -145,13 +210,7 @@ class SharedRateLimiter:
             if time.monotonic() >= self._redis_down_until:
                 await self._reserve(scope, client, local)
         except StorageError as exc:
-            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-            log.warning(
-                "rate limits: Redis does not answer (%s); scopes fail open or closed as set for "
-                "the next %.0f s",
-                type(exc.storage_error).__name__,
-                REDIS_RETRY_SECONDS,
-            )
+            self._note_redis_down(exc)
         finally:
             local.refill = None
 
@@ -168,9 +227,7 @@ class SharedRateLimiter:
             local.tokens = held + taken
             local.tokens_until = now + RESERVATION_SECONDS
             return
-        stats = await self._strategy.get_window_stats(item, scope.name, client)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        local.refused_until = now + retry_after
+        await self._remember_refusal(scope, client, local)
 
     def _local_entry(self, scope_name: str, client: str, now: float) -> _Local:
         if len(self._local) >= MAX_TRACKED_CLIENTS:

@@ -7,10 +7,19 @@ health and static files are never limited. A request is counted against its call
 id AUTH's middleware sets (`request.token_id`), else a hash of the bearer token it presents,
 else the client address. A refusal is 429 `rate_limited` with `Retry-After`.
 
+Callers without a token are limited too, before anything else runs (`limit_callers`, outside
+the token check): requests without an Authorization header count against `anonymous` per client
+address on every route but /health/live, and each 401 answered to a request whose token was
+refused (unknown, expired, revoked) counts against `rejected` per address; an address over that
+limit is answered 429 for every request that presents a token, without checking it, until its
+Retry-After. The admin's login (web/edge/admin_sessions.py) counts failed logins per address and
+per username in scopes of its own.
+
 Redis outage: predict, reads and writes fail open (a prediction or a stored row matters more
 than the limit for a few seconds; writes go to PostgreSQL, which does not need Redis); train
 fails closed with 503 `rate_limit_unavailable`, since a training needs Redis (its queue and job
-state) anyway and a runaway script must not queue trainings unchecked.
+state) anyway and a runaway script must not queue trainings unchecked. The caller and login
+scopes fail open (an outage must not lock the admins out).
 """
 
 from __future__ import annotations
@@ -27,12 +36,27 @@ from django.utils.decorators import sync_and_async_middleware
 from web.auth.middleware import route_name
 from web.config import WebSettings
 from web.edge.rate_limiter import Scope, SharedRateLimiter
-from web.errors import RateLimitUnavailable, TooManyRequests, error_response
+from web.errors import RateLimitUnavailable, ServiceError, TooManyRequests, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # (URL name in web/urls.py, method) -> scope, where it is neither reads nor writes.
 ROUTE_SCOPES = {("predict", "POST"): "predict", ("train", "POST"): "train"}
 UNLIMITED_ROUTES = frozenset({"schema", "docs"})
+# Probes of the process itself, never refused (an orchestrator would restart a healthy process).
+UNLIMITED_ANONYMOUS_PATHS = frozenset({"/health/live"})
+LOGIN_BY_ADDRESS, LOGIN_BY_USERNAME = "login-address", "login-username"
+
+
+class TooManyAttempts(ServiceError):
+    """429 for a caller counted per address or username (anonymous, refused tokens, logins)."""
+
+    status, code = 429, "rate_limited"
+
+    def __init__(self, what: str, *, retry_after: int) -> None:
+        super().__init__(
+            f"Too many {what}. Retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def scopes(config: WebSettings) -> list[Scope]:
@@ -42,6 +66,20 @@ def scopes(config: WebSettings) -> list[Scope]:
         Scope("reads", config.rate_limit_reads_per_minute, fail_open=True),
         Scope("writes", config.rate_limit_writes_per_minute, fail_open=True),
         Scope("train", config.rate_limit_train_per_minute, fail_open=False),
+        Scope("anonymous", config.rate_limit_anonymous_per_minute, fail_open=True),
+        Scope("rejected", config.rate_limit_rejected_per_minute, fail_open=True),
+        Scope(
+            LOGIN_BY_ADDRESS,
+            config.admin_login_failures_per_address,
+            fail_open=True,
+            window_minutes=config.admin_login_window_minutes,
+        ),
+        Scope(
+            LOGIN_BY_USERNAME,
+            config.admin_login_failures_per_username,
+            fail_open=True,
+            window_minutes=config.admin_login_window_minutes,
+        ),
     ]
 
 
@@ -75,6 +113,11 @@ def client_key(request: HttpRequest) -> str:
         key = _bearer_key(authorization)
         if key is not None:
             return key
+    return address_key(request)
+
+
+def address_key(request: HttpRequest) -> str:
+    """The client address a request counts against when nothing else names its caller."""
     return "address:" + str(request.META.get("REMOTE_ADDR") or "unknown")
 
 
@@ -125,18 +168,59 @@ def rate_limit(get_response: Callable[..., Any]) -> Callable[..., Any]:
     return middleware
 
 
+@sync_and_async_middleware
+def limit_callers(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse anonymous requests, and requests from addresses whose tokens keep being refused,
+    beyond their limits per address (see the module docstring)."""
+    if not iscoroutinefunction(get_response):
+        return get_response
+
+    async def middleware(request: HttpRequest) -> HttpResponse:
+        limiter = _limiter
+        if limiter is None:
+            response: HttpResponse = await get_response(request)
+            return response
+        address = address_key(request)
+        if "HTTP_AUTHORIZATION" not in request.META:
+            if request.path_info not in UNLIMITED_ANONYMOUS_PATHS:
+                decision = await limiter.acquire("anonymous", address)
+                if not decision.allowed:
+                    return error_response(
+                        TooManyAttempts(
+                            "requests without a token from this address",
+                            retry_after=decision.retry_after,
+                        )
+                    )
+            return await get_response(request)
+        # Only what this process remembers: a Redis round trip per API call would cost predict.
+        decision = await limiter.over_limit("rejected", address, ask_redis=False)
+        if not decision.allowed:
+            return error_response(
+                TooManyAttempts(
+                    "refused tokens from this address", retry_after=decision.retry_after
+                )
+            )
+        response = await get_response(request)
+        if response.status_code == 401:
+            await limiter.count("rejected", address)
+        return response
+
+    return middleware
+
+
 TOO_MANY = {
-    "description": "rate_limited: over this scope's limit per token (or address); Retry-After "
-    "says when to try again",
+    "description": "rate_limited: over this scope's limit per token (or address; without a "
+    "token, or with refused ones, per address); Retry-After says when to try again",
     "headers": {"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}},
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 
 def declare_rate_limits(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: the 429 of every limited operation in the schema."""
+    """drf-spectacular postprocessing hook: the 429 of every limited operation in the schema
+    (all but /health/live: callers without a token are limited per address everywhere)."""
     for path, operations in result.get("paths", {}).items():
-        if not path.startswith("/api/") or path.startswith(("/api/schema/", "/api/docs/")):
+        if path in UNLIMITED_ANONYMOUS_PATHS:
             continue
         for operation in operations.values():
             operation.setdefault("responses", {}).setdefault("429", TOO_MANY)

@@ -101,8 +101,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"type": "string", "enum": ["ok", "unavailable"]},
             "checks": {
                 "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": '"ok" or "error: <reason>" for each dependency.',
+                "additionalProperties": {"type": "string", "enum": ["ok", "failed"]},
+                "description": '"ok" or "failed" for each dependency (the reason is logged, '
+                "never answered).",
             },
         },
         "required": ["status"],

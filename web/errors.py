@@ -36,7 +36,9 @@ from typing import Any
 
 import psycopg
 from django import db as django_db
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions
 from rest_framework.views import set_rollback
 
@@ -193,11 +195,35 @@ DATABASE_OUTAGES = (
 )
 
 
+class QueryTimedOut(ServiceError):
+    """PostgreSQL cancelled a statement that ran (or waited for a lock) past statement_timeout."""
+
+    status, code = 503, "query_timeout"
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"The database query took longer than {settings.STATEMENT_TIMEOUT_MS} ms and was "
+            "cancelled; narrow the request (fewer or longer search terms) or retry later.",
+            headers={"Retry-After": str(self.retry_after)},
+        )
+
+
 def as_service_error(exc: Exception) -> ServiceError | None:
     """The answer for `exc` when it is one we know how to answer; None for a real bug."""
     if isinstance(exc, ServiceError):
         return exc
     if isinstance(exc, DATABASE_OUTAGES):
+        cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+        if isinstance(cause, psycopg.errors.QueryCanceled):
+            return QueryTimedOut()
+        if isinstance(cause, PoolTimeout):
+            # No connection within WEB_DB_POOL_TIMEOUT_SECONDS: the server is unreachable (the
+            # pool cannot open one) or every connection of this process is in use.
+            return DatabaseUnavailable(
+                "No database connection could be had in time (the database is unreachable or "
+                f"busy). Retry in {DatabaseUnavailable.retry_after} s."
+            )
         return DatabaseUnavailable()
     return None
 

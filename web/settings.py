@@ -92,7 +92,12 @@ TEMPLATES = [
 # and gives it back at its end, so a process never holds more than WEB_DB_POOL_MAX_SIZE; a pool
 # without a free one makes the request wait WEB_DB_POOL_TIMEOUT_SECONDS, then answers 503.
 # Every statement is bounded by statement_timeout (web/data/statement_timeout.py answers 503).
-DATABASES = {"default": dj_database_url.parse(config.database_url, conn_max_age=0)}
+# With a pool, CONN_HEALTH_CHECKS makes the pool check a connection when it is taken: one the
+# server cut while it sat there (PostgreSQL restarted) is replaced, at one round trip, instead of
+# failing the request that took it.
+DATABASES = {
+    "default": dj_database_url.parse(config.database_url, conn_max_age=0, conn_health_checks=True)
+}
 _options = DATABASES["default"].setdefault("OPTIONS", {})
 _options["connect_timeout"] = 3
 _options["options"] = " ".join(

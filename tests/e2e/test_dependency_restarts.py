@@ -215,7 +215,8 @@ def test_predict_answers_through_a_postgres_restart_and_data_calls_answer_503(
         )
         load.wait_for_answers(20)
     assert load.failures == []
-    assert stack.web.get("/api/models/versions/").status_code == 200
+    versions = stack.web.get("/api/models/versions/")
+    assert versions.status_code == 200, versions.text
 
 
 def test_the_registry_champion_is_served_within_seconds_of_redis_coming_back(

@@ -40,7 +40,6 @@ from web.data.pagination import (
 from web.data.serializers import ErrorSerializer
 from web.data.statement_timeout import (
     UNAVAILABLE_DESCRIPTION,
-    BoundedQueriesMixin,
     transfer_statement_timeout,
 )
 
@@ -98,7 +97,7 @@ _UNAVAILABLE = OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPT
         503: _UNAVAILABLE,
     },
 )
-class DataImportView(BoundedQueriesMixin, generics.GenericAPIView):
+class DataImportView(generics.GenericAPIView):
     schema = RequiredBodySchema()
     parser_classes = [NdjsonBody, CsvBody]
     serializer_class = ImportResultSerializer
@@ -170,7 +169,7 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
         503: _UNAVAILABLE,
     },
 )
-class DataExportView(BoundedQueriesMixin, NulMatchesNothingMixin, generics.GenericAPIView):
+class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
     content_negotiation_class = JsonErrorsOnly
     renderer_classes = [renderers.JSONRenderer]
     queryset = Data.objects.all()

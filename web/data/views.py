@@ -16,7 +16,7 @@ from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
 from web.data.models import Data
 from web.data.pagination import KeysetPagination
 from web.data.serializers import DataSerializer, ErrorSerializer
-from web.data.statement_timeout import UNAVAILABLE_DESCRIPTION, BoundedQueriesMixin
+from web.data.statement_timeout import UNAVAILABLE_DESCRIPTION
 from web.errors import ValidationFailed
 
 ERRORS = {
@@ -41,7 +41,7 @@ ERRORS = {
         summary="Delete a row", responses={204: None, 404: ERRORS[404], 503: ERRORS[503]}
     ),
 )
-class DataViewSet(BoundedQueriesMixin, NulMatchesNothingMixin, viewsets.ModelViewSet):
+class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     queryset = Data.objects.all()
     serializer_class = DataSerializer
     lookup_value_regex = "[0-9]+"

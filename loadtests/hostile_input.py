@@ -7,7 +7,10 @@ process every 10 ms from another thread until the batch is answered. Prints the 
 and the probes' count, median and maximum latency. The server takes up to the largest size
 asked for (PREDICT_MAX_TOTAL_CHARS is raised to it).
 
-    python -m loadtests.hostile_input [--chars 10000000 30000000] [--rounds 3]
+    python -m loadtests.hostile_input [--chars 10000000 30000000] [--rounds 3] [--checkout DIR]
+
+`--checkout` serves the algorithm service from another checkout (a `git worktree` of an older
+commit, say), to see the same batch before a change.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -78,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chars", type=int, nargs="+", default=[10_000_000, 30_000_000])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--checkout", type=Path, default=None)
     args = parser.parse_args(argv)
     work_dir = make_scratch_dir("textclf-hostile-")
     env = BenchEnv(work_dir, secrets.token_urlsafe(50), secrets.token_urlsafe(32))
@@ -97,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PREDICT_MAX_TOTAL_CHARS": str(largest),
                 "PREDICT_MAX_BODY_BYTES": str(2 * largest + (1 << 20)),
             },
+            checkout=args.checkout.resolve() if args.checkout else None,
         )
         server = start_server(scenario, env, b'{"text": "warm up"}')
         children += server.children

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import re
 from typing import Literal
@@ -11,9 +12,15 @@ from urllib.parse import unquote
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from algorithm.service.config import AlgorithmSettings
 from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.service.runtime import ServingRuntime
-from algorithm.service.schemas import Liveness, Readiness, parse_predict_request
+from algorithm.service.schemas import (
+    Liveness,
+    PredictRequest,
+    Readiness,
+    parse_predict_request,
+)
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS, Requester
 from core.logs import REQUEST_ID
 
@@ -22,7 +29,7 @@ api = Blueprint("api", __name__)
 # holders reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded
 # as given.
 REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
-# Bodies above this size are parsed in the large-batch thread (about 1 ms of parsing here).
+# Bodies above this size are read and parsed in the large-batch thread (~1 ms of work here).
 LARGE_BODY_BYTES = 1 << 20
 
 
@@ -40,15 +47,21 @@ def require_json() -> bytes:
     return request.get_data(cache=False)
 
 
+def read_predict_body(limits: AlgorithmSettings) -> PredictRequest:
+    return parse_predict_request(require_json(), limits=limits)
+
+
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
     """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
-    raw, limits = require_json(), runtime().settings
-    if len(raw) > LARGE_BODY_BYTES:  # parsing megabytes would hold the loop for tens of ms
-        parse = functools.partial(parse_predict_request, raw, limits=limits)
-        body = await runtime().batcher.off_loop(parse)
+    limits = runtime().settings
+    if (request.content_length or 0) > LARGE_BODY_BYTES:
+        # Reading and parsing megabytes would hold the loop for tens of ms: the large-batch
+        # thread does it, in this request's context (Flask's request and app included).
+        read = functools.partial(contextvars.copy_context().run, read_predict_body, limits)
+        body = await runtime().batcher.off_loop(read)
     else:
-        body = parse_predict_request(raw, limits=limits)
+        body = read_predict_body(limits)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
     labels, version, scores = await runtime().predict(texts, body.top_k)

@@ -105,6 +105,13 @@ class PredictLimits(CommonSettings):
 
     predict_max_texts: int = 1000
     predict_max_chars: int = 100_000
+    # The characters of one request in all: 1 000 texts of 10 000 characters (long articles)
+    # fit, and labelling that much costs about a second of one core, where texts x chars alone
+    # would let one request ask for 100 M characters (docs/benchmarks.md "Hostile input").
+    predict_max_total_chars: PositiveInt = 10_000_000
+    # The most labels `top_k` may rank per text (and never more than the served model has):
+    # each ranked label is built per text, and a longer list is noise to whoever reads it.
+    predict_max_top_k: PositiveInt = 100
 
 
 class RegistryPolicy(CommonSettings):

@@ -127,7 +127,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024  # bulk bodies of 10 000 rows
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["web.edge.json_parser.BoundedJSONParser"],
     # The middleware checked the token; DRF only reads the identity it set.
     "DEFAULT_AUTHENTICATION_CLASSES": ["web.auth.drf.TokenFromMiddleware"],
     "DEFAULT_PERMISSION_CLASSES": [],

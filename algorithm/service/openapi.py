@@ -64,7 +64,7 @@ BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
 
 
 def predict_request_schema(
-    *, max_texts: int, max_chars: int, label_count: int | None = None
+    *, max_texts: int, max_chars: int, max_top_k: int, label_count: int | None = None
 ) -> dict[str, Any]:
     """Exactly one of `text` or `texts`, as two closed objects, each with an optional `top_k`."""
     text = {
@@ -78,11 +78,12 @@ def predict_request_schema(
     top_k: dict[str, Any] = {
         "type": "integer",
         "minimum": 1,
+        "maximum": max_top_k,
         "description": "Also answer `scores`: the k most likely labels, best first. At most "
-        "the number of labels of the served model.",
+        "PREDICT_MAX_TOP_K and the number of labels of the served model.",
     }
     if label_count is not None:  # the served model's limit, so the schema admits no 400
-        top_k["maximum"] = label_count
+        top_k["maximum"] = min(label_count, max_top_k)
     return {
         "oneOf": [
             {
@@ -104,7 +105,9 @@ def predict_request_schema(
 
 
 @cache
-def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) -> dict[str, Any]:
+def build_openapi(
+    *, max_texts: int, max_chars: int, max_top_k: int, max_total_chars: int, label_count: int | None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with this service's limits and its model's label count."""
     _, defs = models_json_schema(
         [
@@ -114,7 +117,7 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
         ref_template="#/components/schemas/{model}",
     )
     request = predict_request_schema(
-        max_texts=max_texts, max_chars=max_chars, label_count=label_count
+        max_texts=max_texts, max_chars=max_chars, max_top_k=max_top_k, label_count=label_count
     )
     schemas = {"PredictRequest": request, **defs["$defs"]}
     job = _json(_ref("Job"), "The job")
@@ -147,10 +150,14 @@ def build_openapi(*, max_texts: int, max_chars: int, label_count: int | None) ->
                         "400": _error(
                             "Invalid input: `invalid_json`, or `validation_error` with "
                             "`fields` naming each field's problems (`top_k` above the "
-                            "served model's label count included)"
+                            "served model's label count and PREDICT_MAX_TOP_K included)"
                         ),
                         "401": UNAUTHORIZED,
-                        "413": TOO_LARGE,
+                        "413": _error(
+                            "Body over the configured limit, or texts holding more than "
+                            f"{max_total_chars} characters in all (PREDICT_MAX_TOTAL_CHARS): "
+                            "`request_entity_too_large`"
+                        ),
                         "415": _error(
                             "Body not sent as application/json: `unsupported_media_type`"
                         ),
@@ -267,6 +274,8 @@ def openapi_json() -> Response:
         build_openapi(
             max_texts=runtime.settings.predict_max_texts,
             max_chars=runtime.settings.predict_max_chars,
+            max_top_k=runtime.settings.predict_max_top_k,
+            max_total_chars=runtime.settings.predict_max_total_chars,
             label_count=served.label_count if served else None,
         )
     )

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from algorithm.service.errors import BadRequest
+from core.settings import PredictLimits
 
 
 class PredictRequest(BaseModel):
@@ -57,9 +58,12 @@ class PredictRequest(BaseModel):
 
     @field_validator("top_k")
     @classmethod
-    def _check_top_k(cls, value: int | None) -> int:
+    def _check_top_k(cls, value: int | None, info: ValidationInfo) -> int:
         if value is None:
             raise ValueError("must be an integer, not null")
+        max_top_k = (info.context or {}).get("max_top_k", 100)
+        if value > max_top_k:
+            raise ValueError(f"must be at most {max_top_k} (PREDICT_MAX_TOP_K)")
         return value
 
 
@@ -72,7 +76,7 @@ def _whole_number_as_int(value: Any) -> Any:
 
 def _check_one(text: str, limits: dict[str, Any]) -> None:
     max_chars = limits.get("max_chars", 100_000)
-    if not text.strip():
+    if not text or text.isspace():  # isspace stops at the first visible character; strip copies
         raise ValueError("must not be empty or blank")
     if len(text) > max_chars:
         raise ValueError(f"at most {max_chars} characters, got {len(text)}")
@@ -105,9 +109,13 @@ class Liveness(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str] = Field(description='Each dependency\'s state: "ok" or the error.')
+    checks: dict[str, Literal["ok", "unavailable"]] = Field(
+        description='Each dependency\'s state: "ok" or "unavailable".'
+    )
     model_version: str | None = Field(description="The model version this process serves.")
-    model_error: str | None = Field(description="Why the newest published version is not served.")
+    model_error: str | None = Field(
+        description="Which version this process failed to load, if any (the log says why)."
+    )
 
 
 class Error(BaseModel):
@@ -116,12 +124,18 @@ class Error(BaseModel):
     fields: dict[str, list[str]] | None = Field(default=None, description="Per-field messages.")
 
 
-def parse_predict_request(body: bytes, *, max_texts: int, max_chars: int) -> PredictRequest:
-    """Validate a raw JSON body; BadRequest with field errors when it is not acceptable."""
+def parse_predict_request(body: bytes, *, limits: PredictLimits) -> PredictRequest:
+    """Validate a raw JSON body; BadRequest with field errors when it is not acceptable, 413
+    when its texts hold more characters in all than one request may."""
+    context = {
+        "max_texts": limits.predict_max_texts,
+        "max_chars": limits.predict_max_chars,
+        "max_top_k": limits.predict_max_top_k,
+    }
     try:
-        parsed = PredictRequest.model_validate_json(
-            body, context={"max_texts": max_texts, "max_chars": max_chars}
-        )
+        # The parser refuses JSON nested deeper than 200 levels itself (json_invalid), without
+        # recursing in Python: deep nesting is a 400 like any other malformed body.
+        parsed = PredictRequest.model_validate_json(body, context=context)
     except ValidationError as exc:
         raise _as_bad_request(exc) from None
     if (parsed.text is None) == (parsed.texts is None):
@@ -130,12 +144,24 @@ def parse_predict_request(body: bytes, *, max_texts: int, max_chars: int) -> Pre
             code="validation_error",
             fields={"text": ["Exactly one of text or texts is required."]},
         )
+    total = len(parsed.text) if parsed.text is not None else sum(map(len, parsed.texts or ()))
+    if total > limits.predict_max_total_chars:
+        raise BadRequest(
+            f"The texts hold {total} characters in all; one request takes at most "
+            f"{limits.predict_max_total_chars} (PREDICT_MAX_TOTAL_CHARS). Send them in "
+            "several requests.",
+            code="request_entity_too_large",
+        ).with_status(413)
     return parsed
 
 
 def _as_bad_request(exc: ValidationError) -> BadRequest:
     errors = exc.errors(include_url=False, include_input=False)
     if any(error["type"] in {"json_invalid", "json_type"} for error in errors):
+        if any("recursion limit" in error["msg"] for error in errors):
+            return BadRequest(
+                "The body is not valid JSON here: nested too deep.", code="invalid_json"
+            )
         return BadRequest("The body is not valid JSON.", code="invalid_json")
     fields: dict[str, list[str]] = {}
     for error in errors:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import re
+from typing import Literal
 from urllib.parse import unquote
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from algorithm.service.config import AlgorithmSettings
 from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound
 from algorithm.service.runtime import ServingRuntime
-from algorithm.service.schemas import Liveness, Readiness, parse_predict_request
+from algorithm.service.schemas import (
+    Liveness,
+    PredictRequest,
+    Readiness,
+    parse_predict_request,
+)
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS, Requester
 from core.logs import REQUEST_ID
 
@@ -20,6 +29,8 @@ api = Blueprint("api", __name__)
 # holders reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded
 # as given.
 REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
+# Bodies above this size are read and parsed in the large-batch thread (~1 ms of work here).
+LARGE_BODY_BYTES = 1 << 20
 
 
 def runtime() -> ServingRuntime:
@@ -36,15 +47,21 @@ def require_json() -> bytes:
     return request.get_data(cache=False)
 
 
+def read_predict_body(limits: AlgorithmSettings) -> PredictRequest:
+    return parse_predict_request(require_json(), limits=limits)
+
+
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
     """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
-    settings = runtime().settings
-    body = parse_predict_request(
-        require_json(),
-        max_texts=settings.predict_max_texts,
-        max_chars=settings.predict_max_chars,
-    )
+    limits = runtime().settings
+    if (request.content_length or 0) > LARGE_BODY_BYTES:
+        # Reading and parsing megabytes would hold the loop for tens of ms: the large-batch
+        # thread does it, in this request's context (Flask's request and app included).
+        read = functools.partial(contextvars.copy_context().run, read_predict_body, limits)
+        body = await runtime().batcher.off_loop(read)
+    else:
+        body = read_predict_body(limits)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
     labels, version, scores = await runtime().predict(texts, body.top_k)
@@ -107,17 +124,22 @@ async def live() -> Response:
 
 @api.get("/health/ready")
 async def ready() -> tuple[Response, int]:
-    """Ready when Redis answers; says which model version is loaded."""
+    """Ready when Redis answers; says which model version is loaded.
+
+    Anyone may ask, so the answer holds no internals: no exception text, no file path (the
+    log has them, and the registry's alias list shows each replica's load error to its users).
+    """
     rt = runtime()
+    redis_state: Literal["ok", "unavailable"] = "ok"
     try:
         await asyncio.to_thread(rt.redis.ping)
-        redis_state = "ok"
-    except (redis.RedisError, OSError) as exc:
-        redis_state = f"error: {type(exc).__name__}"
+    except (redis.RedisError, OSError):
+        redis_state = "unavailable"
+    failed = rt.models.error_version if rt.models.last_error else None
     body = Readiness(
         status="ok" if redis_state == "ok" else "unavailable",
         checks={"redis": redis_state},
         model_version=rt.models.version,
-        model_error=rt.models.last_error,
+        model_error=f"version {failed} could not be loaded (see the log)" if failed else None,
     )
     return jsonify(body.model_dump()), 200 if redis_state == "ok" else 503

@@ -90,6 +90,8 @@ def test_settings_cannot_be_changed_once_read() -> None:
 SHARED_SETTINGS = [
     ("PREDICT_MAX_TEXTS", 1000, "7", "many", [WebSettings, AlgorithmSettings]),
     ("PREDICT_MAX_CHARS", 100_000, "70", "many", [WebSettings, AlgorithmSettings]),
+    ("PREDICT_MAX_TOTAL_CHARS", 10_000_000, "700", "0", [WebSettings, AlgorithmSettings]),
+    ("PREDICT_MAX_TOP_K", 100, "3", "0", [WebSettings, AlgorithmSettings]),
     ("PROMOTION_TOLERANCE", 0.01, "0.5", "-0.1", [WebSettings, WorkerSettings]),
     ("MODEL_RETENTION", 5, "2", "0", [WebSettings, WorkerSettings]),
     ("JOB_TTL_SECONDS", 7 * 24 * 3600, "120", "0", [AlgorithmSettings, WorkerSettings]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -179,3 +180,37 @@ def test_a_nul_character_in_label_or_search_matches_no_row(api: APIClient, make_
         page = api.get(f"/api/data/?{query}").json()
         assert page["results"] == [] and page["count"] == 0
     assert [r["text"] for r in api.get("/api/data/?search=a%C2%85text").json()["results"]] == []
+
+
+DEEP = 5_000  # levels: far beyond Python's recursion limit
+TOO_DEEP = ["[" * DEEP + "]" * DEEP, '{"a": ' * DEEP + "1" + "}" * DEEP, "[" * 33 + "]" * 33]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/data/"),
+        ("put", "/api/data/{id}/"),
+        ("patch", "/api/data/{id}/"),
+        ("put", "/api/models/aliases/challenger/"),
+    ],
+)
+def test_json_nested_too_deep_is_400_on_every_write(
+    api: APIClient, make_rows: Any, method: str, path: str
+) -> None:
+    (row,) = make_rows(("a text", "x"))
+    for body in TOO_DEEP:
+        response = getattr(api, method)(
+            path.format(id=row["id"]), body, content_type="application/json"
+        )
+        assert "deep" in assert_error(response, 400, "invalid_json")["detail"]
+    assert Data.objects.get().text == "a text"
+
+
+def test_a_cursor_nested_too_deep_is_404_like_any_cursor_not_given_out(
+    api: APIClient, make_rows: Any
+) -> None:
+    make_rows(("t", "l"))
+    for raw in TOO_DEEP:
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        assert_error(api.get(f"/api/data/?cursor={cursor}"), 404, "not_found")

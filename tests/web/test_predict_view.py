@@ -264,3 +264,45 @@ def test_top_k_above_the_model_labels_is_409_with_the_services_reason(web: InPro
     response = web.ask(too_many, "POST", "/api/predict/", json={"text": "abc", "top_k": 7})
     error = assert_error(response, 409, "top_k_above_labels")
     assert error == {**refusal, "error": "top_k_above_labels"}
+
+
+DEEP = 5_000  # levels: far beyond Python's recursion limit
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'{"texts": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+        b'{"text": "a", "top_k": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}",
+        b'{"texts": ' + b"[" * 40 + b"]" * 40 + b"}",  # deeper than any body needs
+    ],
+    ids=["lists", "texts", "objects", "40-levels"],
+)
+def test_json_nested_too_deep_is_400(web: InProcessWeb, content: bytes) -> None:
+    json_type = {"Content-Type": "application/json"}
+    response = web.ask(
+        must_not_be_called, "POST", "/api/predict/", content=content, headers=json_type
+    )
+    assert "deep" in assert_error(response, 400, "invalid_json")["detail"]
+
+
+def test_texts_over_the_total_characters_cap_are_413_before_the_hop(web: InProcessWeb) -> None:
+    from web.config import get_settings
+
+    limits = get_settings()
+    count = limits.predict_max_total_chars // limits.predict_max_chars + 1
+    texts = ["x" * limits.predict_max_chars] * count  # each text and their number allowed
+    response = web.ask(must_not_be_called, "POST", "/api/predict/", json={"texts": texts})
+    detail = assert_error(response, 413, "payload_too_large")["detail"]
+    assert str(limits.predict_max_total_chars) in detail
+
+
+def test_top_k_above_the_cap_is_400_before_the_hop(web: InProcessWeb) -> None:
+    from web.config import get_settings
+
+    too_many = get_settings().predict_max_top_k + 1
+    response = web.ask(
+        must_not_be_called, "POST", "/api/predict/", json={"text": "a", "top_k": too_many}
+    )
+    assert "top_k" in assert_error(response, 400, "validation_error")["fields"]

@@ -3,8 +3,8 @@
 A body is exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`; the key present picks
 the model, so a wrong body is told what that model expects. Options shared by both shapes go on
 `PredictOptions`. The limits are the algorithm service's (PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS,
-declared once for both services in core/settings.py `PredictLimits`), checked here so a bad body
-never costs a hop.
+PREDICT_MAX_TOP_K, PREDICT_MAX_TOTAL_CHARS, declared once for both services in core/settings.py
+`PredictLimits`), checked here so a bad body never costs a hop.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from web.errors import ValidationFailed
+from web.config import get_settings
+from web.errors import PayloadTooLarge, ValidationFailed
+
+LIMITS = get_settings()
 
 # JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be encoded onwards.
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -74,8 +77,9 @@ class PredictOptions(BaseModel):
     top_k: Annotated[int, BeforeValidator(_whole_number_as_int)] = Field(
         default=0,
         ge=1,
+        le=LIMITS.predict_max_top_k,
         description="Also answer `scores`: the k most likely labels with their confidence in "
-        "[0, 1], best first. At most the number of labels of the served model.",
+        "[0, 1], best first. At most the number of labels of the served model (409 above it).",
         json_schema_extra=_no_default_in_schema,
     )
 
@@ -104,18 +108,26 @@ _predict_body = TypeAdapter(PredictBody)
 
 
 def parse_predict_body(body: Any) -> PredictOne | PredictMany:
-    """The validated predict body; ValidationFailed names every wrong field."""
+    """The validated predict body; ValidationFailed names every wrong field, PayloadTooLarge
+    a batch over the total-characters cap."""
     if not isinstance(body, dict):
         expected = 'The body must be a JSON object with exactly one of "text" or "texts".'
         raise ValidationFailed(expected, fields={"body": [expected]})
     try:
-        return _predict_body.validate_python(body)
+        parsed = _predict_body.validate_python(body)
     except ValidationError as exc:
         fields = _field_errors(exc)
         summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
         if ("text" in body) == ("texts" in body):
             summary = 'Send exactly one of "text" (a string) or "texts" (a list of strings).'
         raise ValidationFailed(summary, fields=fields) from None
+    total = len(parsed.text) if isinstance(parsed, PredictOne) else sum(map(len, parsed.texts))
+    if total > LIMITS.predict_max_total_chars:
+        raise PayloadTooLarge(
+            f"The texts hold {total} characters in all; one request takes at most "
+            f"{LIMITS.predict_max_total_chars}. Send them in several requests."
+        )
+    return parsed
 
 
 def _field_errors(exc: ValidationError) -> dict[str, list[str]]:

@@ -10,13 +10,13 @@ ServiceError, answered in the error shape by `json_errors`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from web.edge.json_parser import JsonTooDeep, load_json
 from web.errors import (
     AlgorithmUnavailable,
     InvalidJson,
@@ -97,7 +97,9 @@ def _read_json(request: HttpRequest) -> Any:
     if request.content_type != "application/json":
         raise UnsupportedMediaType()
     try:
-        return json.loads(_read_body(request))
+        return load_json(_read_body(request))
+    except JsonTooDeep as exc:
+        raise InvalidJson(f"The body is not valid JSON here: {exc}.") from None
     except ValueError:
         raise InvalidJson() from None
 

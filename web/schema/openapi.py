@@ -179,6 +179,10 @@ PATHS: dict[str, dict[str, Any]] = {
                     },
                 ),
                 **BODY_ERRORS,
+                "413": _error(
+                    "payload_too_large: larger than the server accepts, or texts holding more "
+                    "characters in all than PREDICT_MAX_TOTAL_CHARS"
+                ),
                 "409": _error(
                     "top_k_above_labels (with fields): `top_k` is above the number of labels "
                     "of the model served now"

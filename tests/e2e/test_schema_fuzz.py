@@ -29,7 +29,10 @@ from algorithm.ml.training import train_model
 from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
 from tests.helpers import bearer
 
-pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
+# The whole module runs as committing tests (the algorithm ones only pay the flush after them):
+# pytest-django runs those after the others and would split the module in two, starting and
+# training for its algorithm service twice.
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
 
 # Fuzzing examples per operation, chosen for more than 1 000 requests per service in under 90 s
 # each on two busy cores (measured with today's schemas: algorithm 1 308 requests in 16-30 s,

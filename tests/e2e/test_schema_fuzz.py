@@ -12,6 +12,11 @@ One full run per service plays its usual caller (web with the service token; an 
 past every role check); the other callers (no token; reader, editor, no token on web) get short
 runs with valid data only, where what differs for them is checked: 401s, 403s and ignored_auth.
 Every run uses every check and must find nothing.
+
+Both services run with texts of at most 5 000 characters (PREDICT_MAX_CHARS, TEXT_MAX_CHARS):
+the coverage phase probes each limit at its edges, and at the default 100 000 building those
+cases took most of a run (about 5 s of CPU per run, before the first request) and still dropped
+a third of /predict's cases; the limits are checked at their defaults in tests/e2e and tests/web.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ MIN_REQUESTS = 1_000
 SHORT_RUN_PHASES = "examples,coverage"
 SHORT_RUN_OPTIONS = ("--mode", "positive")
 SHORT_RUN_MAX_EXAMPLES = 5
+TEXT_LIMITS = {"PREDICT_MAX_CHARS": "5000", "TEXT_MAX_CHARS": "5000"}  # see the docstring
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +68,9 @@ def shared_algorithm_url(
     publish_model_version(
         model_dir, model, metrics=metrics, fingerprint={"rows": len(texts)}, rows=len(texts)
     )
-    return start_module_service("algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir))
+    return start_module_service(
+        "algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir), **TEXT_LIMITS
+    )
 
 
 @pytest.fixture
@@ -81,7 +89,9 @@ def web_url(
     transactional_db: Any,  # the rows the run creates are committed: flushed after the test
     tokens: dict[str, str],  # committed too, so the web process finds them
 ) -> str:
-    return start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url)
+    return start_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url, **TEXT_LIMITS
+    )
 
 
 def test_algorithm_service_behaves_as_its_schema_says(

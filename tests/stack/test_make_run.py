@@ -158,8 +158,8 @@ def test_make_run_as_the_readme_says_recovers_after_a_crash_and_ctrl_c_leaves_no
 
     PostgreSQL changes into its data directory, so a relative path handed to it (its socket
     directory) used to point nowhere: `could not create lock file "var/postgres/.s.PGSQL..."`.
-    The first stack is then killed outright (a crash) and the second one, started on what it left,
-    is the one stopped with Ctrl-C: two starts of the stack check both, where each was one more.
+    The first stack is then killed outright (a crash); the second one, started on what it left, is
+    the one stopped with Ctrl-C. Two starts check both the recovery and the clean stop.
     """
     env = stack_env(None)
     var_dir = checkout / "var"

@@ -13,7 +13,6 @@ import pytest
 
 from algorithm.ml.artifacts import load_current_version
 from algorithm.ml.training import TrainedModel, predict_labels, score_labels
-from core.harness.scratch import free_port
 from tests.helpers import assert_error, wait_until
 
 pytestmark = pytest.mark.slow
@@ -149,14 +148,18 @@ BAD_PREDICT_BODIES = [
 ]
 
 
-def test_bad_predict_input_through_web_gets_4xx(
-    start_service: Callable[..., str],
-    test_database_url: str,
-    web_client: Callable[..., httpx.Client],
-) -> None:
-    web = web_client(
-        start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
+@pytest.fixture(scope="module")
+def web_without_algorithm(start_module_service: Callable[..., str], test_database_url: str) -> str:
+    """A web service whose algorithm service is down (nothing listens on port 9); only read."""
+    return start_module_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
     )
+
+
+def test_bad_predict_input_through_web_gets_4xx(
+    web_without_algorithm: str, web_client: Callable[..., httpx.Client]
+) -> None:
+    web = web_client(web_without_algorithm)
     for body, code in BAD_PREDICT_BODIES:
         if isinstance(body, str | bytes):
             response = web.post(
@@ -171,14 +174,11 @@ def test_bad_predict_input_through_web_gets_4xx(
 
 def test_algorithm_down_or_silent_gives_503_or_504_quickly(
     start_service: Callable[..., str],
+    web_without_algorithm: str,
     test_database_url: str,
     web_client: Callable[..., httpx.Client],
 ) -> None:
-    down = web_client(
-        start_service(
-            "web", DATABASE_URL=test_database_url, ALGORITHM_URL=f"http://127.0.0.1:{free_port()}"
-        )
-    )
+    down = web_client(web_without_algorithm)
     started = time.perf_counter()
     response = down.post("/api/predict/", json={"text": "hello"}, timeout=10)
     assert_error(response, 503, "algorithm_unavailable")

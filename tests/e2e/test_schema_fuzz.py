@@ -12,6 +12,11 @@ One full run per service plays its usual caller (web with the service token; an 
 past every role check); the other callers (no token; reader, editor, no token on web) get short
 runs with valid data only, where what differs for them is checked: 401s, 403s and ignored_auth.
 Every run uses every check and must find nothing.
+
+Both services run with texts of at most 5 000 characters (PREDICT_MAX_CHARS, TEXT_MAX_CHARS):
+the coverage phase probes each limit at its edges, and at the default 100 000 building those
+cases took most of a run (about 5 s of CPU per run, before the first request) and still dropped
+a third of /predict's cases; the limits are checked at their defaults in tests/e2e and tests/web.
 """
 
 from __future__ import annotations
@@ -29,19 +34,23 @@ from algorithm.ml.training import train_model
 from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
 from tests.helpers import bearer, signing_keys
 
-pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
+# The whole module runs as committing tests (the algorithm ones only pay the flush after them):
+# pytest-django runs those after the others and would split the module in two, starting and
+# training for its algorithm service twice.
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
 
-# Fuzzing examples per operation, chosen for more than 1 000 requests per service in under 90 s
-# each on two busy cores (measured with today's schemas: algorithm 1 308 requests in 16-30 s,
-# web 1 129-1 400 in 38-67 s; web's count varies with the row ids its stateful phase meets).
+# Fuzzing examples per operation, chosen for more than 1 000 requests per service (measured on
+# 2026-12-07: algorithm 1 603 requests; web 1 720 with 40 examples, 3 501 with 100; web's count
+# varies with the row ids its stateful phase meets).
 ALGORITHM_MAX_EXAMPLES = 150
-WEB_MAX_EXAMPLES = 100
+WEB_MAX_EXAMPLES = 40
 MIN_REQUESTS = 1_000
 # Short runs, for the callers a full run does not play: valid data only (the full run sends the
 # invalid data, to the same operations), two phases, few examples.
 SHORT_RUN_PHASES = "examples,coverage"
 SHORT_RUN_OPTIONS = ("--mode", "positive")
 SHORT_RUN_MAX_EXAMPLES = 5
+TEXT_LIMITS = {"PREDICT_MAX_CHARS": "5000", "TEXT_MAX_CHARS": "5000"}  # see the docstring
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +73,9 @@ def shared_algorithm_url(
         rows=len(texts),
         signing_keys=signing_keys(),
     )
-    return start_module_service("algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir))
+    return start_module_service(
+        "algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir), **TEXT_LIMITS
+    )
 
 
 @pytest.fixture
@@ -83,7 +94,9 @@ def web_url(
     transactional_db: Any,  # the rows the run creates are committed: flushed after the test
     tokens: dict[str, str],  # committed too, so the web process finds them
 ) -> str:
-    return start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url)
+    return start_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url, **TEXT_LIMITS
+    )
 
 
 def test_algorithm_service_behaves_as_its_schema_says(

@@ -13,7 +13,6 @@ import pytest
 
 from algorithm.ml.artifacts import load_current_version
 from algorithm.ml.training import TrainedModel, predict_labels, score_labels
-from core.harness.scratch import free_port
 from tests.helpers import assert_error, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
@@ -21,19 +20,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stack_urls(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., Any],
-    test_database_url: str,
-    redis_db_url: str,
-    model_dir: Path,
+def web_and_algorithm_urls(
+    start_service: Callable[..., str], test_database_url: str, redis_db_url: str, model_dir: Path
 ) -> tuple[str, str]:
-    start_worker().wait_ready()
     algorithm = start_service(
         "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), MODEL_POLL_MS="100"
     )
     web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm)
     return web, algorithm
+
+
+@pytest.fixture
+def stack_urls(
+    start_worker: Callable[..., Any], web_and_algorithm_urls: tuple[str, str]
+) -> tuple[str, str]:
+    start_worker().wait_ready()
+    return web_and_algorithm_urls
 
 
 def wait_for_job(web: httpx.Client, location: str, timeout: float = 120) -> dict[str, Any]:
@@ -106,8 +108,9 @@ def assert_top_k_answers_through_web(
 
 
 def test_train_answers_in_milliseconds_with_100_000_rows(
-    stack_urls: tuple[str, str], web_client: Callable[..., httpx.Client]
+    web_and_algorithm_urls: tuple[str, str], web_client: Callable[..., httpx.Client]
 ) -> None:
+    """Queuing a training reads no row: no worker needed (one would train 100 000 rows here)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -116,7 +119,7 @@ def test_train_answers_in_milliseconds_with_100_000_rows(
             "SELECT 'package number ' || i || ' does thing ' || (i % 97), 'l' || (i % 5), "
             "now(), now() FROM generate_series(1, 100000) AS i"
         )
-    web = web_client(stack_urls[0])
+    web = web_client(web_and_algorithm_urls[0])
     web.get("/health/ready")  # warm the connections
     started = time.perf_counter()
     response = web.post("/api/train/")
@@ -145,14 +148,18 @@ BAD_PREDICT_BODIES = [
 ]
 
 
-def test_bad_predict_input_through_web_gets_4xx(
-    start_service: Callable[..., str],
-    test_database_url: str,
-    web_client: Callable[..., httpx.Client],
-) -> None:
-    web = web_client(
-        start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
+@pytest.fixture(scope="module")
+def web_without_algorithm(start_module_service: Callable[..., str], test_database_url: str) -> str:
+    """A web service whose algorithm service is down (nothing listens on port 9); only read."""
+    return start_module_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
     )
+
+
+def test_bad_predict_input_through_web_gets_4xx(
+    web_without_algorithm: str, web_client: Callable[..., httpx.Client]
+) -> None:
+    web = web_client(web_without_algorithm)
     for body, code in BAD_PREDICT_BODIES:
         if isinstance(body, str | bytes):
             response = web.post(
@@ -167,14 +174,11 @@ def test_bad_predict_input_through_web_gets_4xx(
 
 def test_algorithm_down_or_silent_gives_503_or_504_quickly(
     start_service: Callable[..., str],
+    web_without_algorithm: str,
     test_database_url: str,
     web_client: Callable[..., httpx.Client],
 ) -> None:
-    down = web_client(
-        start_service(
-            "web", DATABASE_URL=test_database_url, ALGORITHM_URL=f"http://127.0.0.1:{free_port()}"
-        )
-    )
+    down = web_client(web_without_algorithm)
     started = time.perf_counter()
     response = down.post("/api/predict/", json={"text": "hello"}, timeout=10)
     assert_error(response, 503, "algorithm_unavailable")

@@ -29,6 +29,9 @@ TEXT = "a library of functions for image processing and display"
 
 
 OPERATOR = "registry-operator"  # the admin token's name: the audit's actor is token:<name>
+# The rows of the first trainings: every third row of the corpus (300, every label). Their models
+# are only served, promoted and moved here, never judged, and train in half the time of all 900.
+FIRST_ROWS = slice(0, None, 3)
 
 
 @dataclass
@@ -117,7 +120,7 @@ def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_withi
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: list[tuple[str, str]],
 ) -> None:
-    insert_rows(fixture_corpus)
+    insert_rows(fixture_corpus[FIRST_ROWS])
     stack.start_worker()
     first = stack.train()
     second = stack.train()  # the same rows: the gate lets it through
@@ -171,7 +174,7 @@ def test_a_succeeded_promoted_job_is_served_by_the_very_next_prediction(
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: list[tuple[str, str]],
 ) -> None:
-    insert_rows(fixture_corpus)
+    insert_rows(fixture_corpus[FIRST_ROWS])
     stack.start_worker()
     for _ in range(2):
         job = stack.train()
@@ -190,7 +193,7 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     fixture_corpus: list[tuple[str, str]],
     model_dir: Path,
 ) -> None:
-    insert_rows(fixture_corpus)
+    insert_rows(fixture_corpus[FIRST_ROWS])
     stack.start_worker(PROMOTION_POLICY="manual")
     first = stack.train()
     kept = stack.train()
@@ -244,7 +247,7 @@ def test_alias_moves_reach_every_replica_within_2s_with_and_without_a_training(
     fixture_corpus: list[tuple[str, str]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    insert_rows(fixture_corpus)
+    insert_rows(fixture_corpus[FIRST_ROWS])
     stack.start_worker()
     versions = [stack.train()["model_version"], stack.train()["model_version"]]
     idle = time_moves(stack, versions, 20)

@@ -145,16 +145,6 @@ def check_readme_token_commands(env: dict[str, str], checkout: Path) -> None:
 
 
 @pytest.fixture
-def var_dir(state_dir: Path) -> Path:
-    """A VAR_DIR that does not exist yet, in a directory the embedded PostgreSQL can reach.
-
-    Not under pytest's tmp_path: that is private (0700), and as root PostgreSQL runs as a
-    system user that must enter the directory holding its data.
-    """
-    return make_scratch_dir("make-run-", parent=state_dir) / "var"
-
-
-@pytest.fixture
 def checkout(state_dir: Path) -> Path:
     """An ordinary checkout's directory: readable by everyone (0755, as under /home or /srv)."""
     path = make_scratch_dir("checkout-", parent=state_dir)
@@ -162,13 +152,15 @@ def checkout(state_dir: Path) -> Path:
     return path
 
 
-def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_behind(
+def test_make_run_as_the_readme_says_recovers_after_a_crash_and_ctrl_c_leaves_nothing_behind(
     checkout: Path,
 ) -> None:
     """No settings at all: VAR_DIR is the relative default `var`, in a directory everyone reads.
 
     PostgreSQL changes into its data directory, so a relative path handed to it (its socket
     directory) used to point nowhere: `could not create lock file "var/postgres/.s.PGSQL..."`.
+    The first stack is then killed outright (a crash); the second one, started on what it left, is
+    the one stopped with Ctrl-C. Two starts check both the recovery and the clean stop.
     """
     env = stack_env(None)
     var_dir = checkout / "var"
@@ -179,7 +171,8 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
         token_file = var_dir / "admin-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         assert (var_dir / "model_signing_key").stat().st_mode & 0o777 == 0o600
-        assert api_status(env, token_file.read_text().strip()) == 200
+        token = token_file.read_text()
+        assert api_status(env, token.strip()) == 200
         assert api_status(env, None) == 401
 
         second = subprocess.run(
@@ -196,12 +189,23 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
 
         check_readme_token_commands(env, checkout)
     finally:
-        if runner.poll() is None:
-            os.killpg(runner.pid, signal.SIGINT)
-        output, _ = runner.communicate(timeout=60)
-    assert runner.returncode == 0, output
+        os.killpg(runner.pid, signal.SIGKILL)  # no clean-up at all: stale pid files remain
+        runner.communicate(timeout=10)
+    # Children die with their parent.
+    wait_until(lambda: not processes_mentioning(str(checkout)), timeout=20, what="no process left")
+
+    restarted = start_in_checkout(env, checkout)
+    try:
+        assert wait_ready(env, restarted)["status"] == "ok"
+        assert token_file.read_text() == token  # kept across starts
+        assert api_status(env, token.strip()) == 200
+    finally:
+        if restarted.poll() is None:
+            os.killpg(restarted.pid, signal.SIGINT)
+        output, _ = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, output
     assert output.rstrip().endswith("stopped"), output
-    assert f"admin token: {token_file.read_text().strip()}" in output
+    assert f"admin token: {token.strip()}" in output
     assert f'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{env["WEB_PORT"]}' in output
     # The servers' URLs without their passwords, and where each password is kept (owner-only).
     for label, name in (("database", "postgres-password"), ("redis", "redis-password")):
@@ -214,27 +218,6 @@ def test_make_run_as_the_readme_says_reaches_ready_and_ctrl_c_leaves_nothing_beh
     ports = (f"-p {env['EMBEDDED_POSTGRES_PORT']}", f"--port {env['EMBEDDED_REDIS_PORT']}")
     assert processes_mentioning(str(checkout), *ports) == []
     assert (var_dir / "postgres" / "PG_VERSION").exists()  # data is kept for the next run
-
-
-def test_make_run_recovers_after_a_crash(var_dir: Path) -> None:
-    env = stack_env(var_dir)
-    runner = start_make_run(env)
-    wait_ready(env, runner)
-    os.killpg(runner.pid, signal.SIGKILL)  # no clean-up at all: stale pid files remain
-    runner.communicate(timeout=10)
-    # Children die with their parent.
-    wait_until(lambda: not processes_mentioning(str(var_dir)), timeout=20, what="no process left")
-
-    token = (var_dir / "admin-token").read_text()
-    restarted = start_make_run(env)
-    try:
-        assert wait_ready(env, restarted)["status"] == "ok"
-        assert (var_dir / "admin-token").read_text() == token  # kept across starts
-        assert api_status(env, token.strip()) == 200
-    finally:
-        os.killpg(restarted.pid, signal.SIGINT)
-        restarted.communicate(timeout=60)
-    assert restarted.returncode in (0, -signal.SIGINT)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to a system user")

@@ -178,7 +178,9 @@ def test_requests_during_training_run_one_at_a_time_and_include_every_row(
         requests.append((committed, job_id))
         return job_id
 
-    big = [(f"{text} copy {i}", label) for i in range(12) for text, label in fixture_corpus]
+    # 3 600 rows: seconds of training, and the next two requests follow within milliseconds of
+    # its start (three times as many rows only made each of the three trainings longer).
+    big = [(f"{text} copy {i}", label) for i in range(4) for text, label in fixture_corpus]
     first = add_rows_and_request(big)
     wait_until(
         lambda: job_store.get(first)["status"] != "queued",

@@ -107,6 +107,10 @@ _options["pool"] = {
     "min_size": min(config.web_db_pool_min_size, config.web_db_pool_max_size),
     "max_size": config.web_db_pool_max_size,
     "timeout": config.web_db_pool_timeout_seconds,
+    # While PostgreSQL is down the pool retries with a doubling delay; giving up after 3 s lets
+    # the next request start a fresh attempt, so a restarted server is used within a second or
+    # two, not after the last (8 s, 16 s...) backoff.
+    "reconnect_timeout": 3,
 }
 STATEMENT_TIMEOUT_MS = config.web_statement_timeout_ms
 TRANSFER_STATEMENT_TIMEOUT_MS = config.web_transfer_statement_timeout_ms

@@ -122,8 +122,9 @@ def test_predictions_over_two_processes_all_count_and_the_swap_shows(
         assert value(samples, "http_server_request_duration_seconds_count", **labels) == (
             predictions + 1
         )
-        # Every model call's texts, the refused one's too (it reached the batcher).
-        assert value(samples, "textclf_predict_batch_size_sum") == predictions + 3 + 1
+        # Every model call's texts; the refused one never reached the batcher (a top_k over
+        # PREDICT_MAX_TOP_K is refused while the body is read).
+        assert value(samples, "textclf_predict_batch_size_sum") == predictions + 3
     per_process = [
         value(_samples(MultiProcessCollector.merge([path])), "textclf_predictions_total")
         for path in glob.glob(str(metrics_dir(url) / "counter_*.db"))

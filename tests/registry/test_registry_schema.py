@@ -8,8 +8,9 @@ import pytest
 from openapi_spec_validator import validate
 from rest_framework.test import APIClient
 
-# Every operation needs a token (401) and is rate limited (429); above reader, 403 too.
-GATED = {"401", "429"}
+# Every operation needs a token (401), is rate limited (429) and needs PostgreSQL (503 while it is
+# unreachable); above reader, 403 too.
+GATED = {"401", "429", "503"}
 ADMIN_ONLY = {*GATED, "403"}
 
 

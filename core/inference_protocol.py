@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MODEL_NAME = "default"
 INPUT_NAME = "text"
@@ -39,17 +39,32 @@ class ProtocolError(ValueError):
         self.status = status
 
 
+def _not_null(value: Any) -> Any:
+    # An optional field may be left out, not sent as null (the schemas say so: no nullable).
+    if value is None:
+        raise ValueError("must not be null; leave the field out instead")
+    return value
+
+
 class _Input(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str
     shape: list[int]
     datatype: str
     parameters: dict[str, Any] | None = None
     data: list[Any]
 
+    _no_null = field_validator("parameters")(_not_null)
+
 
 class _RequestedOutput(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str
     parameters: dict[str, Any] | None = None
+
+    _no_null = field_validator("parameters")(_not_null)
 
 
 class _InferenceRequest(BaseModel):
@@ -59,6 +74,8 @@ class _InferenceRequest(BaseModel):
     parameters: dict[str, Any] | None = None
     inputs: list[_Input] = Field(min_length=1)
     outputs: list[_RequestedOutput] | None = None
+
+    _no_null = field_validator("id", "parameters", "outputs")(_not_null)
 
 
 @dataclass(frozen=True)
@@ -78,10 +95,14 @@ class InferenceCall:
         return self.want_label and not self.want_scores
 
 
-def parse_infer_request(body: bytes | str) -> InferenceCall:
-    """Read an inference request; ProtocolError when it is not one this model takes."""
+def parse_infer_request(body: bytes | str | dict[str, Any]) -> InferenceCall:
+    """Read an inference request (its JSON text, or that text already parsed); ProtocolError
+    when it is not one this model takes."""
     try:
-        request = _InferenceRequest.model_validate_json(body)
+        if isinstance(body, dict):
+            request = _InferenceRequest.model_validate(body)
+        else:
+            request = _InferenceRequest.model_validate_json(body)
     except ValidationError as exc:
         raise _as_protocol_error(exc) from None
     if len(request.inputs) != 1:
@@ -141,7 +162,8 @@ def _as_protocol_error(exc: ValidationError) -> ProtocolError:
         return ProtocolError("the body is not valid JSON", code="invalid_json")
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
-    return ProtocolError(f"{where}: {first['msg']}", code="validation_error")
+    message = first["msg"].removeprefix("Value error, ")
+    return ProtocolError(f"{where}: {message}", code="validation_error")
 
 
 def infer_response(

@@ -27,7 +27,7 @@ from django.utils.decorators import sync_and_async_middleware
 from web.auth.middleware import route_name
 from web.config import WebSettings
 from web.edge.rate_limiter import Scope, SharedRateLimiter
-from web.errors import RateLimitUnavailable, TooManyRequests, error_response
+from web.errors import RateLimitUnavailable, ServiceError, TooManyRequests, error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # (URL name in web/urls.py, method) -> scope, where it is neither reads nor writes.
@@ -108,21 +108,31 @@ def rate_limit(get_response: Callable[..., Any]) -> Callable[..., Any]:
         return get_response
 
     async def middleware(request: HttpRequest) -> HttpResponse:
-        limiter = _limiter
-        scope = scope_of(request) if limiter is not None else None
-        if limiter is not None and scope is not None:
-            decision = await limiter.acquire(scope, client_key(request))
-            if decision.limiter_down:
-                return error_response(RateLimitUnavailable(retry_after=decision.retry_after))
-            if not decision.allowed:
-                limit = limiter.scopes[scope].per_minute
-                return error_response(
-                    TooManyRequests(scope, limit=limit, retry_after=decision.retry_after)
-                )
+        scope = scope_of(request) if _limiter is not None else None
+        refused = await refusal(request, scope) if scope is not None else None
+        if refused is not None:
+            return error_response(refused)
         response: HttpResponse = await get_response(request)
         return response
 
     return middleware
+
+
+async def refusal(request: HttpRequest, scope: str) -> ServiceError | None:
+    """Count `request` against `scope`: None when it may go on, else the error to answer.
+
+    The middleware calls it for /api/; the /v2 views (web/proxy/inference_protocol.py) too.
+    """
+    limiter = _limiter
+    if limiter is None:
+        return None
+    decision = await limiter.acquire(scope, client_key(request))
+    if decision.limiter_down:
+        return RateLimitUnavailable(retry_after=decision.retry_after)
+    if not decision.allowed:
+        limit = limiter.scopes[scope].per_minute
+        return TooManyRequests(scope, limit=limit, retry_after=decision.retry_after)
+    return None
 
 
 TOO_MANY = {

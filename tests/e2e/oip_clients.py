@@ -9,8 +9,12 @@ asserts on the output. Only the clients' public APIs are used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,12 +82,27 @@ async def with_kserve(base_url: str, headers: dict[str, str]) -> dict[str, Any]:
         await client.close()
 
 
+def readme_example(base_url: str, token: str) -> list[str]:
+    """Run the README's tritonclient example as a user would paste it; what it printed."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("With tritonclient")) + len("```python\n")
+    code = readme[start : readme.index("```", start)]
+    code = code.replace("localhost:8000", urlsplit(base_url).netloc)
+    os.environ["TOKEN"] = token
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    return printed.getvalue().splitlines()
+
+
 def main() -> None:
     base_url = sys.argv[1]
-    headers = {"Authorization": f"Bearer {sys.argv[2]}"} if len(sys.argv) > 2 else {}
+    token = sys.argv[2] if len(sys.argv) > 2 else ""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     results = {
         "tritonclient": with_tritonclient(base_url, headers),
         "kserve": asyncio.run(with_kserve(base_url, headers)),
+        "readme": readme_example(base_url, token),
     }
     print(json.dumps(results))
 

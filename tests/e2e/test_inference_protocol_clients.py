@@ -107,6 +107,15 @@ def check_clients(service: dict[str, str], model: TrainedModel) -> None:
     assert (kserve["live"], kserve["ready"], kserve["model_ready"]) == (True, True, True)
     assert kserve["labels"] == expected and kserve["model_name"] == "default"
     assert kserve["id"] == "k-1" and kserve["probabilities_shape"] == [2, len(classes)]
+    # The README's example, pasted as it stands: its labels, the k best of each, the version.
+    printed = "\n".join(results["readme"])
+    readme_texts = ["Python bindings for the GTK toolkit", "a regex engine"]
+    for label, best in zip(
+        predict_labels(model, readme_texts), score_labels(model, readme_texts, 3), strict=True
+    ):
+        assert f"'{label}'" in results["readme"][0], printed
+        assert all(f":{best_label}'" in printed for best_label, _ in best), printed
+    assert results["readme"][-1] == service["version"], printed
 
 
 def check_mlserver_string_codec(service: dict[str, str], model: TrainedModel) -> None:

@@ -52,6 +52,9 @@ class Scenario:
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
     top_k: int | None = None  # sent in every body: the answers carry scores
+    # The body's protocol: the native `{"text": ...}` / `{"texts": [...]}`, or "v2" (an Open
+    # Inference Protocol request for `label`, with the same texts).
+    protocol: str = "native"
     # Whose bearer token every request carries: "service" (as web calls the algorithm service)
     # or "client" (a user of web's API).
     caller: str = "service"
@@ -59,9 +62,9 @@ class Scenario:
     checkout: Path | None = None
 
     @property
-    def bodies(self) -> tuple[int, int | None]:
+    def bodies(self) -> tuple[int, int | None, str]:
         """Which bodies it sends: scenarios with the same key send the same texts."""
-        return self.texts_per_request, self.top_k
+        return self.texts_per_request, self.top_k, self.protocol
 
 
 # One round runs them in this order; the letters are the spec's.
@@ -118,6 +121,24 @@ SCENARIOS = (
         ALGORITHM_ENV,
         texts_per_request=1_000,
     ),
+    # The Open Inference Protocol (/v2) beside the native predict, same texts.
+    Scenario(
+        "v2",
+        "algorithm `POST /v2/models/default/infer` (Open Inference Protocol)",
+        ("-m", "algorithm"),
+        "/v2/models/default/infer",
+        ALGORITHM_ENV,
+        protocol="v2",
+    ),
+    Scenario(
+        "v2_batch",
+        "algorithm `/v2/models/default/infer`, 1 000 texts per body",
+        ("-m", "algorithm"),
+        "/v2/models/default/infer",
+        ALGORITHM_ENV,
+        texts_per_request=1_000,
+        protocol="v2",
+    ),
     Scenario(
         "web_ceiling",
         "(e) Django async constant view, web's pool (ceiling)",
@@ -142,6 +163,16 @@ SCENARIOS = (
         WEB_ENV,
         upstream="algorithm",
         caller="client",
+    ),
+    Scenario(
+        "web_v2",
+        "web `POST /v2/models/default/infer` (Open Inference Protocol)",
+        ("-m", "web"),
+        "/v2/models/default/infer",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+        protocol="v2",
     ),
     Scenario(
         "web_off",

@@ -199,3 +199,21 @@ def test_too_many_texts_and_no_token_are_refused_in_the_protocols_shape(
     assert_protocol_error(anonymous, 401, "unauthorized")
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
     assert_protocol_error(client.post(INFER, content=b"{"), 400, "invalid_json")
+
+
+def test_before_the_first_model_the_service_is_not_ready_and_infer_is_503(
+    tmp_path: Path, module_redis_url: str, service_headers: dict[str, str]
+) -> None:
+    settings = AlgorithmSettings(
+        model_dir=tmp_path / "empty", redis_url=module_redis_url, model_check_ms=50
+    )
+    server = LiveServer(create_asgi_app(settings))
+    try:
+        with httpx.Client(base_url=server.url, headers=service_headers, timeout=10) as client:
+            ready = client.get("/v2/health/ready")
+            assert (ready.status_code, ready.json()) == (503, {"ready": False})
+            answer = client.post(INFER, json={"inputs": [text_input(["a text"])]})
+            assert_protocol_error(answer, 503, "no_model")
+            assert_protocol_error(client.get("/v2/models/default/ready"), 503, "no_model")
+    finally:
+        server.stop()

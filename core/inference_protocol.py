@@ -10,9 +10,8 @@ checks the texts themselves with the limits of its native predict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -78,8 +77,7 @@ class _InferenceRequest(BaseModel):
     _no_null = field_validator("id", "parameters", "outputs")(_not_null)
 
 
-@dataclass(frozen=True)
-class InferenceCall:
+class InferenceCall(NamedTuple):
     """What a valid request asks: its texts, which outputs, and what to echo back."""
 
     texts: list[str]

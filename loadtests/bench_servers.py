@@ -23,6 +23,7 @@ from core.process import Child, spawn, stop_children
 HOST = "127.0.0.1"
 WORKERS = "2"
 START_TIMEOUT_SECONDS = 90.0
+NATIVE_PROBE = b'{"text": "a Python library"}'
 
 
 def pool(app_path: str) -> tuple[str, ...]:
@@ -268,11 +269,12 @@ def start_server(
     scenarios: Mapping[str, Scenario] = BY_NAME,
 ) -> Server:
     """Start the scenario's server (after its upstream) and wait until `body` gets a 2xx."""
-    upstream = (
-        start_server(scenarios[scenario.upstream], env, body, scenarios)
-        if scenario.upstream
-        else None
-    )
+    upstream = None
+    if scenario.upstream:
+        upstream_scenario = scenarios[scenario.upstream]
+        # The upstream answers its own protocol: a /v2 body would not do for its /predict.
+        probe = body if upstream_scenario.protocol == scenario.protocol else NATIVE_PROBE
+        upstream = start_server(upstream_scenario, env, probe, scenarios)
     children, upstream_url = (upstream.children, upstream.base_url) if upstream else ([], "")
     port = free_port(HOST)
     log = env.log_path(scenario.name)

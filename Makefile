@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The Open Inference Protocol's clients (tests/e2e/test_inference_protocol_clients.py) pin packages
+# the project pins otherwise (tritonclient: greenlet): they get a small virtualenv of their own.
+CLIENTS_VENV := .venv-clients
+CLIENTS_INSTALLED := $(CLIENTS_VENV)/.installed
 
-.PHONY: install run test test-deps lint format bench compose-test clean
+.PHONY: install run test test-deps clients-venv lint format bench compose-test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +22,15 @@ run: $(INSTALLED)
 	$(PY) -m core.harness.run
 
 # Every test but the compose staging check (minutes of Docker builds: `make compose-test`).
-test: test-deps $(INSTALLED)
+test: test-deps $(INSTALLED) $(CLIENTS_INSTALLED)
 	$(PY) -m pytest -m "not compose"
+
+$(CLIENTS_INSTALLED):
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/python -m pip install --quiet 'tritonclient[http]==2.73.0' 'kserve==0.21.0'
+	touch $(CLIENTS_INSTALLED)
+
+clients-venv: $(CLIENTS_INSTALLED)
 
 # What the tests need from the system, installed with apt when missing (as `bench` does for wrk):
 # Debian's Chromium and its own chromedriver (tests/browser), and, as root, useradd (passwd), with
@@ -63,4 +74,4 @@ compose-test: $(INSTALLED)
 	PATH=/usr/bin:$$PATH $(PY) -m pytest tests/compose -m compose -s $(COMPOSE_TEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CLIENTS_VENV) .pytest_cache .mypy_cache .ruff_cache

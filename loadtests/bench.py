@@ -227,8 +227,10 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
     print(f"corpus: {len(corpus):,} rows; model {version}, challenger {challenger}", flush=True)
     bodies = {
-        (texts, top_k): bench_data.write_bodies(corpus, work_dir, texts=texts, top_k=top_k)
-        for texts, top_k in {(1, None), *(scenario.bodies for scenario in selected)}
+        (texts, top_k, protocol): bench_data.write_bodies(
+            corpus, work_dir, texts=texts, top_k=top_k, protocol=protocol
+        )
+        for texts, top_k, protocol in {(1, None, "native"), *(s.bodies for s in selected)}
     }
     databases = start_databases(env, postgres=any(s.name.startswith("web") for s in selected))
     try:
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
                 print(report.markdown_row(report.every_run_row(runs[-1])), flush=True)
         hotswap = None
         if "hotswap" in args.scenario:
-            hotswap = run_hotswap(env, corpus, bodies[1, None], args.hotswap_seconds)
+            hotswap = run_hotswap(env, corpus, bodies[1, None, "native"], args.hotswap_seconds)
     finally:
         stop_children(databases)
     return Results(runs, hotswap)

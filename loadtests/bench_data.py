@@ -73,14 +73,20 @@ def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, s
 
 
 def write_bodies(
-    corpus: list[tuple[str, str]], work_dir: Path, *, texts: int, top_k: int | None = None
+    corpus: list[tuple[str, str]],
+    work_dir: Path,
+    *,
+    texts: int,
+    top_k: int | None = None,
+    protocol: str = "native",
 ) -> Bodies:
     """Bodies of `texts` texts each: 2 000 single texts, or 16 batches; `top_k` in each if given.
 
-    The texts depend on `texts` only, so bodies with and without `top_k` ask about the same texts.
+    The texts depend on `texts` only, so bodies with and without `top_k`, and the Open Inference
+    Protocol's (`protocol="v2"`: a BYTES input, `label` asked for), ask about the same texts.
     """
     rng = random.Random(3 + texts)
-    bodies: list[dict[str, str | list[str] | int]]
+    bodies: list[dict[str, Any]]
     if texts == 1:
         bodies = [{"text": text} for text, _ in rng.sample(corpus, SINGLE_BODIES)]
     else:
@@ -89,8 +95,14 @@ def write_bodies(
         ]
     if top_k is not None:
         bodies = [{**body, "top_k": top_k} for body in bodies]
-    path = work_dir / (
-        f"bodies-{texts}.jsonl" if top_k is None else f"bodies-{texts}-top{top_k}.jsonl"
-    )
+    if protocol == "v2":
+        bodies = [_inference_request(body.get("texts") or [body["text"]]) for body in bodies]
+    name = f"bodies-{texts}" + ("" if top_k is None else f"-top{top_k}")
+    path = work_dir / (name + ("" if protocol == "native" else f"-{protocol}") + ".jsonl")
     path.write_text("".join(json.dumps(body) + "\n" for body in bodies))
     return Bodies(path, texts)
+
+
+def _inference_request(texts: list[str]) -> dict[str, Any]:
+    text = {"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}
+    return {"inputs": [text], "outputs": [{"name": "label"}]}

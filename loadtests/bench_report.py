@@ -127,6 +127,27 @@ CHECKS = (
         "shadow 1 / plain (requests/s)", lambda r: r.ratio("shadow_1", "algorithm"), None, 0, RATIO
     ),
     Check("batch texts/s (median)", lambda r: r.median("batch", texts_s), ">=", 150_000, COUNT),
+    Check(
+        "v2 infer / native predict (one text)",
+        lambda r: r.ratio("v2", "algorithm"),
+        ">=",
+        0.9,
+        RATIO,
+    ),
+    Check(
+        "v2 infer / native batch (1 000 texts)",
+        lambda r: r.ratio("v2_batch", "batch"),
+        ">=",
+        0.9,
+        RATIO,
+    ),
+    Check(
+        "web v2 infer / web predict (one text)",
+        lambda r: r.ratio("web_v2", "web"),
+        ">=",
+        0.9,
+        RATIO,
+    ),
     Check("web / web ceiling", lambda r: r.ratio("web", "web_ceiling"), ">=", 0.85, RATIO),
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 150, MS),
     Check("web: observability on / off", lambda r: r.ratio("web", "web_off"), ">=", 0.95, RATIO),

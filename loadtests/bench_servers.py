@@ -24,6 +24,7 @@ from loadtests import bench_data
 HOST = "127.0.0.1"
 WORKERS = "2"
 START_TIMEOUT_SECONDS = 90.0
+NATIVE_PROBE = b'{"text": "a Python library"}'
 
 
 def pool(app_path: str) -> tuple[str, ...]:
@@ -53,6 +54,9 @@ class Scenario:
     upstream: str | None = None  # the scenario whose server this one calls (started first)
     texts_per_request: int = 1
     top_k: int | None = None  # sent in every body: the answers carry scores
+    # The body's protocol: the native `{"text": ...}` / `{"texts": [...]}`, or "v2" (an Open
+    # Inference Protocol request for `label`, with the same texts).
+    protocol: str = "native"
     # Whose bearer token every request carries: "service" (as web calls the algorithm service)
     # or "client" (a user of web's API).
     caller: str = "service"
@@ -60,9 +64,9 @@ class Scenario:
     checkout: Path | None = None
 
     @property
-    def bodies(self) -> tuple[int, int | None]:
+    def bodies(self) -> tuple[int, int | None, str]:
         """Which bodies it sends: scenarios with the same key send the same texts."""
-        return self.texts_per_request, self.top_k
+        return self.texts_per_request, self.top_k, self.protocol
 
 
 # One round runs them in this order; the letters are the spec's.
@@ -119,6 +123,24 @@ SCENARIOS = (
         ALGORITHM_ENV,
         texts_per_request=1_000,
     ),
+    # The Open Inference Protocol (/v2) beside the native predict, same texts.
+    Scenario(
+        "v2",
+        "algorithm `POST /v2/models/default/infer` (Open Inference Protocol)",
+        ("-m", "algorithm"),
+        "/v2/models/default/infer",
+        ALGORITHM_ENV,
+        protocol="v2",
+    ),
+    Scenario(
+        "v2_batch",
+        "algorithm `/v2/models/default/infer`, 1 000 texts per body",
+        ("-m", "algorithm"),
+        "/v2/models/default/infer",
+        ALGORITHM_ENV,
+        texts_per_request=1_000,
+        protocol="v2",
+    ),
     Scenario(
         "web_ceiling",
         "(e) Django async constant view, web's pool (ceiling)",
@@ -143,6 +165,16 @@ SCENARIOS = (
         WEB_ENV,
         upstream="algorithm",
         caller="client",
+    ),
+    Scenario(
+        "web_v2",
+        "web `POST /v2/models/default/infer` (Open Inference Protocol)",
+        ("-m", "web"),
+        "/v2/models/default/infer",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+        protocol="v2",
     ),
     Scenario(
         "web_off",
@@ -239,11 +271,12 @@ def start_server(
     scenarios: Mapping[str, Scenario] = BY_NAME,
 ) -> Server:
     """Start the scenario's server (after its upstream) and wait until `body` gets a 2xx."""
-    upstream = (
-        start_server(scenarios[scenario.upstream], env, body, scenarios)
-        if scenario.upstream
-        else None
-    )
+    upstream = None
+    if scenario.upstream:
+        upstream_scenario = scenarios[scenario.upstream]
+        # The upstream answers its own protocol: a /v2 body would not do for its /predict.
+        probe = body if upstream_scenario.protocol == scenario.protocol else NATIVE_PROBE
+        upstream = start_server(upstream_scenario, env, probe, scenarios)
     children, upstream_url = (upstream.children, upstream.base_url) if upstream else ([], "")
     port = free_port(HOST)
     log = env.log_path(scenario.name)

@@ -7,6 +7,7 @@ from web import health
 from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
 from web.edge import observability
+from web.proxy import inference_protocol as v2
 from web.proxy import views as proxy
 from web.registry import views as registry
 from web.schema import openapi  # noqa: F401  (registers its schema extension with drf-spectacular)
@@ -14,6 +15,8 @@ from web.schema.views import SchemaView
 
 VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
 ALIAS = r"(?P<alias>champion|previous|challenger)"
+V2_MODEL = r"v2/models/(?P<name>[0-9A-Za-z_.-]{1,64})"
+V2_VERSION = V2_MODEL + "/versions/" + VERSION
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # accept both /api/data and /api/data/ (no redirects that drop bodies)
@@ -56,6 +59,16 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", observability.metrics_view, name="metrics"),
+    # The Open Inference Protocol (web/proxy/inference_protocol.py), as clients spell its paths.
+    re_path(r"^v2$", v2.server_metadata, name="v2-server"),
+    re_path(r"^v2/health/live$", v2.server_live, name="v2-live"),
+    re_path(r"^v2/health/ready$", v2.server_ready, name="v2-ready"),
+    re_path(rf"^{V2_MODEL}$", v2.model_metadata, name="v2-model"),
+    re_path(rf"^{V2_MODEL}/ready$", v2.model_ready, name="v2-model-ready"),
+    re_path(rf"^{V2_MODEL}/infer$", v2.infer, name="v2-infer"),
+    re_path(rf"^{V2_VERSION}$", v2.model_metadata, name="v2-version"),
+    re_path(rf"^{V2_VERSION}/ready$", v2.model_ready, name="v2-version-ready"),
+    re_path(rf"^{V2_VERSION}/infer$", v2.infer, name="v2-version-infer"),
 ]
 
 handler400 = "web.errors.bad_request_view"

@@ -10,7 +10,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from algorithm.service import observability
+from algorithm.service import inference_protocol, observability
 from algorithm.service.auth import require_service_token, token_before_body
 from algorithm.service.config import AlgorithmSettings, get_settings
 from algorithm.service.errors import ApiError
@@ -60,6 +60,7 @@ def create_app(
     require_service_token(app, settings.algorithm_tokens)
     app.register_blueprint(api)
     app.register_blueprint(docs)
+    inference_protocol.install(app)
     return app
 
 

@@ -25,6 +25,7 @@ from algorithm.service.schemas import (
     PredictResponse,
     Readiness,
 )
+from core import inference_protocol_openapi as v2
 from core.jobs import Job
 
 docs = Blueprint("docs", __name__)
@@ -53,6 +54,10 @@ UNAUTHORIZED = {
             "schema": {"type": "string"},
         }
     },
+}
+V2_UNAUTHORIZED = {
+    **v2.error("No service token, or not one of ALGORITHM_TOKENS: code `unauthorized`"),
+    "headers": UNAUTHORIZED["headers"],
 }
 SERVICE_TOKEN = {
     "type": "http",
@@ -120,6 +125,7 @@ def build_openapi(
         max_texts=max_texts, max_chars=max_chars, max_top_k=max_top_k, label_count=label_count
     )
     schemas = {"PredictRequest": request, **defs["$defs"]}
+    schemas |= v2.component_schemas(max_texts=max_texts, max_chars=max_chars)
     job = _json(_ref("Job"), "The job")
     location = {
         "description": "Where the job's state is answered",
@@ -229,6 +235,7 @@ def build_openapi(
                     },
                 }
             },
+            **v2.paths(errors={"401": V2_UNAUTHORIZED}),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics of every process of this service (text format); "

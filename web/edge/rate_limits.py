@@ -151,17 +151,10 @@ def rate_limit(get_response: Callable[..., Any]) -> Callable[..., Any]:
         return get_response
 
     async def middleware(request: HttpRequest) -> HttpResponse:
-        limiter = _limiter
-        scope = scope_of(request) if limiter is not None else None
-        if limiter is not None and scope is not None:
-            decision = await limiter.acquire(scope, client_key(request))
-            if decision.limiter_down:
-                return error_response(RateLimitUnavailable(retry_after=decision.retry_after))
-            if not decision.allowed:
-                limit = limiter.scopes[scope].per_minute
-                return error_response(
-                    TooManyRequests(scope, limit=limit, retry_after=decision.retry_after)
-                )
+        scope = scope_of(request) if _limiter is not None else None
+        refused = await refusal(request, scope) if scope is not None else None
+        if refused is not None:
+            return error_response(refused)
         response: HttpResponse = await get_response(request)
         return response
 
@@ -206,6 +199,23 @@ def limit_callers(get_response: Callable[..., Any]) -> Callable[..., Any]:
         return response
 
     return middleware
+
+
+async def refusal(request: HttpRequest, scope: str) -> ServiceError | None:
+    """Count `request` against `scope`: None when it may go on, else the error to answer.
+
+    The middleware calls it for /api/; the /v2 views (web/proxy/inference_protocol.py) too.
+    """
+    limiter = _limiter
+    if limiter is None:
+        return None
+    decision = await limiter.acquire(scope, client_key(request))
+    if decision.limiter_down:
+        return RateLimitUnavailable(retry_after=decision.retry_after)
+    if not decision.allowed:
+        limit = limiter.scopes[scope].per_minute
+        return TooManyRequests(scope, limit=limit, retry_after=decision.retry_after)
+    return None
 
 
 TOO_MANY = {

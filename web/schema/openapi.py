@@ -23,6 +23,7 @@ from web.auth.roles import PUBLIC_ROUTES, READER, required_role
 from web.data import rules
 from web.data.serializers import RuleCharField
 from web.proxy.body import PredictMany, PredictOne
+from web.schema import inference_protocol
 
 JSON = "application/json"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -312,10 +313,11 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas.setdefault("Error", ERROR_SCHEMA)
     schemas.update(SCHEMAS)
+    schemas.update(inference_protocol.SCHEMAS)
     components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
     # Merge per method: the registry's hook already added GET /api/train/ to the path item.
     paths = dict(result["paths"])
-    for path, operations in PATHS.items():
+    for path, operations in {**PATHS, **inference_protocol.paths(SECURITY_SCHEME_NAME)}.items():
         paths[path] = {**paths.get(path, {}), **operations}
     result["paths"] = dict(sorted(paths.items()))
     _allow_bulk_create(result["paths"].get("/api/data/", {}).get("post"))

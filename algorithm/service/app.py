@@ -82,7 +82,10 @@ def create_asgi_app(
     served = FlaskASGI(
         app,
         max_body_bytes=BODYLESS_MAX_BYTES,
-        body_limits={"api.predict": settings.predict_max_body_bytes},
+        body_limits={
+            "api.predict": settings.predict_max_body_bytes,
+            "v2.infer": settings.predict_max_body_bytes,
+        },
         admits_body=token_before_body(settings.algorithm_tokens),
         body_timeout_seconds=settings.body_timeout_seconds,
         body_budget=BodyBudget(settings.body_budget_bytes),

@@ -114,33 +114,41 @@ def test_exports_are_limited_and_a_stalled_reader_is_dropped(
     )
     reader, editor = web_client(web_url, role="reader"), web_client(web_url, role="editor")
     stalled = [stalled_export(web_url, tokens["reader"])]
-    wait_until(lambda: running_copies(database) == 1, timeout=5, what="the export's COPY runs")
+    try:
+        wait_until(lambda: running_copies(database) == 1, timeout=5, what="the export's COPY runs")
 
-    # One export per token: the reader's second waits; the editor's is let through.
-    busy = assert_error(reader.get("/api/data/export"), 429, "too_many_exports")
-    assert "EXPORT_MAX_PER_TOKEN" in busy["detail"]
-    assert int(reader.get("/api/data/export").headers["Retry-After"]) >= 1
-    small = editor.get("/api/data/export", params={"label": "small"})
-    assert (small.status_code, small.text) == (200, '{"text": "one small row", "label": "small"}\n')
+        # One export per token: the reader's second waits; the editor's is let through.
+        busy = assert_error(reader.get("/api/data/export"), 429, "too_many_exports")
+        assert "EXPORT_MAX_PER_TOKEN" in busy["detail"]
+        assert int(reader.get("/api/data/export").headers["Retry-After"]) >= 1
+        small = editor.get("/api/data/export", params={"label": "small"})
+        assert (small.status_code, small.text) == (
+            200,
+            '{"text": "one small row", "label": "small"}\n',
+        )
 
-    # Two per process: with the editor's stalled too, the admin's is refused.
-    stalled.append(stalled_export(web_url, tokens["editor"]))
-    admin = web_client(web_url, role="admin")
-    full = assert_error(admin.get("/api/data/export"), 429, "too_many_exports")
-    assert "EXPORT_MAX_PER_PROCESS" in full["detail"]
+        # Two per process: with the editor's stalled too, the admin's is refused.
+        stalled.append(stalled_export(web_url, tokens["editor"]))
+        wait_until(lambda: running_copies(database) == 2, timeout=5, what="both stalled COPYs run")
+        admin = web_client(web_url, role="admin")
+        full = assert_error(admin.get("/api/data/export"), 429, "too_many_exports")
+        assert "EXPORT_MAX_PER_PROCESS" in full["detail"]
 
-    # Past the send deadline both stalled exports are cut off: COPYs cancelled, slots free.
-    wait_until(lambda: running_copies(database) == 0, timeout=10, what="the COPYs cancelled")
-    for client in stalled:
-        received = received_until_quiet(client)
-        assert received.startswith(b"HTTP/1.1 200")
-        assert not received.endswith(b"0\r\n\r\n")  # the chunked body never ended
-        assert len(received) < EXPORT_ROWS * 400  # far from all of it
-    wait_until(
-        lambda: reader.get("/api/data/export", params={"label": "small"}).status_code == 200,
-        timeout=5,
-        what="the reader's slot given back",
-    )
+        # Past the send deadline both stalled exports are cut off: COPYs cancelled, slots free.
+        wait_until(lambda: running_copies(database) == 0, timeout=10, what="the COPYs cancelled")
+        for client in stalled:
+            received = received_until_quiet(client)
+            assert received.startswith(b"HTTP/1.1 200")
+            assert not received.endswith(b"0\r\n\r\n")  # the chunked body never ended
+            assert len(received) < EXPORT_ROWS * 400  # far from all of it
+        wait_until(
+            lambda: reader.get("/api/data/export", params={"label": "small"}).status_code == 200,
+            timeout=5,
+            what="the reader's slot given back",
+        )
+    finally:  # a failed check leaves no socket open for a later test's warning
+        for client in stalled:
+            client.close()
 
 
 def received_until_quiet(client: socket.socket) -> bytes:

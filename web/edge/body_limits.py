@@ -38,6 +38,8 @@ KIB = 1024
 BODYLESS_MAX_BYTES = 4 * KIB
 REGISTRY_MAX_BYTES = 64 * KIB  # an alias move or a version's description and tags
 IMPORT_PATH = re.compile(r"^/api/data/import/?$")
+# The Open Inference Protocol's infer, with or without a version (web/proxy/inference_protocol.py).
+INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer/?$")
 WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -62,6 +64,7 @@ def web_body_routes(
     return (
         BodyRoute(IMPORT_PATH, import_max_bytes, "IMPORT_MAX_BYTES; split the file", streamed=True),
         BodyRoute(re.compile(r"^/api/predict/?$"), json_max_bytes, "DATA_UPLOAD_MAX_MEMORY_SIZE"),
+        BodyRoute(INFER_PATH, json_max_bytes, "DATA_UPLOAD_MAX_MEMORY_SIZE"),
         BodyRoute(re.compile(r"^/api/data/?$"), json_max_bytes, "DATA_UPLOAD_MAX_MEMORY_SIZE"),
         BodyRoute(re.compile(r"^/api/data/[^/]+/?$"), row_max_bytes, "TEXT_MAX_CHARS"),
         BodyRoute(re.compile(r"^/api/models/"), REGISTRY_MAX_BYTES, "a registry change"),

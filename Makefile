@@ -25,9 +25,10 @@ run: $(INSTALLED)
 test: test-deps $(INSTALLED) $(CLIENTS_INSTALLED)
 	$(PY) -m pytest -m "not compose"
 
-$(CLIENTS_INSTALLED):
+$(CLIENTS_INSTALLED): tests/clients-constraints.txt
 	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
-	$(CLIENTS_VENV)/bin/python -m pip install --quiet 'tritonclient[http]==2.73.0' 'kserve==0.21.0'
+	$(CLIENTS_VENV)/bin/python -m pip install --quiet -c tests/clients-constraints.txt \
+		'tritonclient[http]==2.73.0' 'kserve==0.21.0'
 	touch $(CLIENTS_INSTALLED)
 
 clients-venv: $(CLIENTS_INSTALLED)

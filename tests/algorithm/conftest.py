@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from algorithm.ml.training import TrainedModel, train_model
 from core.harness.scratch import free_port
 
 # The two-process setup of the tests that follow the registry's champion.
@@ -76,3 +79,19 @@ def serve_app(service_headers: dict[str, str]) -> Iterator[Callable[[Any], httpx
         client.close()
     for server in servers:
         server.stop()
+
+
+DESCRIPTIONS = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
+
+
+# The labelled Debian descriptions and one model trained on them, once for every module that
+# serves them (predict, the inference protocol); a module with a corpus of its own (test_ml,
+# test_artifacts) defines `corpus` / `model` itself, which pytest prefers to these.
+@pytest.fixture(scope="session")
+def corpus() -> list[dict[str, str]]:
+    return [json.loads(line) for line in DESCRIPTIONS.read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def model(corpus: list[dict[str, str]]) -> TrainedModel:
+    return train_model([r["text"] for r in corpus], [r["label"] for r in corpus])[0]

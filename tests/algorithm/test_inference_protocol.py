@@ -3,7 +3,6 @@ Redis, one server for the module (the tests only read)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,13 @@ import httpx
 import pytest
 
 from algorithm.ml import artifacts
-from algorithm.ml.training import TrainedModel, predict_labels, score_labels, train_model
+from algorithm.ml.training import TrainedModel, predict_labels, score_labels
 from algorithm.service.app import create_asgi_app
 from algorithm.service.config import AlgorithmSettings
 from tests.algorithm.conftest import LiveServer
 from tests.helpers import signing_keys
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
 INFER = "/v2/models/default/infer"
-
-
-@pytest.fixture(scope="module")
-def corpus() -> list[dict[str, str]]:
-    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model(corpus: list[dict[str, str]]) -> TrainedModel:
-    return train_model([r["text"] for r in corpus], [r["label"] for r in corpus])[0]
 
 
 @pytest.fixture(scope="module")

@@ -20,23 +20,11 @@ from openapi_spec_validator import validate
 
 from algorithm.ml import artifacts
 from algorithm.ml.artifacts import sha256_of
-from algorithm.ml.training import TrainedModel, predict_labels, score_labels, train_model
+from algorithm.ml.training import TrainedModel, predict_labels, score_labels
 from algorithm.service.app import create_asgi_app
 from algorithm.service.config import AlgorithmSettings
 from core.harness.scratch import free_port
 from tests.helpers import assert_error, signing_keys, wait_until
-
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "debian_descriptions.jsonl"
-
-
-@pytest.fixture(scope="module")
-def corpus() -> list[dict[str, str]]:
-    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model(corpus: list[dict[str, str]]) -> TrainedModel:
-    return train_model([r["text"] for r in corpus], [r["label"] for r in corpus])[0]
 
 
 def publish(model_root: Path, model: TrainedModel) -> str:

@@ -244,20 +244,22 @@ def test_every_deployment_has_a_disruption_budget(objects: list[dict[str, Any]])
         assert any(selector.items() <= labels.items() for selector in budgets), name
 
 
-def test_algorithm_scales_on_cpu_and_serves_only_once_started(
-    objects: list[dict[str, Any]],
-) -> None:
-    autoscaler = by_kind(objects, "HorizontalPodAutoscaler")["algorithm"]["spec"]
-    assert autoscaler["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": "algorithm",
-    }
-    assert [metric["resource"]["name"] for metric in autoscaler["metrics"]] == ["cpu"]
-    assert 1 <= autoscaler["minReplicas"] < autoscaler["maxReplicas"]
-    deployment = by_kind(objects, "Deployment")["algorithm"]
-    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+def test_web_and_algorithm_scale_on_cpu(objects: list[dict[str, Any]]) -> None:
+    autoscalers = by_kind(objects, "HorizontalPodAutoscaler")
+    deployments = by_kind(objects, "Deployment")
+    for name in ("web", "algorithm"):
+        autoscaler = autoscalers[name]["spec"]
+        target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert autoscaler["scaleTargetRef"] == target
+        assert [metric["resource"]["name"] for metric in autoscaler["metrics"]] == ["cpu"]
+        assert 1 <= autoscaler["minReplicas"] < autoscaler["maxReplicas"]
+        # The autoscaler owns the count: a `replicas` here would reset it on every apply.
+        assert "replicas" not in deployments[name]["spec"], name
+
+
+def test_algorithm_takes_traffic_once_it_serves_the_champion(objects: list[dict[str, Any]]) -> None:
+    pod = by_kind(objects, "Deployment")["algorithm"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["startupProbe"]["httpGet"]["path"] == "/health/started"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"

@@ -216,6 +216,20 @@ def test_every_container_is_non_root_read_only_and_limited(objects: list[dict[st
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), where
 
 
+def test_what_the_services_write_is_writable(objects: list[dict[str, Any]]) -> None:
+    """On a read-only root: the server pool's port lock (the temporary directory), $VAR_DIR
+    (metric files) and the model cache must be volumes of their own."""
+    config_maps = by_kind(objects, "ConfigMap")
+    for workload, pod in pod_specs(objects):
+        for container in containers(pod):
+            values: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                values.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
+            mounted = {mount["mountPath"] for mount in container.get("volumeMounts", [])}
+            needed = {"/tmp", values["VAR_DIR"], values.get("MODEL_CACHE_DIR", "/tmp")}
+            assert needed <= mounted, f"{workload}/{container['name']}: {needed - mounted}"
+
+
 def test_servers_have_probes_and_drain_before_they_stop(objects: list[dict[str, Any]]) -> None:
     # What the server pool gives its workers to finish in-flight requests after SIGTERM.
     drain = inspect.signature(serve_pool).parameters["graceful_seconds"].default

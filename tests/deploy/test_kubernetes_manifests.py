@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic_settings import BaseSettings
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
 from algorithm.service.config import AlgorithmSettings
 from core.pool import serve_pool
@@ -185,6 +187,39 @@ def test_the_variable_check_names_a_variable_nobody_reads(objects: list[dict[str
     # A worker-only setting on web is refused as well: each service is checked on its own.
     worker_only = {**web, "env": [*web["env"], {"name": "TASK_TIME_LIMIT", "value": "60"}]}
     assert unread_variables(worker_only, config_maps) == {"TASK_TIME_LIMIT"}
+
+
+def test_each_service_accepts_the_values_it_is_given(
+    objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod whose settings refuse a value (a JSON list with a typo, a word for a number) never
+    starts: every container's settings are built from exactly what the manifests give it, with
+    stand-ins for the Secret's values."""
+    config_maps = by_kind(objects, "ConfigMap")
+    stand_ins = {
+        "DATABASE_URL": "postgresql://textclf:password@db:5432/textclf",
+        "REDIS_URL": "redis://:password@redis:6379/0",
+    }
+    for workload, pod in pod_specs(objects):
+        for container in containers(pod):
+            values: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                values.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
+            for entry in container.get("env", []):
+                secret = "valueFrom" in entry
+                values[entry["name"]] = (
+                    stand_ins.get(entry["name"], secrets.token_urlsafe(48))
+                    if secret
+                    else entry["value"]
+                )
+            with monkeypatch.context() as env:
+                for name, value in values.items():
+                    env.setenv(name, value)
+                settings_class = SERVICES[service_of(container)][0]
+                try:
+                    settings_class()
+                except (ValidationError, SettingsError) as exc:
+                    pytest.fail(f"{workload}/{container['name']} would not start: {exc}")
 
 
 def test_secrets_are_referenced_never_shipped(objects: list[dict[str, Any]]) -> None:

@@ -224,11 +224,26 @@ async def prune(
         return asyncio.run_coroutine_threadsafe(asking, loop).result()
 
     try:
-        removed = await asyncio.to_thread(
+        # The store first: the registry marks what goes, and the volume then follows that mark.
+        if store is not None and not store.follows_current_link:
+            await prune_store(settings, engine, store)
+        await asyncio.to_thread(
             prune_versions, settings.model_root, retention=settings.model_retention, spare=spare
         )
-        versions = [name for name in removed if VERSION_PATTERN.match(name)]
-        if store is not None and versions:
-            await asyncio.to_thread(store.delete, versions)
     except Exception:
-        logger.exception("pruning old versions failed; they stay on disk until the next run")
+        logger.exception("pruning old versions failed; they stay stored until the next run")
+
+
+async def prune_store(settings: WorkerSettings, engine: AsyncEngine, store: ArtifactStore) -> None:
+    """Delete from the object store the versions beyond retention that the registry cannot
+    restore. Asked of the registry, not of this host's volume: any worker host may have
+    published them, and the store is never listed."""
+    recorded = await registry_sql.versions_with_files(engine)
+    candidates = recorded[: -settings.model_retention]
+    if not candidates:
+        return
+    spared = await registry_sql.versions_to_spare(engine, candidates)
+    doomed = [version for version in candidates if version not in spared]
+    if doomed:
+        await asyncio.to_thread(store.delete, doomed)
+        logger.info("deleted %d versions beyond retention from the store", len(doomed))

@@ -51,15 +51,20 @@ def load_named_version(
 ) -> artifacts.LoadedVersion:
     """Load `version` from the store, verified like `current` (ArtifactError when it cannot).
 
-    A local copy that fails to load is dropped (an object store's cache entry), so the next
-    attempt fetches it again instead of failing on the same bytes.
+    A cached copy that fails to load (changed on this host's disk, or evicted by another process
+    meanwhile) is dropped and fetched again, once.
     """
-    version_dir = store.version_dir(version, signing_keys=signing_keys, keep=keep)
-    try:
-        return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
-    except artifacts.ArtifactError:
-        store.forget(version)
-        raise
+    for attempt in (1, 2):
+        version_dir = store.version_dir(version, signing_keys=signing_keys, keep=keep)
+        try:
+            return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
+        except artifacts.ArtifactError:
+            store.forget(version)
+            # A cached copy changed or evicted under us is fetched once more; the volume's
+            # copy is the only one.
+            if attempt == 2 or store.follows_current_link:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:

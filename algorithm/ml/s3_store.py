@@ -49,6 +49,7 @@ PICKLES = (VECTORIZER_FILE, CLASSIFIER_FILE)
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KiB; anything bigger is not one
 CHUNK_BYTES = 1 << 20
 ALREADY_STORED = "already_stored"
+NO_SUCH_BUCKET = "NoSuchBucket"  # a configuration error, not a missing version
 
 
 def make_client(*, region: str | None = None) -> Any:
@@ -182,7 +183,7 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         except ClientError as exc:
-            if _status(exc) == 404:
+            if _status(exc) == 404 and _code(exc) != NO_SUCH_BUCKET:
                 raise ArtifactError(
                     f"s3://{self.bucket}/{key} does not exist (the version is not in the store, "
                     "or its upload did not finish)",
@@ -210,6 +211,10 @@ class S3Store:
             raise ArtifactError(f"cannot upload {key}: {exc}", reason=STORE_UNREACHABLE) from exc
         except BotoCoreError as exc:
             raise ArtifactError(f"cannot upload {key}: {exc}", reason=STORE_UNREACHABLE) from exc
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _status(exc: ClientError) -> int | None:

@@ -184,6 +184,13 @@ def test_an_unreachable_store_is_refused_quickly_as_worth_retrying(
     assert time.monotonic() - started < 10
 
 
+def test_a_missing_bucket_is_not_mistaken_for_a_missing_version(
+    open_s3: Callable[..., S3Store],
+) -> None:
+    refused = refusal(open_s3("s3://no-such-bucket-here/models"), artifacts.new_version_id())
+    assert refused.reason == STORE_UNREACHABLE and "NoSuchBucket" in str(refused)
+
+
 def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used(
     open_s3: Callable[..., S3Store],
     store_url: str,

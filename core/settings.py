@@ -165,3 +165,31 @@ class ModelSigning(CommonSettings):
                 f"every MODEL_SIGNING_KEY entry needs {MIN_SIGNING_KEY_CHARS}+ characters"
             )
         return value
+
+
+class ModelStoreSettings(CommonSettings):
+    """Where published versions live (the worker and the algorithm service; see
+    algorithm/ml/store.py): empty MODEL_STORE_URL for the model volume at MODEL_DIR, or
+    `s3://bucket/prefix` for an S3-compatible store, whose endpoint and credentials boto3 reads
+    from its standard variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    Each host keeps the versions it downloaded, verified, in a bounded cache."""
+
+    model_store_url: str = ""
+    model_cache_dir: Path = Field(default_factory=lambda data: data["var_dir"] / "model-cache")
+    model_cache_max_mb: PositiveInt = 2048
+    # boto3 itself reads AWS_DEFAULT_REGION only; AWS_REGION (what most tools set) wins here.
+    aws_region: str = ""
+
+    @field_validator("model_store_url")
+    @classmethod
+    def _require_s3_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment):
+            raise ValueError(
+                "MODEL_STORE_URL must be empty (the model volume) or s3://bucket/prefix"
+            )
+        return value
+
+    @property
+    def model_cache_max_bytes(self) -> int:
+        return self.model_cache_max_mb * 1024 * 1024

@@ -60,8 +60,14 @@ _link_followers: list[LinkFollower] = []
 
 @worker_ready.connect
 def start_link_follower(**_: Any) -> None:
-    """In the worker's main process: `current` follows the champion while the pool trains."""
+    """In the worker's main process: `current` follows the champion while the pool trains.
+
+    Not with an object store: no algorithm process reads a `current` link then, and this host's
+    volume holds only what it published itself.
+    """
     settings = get_settings()
+    if settings.model_store_url:
+        return
     follower = LinkFollower(settings.model_root, settings.redis_url)
     follower.start()
     _link_followers.append(follower)

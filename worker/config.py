@@ -8,14 +8,14 @@ from typing import Literal
 from pydantic import NonNegativeFloat, PositiveInt, model_validator
 
 from algorithm.ml.training import DEFAULT_MAX_LABELS
-from core.settings import JobSettings, ModelSigning, RegistryPolicy
+from core.settings import JobSettings, ModelSigning, ModelStoreSettings, RegistryPolicy
 
 
-class WorkerSettings(RegistryPolicy, JobSettings, ModelSigning):
+class WorkerSettings(RegistryPolicy, JobSettings, ModelSigning, ModelStoreSettings):
     """Limits of the training task and of the broker that delivers it.
 
     The registry's rules (PROMOTION_TOLERANCE, MODEL_RETENTION), JOB_TTL_SECONDS and
-    MODEL_SIGNING_KEY are shared (core/settings.py).
+    MODEL_SIGNING_KEY and the model store are shared (core/settings.py).
     """
 
     worker_concurrency: PositiveInt = 1

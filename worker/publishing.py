@@ -1,7 +1,8 @@
 """After training: publish the files, let the gate decide, record it all, tell the replicas.
 
 The version's files are published without touching `current`, its manifest signed with
-MODEL_SIGNING_KEY (algorithm/ml/signing.py); the gate
+MODEL_SIGNING_KEY (algorithm/ml/signing.py), and, with an object store (MODEL_STORE_URL),
+uploaded whole before anything names it; the gate
 (algorithm/ml/promotion.py) judges it against the champion; one SQL transaction
 (worker/registry_sql.py) writes the version, the run's outcome and, if promoted, the aliases with
 their audit rows (the shared use case `core.registry.promote`). Only after that commit
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 from array import array
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ from algorithm.ml.artifacts import (
 )
 from algorithm.ml.promotion import Champion, SharedRows, decide_promotion
 from algorithm.ml.signing import SigningKeys
+from algorithm.ml.store import ArtifactStore, open_store
 from algorithm.ml.training import TrainedModel
 from core.serving_protocol import announce, wait_until_served
 from worker import registry_sql
@@ -70,11 +73,38 @@ class SharedRowsCollector:
         return keep
 
 
-def load_version(model_root: Any, version: str, *, signing_keys: SigningKeys) -> TrainedModel:
-    """Load a named version directory inside the model root, signature and sha256 checked."""
+def model_store(settings: WorkerSettings) -> ArtifactStore:
+    """The store versions are uploaded to (the model volume itself unless MODEL_STORE_URL)."""
+    return open_store(
+        settings.model_store_url,
+        model_root=settings.model_root,
+        cache_dir=settings.model_cache_dir,
+        cache_max_bytes=settings.model_cache_max_bytes,
+        region=settings.aws_region,
+    )
+
+
+def load_version(
+    store: ArtifactStore, model_root: Any, version: str, *, signing_keys: SigningKeys
+) -> TrainedModel:
+    """Load a named version, signature and sha256 checked: this worker's own copy under the
+    model root when it has one, else the store's (downloaded into the cache)."""
     if not VERSION_PATTERN.match(version):
         raise ValueError(f"not a version name: {version!r}")
-    return load_version_dir(model_root / version, signing_keys=signing_keys).model
+    local = model_root / version
+    if not local.is_dir():
+        local = store.version_dir(version, signing_keys=signing_keys)
+    return load_version_dir(local, signing_keys=signing_keys).model
+
+
+def upload(store: ArtifactStore, version_dir: Any) -> None:
+    """Upload a published version to the store; a version that cannot be uploaded is removed
+    from the model root too (nothing will ever name it)."""
+    try:
+        store.publish(version_dir)
+    except BaseException:
+        shutil.rmtree(version_dir, ignore_errors=True)
+        raise
 
 
 async def publish_and_promote(
@@ -94,6 +124,7 @@ async def publish_and_promote(
     """Publish, judge, record in one transaction, then switch and announce if promoted."""
     root = settings.model_root
     signing_keys = SigningKeys.from_secrets(settings.model_signing_key)
+    store = model_store(settings)
     manifest = publish_model_version(
         root,
         model,
@@ -105,10 +136,11 @@ async def publish_and_promote(
         make_current=False,
     )
     version = manifest["version"]
+    await asyncio.to_thread(upload, store, root / version)
 
     def load_champion() -> TrainedModel:
         assert champion is not None  # the gate loads it only when there is one
-        return load_version(root, champion.version, signing_keys=signing_keys)
+        return load_version(store, root, champion.version, signing_keys=signing_keys)
 
     report = decide_promotion(
         policy=settings.promotion_policy,
@@ -132,7 +164,7 @@ async def publish_and_promote(
     die_here_if_a_test_asks()
     if promoted:
         await serve_committed_version(settings, engine, version=version, redis_client=redis_client)
-    await prune(settings, engine)
+    await prune(settings, engine, store)
     return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
 
 
@@ -180,8 +212,11 @@ async def serve_committed_version(
         )
 
 
-async def prune(settings: WorkerSettings, engine: AsyncEngine) -> None:
-    """Remove version files beyond retention, sparing every version the registry can restore."""
+async def prune(
+    settings: WorkerSettings, engine: AsyncEngine, store: ArtifactStore | None = None
+) -> None:
+    """Remove version files beyond retention, sparing every version the registry can restore;
+    from the object store too, when versions live in one."""
     loop = asyncio.get_running_loop()
 
     def spare(candidates: list[str]) -> set[str]:  # asked from the pruning thread
@@ -189,8 +224,26 @@ async def prune(settings: WorkerSettings, engine: AsyncEngine) -> None:
         return asyncio.run_coroutine_threadsafe(asking, loop).result()
 
     try:
+        # The store first: the registry marks what goes, and the volume then follows that mark.
+        if store is not None and not store.follows_current_link:
+            await prune_store(settings, engine, store)
         await asyncio.to_thread(
             prune_versions, settings.model_root, retention=settings.model_retention, spare=spare
         )
     except Exception:
-        logger.exception("pruning old versions failed; they stay on disk until the next run")
+        logger.exception("pruning old versions failed; they stay stored until the next run")
+
+
+async def prune_store(settings: WorkerSettings, engine: AsyncEngine, store: ArtifactStore) -> None:
+    """Delete from the object store the versions beyond retention that the registry cannot
+    restore. Asked of the registry, not of this host's volume: any worker host may have
+    published them, and the store is never listed."""
+    recorded = await registry_sql.versions_with_files(engine)
+    candidates = recorded[: -settings.model_retention]
+    if not candidates:
+        return
+    spared = await registry_sql.versions_to_spare(engine, candidates)
+    doomed = [version for version in candidates if version not in spared]
+    if doomed:
+        await asyncio.to_thread(store.delete, doomed)
+        logger.info("deleted %d versions beyond retention from the store", len(doomed))

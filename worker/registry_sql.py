@@ -246,6 +246,18 @@ async def versions_to_spare(engine: AsyncEngine, candidates: list[str]) -> set[s
         return set(rows.scalars().all())
 
 
+async def versions_with_files(engine: AsyncEngine) -> list[str]:
+    """Every recorded version whose files were not removed yet, oldest first (ids sort by time):
+    what an object store holds, whichever worker host published it."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT version FROM model_version WHERE files_removed_at IS NULL ORDER BY version"
+            )
+        )
+        return list(rows.scalars().all())
+
+
 async def recorded_sha256(engine: AsyncEngine, versions: list[str]) -> dict[str, dict[str, str]]:
     """The sha256 of each file the registry recorded when each of `versions` was published."""
     async with engine.connect() as conn:

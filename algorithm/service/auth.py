@@ -21,6 +21,7 @@ OPEN_ENDPOINTS = frozenset(
     {
         "api.live",
         "api.ready",
+        "api.started",
         "docs.openapi_json",
         "docs.swagger_ui",
         "docs.swagger_static",

@@ -9,14 +9,15 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from core.settings import JobSettings, ModelSigning, PredictLimits
+from core.settings import JobSettings, ModelSigning, ModelStoreSettings, PredictLimits
 
 MIN_TOKEN_CHARS = 16
 
 
-class AlgorithmSettings(PredictLimits, JobSettings, ModelSigning):
+class AlgorithmSettings(PredictLimits, JobSettings, ModelSigning, ModelStoreSettings):
     """The service's own settings; the predict limits (shared with web), JOB_TTL_SECONDS and
-    MODEL_SIGNING_KEY (shared with the worker) are declared in core/settings.py."""
+    MODEL_SIGNING_KEY and the model store (shared with the worker) are declared in
+    core/settings.py."""
 
     # A refused setting must not print its value (a token, a secret key) into a log.
     model_config = SettingsConfigDict(hide_input_in_errors=True)

@@ -4,6 +4,7 @@ ApiError                    {"error": code, "detail": text} with an HTTP status
 ├── BadRequest              400: the body is not what the endpoint takes
 ├── Unauthorized            401: no service token, or not an accepted one (+ WWW-Authenticate)
 ├── NoModel                 503: nothing trained (or published) yet
+├── ModelLoading            503: the registry's champion is not served here yet (startup probe)
 ├── JobNotFound             404
 └── BrokerUnavailable       503: Redis (the queue) does not answer
 
@@ -67,6 +68,12 @@ class NoModel(ApiError):
         "No model has been trained yet: add labelled rows and start training "
         "with POST /train (or POST /api/train/ on the web service) first."
     )
+
+
+class ModelLoading(ApiError):
+    status = 503
+    code = "model_loading"
+    default_detail = "This process does not serve the registry's champion yet."
 
 
 class JobNotFound(ApiError):

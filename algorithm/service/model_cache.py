@@ -1,13 +1,16 @@
 """The serving models, kept in memory and swapped when the registry names other versions.
 
 `follow(desired)` loads the champion the registry wants (and the challenger, for shadow scoring)
-by name from `<model_root>/<version>/`, verified as published; without a desired state (a fresh
-install, Redis flushed or down) `refresh()` follows the `current` link, found by a cheap `stat`.
+by name from the artifact store (algorithm/ml/store.py: the model volume's `<version>/`, or this
+host's verified cache of the object store, downloaded first if needed), verified as published;
+without a desired state (a fresh install, Redis flushed or down) `refresh()` follows the volume's
+`current` link, found by a cheap `stat` (an object store has none: the model served stays).
 Both block on file reads: the service calls them off its event loop, one at a time. A new model
 is swapped in with one attribute assignment: a request sees the old model or the new one, never a
 mix. A version that fails to load (unsigned, signed with another key, changed on the volume, ...)
 is logged, counted by reason and reported; the old one keeps serving, and it is not retried until
-the registry announces again (no re-reading a corrupt file every poll).
+the registry announces again (no re-reading a corrupt file every poll), except when the store did
+not answer: that is tried again on the next look.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from algorithm.ml import artifacts
 from algorithm.ml.signing import SigningKeys
+from algorithm.ml.store import TRANSIENT_REASONS, ArtifactStore, FilesystemStore
 from algorithm.ml.training import FastPredictor
 from algorithm.service.observability import (
     record_refused_load,
@@ -43,15 +47,24 @@ class ServingModel:
 
 
 def load_named_version(
-    model_root: Path, version: str, *, signing_keys: SigningKeys
+    store: ArtifactStore, version: str, *, signing_keys: SigningKeys, keep: tuple[str, ...] = ()
 ) -> artifacts.LoadedVersion:
-    """Load `<model_root>/<version>/`, verified like `current` (ArtifactError when it cannot)."""
-    if not artifacts.VERSION_PATTERN.match(version):
-        raise artifacts.ArtifactError(f"{version!r} is not a version name; refusing to load it")
-    version_dir = model_root / version
-    if version_dir.is_symlink() or not version_dir.is_dir():
-        raise artifacts.ArtifactError(f"version {version} is not a directory under {model_root}")
-    return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
+    """Load `version` from the store, verified like `current` (ArtifactError when it cannot).
+
+    A cached copy that fails to load (changed on this host's disk, or evicted by another process
+    meanwhile) is dropped and fetched again, once.
+    """
+    for attempt in (1, 2):
+        version_dir = store.version_dir(version, signing_keys=signing_keys, keep=keep)
+        try:
+            return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
+        except artifacts.ArtifactError:
+            store.forget(version)
+            # A cached copy changed or evicted under us is fetched once more; the volume's
+            # copy is the only one.
+            if attempt == 2 or store.follows_current_link:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
@@ -62,9 +75,15 @@ def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
 
 class ModelCache:
     def __init__(
-        self, model_root: Path, *, signing_keys: SigningKeys, keep_challenger: bool = False
+        self,
+        model_root: Path,
+        *,
+        signing_keys: SigningKeys,
+        keep_challenger: bool = False,
+        store: ArtifactStore | None = None,
     ) -> None:
         self.model_root = model_root
+        self.store = store if store is not None else FilesystemStore(model_root)
         self.signing_keys = signing_keys  # a manifest no key here signed is never trusted
         self.keep_challenger = keep_challenger  # only shadow scoring needs the challenger
         self.current: ServingModel | None = None
@@ -73,6 +92,8 @@ class ModelCache:
         self.error_version: str | None = None
         self.loaded_at: str | None = None
         self.load_attempts = 0  # so the follower can report after every attempt
+        # The champion the registry last named (None: none announced yet): GET /health/started.
+        self.desired_champion: str | None = None
         self._signature: tuple[str, int, int] | None = None
         self._failed: set[tuple[str, int]] = set()  # (version, seq) loads that failed
 
@@ -88,6 +109,7 @@ class ModelCache:
         """Serve what `desired` names, else what `current` names; True when the champion moved."""
         if desired is None or desired.champion is None:
             return self.refresh()
+        self.desired_champion = desired.champion
         moved = self._load_champion(desired.champion, desired.seq)
         if self.keep_challenger:
             self._load_challenger(desired.challenger, desired.seq)
@@ -97,8 +119,15 @@ class ModelCache:
             self.last_error = self.error_version = None
         return moved
 
+    @property
+    def started(self) -> bool:
+        """Whether this process serves the champion the registry names (or none is named yet)."""
+        return self.desired_champion is None or self.version == self.desired_champion
+
     def refresh(self) -> bool:
         """Load `current` if it moved since the last look; True when a new model was swapped in."""
+        if not self.store.follows_current_link:
+            return False
         signature = artifacts.current_signature(self.model_root)
         if signature == self._signature:
             return False
@@ -144,10 +173,14 @@ class ModelCache:
 
     def _load(self, version: str, seq: int) -> artifacts.LoadedVersion | None:
         self.load_attempts += 1
+        served = tuple(name for name in (self.version, self.challenger_version) if name)
         try:
-            return load_named_version(self.model_root, version, signing_keys=self.signing_keys)
+            return load_named_version(
+                self.store, version, signing_keys=self.signing_keys, keep=served
+            )
         except artifacts.ArtifactError as exc:
-            self._failed.add((version, seq))
+            if exc.reason not in TRANSIENT_REASONS:
+                self._failed.add((version, seq))
             self._record_failure(version, exc)
             return None
 

@@ -24,6 +24,7 @@ from algorithm.service.schemas import (
     Liveness,
     PredictResponse,
     Readiness,
+    Started,
 )
 from core import inference_protocol_openapi as v2
 from core.jobs import Job
@@ -117,7 +118,15 @@ def build_openapi(
     _, defs = models_json_schema(
         [
             (m, "serialization")
-            for m in (PredictResponse, BatchPredictResponse, Job, Error, Liveness, Readiness)
+            for m in (
+                PredictResponse,
+                BatchPredictResponse,
+                Job,
+                Error,
+                Liveness,
+                Readiness,
+                Started,
+            )
         ],
         ref_template="#/components/schemas/{model}",
     )
@@ -223,6 +232,20 @@ def build_openapi(
                     "summary": "Liveness",
                     **OPEN,
                     "responses": {"200": _json(_ref("Liveness"), "Up")},
+                }
+            },
+            "/health/started": {
+                "get": {
+                    "summary": "Startup probe: this process serves the registry's champion (or "
+                    "none is announced yet)",
+                    **OPEN,
+                    "responses": {
+                        "200": _json(_ref("Started"), "Serving the champion"),
+                        "503": _error(
+                            "The champion is not loaded here yet (downloading, verifying, or "
+                            "refused: see the replica's report): `model_loading`"
+                        ),
+                    },
                 }
             },
             "/health/ready": {

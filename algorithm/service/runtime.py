@@ -14,6 +14,7 @@ from collections.abc import Callable
 import redis
 
 from algorithm.ml.signing import SigningKeys
+from algorithm.ml.store import open_store
 from algorithm.service.batcher import MicroBatcher, Prediction
 from algorithm.service.champion_follower import ChampionFollower
 from algorithm.service.config import AlgorithmSettings
@@ -47,6 +48,13 @@ class ServingRuntime:
             settings.model_root,
             signing_keys=SigningKeys.from_secrets(settings.model_signing_key),
             keep_challenger=shadowing,
+            store=open_store(
+                settings.model_store_url,
+                model_root=settings.model_root,
+                cache_dir=settings.model_cache_dir,
+                cache_max_bytes=settings.model_cache_max_bytes,
+                region=settings.aws_region,
+            ),
         )
         # Serve the desired (else the published) model from the first request on.
         self.models.follow(_desired_or_none(redis_client))

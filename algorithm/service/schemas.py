@@ -107,6 +107,13 @@ class Liveness(BaseModel):
     status: Literal["ok"]
 
 
+class Started(BaseModel):
+    status: Literal["ok"]
+    model_version: str | None = Field(
+        description="The version this process serves: the registry's champion (None before any)."
+    )
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Literal["ok", "unavailable"]] = Field(

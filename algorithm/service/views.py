@@ -13,12 +13,13 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from algorithm.service.config import AlgorithmSettings
-from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound
+from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound, ModelLoading
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
     PredictRequest,
     Readiness,
+    Started,
     parse_predict_request,
 )
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS, Requester
@@ -120,6 +121,23 @@ async def train_status(job_id: str) -> Response:
 @api.get("/health/live")
 async def live() -> Response:
     return jsonify(Liveness(status="ok").model_dump())
+
+
+@api.get("/health/started")
+async def started() -> Response:
+    """Started once this process serves the registry's champion (or none is announced yet).
+
+    A startup probe: a new replica takes traffic only after its first verified load; a model
+    that cannot be had shows as 503 `model_loading` here and as the replica's load error.
+    """
+    models = runtime().models
+    if not models.started:
+        serving = models.version or "no model"
+        raise ModelLoading(
+            f"This process serves {serving}; the registry's champion "
+            f"{models.desired_champion} is not loaded yet."
+        )
+    return jsonify(Started(status="ok", model_version=models.version).model_dump())
 
 
 @api.get("/health/ready")

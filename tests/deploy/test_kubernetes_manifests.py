@@ -40,13 +40,6 @@ KUBERNETES_VERSION = "1.37"
 KUBECTL = Path(sys.executable).with_name("kubectl")
 SECRET_NAME = "textclf"
 
-# The object store's settings arrive with the artifact store (issue 25, other part). Until the
-# services' settings declare them, they count as read by the two services that use the store;
-# once declared, this set changes nothing and can go.
-STORE_VARIABLES_NOT_YET_DECLARED = frozenset(
-    {"MODEL_STORE_URL", "MODEL_CACHE_DIR", "MODEL_CACHE_MAX_MB"}
-)
-
 # Each service: its settings class and the packages whose code may read variables directly.
 SERVICES: dict[str, tuple[type[BaseSettings], tuple[str, ...]]] = {
     "web": (WebSettings, ("web", "core")),
@@ -132,8 +125,6 @@ def read_by(service: str) -> set[str]:
         for path in (REPO_ROOT / package).rglob("*.py"):
             if "harness" not in path.parts:
                 names.update(DIRECT_READ.findall(path.read_text()))
-    if service in ("algorithm", "worker"):
-        names |= STORE_VARIABLES_NOT_YET_DECLARED
     if "MODEL_STORE_URL" in names:
         names |= botocore_variables()
     return names

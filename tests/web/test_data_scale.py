@@ -123,15 +123,26 @@ def test_search_for_a_rare_word_reads_the_trigram_index(
     assert found and all("x1e24" in row["text"].lower() for row in found)
 
 
-def test_a_label_and_a_common_word_read_only_that_labels_matches_from_the_index(
+def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     api: APIClient, big_table: dict[str, str]
 ) -> None:
-    (plan,) = plans_of(api, "label=perl&search=games&ordering=-id")
-    index_scan = next(line for line in plan.splitlines() if TRIGRAM_INDEX in line)
-    conditions = plan.splitlines()[plan.splitlines().index(index_scan) + 1]
-    assert "label" in conditions and "GAMES" in conditions, plan
-    page = api.get("/api/data/?label=perl&search=games&ordering=-id").json()["results"]
-    assert page and all(r["label"] == "perl" and "games" in r["text"].lower() for r in page)
+    from web.data.models import Data
+
+    word = big_table["rare_word"]
+    label = Data.objects.filter(text__icontains=word).values_list("label", flat=True).first()
+    query = f"label={label}&search={word}&ordering=-id"
+    # At 60 000 rows the planner may as well read the label's 10 000 rows through the label's
+    # own index (at a million, the trigram index wins: docs/data.md); dropped inside this
+    # test's transaction, so that the plan shows what the trigram index itself answers.
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX data_label_id_idx")
+    (plan,) = plans_of(api, query)
+    lines = plan.splitlines()
+    assert TRIGRAM_INDEX in plan, plan
+    index_scan = next(at for at, line in enumerate(lines) if TRIGRAM_INDEX in line)
+    assert "label" in lines[index_scan + 1] and word.upper() in lines[index_scan + 1], plan
+    page = api.get(f"/api/data/?{query}").json()["results"]
+    assert page and all(r["label"] == label and word in r["text"].lower() for r in page)
     assert [r["id"] for r in page] == sorted((r["id"] for r in page), reverse=True)
 
 

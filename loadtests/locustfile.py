@@ -20,6 +20,7 @@ import os
 import random
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 from locust import FastHttpUser, between, constant, task
 from locust.contrib.fasthttp import ResponseContextManager
@@ -55,6 +56,19 @@ TEXTS = [text for text, _ in ROWS]
 # Bodies built once: encoding them per request would load locust itself.
 SINGLE_BODIES = [json.dumps({"text": text}) for text in TEXTS]
 BATCH_BODIES = [json.dumps({"texts": random.Random(i).choices(TEXTS, k=1_000)}) for i in range(8)]
+# What a person types into a search box: a word of the texts, at least as long as the API's
+# shortest search term (3 characters, web/data/filters.py; shorter ones are answered 400).
+MIN_SEARCH_CHARS = 3
+SEARCH_WORDS = sorted(
+    {
+        word
+        for text in TEXTS
+        for word in (raw.strip(".,;:()[]'\"").lower() for raw in text.split())
+        if len(word) >= MIN_SEARCH_CHARS and word.isalnum()
+    }
+)
+# Pages a browsing person reads at most, following `next` (cursor pagination, as a client must).
+MAX_PAGES_READ = 3
 
 
 def check_prediction(response: ResponseContextManager, field: str) -> None:
@@ -130,12 +144,28 @@ class MixedUser(FastHttpUser):
 
     @task(3)
     def list_rows(self) -> None:
-        self.client.get("/api/data/?page_size=20", name="/api/data/ [list]")
+        """The first page, then a few more by following `next`, as a browsing client does."""
+        self.read_pages("/api/data/?page_size=20", name="/api/data/ [list]")
 
     @task(1)
     def search_rows(self) -> None:
-        word = random.choice(random.choice(TEXTS).split())
-        self.client.get("/api/data/", params={"search": word}, name="/api/data/ [search]")
+        word = random.choice(SEARCH_WORDS)
+        self.read_pages(f"/api/data/?search={quote(word)}", name="/api/data/ [search]")
+
+    def read_pages(self, url: str, *, name: str) -> None:
+        """GET url and follow up to MAX_PAGES_READ - 1 `next` links; each answer must be a page."""
+        for _ in range(random.randint(1, MAX_PAGES_READ)):
+            with self.client.get(url, name=name, catch_response=True) as response:
+                if response.status_code != 200:
+                    response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                    return
+                page = response.json()
+                if "results" not in page:
+                    response.failure(f"not a page: {str(page)[:200]}")
+                    return
+            if not page.get("next"):
+                return
+            url = page["next"]
 
     @task(2)
     def create_row(self) -> None:

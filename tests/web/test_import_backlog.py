@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from tests.helpers import wait_until
 from tests.web.conftest import LiveWeb
 from tests.web.test_import_export import CSV, csv_body, ndjson, post_import
-from web.data.models import Data
+from web.data.models import Data, SearchBacklogImport
 from web.data.search_backlog import DRAIN_LOCK, drain_search_backlog
 
 NDJSON = "application/x-ndjson"
@@ -37,11 +37,13 @@ def test_search_finds_the_same_rows_before_and_after_the_backlog_is_drained(
     rows = [(f"imported qwerty-{i}", "import") for i in range(150)] + [("unrelated", "x")] * 50
     assert post_import(api, csv_body(rows), CSV).status_code == 201
     assert Data.objects.filter(search_indexed=False).count() == 200  # the import's rows wait
+    assert list(SearchBacklogImport.objects.values_list("rows", flat=True)) == [200]
     expected = ["Indexed Qwerty row"] + [text for text, _ in rows[:150]]
     assert search_texts(api, "QWERTY") == expected
 
     assert drain_search_backlog(batch_rows=64) == 200
     assert not Data.objects.filter(search_indexed=False).exists()
+    assert not SearchBacklogImport.objects.exists()  # searches stop reading the backlog
     assert search_texts(api, "QWERTY") == expected
     fourteens = [f"imported qwerty-{i}" for i in (14, *range(140, 150))]
     assert search_texts(api, "qwerty-14") == fourteens

@@ -36,6 +36,7 @@ BLOCK_CHARS = 1_000_000
 # Imported rows enter the search backlog (search_indexed false): the COPY does not wait for the
 # trigram index, which took ~90 % of an import's time; the drain indexes them after the commit.
 COPY_SQL = "COPY data (text, label, created_at, updated_at, search_indexed) FROM STDIN"
+MARK_BACKLOG_SQL = "INSERT INTO data_search_backlog_import (rows, created_at) VALUES (%s, now())"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 # Longest line accepted: the longest text, every character escaped as \uXXXX, plus slack.
 MAX_LINE_BYTES = settings.TEXT_MAX_CHARS * 6 + 4096
@@ -87,6 +88,8 @@ def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
                     # Raised inside the COPY and the transaction: both are aborted.
                     raise _refusal(bad)
                 added += _write(feed, single, row_end=row_end)
+            # In the same transaction as the rows: searches read the backlog while it exists.
+            cursor.execute(MARK_BACKLOG_SQL, [added])
     except psycopg.Error as exc:  # the COPY failed in PostgreSQL: rolled back like a refusal
         logger.exception("The COPY of an import failed; nothing was imported.")
         raise ImportFailedError() from exc

@@ -18,6 +18,8 @@ import time
 
 from django.db import connection, connections
 
+from web.data.models import TRIGRAM_INDEX
+
 logger = logging.getLogger(__name__)
 
 DRAIN_BATCH_ROWS = 5000
@@ -33,6 +35,24 @@ FLIP_SQL = "UPDATE data SET search_indexed = true WHERE id = ANY(%s) AND NOT sea
 # An index scan of the whole backlog index: it also marks the entries the drain left dead, so
 # that searches skip them from then on instead of visiting their rows until the next VACUUM.
 ANY_LEFT_SQL = "SELECT EXISTS (SELECT 1 FROM data WHERE NOT search_indexed)"
+# The imports committed before a walk starts: every one of their rows is flipped by that walk.
+IMPORTS_SQL = "SELECT id FROM data_search_backlog_import"
+IMPORTS_DONE_SQL = "DELETE FROM data_search_backlog_import WHERE id = ANY(%s)"
+IMPORTS_LEFT_SQL = "SELECT EXISTS (SELECT 1 FROM data_search_backlog_import)"
+# After the last flip: the trigram index's pending list (GIN's fast update) merged into the
+# index, so that searches after a drain do not scan up to gin_pending_list_limit of it.
+MERGE_PENDING_SQL = f"SELECT gin_clean_pending_list('{TRIGRAM_INDEX}'::regclass)"
+
+
+def backlog_waiting() -> bool:
+    """Whether an import's rows may still wait for the trigram index (one tiny table's read).
+
+    Read before the trigram index is searched: a drain deletes an import's mark only after its
+    flips have committed, so a search that finds no mark finds those rows in the index.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(IMPORTS_LEFT_SQL)
+        return bool(cursor.fetchone()[0])
 
 
 def drain_search_backlog(*, batch_rows: int = DRAIN_BATCH_ROWS) -> int:
@@ -47,6 +67,8 @@ def drain_search_backlog(*, batch_rows: int = DRAIN_BATCH_ROWS) -> int:
             if not cursor.fetchone()[0]:
                 return flipped
             try:
+                cursor.execute(IMPORTS_SQL)
+                imports = [row[0] for row in cursor.fetchall()]
                 after = 0
                 while True:
                     cursor.execute(NEXT_BATCH_SQL, [after, batch_rows])
@@ -56,12 +78,17 @@ def drain_search_backlog(*, batch_rows: int = DRAIN_BATCH_ROWS) -> int:
                     cursor.execute(FLIP_SQL, [ids])
                     flipped += cursor.rowcount
                     after = ids[-1]
+                if flipped:
+                    cursor.execute(MERGE_PENDING_SQL)
+                cursor.execute(IMPORTS_DONE_SQL, [imports])
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [DRAIN_LOCK])
             # Rows committed by an import whose drain found the lock taken, and rows behind the
             # walk's position: looked for after letting go, so none is left behind.
             cursor.execute(ANY_LEFT_SQL)
-            if not cursor.fetchone()[0]:
+            rows_left = cursor.fetchone()[0]
+            cursor.execute(IMPORTS_LEFT_SQL)
+            if not rows_left and not cursor.fetchone()[0]:
                 return flipped
 
 

@@ -24,12 +24,18 @@ from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
 from web.edge.body_limits import limit_bodies, web_body_routes  # noqa: E402
+from web.edge.request_handler import PooledThreadHandler  # noqa: E402
 from web.edge.static import static_files_app  # noqa: E402
 from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
 from web.registry.reconciler import RegistryReconciler  # noqa: E402
 
-# Django's handler, except that an import's body goes to its view as it arrives (no spool).
-django_app = StreamingImportHandler()
+
+class WebHandler(StreamingImportHandler, PooledThreadHandler):
+    """Django's handler: an import's body goes to its view as it arrives (no spool), and no
+    request starts a thread of its own (web/edge/request_handler.py)."""
+
+
+django_app = WebHandler()
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

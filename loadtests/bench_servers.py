@@ -144,7 +144,8 @@ SCENARIOS = (
     Scenario(
         "web_ceiling",
         "(e) Django async constant view, web's pool (ceiling)",
-        pool("loadtests.servers.django_ceiling:application"),
+        # The server `python -m web` runs by default (WEB_SERVER).
+        (*pool("loadtests.servers.django_ceiling:application"), "--server", "uvicorn"),
         "/api/predict/",
         caller="client",  # same middleware as web, token check included
     ),
@@ -161,6 +162,52 @@ SCENARIOS = (
         "web",
         "(d) web `POST /api/predict/`",
         ("-m", "web"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    # The levers of web's predict path, one at a time (docs/benchmarks.md, "Web at the
+    # algorithm service's speed"): Django's own handler, and other servers on the same app.
+    Scenario(
+        "web_stock_handler",
+        "(d) with Django's own ASGI handler (a thread started per request)",
+        pool("loadtests.servers.web_stock_handler:application"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_hypercorn",
+        "(d) served by Hypercorn in the pool (`WEB_SERVER=hypercorn`)",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "WEB_SERVER": "hypercorn"},
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_granian",
+        "(d) served by Granian (its own 2 workers, uvloop), not the pool",
+        (
+            *("-m", "granian", "--interface", "asgi", "--host", HOST, "--port", "{port}"),
+            *("--workers", WORKERS, "--loop", "uvloop", "--no-access-log"),
+            "web.asgi:application",
+        ),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_uvicorn_cli",
+        "(d) served by uvicorn's own 2 workers (uvloop, httptools), not the pool",
+        (
+            *("-m", "uvicorn", "--host", HOST, "--port", "{port}", "--workers", WORKERS),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on"),
+            "web.asgi:application",
+        ),
         "/api/predict/",
         WEB_ENV,
         upstream="algorithm",

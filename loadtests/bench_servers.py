@@ -177,7 +177,7 @@ SCENARIOS = (
     # algorithm service's speed"): Django's own handler, and other servers on the same app.
     Scenario(
         "web_stock_handler",
-        "(d) with Django's own ASGI handler (a thread started per request)",
+        "(d) before: Django's own handler (a thread started per request), Hypercorn",
         pool("loadtests.servers.web_stock_handler:application"),
         "/api/predict/",
         WEB_ENV,
@@ -186,10 +186,10 @@ SCENARIOS = (
     ),
     Scenario(
         "web_hypercorn",
-        "(d) served by Hypercorn in the pool (`WEB_SERVER=hypercorn`)",
+        "(d) lever 1: web's handler, Hypercorn, Django's URL routing",
         ("-m", "web"),
         "/api/predict/",
-        {**WEB_ENV, "WEB_SERVER": "hypercorn"},
+        {**WEB_ENV, "WEB_SERVER": "hypercorn", "WEB_FAST_PREDICT_ROUTE": "false"},
         upstream="algorithm",
         caller="client",
     ),
@@ -221,7 +221,7 @@ SCENARIOS = (
     ),
     Scenario(
         "web_django_route",
-        "(d) through Django's URL routing, not the fast route (`WEB_FAST_PREDICT_ROUTE=false`)",
+        "(d) levers 1+2: web's handler, uvicorn, Django's URL routing",
         ("-m", "web"),
         "/api/predict/",
         {**WEB_ENV, "WEB_FAST_PREDICT_ROUTE": "false"},

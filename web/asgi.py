@@ -1,4 +1,4 @@
-"""ASGI entry point for Hypercorn, with start-up and shutdown of the algorithm client.
+"""ASGI entry point for the server pool, with start-up and shutdown of the algorithm client.
 
 Django has no ASGI lifespan support of its own; `application` answers lifespan events so the
 process's one httpx client and its rate limiter are opened before the first request and closed on

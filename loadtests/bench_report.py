@@ -204,6 +204,20 @@ CHECKS = (
         RATIO,
     ),
     Check(
+        "data API first page, after / before",
+        lambda r: r.ratio("data_list", "data_list_before"),
+        None,
+        0,
+        RATIO,
+    ),
+    Check(
+        "data API one row, after / before",
+        lambda r: r.ratio("data_row", "data_row_before"),
+        None,
+        0,
+        RATIO,
+    ),
+    Check(
         "data API one row / web ceiling",
         lambda r: r.ratio("data_row", "web_ceiling"),
         None,

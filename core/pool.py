@@ -1,4 +1,7 @@
-"""Run an ASGI/WSGI app in N Hypercorn processes, each with its own SO_REUSEPORT socket.
+"""Run an ASGI/WSGI app in N server processes, each with its own SO_REUSEPORT socket.
+
+The server is Hypercorn, or for ASGI apps uvicorn on uvloop and httptools (`--server uvicorn`,
+core/uvicorn_worker.py), which keeps the same guarantees.
 
 One shared listening socket (`hypercorn -w N`) lets the kernel hand most keep-alive connections
 to one worker now and then; one socket per process lets the kernel spread connections evenly.
@@ -39,6 +42,8 @@ from core.metrics import MULTIPROC_DIR_ENV, mark_process_dead, prepare_metrics_d
 from core.process import Child, StopSignals, set_parent_death_signal, spawn, stop_children
 from core.settings import CommonSettings
 
+SERVERS = ("hypercorn", "uvicorn")
+
 
 class PortInUseError(RuntimeError):
     pass
@@ -78,6 +83,7 @@ def pool_command(
     port: int,
     workers: int | None = None,
     graceful_seconds: float | None = None,
+    server: str = "hypercorn",
 ) -> list[str]:
     """The command line that serves `app_path` ("module:attribute") on host:port with a pool.
 
@@ -88,16 +94,29 @@ def pool_command(
         argv += ["--workers", str(workers)]
     if graceful_seconds is not None:
         argv += ["--graceful-seconds", str(graceful_seconds)]
+    if server != "hypercorn":
+        argv += ["--server", server]
     return argv
 
 
 def serve_pool(
-    app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float = 10.0
+    app_path: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    graceful_seconds: float = 10.0,
+    server: str = "hypercorn",
 ) -> int:
     """Serve `app_path` in this process's pool until stopped; the exit code for the shell."""
     try:
         return run_pool(
-            app_path, host=host, port=port, workers=workers, graceful_seconds=graceful_seconds
+            app_path,
+            host=host,
+            port=port,
+            workers=workers,
+            graceful_seconds=graceful_seconds,
+            server=server,
         )
     except PortInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -113,7 +132,15 @@ def metrics_dir_for(app_path: str, port: int) -> Path:
     return CommonSettings().metrics_root / f"{service}-{port}"
 
 
-def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seconds: float) -> int:
+def run_pool(
+    app_path: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    graceful_seconds: float,
+    server: str = "hypercorn",
+) -> int:
     """Start `workers` processes serving `app_path`; return when they have all stopped."""
     lock = _lock_port(host, port)
     try:
@@ -122,7 +149,9 @@ def run_pool(app_path: str, *, host: str, port: int, workers: int, graceful_seco
         _release_port(lock)
         raise
     argv = [
-        *pool_command(app_path, host=host, port=port, graceful_seconds=graceful_seconds),
+        *pool_command(
+            app_path, host=host, port=port, graceful_seconds=graceful_seconds, server=server
+        ),
         "--worker",
     ]
     metrics_dir = prepare_metrics_dir(metrics_dir_for(app_path, port))
@@ -214,12 +243,10 @@ def _listening_socket(host: str, port: int, *, max_connections: int) -> Connecti
     return sock
 
 
-def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float) -> None:
+def serve_worker(
+    app_path: str, *, host: str, port: int, graceful_seconds: float, server: str = "hypercorn"
+) -> None:
     """One pool worker: own socket, one event loop, graceful stop on SIGTERM/SIGINT."""
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.config import Config, Sockets
-    from hypercorn.utils import wrap_app
-
     set_parent_death_signal(signal.SIGTERM)
     # Before the app is imported: an app that configures logging itself (Django) may redo it.
     # Lines are written off the event loop (core/log_writer.py).
@@ -227,6 +254,24 @@ def serve_worker(app_path: str, *, host: str, port: int, graceful_seconds: float
     common = CommonSettings()
     configure_logging(common.log_format)
     sock = _listening_socket(host, port, max_connections=common.max_connections_per_worker)
+    if server == "uvicorn":
+        from core.uvicorn_worker import serve_uvicorn_worker
+
+        serve_uvicorn_worker(
+            _import_app(app_path), sock, graceful_seconds=graceful_seconds, turned_away=TURNED_AWAY
+        )
+        return
+    _serve_hypercorn_worker(app_path, sock, graceful_seconds=graceful_seconds)
+
+
+def _serve_hypercorn_worker(
+    app_path: str, sock: ConnectionCappedSocket, *, graceful_seconds: float
+) -> None:
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.config import Config, Sockets
+    from hypercorn.utils import wrap_app
+
+    common = CommonSettings()
     config = Config()
     config.backlog = 2048
     # One clock in Hypercorn: from a connection's start or its last answer to a whole request
@@ -261,11 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--graceful-seconds", type=float, default=10.0)
+    parser.add_argument("--server", choices=SERVERS, default="hypercorn")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         serve_worker(
-            args.app, host=args.host, port=args.port, graceful_seconds=args.graceful_seconds
+            args.app,
+            host=args.host,
+            port=args.port,
+            graceful_seconds=args.graceful_seconds,
+            server=args.server,
         )
         return 0
     return serve_pool(
@@ -274,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         graceful_seconds=args.graceful_seconds,
+        server=args.server,
     )
 
 

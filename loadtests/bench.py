@@ -50,7 +50,7 @@ from loadtests.bench_servers import (
     start_server,
 )
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
-from loadtests.web_commands import prepare_web_database
+from loadtests.web_commands import prepare_web_database, seed_data_rows
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
 
 SECTION_TITLE = "## Prediction throughput"
@@ -69,6 +69,7 @@ def measure(
         connections=args.batch_connections if batch else args.connections,
         timeout_seconds=30.0 if batch else 5.0,
         headers=env.headers(scenario),
+        method=scenario.method,
     )
     try:
         load(seconds=args.warmup)  # discarded: connections, caches and both workers warm up
@@ -113,7 +114,12 @@ def run_hotswap(
         server.stop()
 
 
-def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
+DATA_ROWS = 2_000
+
+
+def start_databases(
+    env: BenchEnv, *, postgres: bool, corpus: list[tuple[str, str]] | None = None
+) -> list[Child]:
     """Redis for every server; PostgreSQL, migrated, when web is measured."""
     port, password = free_port(), new_password()
     log = env.log_path("redis")
@@ -129,6 +135,8 @@ def start_databases(env: BenchEnv, *, postgres: bool) -> list[Child]:
         env.database_url = postgres_url(port=port, database="bench", password=password)
         env.api_token = "tcf_" + secrets.token_urlsafe(32)
         prepare_web_database(env.service_env(), token=env.api_token, name="bench", role="reader")
+        if corpus is not None:  # the data API's reads list these rows
+            env.data_row_id = seed_data_rows(env.service_env(), corpus[:DATA_ROWS], env.work_dir)
     return children
 
 
@@ -232,7 +240,11 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
         )
         for texts, top_k, protocol in {(1, None, "native"), *(s.bodies for s in selected)}
     }
-    databases = start_databases(env, postgres=any(s.name.startswith("web") for s in selected))
+    databases = start_databases(
+        env,
+        postgres=any(s.name.startswith(("web", "data")) for s in selected),
+        corpus=corpus if any(s.name.startswith("data") for s in selected) else None,
+    )
     try:
         announce(env, version, challenger)
         runs: list[Run] = []

@@ -39,6 +39,8 @@ WEB_ENV = {
     "WEB_WORKERS": WORKERS,
     "ALGORITHM_URL": "{upstream}",
 }
+# The data API never calls the algorithm service; nothing listens on port 9 (discard).
+DATA_ENV = {**WEB_ENV, "ALGORITHM_URL": "http://127.0.0.1:9"}
 GUNICORN = ("-m", "gunicorn", "--workers", WORKERS, "--worker-class", "sync", "--no-control-socket")
 
 
@@ -62,6 +64,10 @@ class Scenario:
     caller: str = "service"
     # Another checkout to run the server from (loadtests/compare_refs.py), instead of this one.
     checkout: Path | None = None
+    # "GET": the path itself is fetched over and over (the bodies are not sent).
+    method: str = "POST"
+    # The cores the server may run on (`taskset -c`), or None: any.
+    cpus: str | None = None
 
     @property
     def bodies(self) -> tuple[int, int | None, str]:
@@ -144,7 +150,8 @@ SCENARIOS = (
     Scenario(
         "web_ceiling",
         "(e) Django async constant view, web's pool (ceiling)",
-        pool("loadtests.servers.django_ceiling:application"),
+        # The server `python -m web` runs by default (WEB_SERVER).
+        (*pool("loadtests.servers.django_ceiling:application"), "--server", "uvicorn"),
         "/api/predict/",
         caller="client",  # same middleware as web, token check included
     ),
@@ -165,6 +172,117 @@ SCENARIOS = (
         WEB_ENV,
         upstream="algorithm",
         caller="client",
+    ),
+    # The levers of web's predict path, one at a time (docs/benchmarks.md, "Web at the
+    # algorithm service's speed"): Django's own handler, and other servers on the same app.
+    Scenario(
+        "web_stock_handler",
+        "(d) before: Django's own handler (a thread started per request), Hypercorn",
+        pool("loadtests.servers.web_stock_handler:application"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_hypercorn",
+        "(d) lever 1: web's handler, Hypercorn, Django's URL routing",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "WEB_SERVER": "hypercorn", "WEB_FAST_PREDICT_ROUTE": "false"},
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_granian",
+        "(d) served by Granian (its own 2 workers, uvloop), not the pool",
+        (
+            *("-m", "granian", "--interface", "asgi", "--host", HOST, "--port", "{port}"),
+            *("--workers", WORKERS, "--loop", "uvloop", "--no-access-log"),
+            "web.asgi:application",
+        ),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_uvicorn_cli",
+        "(d) served by uvicorn's own 2 workers (uvloop, httptools), not the pool",
+        (
+            *("-m", "uvicorn", "--host", HOST, "--port", "{port}", "--workers", WORKERS),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--lifespan", "on"),
+            "web.asgi:application",
+        ),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+    ),
+    Scenario(
+        "web_django_route",
+        "(d) levers 1+2: web's handler, uvicorn, Django's URL routing",
+        ("-m", "web"),
+        "/api/predict/",
+        {**WEB_ENV, "WEB_FAST_PREDICT_ROUTE": "false"},
+        upstream="algorithm",
+        caller="client",
+    ),
+    # Web's own cost apart from core sharing: each service on a core of its own.
+    Scenario(
+        "algorithm_pinned",
+        "(a) algorithm `POST /predict`, alone on core 1 (`taskset -c 1`)",
+        ("-m", "algorithm"),
+        "/predict",
+        ALGORITHM_ENV,
+        cpus="1",
+    ),
+    Scenario(
+        "web_pinned",
+        "(d) web on core 0, the algorithm service on core 1 (`taskset`)",
+        ("-m", "web"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm_pinned",
+        caller="client",
+        cpus="0",
+    ),
+    # The data API's reads through the same server and handler (rows seeded by the bench).
+    Scenario(
+        "data_list",
+        "web `GET /api/data/` (first page of 2 000 rows)",
+        ("-m", "web"),
+        "/api/data/",
+        DATA_ENV,
+        caller="client",
+        method="GET",
+    ),
+    Scenario(
+        "data_row",
+        "web `GET /api/data/{id}/` (one row)",
+        ("-m", "web"),
+        "/api/data/{row}/",
+        DATA_ENV,
+        caller="client",
+        method="GET",
+    ),
+    Scenario(
+        "data_list_before",
+        "web `GET /api/data/`, before: Django's own handler, Hypercorn",
+        pool("loadtests.servers.web_stock_handler:application"),
+        "/api/data/",
+        DATA_ENV,
+        caller="client",
+        method="GET",
+    ),
+    Scenario(
+        "data_row_before",
+        "web `GET /api/data/{id}/`, before: Django's own handler, Hypercorn",
+        pool("loadtests.servers.web_stock_handler:application"),
+        "/api/data/{row}/",
+        DATA_ENV,
+        caller="client",
+        method="GET",
     ),
     Scenario(
         "web_v2",
@@ -209,6 +327,7 @@ class BenchEnv:
     database_url: str = ""
     api_token: str = ""  # what the load generator presents to web: a reader token, once migrated
     started: int = 0  # servers started so far: numbers the log files in start order
+    data_row_id: int = 0  # a row of the data API's table, once seeded (`{row}` in a path)
 
     @property
     def model_root(self) -> Path:
@@ -281,6 +400,8 @@ def start_server(
     port = free_port(HOST)
     log = env.log_path(scenario.name)
     argv = [sys.executable, *(arg.format(port=port) for arg in scenario.argv)]
+    if scenario.cpus is not None:
+        argv = ["taskset", "-c", scenario.cpus, *argv]
     extra = {
         key: value.format(port=port, upstream=upstream_url) for key, value in scenario.env.items()
     }
@@ -295,17 +416,20 @@ def start_server(
             cwd=scenario.checkout,
         )
     )
-    server = Server(children, f"http://{HOST}:{port}", scenario.path)
+    server = Server(children, f"http://{HOST}:{port}", scenario.path.format(row=env.data_row_id))
     try:
-        wait_until_answers(server, body, log, headers=env.headers(scenario))
+        probe_body = None if scenario.method == "GET" else body
+        wait_until_answers(server, probe_body, log, headers=env.headers(scenario))
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def wait_until_answers(server: Server, body: bytes, log: Path, *, headers: dict[str, str]) -> None:
-    """POST `body` until it answers 2xx; fail at once if the server exits."""
+def wait_until_answers(
+    server: Server, body: bytes | None, log: Path, *, headers: dict[str, str]
+) -> None:
+    """POST `body` (None: GET) until it answers 2xx; fail at once if the server exits."""
 
     def probe() -> None:
         child = server.children[-1]

@@ -7,6 +7,7 @@ database never needs for real, so placeholders are filled in unless the caller s
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -50,3 +51,23 @@ def prepare_web_database(env: Mapping[str, str], *, token: str, name: str, role:
         "--from-env",
         "BENCH_TOKEN_SECRET",
     )
+
+
+SEED_ROWS = """
+import json, os
+from web.data.models import Data
+rows = json.loads(open(os.environ["BENCH_SEED_ROWS"]).read())
+created = Data.objects.bulk_create(Data(text=text, label=label) for text, label in rows)
+print(created[0].pk)
+"""
+
+
+def seed_data_rows(env: Mapping[str, str], rows: list[tuple[str, str]], work_dir: Path) -> int:
+    """Store `rows` (text, label) in the data API's table of the database `env` names.
+
+    Returns the id of the first one.
+    """
+    path = work_dir / "seed-rows.json"
+    path.write_text(json.dumps(rows))
+    printed = run_web_command({**env, "BENCH_SEED_ROWS": str(path)}, "shell", "-c", SEED_ROWS)
+    return int(printed.split()[-1])

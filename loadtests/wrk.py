@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LUA_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+GET_SCRIPT = Path(__file__).with_name("wrk_get.lua")  # GETs of the URL itself, no bodies
 RESULT_PREFIX = "WRK_JSON "
 
 
@@ -66,8 +67,11 @@ def run_wrk(
     seconds: float,
     timeout_seconds: float,
     headers: Mapping[str, str] | None = None,
+    method: str = "POST",
 ) -> WrkResult:
     """POST the bodies of `bodies_file` (one JSON per line) to `url` for `seconds`.
+
+    With method "GET", GET `url` instead (the bodies are not read).
 
     `headers` go with every request; they reach the Lua script through the environment, not
     wrk's command line, so a token does not show in the process list.
@@ -79,7 +83,7 @@ def run_wrk(
         f"-d{max(1, round(seconds))}s",
         f"--timeout={max(1, round(timeout_seconds))}s",
         "-s",
-        str(LUA_SCRIPT),
+        str(GET_SCRIPT if method == "GET" else LUA_SCRIPT),
         url,
         "--",
         str(bodies_file),

@@ -1,4 +1,4 @@
-"""`python -m web`: serve the web API with the configured Hypercorn pool.
+"""`python -m web`: serve the web API with the configured server pool.
 
 `python -m web COMMAND ...` runs a Django management command instead (createtoken, listtokens,
 revoketoken, migrate, ...), with web's settings.
@@ -73,6 +73,7 @@ def main() -> int:
         host=settings.web_host,
         port=settings.web_port,
         workers=settings.web_workers,
+        server=settings.web_server,
     )
 
 

@@ -1,4 +1,4 @@
-"""ASGI entry point for Hypercorn, with start-up and shutdown of the algorithm client.
+"""ASGI entry point for the server pool, with start-up and shutdown of the algorithm client.
 
 Django has no ASGI lifespan support of its own; `application` answers lifespan events so the
 process's one httpx client and its rate limiter are opened before the first request and closed on
@@ -24,12 +24,23 @@ from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
 from web.edge.body_limits import limit_bodies, web_body_routes  # noqa: E402
+from web.edge.request_handler import PooledThreadHandler  # noqa: E402
 from web.edge.static import static_files_app  # noqa: E402
 from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
+from web.proxy.predict_route import PredictRoute  # noqa: E402
 from web.registry.reconciler import RegistryReconciler  # noqa: E402
 
-# Django's handler, except that an import's body goes to its view as it arrives (no spool).
-django_app = StreamingImportHandler()
+
+class WebHandler(StreamingImportHandler, PooledThreadHandler):
+    """Django's handler: an import's body goes to its view as it arrives (no spool), and no
+    request starts a thread of its own (web/edge/request_handler.py)."""
+
+
+django_app = WebHandler()
+# The hottest path beside Django's URL routing: same middleware, same view (see its module).
+predict_route: PredictRoute | None = (
+    PredictRoute() if get_settings().web_fast_predict_route else None
+)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -39,9 +50,11 @@ static_app = static_files_app(fallback=django_app)
 
 
 async def _static_or_django(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    # One prefix test per request: static files never pass through Django's middleware.
+    # Static files never pass through Django's middleware; predictions skip its URL routing.
     if scope["path"].startswith(STATIC_PREFIX):
         await static_app(scope, receive, send)
+    elif predict_route is not None and predict_route.serves(scope):
+        await predict_route(scope, receive, send)
     else:
         await django_app(scope, receive, send)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -114,6 +115,12 @@ class WebSettings(PredictLimits, RegistryPolicy):
     secure_proxy_ssl_header: str = ""
     secure_hsts_seconds: NonNegativeInt = 0
     secure_hsts_include_subdomains: bool = False
+    # The HTTP server of each pool worker (core/pool.py): uvicorn (uvloop, httptools) or Hypercorn.
+    # Both keep the pool's guarantees; uvicorn parses HTTP in C and answers predictions faster.
+    web_server: Literal["uvicorn", "hypercorn"] = "uvicorn"
+    # POST /api/predict/ served beside Django's URL routing, through the same middleware and view
+    # (web/proxy/predict_route.py); false: Django's handler serves it like every other route.
+    web_fast_predict_route: bool = True
 
     @field_validator("csrf_trusted_origins")
     @classmethod

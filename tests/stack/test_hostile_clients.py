@@ -178,14 +178,15 @@ def test_a_half_sent_header_is_cut_off_at_the_header_deadline(
         assert closed_within(sock, HEADER_TIMEOUT + SLACK) < HEADER_TIMEOUT + SLACK
 
 
+@pytest.mark.parametrize("service", ["web", "algorithm"])  # uvicorn and Hypercorn
 def test_connections_over_the_cap_are_turned_away_with_503_and_admitted_again_once_freed(
-    services: dict[str, tuple[str, int]], connections: Callable[..., socket.socket]
+    services: dict[str, tuple[str, int]], connections: Callable[..., socket.socket], service: str
 ) -> None:
-    held = [connections(services["algorithm"]) for _ in range(MAX_CONNECTIONS)]
+    held = [connections(services[service]) for _ in range(MAX_CONNECTIONS)]
     for sock in held:  # each one accepted and in use (the header deadline would close idle ones)
         sock.sendall(head("GET", "/health/live"))
         assert read_answer(sock)[0] == 200
-    with connect(services["algorithm"]) as extra:
+    with connect(services[service]) as extra:
         extra.sendall(head("GET", "/health/live"))
         status, body = read_answer(extra)
     assert (status, body["error"]) == (503, "too_many_connections")
@@ -193,7 +194,7 @@ def test_connections_over_the_cap_are_turned_away_with_503_and_admitted_again_on
         sock.close()
 
     def admitted() -> bool:
-        with connect(services["algorithm"]) as sock:
+        with connect(services[service]) as sock:
             sock.sendall(head("GET", "/health/live"))
             return read_answer(sock)[0] == 200
 

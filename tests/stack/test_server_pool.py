@@ -1,4 +1,6 @@
-"""The Hypercorn pool: one SO_REUSEPORT socket per worker, no silent second instance, no orphans."""
+"""The server pool: one SO_REUSEPORT socket per worker, no silent second instance, no orphans.
+
+The guarantees hold whichever server the workers run (Hypercorn, uvicorn)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from core.harness.scratch import free_port
-from core.pool import pool_command
+from core.pool import SERVERS, pool_command
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -23,10 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "loadtests.servers.flask_hello:app"
 
 
-def start_pool(port: int, workers: int = 2, app: str = APP) -> subprocess.Popen[str]:
+def start_pool(
+    port: int, workers: int = 2, app: str = APP, server: str = "hypercorn"
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for slow_app
     return subprocess.Popen(
-        pool_command(app, host="127.0.0.1", port=port, workers=workers),
+        pool_command(app, host="127.0.0.1", port=port, workers=workers, server=server),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -61,10 +65,10 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def pool() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+@pytest.fixture(params=SERVERS)
+def pool(request: pytest.FixtureRequest) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
-    process = start_pool(port)
+    process = start_pool(port, server=request.param)
     assert wait_serving(port, process).status_code == 200
     yield port, process
     if process.poll() is None:
@@ -108,9 +112,10 @@ def test_sigterm_stops_gracefully_and_sigkill_takes_the_workers_down(
     assert again.returncode == 0
 
 
-def test_sigterm_lets_requests_in_flight_finish() -> None:
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigterm_lets_requests_in_flight_finish(server: str) -> None:
     port = free_port()
-    pool = start_pool(port, workers=1, app="slow_app:app")
+    pool = start_pool(port, workers=1, app="slow_app:app", server=server)
     url = f"http://127.0.0.1:{port}/slow"
     wait_serving(port, pool, path="/")
     answers: list[httpx.Response] = []

@@ -209,7 +209,9 @@ def _listening_socket(host: str, port: int, *, max_connections: int) -> Connecti
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    # Bound, not listening: asyncio's server listens once the app's lifespan start-up is done.
+    # Until then a connection is refused (and a client tries another replica) instead of
+    # waiting in the backlog of a process still importing or loading its model.
     sock.setblocking(False)
     return sock
 

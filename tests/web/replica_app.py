@@ -2,7 +2,8 @@
 
 POST /predict answers `{"labels": [...], "model_version": <REPLICA_NAME>}` after a few
 milliseconds, so a caller can tell which replica answered and requests are in flight when the
-replica is told to stop.
+replica is told to stop. REPLICA_START_SECONDS makes its start-up (lifespan) take that long, as
+loading a model does.
 """
 
 from __future__ import annotations
@@ -26,4 +27,8 @@ async def predict() -> dict[str, Any]:
     return {"labels": ["label"] * len(texts), "model_version": NAME}
 
 
-app = FlaskASGI(replica, max_body_bytes=1 << 20)
+async def start_slowly() -> None:
+    await asyncio.sleep(float(os.environ.get("REPLICA_START_SECONDS", "0")))
+
+
+app = FlaskASGI(replica, max_body_bytes=1 << 20, on_startup=[start_slowly])

@@ -179,9 +179,12 @@ def test_when_every_address_refuses_the_caller_gets_503() -> None:
     asyncio.run(scenario())
 
 
-def start_replica_pool(address: str, port: int, name: str, var_dir: Path) -> subprocess.Popen[str]:
+def start_replica_pool(
+    address: str, port: int, name: str, var_dir: Path, start_seconds: float = 0
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
+        "REPLICA_START_SECONDS": str(start_seconds),
         "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}",
         "REPLICA_NAME": name,
         "VAR_DIR": str(var_dir),  # each pool its own metric files
@@ -250,3 +253,34 @@ def test_sigterm_on_one_of_two_replicas_under_load_fails_no_request(tmp_path: Pa
     served = Counter(answered)
     assert served["first"] > 0 and served["second"] > 0, served
     assert answered[-20:] == ["second"] * 20  # after it exited, only the other one answered
+
+
+@pytest.mark.slow
+def test_a_replica_still_starting_refuses_connections_and_its_calls_go_to_a_started_one(
+    tmp_path: Path,
+) -> None:
+    """Not accepted into a backlog to wait for a model: every call is answered at once."""
+    port = free_port()
+    started = start_replica_pool("127.0.0.2", port, "started", tmp_path / "a")
+    starting = start_replica_pool("127.0.0.3", port, "starting", tmp_path / "b", start_seconds=6)
+
+    async def scenario() -> list[str]:
+        client = client_for(port, lambda: ["127.0.0.2", "127.0.0.3"])
+        for _ in range(300):  # the first one up
+            try:
+                await client.predict_one("t")
+                break
+            except AlgorithmUnavailable:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # the second has bound its socket and is starting
+        answers = await asyncio.wait_for(predict_many(client, callers=8, each=10), timeout=10)
+        await client.aclose()
+        return answers
+
+    try:
+        answered = asyncio.run(scenario())
+    finally:
+        for pool in (started, starting):
+            pool.send_signal(signal.SIGTERM)
+            pool.communicate(timeout=30)
+    assert answered == ["started"] * 80

@@ -176,9 +176,10 @@ def env_file_for(settings: dict[str, str], directory: Path) -> Path:
     return env_file
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, httpx.Client]]:
-    """A fresh stack project (not yet built) and a client of its web service."""
+    """A fresh stack project (not yet built) and a client of its web service; taken down after
+    its test, so two stacks never share the machine."""
     require_engine()
     settings = generated_settings(free_port())
     stack = Stack(settings, env_file_for(settings, tmp_path_factory.mktemp("compose")))
@@ -285,7 +286,7 @@ SCALED_PROJECT = "textclf_compose_scaled_test"
 REPLICAS = 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def scaled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, httpx.Client]]:
     """The scaled variant: compose.s3.yml over compose.yml (or the shared model volume)."""
     require_engine()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -177,6 +178,28 @@ def test_when_every_address_refuses_the_caller_gets_503() -> None:
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_name_that_does_not_resolve_is_503_and_is_tried_again_on_the_next_call() -> None:
+    port = free_port()
+    known: list[str] = []
+
+    def resolve() -> list[str]:
+        if not known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return known
+
+    async def scenario() -> str:
+        async with replicas_on(["127.0.0.2"], port):
+            client = client_for(port, resolve)
+            with pytest.raises(AlgorithmUnavailable):
+                await client.call("POST", "/predict", json={"texts": ["a"]})
+            known.append("127.0.0.2")  # the replica's name now exists
+            answer = await client.predict_one("text")
+            await client.aclose()
+        return str(answer.body["model_version"])
+
+    assert asyncio.run(scenario()) == "127.0.0.2"
 
 
 def start_replica_pool(

@@ -117,9 +117,13 @@ class BalancedTransport(httpx.AsyncBaseTransport):
     async def _pick(self, host: str, port: int) -> str:
         service = self._services.get((host, port))
         if service is None:  # the first call waits for the name; later ones never do
-            service = self._services[(host, port)] = _Service(
-                await self._resolver(host, port), time.monotonic()
-            )
+            try:
+                addresses = await self._resolver(host, port)
+            except OSError as exc:  # e.g. the name does not exist (yet): like a refused connection
+                raise httpx.ConnectError(f"{host} cannot be resolved: {exc}") from exc
+            if not addresses:
+                raise httpx.ConnectError(f"{host} resolves to no address")
+            service = self._services[(host, port)] = _Service(addresses, time.monotonic())
         now = time.monotonic()
         if now - service.resolved >= self._resolve_seconds and (
             service.refresh is None or service.refresh.done()

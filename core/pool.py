@@ -28,6 +28,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -155,7 +156,13 @@ def run_pool(
         "--worker",
     ]
     metrics_dir = prepare_metrics_dir(metrics_dir_for(app_path, port))
-    env = {**os.environ, MULTIPROC_DIR_ENV: str(metrics_dir)}
+    started_dir = tempfile.mkdtemp(prefix="textclf-pool-started-")
+    env = {
+        **os.environ,
+        MULTIPROC_DIR_ENV: str(metrics_dir),
+        STARTED_DIR_ENV: started_dir,
+        WORKERS_ENV: str(workers),
+    }
     children: list[Child] = []
     stop = StopSignals()
     try:
@@ -168,6 +175,7 @@ def run_pool(
         for child in children:
             mark_process_dead(child.pid, metrics_dir)
         _release_port(lock)
+        shutil.rmtree(started_dir, ignore_errors=True)
     return exit_code
 
 
@@ -238,9 +246,49 @@ def _listening_socket(host: str, port: int, *, max_connections: int) -> Connecti
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    # Bound, not listening: asyncio's server listens once the app's lifespan start-up is done.
+    # Until then a connection is refused (and a client tries another replica) instead of
+    # waiting in the backlog of a process still importing or loading its model.
     sock.setblocking(False)
     return sock
+
+
+STARTED_DIR_ENV = "TEXTCLF_POOL_STARTED_DIR"
+WORKERS_ENV = "TEXTCLF_POOL_WORKERS"
+
+
+def _listen_together(app: Any) -> Any:
+    """`app`, whose lifespan start-up also waits until every worker of the pool has started.
+
+    A worker's socket listens once its start-up is done (its connections are not held in the
+    backlog of a process still loading); the workers start listening together, or a client's
+    long-lived connections would all go to whichever worker was first. Each worker marks itself
+    started in the pool's directory and waits (at most a minute) for its siblings' marks.
+    """
+    started_dir, workers = os.environ.get(STARTED_DIR_ENV), int(os.environ.get(WORKERS_ENV, "1"))
+    from hypercorn.utils import is_asgi
+
+    if not started_dir or workers < 2 or not is_asgi(app):  # a WSGI app has no lifespan
+        return app
+
+    async def all_started() -> None:
+        Path(started_dir, str(os.getpid())).touch()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(started_dir)) < workers and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def app_listening_together(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+
+        async def send_when_all_started(message: Any) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                await all_started()
+            await send(message)
+
+        return await app(scope, receive, send_when_all_started)
+
+    return app_listening_together
 
 
 def serve_worker(
@@ -258,7 +306,10 @@ def serve_worker(
         from core.uvicorn_worker import serve_uvicorn_worker
 
         serve_uvicorn_worker(
-            _import_app(app_path), sock, graceful_seconds=graceful_seconds, turned_away=TURNED_AWAY
+            _listen_together(_import_app(app_path)),
+            sock,
+            graceful_seconds=graceful_seconds,
+            turned_away=TURNED_AWAY,
         )
         return
     _serve_hypercorn_worker(app_path, sock, graceful_seconds=graceful_seconds)
@@ -285,7 +336,7 @@ def _serve_hypercorn_worker(
     # own messages go through the root logger, in the same format.
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    app = wrap_app(_import_app(app_path), config.wsgi_max_body_size, None)
+    app = wrap_app(_listen_together(_import_app(app_path)), config.wsgi_max_body_size, None)
 
     async def main() -> None:
         shutdown = asyncio.Event()

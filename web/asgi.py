@@ -87,6 +87,8 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
                     timeout=config.algorithm_timeout_seconds,
                     connect_retries=config.algorithm_connect_retries,
                     token=config.algorithm_token,
+                    resolve_seconds=config.algorithm_resolve_seconds,
+                    connection_max_seconds=config.algorithm_connection_max_seconds,
                 )
             )
             rate_limits.install(rate_limits.limiter_from_settings(config))

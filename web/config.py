@@ -39,6 +39,12 @@ class WebSettings(PredictLimits, RegistryPolicy):
     algorithm_url: str = "http://127.0.0.1:8001"
     algorithm_timeout_seconds: float = 5.0
     algorithm_connect_retries: int = 2
+    # Replicas behind one name (compose --scale, a headless Service): the name is resolved again
+    # this often and calls go to its addresses in turn; a connection is replaced after
+    # ALGORITHM_CONNECTION_MAX_SECONDS (0: never), so a proxy balancing connections (a
+    # ClusterIP Service) rebalances onto new replicas. See web/proxy/balancer.py.
+    algorithm_resolve_seconds: PositiveFloat = 5.0
+    algorithm_connection_max_seconds: float = Field(default=30.0, ge=0)
     page_size_default: int = 50
     page_size_max: int = 1000
     bulk_max_rows: int = 10_000

@@ -2,22 +2,30 @@
 
 Builds the image, brings the stack up under its own project name on free loopback ports with
 generated secrets, runs a user's flow through web only, restarts `db` and `algorithm`, runs
-`down` then `up`, checks rows and model after each, and ends with `down -v`. It takes minutes, so
-`make test` deselects it; `make compose-test` starts a Docker engine if none answers and runs it.
-Without an engine it is skipped. Environment: COMPOSE (the client, default `docker compose` or
-`docker-compose`), COMPOSE_TEST_KEEP=1 (leave the stack running), COMPOSE_TEST_NO_CACHE=1.
+`down` then `up`, checks rows and model after each, and ends with `down -v`. The scaled variant
+(compose.s3.yml: models in the object store, `--scale algorithm=3`) shows the replicas sharing
+predictions, replaced one at a time under load with no failed request, and keeping data and
+models across `down`/`up`. It takes minutes, so `make test` deselects it; `make compose-test`
+starts a Docker engine if none answers and runs it. Without an engine it is skipped.
+Environment: COMPOSE (the client, default `docker compose` or `docker-compose`),
+COMPOSE_TEST_KEEP=1 (leave the stacks running), COMPOSE_TEST_NO_CACHE=1,
+COMPOSE_TEST_MODEL_STORE=volume (the scaled test on compose.yml's shared model volume instead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shlex
 import shutil
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +64,20 @@ def compose_client() -> list[str]:
 class Stack:
     """One compose project: its commands, and each service's state as Docker reports it."""
 
-    def __init__(self, settings: dict[str, str], env_file: Path) -> None:
-        self.command = [*compose_client(), "-p", PROJECT, "--env-file", str(env_file)]
-        self.command += ["-f", str(ROOT / "compose.yml")]
+    def __init__(
+        self,
+        settings: dict[str, str],
+        env_file: Path,
+        *,
+        project: str = PROJECT,
+        files: tuple[str, ...] = ("compose.yml",),
+        long_running: tuple[str, ...] = LONG_RUNNING,
+        one_shot: tuple[str, ...] = ("migrate",),
+    ) -> None:
+        self.project, self.long_running, self.one_shot = project, long_running, one_shot
+        self.command = [*compose_client(), "-p", project, "--env-file", str(env_file)]
+        for file in files:
+            self.command += ["-f", str(ROOT / file)]
         self.env = {**os.environ, **settings}  # over any of these in the developer's shell
 
     def run(self, *args: str, check: bool = True) -> None:
@@ -66,41 +85,49 @@ class Stack:
 
     def states(self) -> dict[str, list[dict[str, Any]]]:
         """Container states per service, from compose's labels (the same for v1 and v2)."""
-        ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}")
+        ids = self.containers()
         states: dict[str, list[dict[str, Any]]] = {}
-        for info in json.loads(docker("inspect", *ids.split())) if ids.strip() else []:
+        for info in json.loads(docker("inspect", *ids)) if ids else []:
             service = info["Config"]["Labels"]["com.docker.compose.service"]
             states.setdefault(service, []).append(info["State"])
         return states
 
-    def ready(self) -> bool:
-        """Every long-running service healthy and `migrate` exited 0 (fails if it did not)."""
-        states = self.states()
-        migrations = states.get("migrate", [])
-        assert not any(s["Status"] == "exited" and s["ExitCode"] for s in migrations), migrations
-        healthy = [
-            bool(ran) and all(s.get("Health", {}).get("Status") == "healthy" for s in ran)
-            for ran in (states.get(name, []) for name in LONG_RUNNING)
-        ]
-        migrated = bool(migrations) and all(s["Status"] == "exited" for s in migrations)
-        return all(healthy) and migrated
+    def containers(self, service: str | None = None) -> list[str]:
+        """The ids of the project's containers (of one service), running or not."""
+        labels = [f"label=com.docker.compose.project={self.project}"]
+        if service:
+            labels.append(f"label=com.docker.compose.service={service}")
+        filters = [arg for label in labels for arg in ("--filter", label)]
+        return docker("ps", "-aq", *filters).split()
 
-    def wait_ready(self) -> float:
+    def ready(self, replicas: dict[str, int] | None = None) -> bool:
+        """Every long-running service healthy (with `replicas` containers where given) and each
+        one-shot service exited 0 (fails if one did not)."""
+        states = self.states()
+        done = []
+        for name in self.one_shot:
+            ran = states.get(name, [])
+            assert not any(s["Status"] == "exited" and s["ExitCode"] for s in ran), (name, ran)
+            done.append(bool(ran) and all(s["Status"] == "exited" for s in ran))
+        healthy = [
+            bool(ran)
+            and all(s.get("Health", {}).get("Status") == "healthy" for s in ran)
+            and len(ran) == (replicas or {}).get(name, len(ran))
+            for name, ran in ((name, states.get(name, [])) for name in self.long_running)
+        ]
+        return all(healthy) and all(done)
+
+    def wait_ready(self, replicas: dict[str, int] | None = None) -> float:
         """Seconds until the stack is ready."""
         started = time.monotonic()
-        wait_until(self.ready, timeout=300, interval=0.5, what="every service healthy")
+        wait_until(
+            lambda: self.ready(replicas), timeout=300, interval=0.5, what="every service healthy"
+        )
         return time.monotonic() - started
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, httpx.Client]]:
-    """A fresh stack project (not yet built) and a client of its web service."""
-    if (
-        not shutil.which("docker")
-        or subprocess.run(["docker", "info"], capture_output=True).returncode
-    ):
-        pytest.skip("no Docker engine answers (`make compose-test` starts one)")
-    web_port = free_port()
+def generated_settings(web_port: int) -> dict[str, str]:
+    """Fresh secrets and free ports: what a user puts in .env."""
     service_token = secrets.token_urlsafe(32)
     settings = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
@@ -112,21 +139,52 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, htt
         "WEB_PUBLISH": f"127.0.0.1:{web_port}",
         "ALGORITHM_PUBLISH": f"127.0.0.1:{free_port()}",
         "TEXTCLF_TAG": IMAGE_TAG,
+        "AWS_ACCESS_KEY_ID": "textclf" + secrets.token_hex(6),
+        "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
     }
-    # Its own env file keeps a developer's .env out of the test.
-    env_file = tmp_path_factory.mktemp("compose") / "compose-test.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-    stack = Stack(settings, env_file)
+    return settings
+
+
+def require_engine() -> None:
+    if (
+        not shutil.which("docker")
+        or subprocess.run(["docker", "info"], capture_output=True).returncode
+    ):
+        pytest.skip("no Docker engine answers (`make compose-test` starts one)")
+
+
+@contextlib.contextmanager
+def running(stack: Stack, settings: dict[str, str]) -> Iterator[httpx.Client]:
+    """A client of the stack's web service; the stack is taken down (volumes too) after."""
     stack.run("down", "-v", "--remove-orphans")
     auth = {"Authorization": f"Bearer {settings['ADMIN_TOKEN']}"}
-    with httpx.Client(base_url=f"http://127.0.0.1:{web_port}", headers=auth, timeout=30) as client:
+    web = f"http://{settings['WEB_PUBLISH']}"
+    with httpx.Client(base_url=web, headers=auth, timeout=30) as client:
         try:
-            yield stack, client
+            yield client
         finally:
             if os.environ.get("COMPOSE_TEST_KEEP"):
                 print(f"left running; stop it with: {shlex.join(stack.command)} down -v")
             else:
                 stack.run("down", "-v", "--remove-orphans", check=False)
+
+
+def env_file_for(settings: dict[str, str], directory: Path) -> Path:
+    """Its own env file keeps a developer's .env out of the test."""
+    env_file = directory / "compose-test.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    return env_file
+
+
+@pytest.fixture
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, httpx.Client]]:
+    """A fresh stack project (not yet built) and a client of its web service; taken down after
+    its test, so two stacks never share the machine."""
+    require_engine()
+    settings = generated_settings(free_port())
+    stack = Stack(settings, env_file_for(settings, tmp_path_factory.mktemp("compose")))
+    with running(stack, settings) as client:
+        yield stack, client
 
 
 def training_rows(per_label: int = 200) -> list[dict[str, str]]:
@@ -222,3 +280,141 @@ def test_stack_serves_a_user_and_keeps_data_and_model_across_restarts(
     print("\ncompose staging timings")
     for name, value in timings.items():
         print(f"  {name:<48} {value:8.1f}")
+
+
+SCALED_PROJECT = "textclf_compose_scaled_test"
+REPLICAS = 3
+
+
+@pytest.fixture
+def scaled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, httpx.Client]]:
+    """The scaled variant: compose.s3.yml over compose.yml (or the shared model volume)."""
+    require_engine()
+    settings = generated_settings(free_port())
+    in_store = os.environ.get("COMPOSE_TEST_MODEL_STORE", "s3") == "s3"
+    stack = Stack(
+        settings,
+        env_file_for(settings, tmp_path_factory.mktemp("scaled")),
+        project=SCALED_PROJECT,
+        files=("compose.yml", "compose.s3.yml") if in_store else ("compose.yml",),
+        long_running=LONG_RUNNING + (("objectstore",) if in_store else ()),
+        one_shot=("migrate", "objectstore_bucket") if in_store else ("migrate",),
+    )
+    with running(stack, settings) as client:
+        yield stack, client
+
+
+def predictions_served(container: str) -> float:
+    """The replica's own `textclf_predictions_total`, read from /metrics inside its container."""
+    metrics = docker(
+        "exec",
+        container,
+        "python",
+        "-c",
+        "import urllib.request as u; "
+        "print(u.urlopen('http://127.0.0.1:8001/metrics', timeout=10).read().decode())",
+    )
+    for line in metrics.splitlines():
+        if line.startswith("textclf_predictions_total "):
+            return float(line.split()[1])
+    return 0.0  # nothing predicted yet
+
+
+def predict_through_web(
+    client: httpx.Client,
+    *,
+    users: int,
+    each: int | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[Counter[str], list[str]]:
+    """`users` concurrent users predicting through web (`each` times, or until `stop`): the
+    model versions that answered, and every failure (a status other than 200, an error)."""
+    versions: Counter[str] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def user(number: int) -> None:
+        with httpx.Client(base_url=client.base_url, headers=client.headers, timeout=30) as own:
+            sent = 0
+            while (each is None or sent < each) and not (stop is not None and stop.is_set()):
+                sent += 1
+                text = f"stock market shares {number} {sent}"
+                try:
+                    response = own.post("/api/predict/", json={"text": text})
+                    failed = None if response.status_code == 200 else response.text[:200]
+                except httpx.HTTPError as exc:
+                    failed = repr(exc)
+                with lock:
+                    if failed is None:
+                        versions[response.json()["model_version"]] += 1
+                    else:
+                        failures.append(failed)
+
+    with ThreadPoolExecutor(users) as pool:
+        list(pool.map(user, range(users)))
+    return versions, failures
+
+
+def test_scaled_replicas_share_predictions_are_replaced_under_load_and_keep_models(
+    scaled_stack: tuple[Stack, httpx.Client],
+) -> None:
+    compose, client = scaled_stack
+    numbers: dict[str, Any] = {}
+    compose.run("up", "-d", "--build", "--scale", f"algorithm={REPLICAS}")
+    numbers["up --scale algorithm=3 to ready (s)"] = compose.wait_ready({"algorithm": REPLICAS})
+    rows = training_rows()
+    version = train(client, rows)  # succeeded: every live replica serves it
+
+    # Three replicas share the predictions: each within 25 % of the mean.
+    replicas = compose.containers("algorithm")
+    before = {replica: predictions_served(replica) for replica in replicas}
+    started = time.monotonic()
+    versions, failures = predict_through_web(client, users=16, each=150)
+    numbers["2 400 predictions, 16 users (s)"] = time.monotonic() - started
+    served = {replica: predictions_served(replica) - before[replica] for replica in replicas}
+    numbers["predict calls per replica"] = sorted(served.values())
+    assert failures == [] and versions == {version: 2400}, (failures[:5], versions)
+    mean = sum(served.values()) / REPLICAS
+    assert all(abs(calls - mean) <= 0.25 * mean for calls in served.values()), served
+
+    # Rolling replacement under load: stop (SIGTERM, drain), remove, start a new one, wait
+    # until it is healthy, next. Not one request fails.
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as background:
+        load = background.submit(predict_through_web, client, users=16, stop=stop)
+        time.sleep(2)
+        started = time.monotonic()
+        for old in replicas:
+            docker("stop", "-t", "20", old)
+            docker("rm", "-v", old)
+            compose.run(
+                "up",
+                "-d",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                f"algorithm={REPLICAS}",
+                "algorithm",
+            )
+            compose.wait_ready({"algorithm": REPLICAS})
+        numbers["rolling replacement of 3 replicas (s)"] = time.monotonic() - started
+        time.sleep(2)
+        stop.set()
+        versions, failures = load.result()
+    numbers["predictions during the replacement"] = sum(versions.values())
+    numbers["failed during the replacement"] = len(failures)
+    assert failures == [], failures[:5]
+    assert set(versions) == {version}
+    assert not set(compose.containers("algorithm")) & set(replicas)
+
+    # Data and models survive down/up (in the object store: fresh replicas, empty caches).
+    compose.run("down")
+    compose.run("up", "-d", "--scale", f"algorithm={REPLICAS}")
+    numbers["up to ready after down (s)"] = compose.wait_ready({"algorithm": REPLICAS})
+    assert_kept(client, rows=len(rows), version=version)
+    versions, failures = predict_through_web(client, users=4, each=30)
+    assert failures == [] and versions == {version: 120}
+
+    print("\ncompose scaled (algorithm=3) numbers")
+    for name, value in numbers.items():
+        print(f"  {name:<48} {value}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from web.proxy.algorithm_client import AlgorithmClient
 
 
 def make_client(
-    handler: object, *, retries: int = 2, token: str | None = None, **options: int
+    handler: object, *, retries: int = 2, token: str | None = None, **options: Any
 ) -> AlgorithmClient:
     return AlgorithmClient(
         "http://algorithm.test",

@@ -3,7 +3,10 @@
 The client is opened at ASGI start-up and closed at shutdown (see web/asgi.py). It keeps
 connections alive, bounds every call with explicit timeouts, and retries only connection errors
 (exponential backoff with jitter): a request that may have reached the service is never sent
-twice. Failures raise the service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
+twice, except one that is harmless to repeat (a GET, a prediction) when the service closed the
+connection before answering (a replica stopping). Calls are spread over every address of the
+service's name, a retry going to another one (web/proxy/balancer.py). Failures raise the
+service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
 Every call carries web's service token; a service that refuses it is a configuration error of
 ours, answered as 503 (never passed on as the caller's 401) and logged without the token.
 
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from tenacity import (
@@ -39,6 +41,12 @@ from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS
 from core.logs import REQUEST_ID, REQUEST_ID_HEADER
 from web.edge.observability import record_algorithm_call, record_coalesced_batch
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
+from web.proxy.balancer import (
+    BalancedTransport,
+    Resolver,
+    connection_failed,
+    dropped_without_answer,
+)
 
 log = logging.getLogger(__name__)
 _SAFE_IN_REQUESTED_BY = ":@/+=!$&'()*,;"  # besides letters, digits and "_.-~"
@@ -55,12 +63,24 @@ def requester_headers(actor: str | None) -> dict[str, str]:
     return {REQUESTED_BY_HEADER: encoded} if encoded else {}
 
 
+# Calls without side effects: sent again when a connection was dropped before any answer.
+_RESEND_SAFE_METHODS = frozenset({"GET", "HEAD"})
+_RESEND_SAFE_POSTS = ("/predict", "/infer")
+
+
+def _resend_safe(method: str, path: str) -> bool:
+    return method in _RESEND_SAFE_METHODS or (
+        method == "POST" and path.endswith(_RESEND_SAFE_POSTS)
+    )
+
+
 def _never_reached_the_service(exc: BaseException) -> bool:
     """True for failures to connect: retrying them cannot send a request twice."""
-    # The aiohttp transport reports a refused connection as ConnectTimeout: look at the cause.
-    return isinstance(exc, httpx.ConnectError) or isinstance(
-        exc.__cause__, aiohttp.ClientConnectorError
-    )
+    return connection_failed(exc)
+
+
+def _dropped_or_never_reached(exc: BaseException) -> bool:
+    return connection_failed(exc) or dropped_without_answer(exc)
 
 
 @dataclass(frozen=True)
@@ -84,16 +104,22 @@ class AlgorithmClient:
         transport: httpx.AsyncBaseTransport | None = None,
         batch_max_texts: int = 256,
         batch_max_chars: int = 1_000_000,
+        resolve_seconds: float = 5.0,
+        connection_max_seconds: float = 30.0,
+        resolver: Resolver | None = None,
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"} if token else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            # An idle connection is let go before the service's own idle time (its
-            # HEADER_TIMEOUT_SECONDS, 5 s by default) runs out: a request never goes out on a
-            # connection the service is closing at that moment.
             transport=transport
-            or AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=4)),
+            or BalancedTransport(
+                _keep_alive_transport,
+                resolve_seconds=resolve_seconds,
+                connection_max_seconds=connection_max_seconds,
+                retire_after_seconds=timeout + 5,
+                **({"resolver": resolver} if resolver else {}),
+            ),
         )
         self._connect_retries = connect_retries
         self._batch_max_texts = batch_max_texts
@@ -126,7 +152,11 @@ class AlgorithmClient:
             headers = {**headers, REQUEST_ID_HEADER: request_id}
         try:
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_never_reached_the_service),
+                retry=retry_if_exception(
+                    _dropped_or_never_reached
+                    if _resend_safe(method, path)
+                    else _never_reached_the_service
+                ),
                 stop=stop_after_attempt(self._connect_retries + 1),
                 wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
                 reraise=True,
@@ -134,7 +164,7 @@ class AlgorithmClient:
                 with attempt:
                     response = await self._client.request(method, path, json=json, headers=headers)
         except httpx.HTTPError as exc:
-            if _never_reached_the_service(exc) or not isinstance(exc, httpx.TimeoutException):
+            if _dropped_or_never_reached(exc) or not isinstance(exc, httpx.TimeoutException):
                 raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
             raise AlgorithmTimeout() from exc
         try:
@@ -215,6 +245,16 @@ def _split_batch_answer(answer: AlgorithmAnswer, size: int) -> list[AlgorithmAns
         AlgorithmAnswer(200, {"label": label, "model_version": version}, answer.headers)
         for label in labels
     ]
+
+
+def _keep_alive_transport() -> httpx.AsyncBaseTransport:
+    """One address's keep-alive pool.
+
+    An idle connection is let go before the service's own idle time (its HEADER_TIMEOUT_SECONDS,
+    5 s by default) runs out: a request never goes out on a connection the service is closing
+    at that moment.
+    """
+    return AiohttpTransport(limits=httpx.Limits(max_connections=64, keepalive_expiry=4))
 
 
 _client: AlgorithmClient | None = None

@@ -414,6 +414,8 @@ class ServiceStarter:
         port = free_port()
         prefix = package.upper()
         log = self.log_dir / f"{package}.log"
+        if log.exists():  # a second service of the package: a log of its own
+            log = self.log_dir / f"{package}-{len(self.children)}.log"
         child = spawn(
             package,
             [sys.executable, "-m", package],
@@ -442,5 +444,19 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
 def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """`start_service` for services that a module's tests share without disturbing each other."""
     starter = ServiceStarter(tmp_path_factory.mktemp("services"))
+    yield starter
+    starter.stop()
+
+
+@pytest.fixture(scope="session")
+def start_session_service(
+    tmp_path_factory: pytest.TempPathFactory, django_db_setup: Any
+) -> Iterator[Callable[..., str]]:
+    """`start_service` for services that tests of several modules share without disturbing each
+    other (a service start costs seconds of CPU: imports of Django or scikit-learn).
+
+    Set up after the test database, so its services stop before the database is dropped.
+    """
+    starter = ServiceStarter(tmp_path_factory.mktemp("session-services"))
     yield starter
     starter.stop()

@@ -46,6 +46,8 @@ from tests.helpers import bearer, wait_live, wait_until
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
 
+    from algorithm.ml.training import TrainedModel
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
 
@@ -212,6 +214,24 @@ def fixture_corpus() -> list[tuple[str, str]]:
     """The committed sample of Debian package descriptions: 900 (text, label) rows, 6 labels."""
     with FIXTURE_CORPUS.open(encoding="utf-8") as handle:
         return [(row["text"], row["label"]) for row in map(json.loads, handle)]
+
+
+@pytest.fixture(scope="session")
+def fixture_training(fixture_corpus: list[tuple[str, str]]) -> tuple[TrainedModel, dict[str, Any]]:
+    """`train_model` on the whole fixture corpus, once for the session: the model and its metrics.
+
+    Every module that serves or inspects a model of all 900 rows uses this one (a training is
+    about two seconds of CPU); the model is only read, never changed.
+    """
+    from algorithm.ml.training import train_model
+
+    return train_model([text for text, _ in fixture_corpus], [label for _, label in fixture_corpus])
+
+
+@pytest.fixture(scope="session")
+def fixture_model(fixture_training: tuple[TrainedModel, dict[str, Any]]) -> TrainedModel:
+    """The model of `fixture_training`."""
+    return fixture_training[0]
 
 
 @pytest.fixture

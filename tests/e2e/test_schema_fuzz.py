@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from algorithm.ml.artifacts import publish_model_version
-from algorithm.ml.training import train_model
+from algorithm.ml.training import TrainedModel
 from tests.e2e.schema_fuzz import run_schemathesis, run_side_by_side
 from tests.helpers import bearer, signing_keys
 
@@ -57,20 +57,19 @@ TEXT_LIMITS = {"PREDICT_MAX_CHARS": "5000", "TEXT_MAX_CHARS": "5000"}  # see the
 def shared_algorithm_url(
     start_module_service: Callable[..., str],
     fixture_corpus: list[tuple[str, str]],
+    fixture_training: tuple[TrainedModel, dict[str, Any]],
     module_redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> str:
     """The algorithm service with a published model, so /predict answers 200 and not 503."""
     model_dir = tmp_path_factory.mktemp("models")
-    texts = [text for text, _ in fixture_corpus]
-    labels = [label for _, label in fixture_corpus]
-    model, metrics = train_model(texts, labels)
+    model, metrics = fixture_training
     publish_model_version(
         model_dir,
         model,
         metrics=metrics,
-        fingerprint={"rows": len(texts)},
-        rows=len(texts),
+        fingerprint={"rows": len(fixture_corpus)},
+        rows=len(fixture_corpus),
         signing_keys=signing_keys(),
     )
     return start_module_service(

@@ -236,11 +236,16 @@ def fixture_model(fixture_training: tuple[TrainedModel, dict[str, Any]]) -> Trai
 
 @pytest.fixture
 def insert_rows(transactional_db: Any) -> Callable[[list[tuple[str, str]]], None]:
-    """Insert (text, label) rows into `data`, committed, so other processes see them."""
-    from django.db import connection
+    """Insert (text, label) rows into `data`, committed, so other processes see them.
+
+    Without web's statement timeout (5 s): tens of thousands of rows are a test's setup, not a
+    request, and on a loaded machine their index updates can take longer.
+    """
+    from django.db import connection, transaction
 
     def insert(rows: list[tuple[str, str]]) -> None:
-        with connection.cursor() as cursor:  # one statement, however many rows
+        with transaction.atomic(), connection.cursor() as cursor:  # one statement, any rows
+            cursor.execute("SET LOCAL statement_timeout = 0")
             cursor.execute(
                 "INSERT INTO data (text, label, created_at, updated_at) "
                 "SELECT t, l, now(), now() FROM unnest(%s::text[], %s::text[]) AS u(t, l)",

@@ -46,6 +46,8 @@ from tests.helpers import bearer, wait_live, wait_until
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
 
+    from algorithm.ml.training import TrainedModel
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "debian_descriptions.jsonl"
 
@@ -214,13 +216,36 @@ def fixture_corpus() -> list[tuple[str, str]]:
         return [(row["text"], row["label"]) for row in map(json.loads, handle)]
 
 
+@pytest.fixture(scope="session")
+def fixture_training(fixture_corpus: list[tuple[str, str]]) -> tuple[TrainedModel, dict[str, Any]]:
+    """`train_model` on the whole fixture corpus, once for the session: the model and its metrics.
+
+    Every module that serves or inspects a model of all 900 rows uses this one (a training is
+    about two seconds of CPU); the model is only read, never changed.
+    """
+    from algorithm.ml.training import train_model
+
+    return train_model([text for text, _ in fixture_corpus], [label for _, label in fixture_corpus])
+
+
+@pytest.fixture(scope="session")
+def fixture_model(fixture_training: tuple[TrainedModel, dict[str, Any]]) -> TrainedModel:
+    """The model of `fixture_training`."""
+    return fixture_training[0]
+
+
 @pytest.fixture
 def insert_rows(transactional_db: Any) -> Callable[[list[tuple[str, str]]], None]:
-    """Insert (text, label) rows into `data`, committed, so other processes see them."""
-    from django.db import connection
+    """Insert (text, label) rows into `data`, committed, so other processes see them.
+
+    Without web's statement timeout (5 s): tens of thousands of rows are a test's setup, not a
+    request, and on a loaded machine their index updates can take longer.
+    """
+    from django.db import connection, transaction
 
     def insert(rows: list[tuple[str, str]]) -> None:
-        with connection.cursor() as cursor:  # one statement, however many rows
+        with transaction.atomic(), connection.cursor() as cursor:  # one statement, any rows
+            cursor.execute("SET LOCAL statement_timeout = 0")
             cursor.execute(
                 "INSERT INTO data (text, label, created_at, updated_at) "
                 "SELECT t, l, now(), now() FROM unnest(%s::text[], %s::text[]) AS u(t, l)",
@@ -414,6 +439,8 @@ class ServiceStarter:
         port = free_port()
         prefix = package.upper()
         log = self.log_dir / f"{package}.log"
+        if log.exists():  # a second service of the package: a log of its own
+            log = self.log_dir / f"{package}-{len(self.children)}.log"
         child = spawn(
             package,
             [sys.executable, "-m", package],
@@ -442,5 +469,19 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
 def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """`start_service` for services that a module's tests share without disturbing each other."""
     starter = ServiceStarter(tmp_path_factory.mktemp("services"))
+    yield starter
+    starter.stop()
+
+
+@pytest.fixture(scope="session")
+def start_session_service(
+    tmp_path_factory: pytest.TempPathFactory, django_db_setup: Any
+) -> Iterator[Callable[..., str]]:
+    """`start_service` for services that tests of several modules share without disturbing each
+    other (a service start costs seconds of CPU: imports of Django or scikit-learn).
+
+    Set up after the test database, so its services stop before the database is dropped.
+    """
+    starter = ServiceStarter(tmp_path_factory.mktemp("session-services"))
     yield starter
     starter.stop()

@@ -14,7 +14,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from algorithm.ml.training import TrainedModel, train_model
+from algorithm.ml.training import TrainedModel
 from core.harness.scratch import free_port
 
 # The two-process setup of the tests that follow the registry's champion.
@@ -93,5 +93,6 @@ def corpus() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def model(corpus: list[dict[str, str]]) -> TrainedModel:
-    return train_model([r["text"] for r in corpus], [r["label"] for r in corpus])[0]
+def model(fixture_model: TrainedModel) -> TrainedModel:
+    """The session's model of the same file (tests/conftest.py), trained once."""
+    return fixture_model

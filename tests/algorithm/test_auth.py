@@ -17,7 +17,6 @@ import pytest
 from pydantic import ValidationError
 
 from algorithm.ml import artifacts
-from algorithm.ml.training import train_model
 from algorithm.service.app import create_asgi_app
 from algorithm.service.auth import bearer_token, is_accepted
 from algorithm.service.config import AlgorithmSettings
@@ -51,9 +50,9 @@ ACCEPTED = {"old token", "new token"}
 
 
 @pytest.fixture(scope="module")
-def model_root(tmp_path_factory: pytest.TempPathFactory, fixture_corpus: Any) -> Path:
+def model_root(tmp_path_factory: pytest.TempPathFactory, fixture_training: Any) -> Path:
     root = tmp_path_factory.mktemp("models")
-    model, metrics = train_model([t for t, _ in fixture_corpus], [lb for _, lb in fixture_corpus])
+    model, metrics = fixture_training
     artifacts.publish_model_version(
         root, model, metrics=metrics, fingerprint={}, rows=0, signing_keys=signing_keys()
     )

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from algorithm.ml.artifacts import publish_model_version
-from algorithm.ml.training import train_model
+from algorithm.ml.training import TrainedModel
 from tests.helpers import bearer, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ class PredictLoad:
 
 def test_rotating_the_service_token_fails_no_request(
     start_service: Callable[..., str],
-    fixture_corpus: list[tuple[str, str]],
+    fixture_training: tuple[TrainedModel, dict[str, Any]],
     redis_db_url: str,
     model_dir: Path,
     tmp_path: Path,
@@ -81,7 +81,7 @@ def test_rotating_the_service_token_fails_no_request(
     transactional_db: Any,
     tokens: dict[str, str],
 ) -> None:
-    model, metrics = train_model([t for t, _ in fixture_corpus], [lb for _, lb in fixture_corpus])
+    model, metrics = fixture_training
     publish_model_version(
         model_dir, model, metrics=metrics, fingerprint={}, rows=0, signing_keys=signing_keys()
     )

@@ -60,8 +60,9 @@ def corpus() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def trained(corpus: list[tuple[str, str]]) -> tuple[TrainedModel, dict]:
-    return train_model([text for text, _ in corpus], [label for _, label in corpus])
+def trained(fixture_training: tuple[TrainedModel, dict]) -> tuple[TrainedModel, dict]:
+    """The session's training of the same file (tests/conftest.py)."""
+    return fixture_training
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ to download a driver and a browser, is made to fail loudly if anything calls it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,19 +33,46 @@ def _refuse_selenium_manager(*args: object, **kwargs: object) -> dict[str, str]:
     raise AssertionError("Selenium Manager was called: it would download a driver")
 
 
-@pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium with a fresh profile, driven through the system's chromedriver."""
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the session (it takes seconds to start), through the system's
+    chromedriver; tests get it through `browser`, which clears what the last test left."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     assert not missing, f"{missing} missing: apt-get install -y chromium chromium-driver"
-    monkeypatch.setattr(SeleniumManager, "binary_paths", _refuse_selenium_manager)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SeleniumManager, "binary_paths", _refuse_selenium_manager)
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        driver = webdriver.Chrome(
+            service=Service(executable_path=str(CHROMEDRIVER)), options=options
+        )
     driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: webdriver.Chrome) -> webdriver.Chrome:
+    """The session's Chromium as a fresh profile would be: a blank page, no cookies (cookies
+    are per host, not per port: a login to one test's server would reach the next one's), no
+    storage or cache, and no console messages of an earlier test."""
+    chromium.get("about:blank")
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    chromium.execute_cdp_cmd("Network.clearBrowserCache", {})
+    chromium.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": "*", "storageTypes": "all"})
+    chromium.get_log("browser")  # read and so dropped: `failed_resources` sees this test's only
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def browser_web(start_session_service: Callable[..., str], test_database_url: str) -> str:
+    """One web service for every page the browser tests open, on the test database (what a
+    test commits, its tokens and users, is flushed after it); no algorithm service behind it."""
+    return start_session_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
+    )

@@ -46,11 +46,8 @@ def failed_resources(browser: webdriver.Chrome, *, ignore: str = "\0") -> list[s
     ]
 
 
-def test_web_api_docs_list_every_operation(
-    browser: webdriver.Chrome, start_service: Callable[..., str], tmp_path: Path
-) -> None:
-    web = start_service("web", ALGORITHM_URL="http://127.0.0.1:9")
-    browser.get(f"{web}/api/docs/")
+def test_web_api_docs_list_every_operation(browser: webdriver.Chrome, browser_web: str) -> None:
+    browser.get(f"{browser_web}/api/docs/")
     operations = listed_operations(browser)
     assert {
         "GET /api/data/",
@@ -80,15 +77,10 @@ def test_algorithm_docs_list_every_operation(
 
 
 def test_web_api_docs_authorize_with_a_token_then_call_an_operation(
-    browser: webdriver.Chrome,
-    start_service: Callable[..., str],
-    test_database_url: str,
-    transactional_db: Any,
-    tokens: dict[str, str],
+    browser: webdriver.Chrome, browser_web: str, transactional_db: Any, tokens: dict[str, str]
 ) -> None:
     """Swagger UI's Authorize button: without it the call is 401, with a reader token 200."""
-    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9")
-    browser.get(f"{web}/api/docs/")
+    browser.get(f"{browser_web}/api/docs/")
     listed_operations(browser)
     operation = browser.find_element(
         By.XPATH, "//*[contains(@class,'opblock-get')][.//*[@data-path='/api/data/']]"

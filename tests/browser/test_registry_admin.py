@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,10 +52,7 @@ def record_versions() -> list[str]:
 
 
 def test_an_admin_logs_in_sees_runs_rolls_back_and_finds_the_audit_row(
-    browser: webdriver.Chrome,
-    start_service: Callable[..., str],
-    test_database_url: str,
-    transactional_db: Any,
+    browser: webdriver.Chrome, browser_web: str, transactional_db: Any
 ) -> None:
     from django.contrib.auth.models import User
 
@@ -64,7 +60,7 @@ def test_an_admin_logs_in_sees_runs_rolls_back_and_finds_the_audit_row(
 
     User.objects.create_superuser("alice", "alice@example.com", PASSWORD)
     first, second = record_versions()
-    web = start_service("web", DATABASE_URL=test_database_url)
+    web = browser_web
 
     browser.get(f"{web}/admin/login/")
     browser.find_element(By.NAME, "username").send_keys("alice")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from algorithm.ml.artifacts import publish_model_version
-from algorithm.ml.training import TrainedModel, predict_labels, score_labels, train_model
+from algorithm.ml.training import TrainedModel, predict_labels, score_labels
 from tests.helpers import bearer, signing_keys
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +29,8 @@ READS_PER_MINUTE = 60  # web's reads limit here, low enough to reach in one test
 
 
 @pytest.fixture(scope="module")
-def model(fixture_corpus: list[tuple[str, str]]) -> TrainedModel:
-    return train_model([t for t, _ in fixture_corpus], [label for _, label in fixture_corpus])[0]
+def model(fixture_model: TrainedModel) -> TrainedModel:
+    return fixture_model
 
 
 @pytest.fixture(scope="module")

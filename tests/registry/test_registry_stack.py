@@ -2,6 +2,10 @@
 
 These need the algorithm processes to follow the desired versions in Redis and report what they
 serve (the serving side of the protocol); where they do not report, the tests say so and skip.
+
+One algorithm service (two replicas) and one web serve the whole module, on a Redis database and
+a model root of the module; each test gets its own Celery worker, operator token, rows and
+versions, and meets no queue, job or desired state of an earlier test (`stack` clears them).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class Stack:
     headers: dict[str, str]  # the operator's admin token, on every call to web
     algorithm: str
     redis: redis.Redis
-    start_worker: Callable[..., Any]
+    start_worker: Callable[..., Any]  # on the stack's Redis and model root
+    model_dir: Path
     api: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,41 +67,75 @@ class Stack:
         return {report.version for report in serving_protocol.read_reports(self.redis)}
 
 
+@dataclass(frozen=True)
+class Services:
+    """The module's algorithm service and web, and what they share: Redis and the model root."""
+
+    web: str
+    algorithm: str
+    redis_url: str
+    model_dir: Path
+
+
+@pytest.fixture(scope="module")
+def services(
+    start_module_service: Callable[..., str],
+    test_database_url: str,
+    module_redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Services:
+    model_dir = tmp_path_factory.mktemp("models")
+    algorithm = start_module_service(
+        "algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir), ALGORITHM_WORKERS="2"
+    )
+    web = start_module_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, REDIS_URL=module_redis_url
+    )
+    return Services(web=web, algorithm=algorithm, redis_url=module_redis_url, model_dir=model_dir)
+
+
+def forget_earlier_tests(client: redis.Redis) -> None:
+    """Drop every key but the replicas' own reports and the queue's bindings: queued and
+    unacknowledged tasks (a killed worker's long training would be delivered again), jobs, the
+    training lock, the desired state. The reports stay: the replicas rewrite them only every
+    few seconds."""
+    kept = (serving_protocol.REPORT_KEY_PREFIX.encode(), b"_kombu.binding.")
+    stale = [key for key in client.scan_iter(count=1000) if not key.startswith(kept)]
+    if stale:
+        client.delete(*stale)
+
+
 @pytest.fixture
 def stack(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., Any],
-    test_database_url: str,
-    redis_db_url: str,
-    model_dir: Path,
-    transactional_db: Any,
+    services: Services, start_worker: Callable[..., Any], transactional_db: Any
 ) -> Iterator[Stack]:
     from web.auth.roles import Role
     from web.auth.tokens import issue_token
 
     _, secret = issue_token(name=OPERATOR, role=Role.ADMIN)
-    client = redis.Redis.from_url(redis_db_url)
-    algorithm = start_service(
-        "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), ALGORITHM_WORKERS="2"
-    )
+    client = redis.Redis.from_url(services.redis_url)
+    forget_earlier_tests(client)
     try:
         wait_until(
             lambda: serving_protocol.read_reports(client), timeout=6, what="a replica report"
         )
     except AssertionError:
         pytest.skip("the algorithm processes do not report what they serve (serving side)")
-    web = start_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, REDIS_URL=redis_db_url
-    )
+
+    def start_stack_worker(**env: str) -> Any:
+        return start_worker(REDIS_URL=services.redis_url, MODEL_DIR=str(services.model_dir), **env)
+
     stack = Stack(
-        web=web,
+        web=services.web,
         headers=bearer(secret),
-        algorithm=algorithm,
+        algorithm=services.algorithm,
         redis=client,
-        start_worker=start_worker,
+        start_worker=start_stack_worker,
+        model_dir=services.model_dir,
     )
     yield stack
     stack.api.close()
+    client.close()
 
 
 @dataclass
@@ -191,7 +230,6 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     stack: Stack,
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: list[tuple[str, str]],
-    model_dir: Path,
 ) -> None:
     insert_rows(fixture_corpus[FIRST_ROWS])
     stack.start_worker(PROMOTION_POLICY="manual")
@@ -199,7 +237,7 @@ def test_a_replica_that_cannot_load_the_champion_shows_it_and_keeps_serving(
     kept = stack.train()
     assert first["promoted"] and kept["promoted"] is False
     broken = kept["model_version"]
-    (model_dir / broken / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
+    (stack.model_dir / broken / artifacts.CLASSIFIER_FILE).write_bytes(b"not a pickle")
     moved = stack.api.put(
         "/api/models/aliases/champion/", json={"version": broken, "reason": "try the new one"}
     )

@@ -25,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def stack_env(var_dir: Path | None) -> dict[str, str]:
-    """The environment of a person's shell: none of the session's settings, free ports.
+    """The environment of a person's shell: none of the session's settings, free ports, one
+    process per server pool.
 
     `var_dir` None leaves VAR_DIR unset: the default, `var` relative to the working directory.
+    One web and one algorithm process instead of the two each that two cores give: every
+    process of a pool starts the same way and dies the same way, and each one costs seconds of
+    imports per start (three stack starts here).
     """
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     generated = ("DJANGO_SECRET_KEY", "ALGORITHM_TOKEN", "ALGORITHM_TOKENS", "MODEL_SIGNING_KEY")
@@ -41,6 +45,8 @@ def stack_env(var_dir: Path | None) -> dict[str, str]:
         EMBEDDED_POSTGRES_PORT=str(free_port()),
         EMBEDDED_REDIS_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()),
+        WEB_WORKERS="1",
+        ALGORITHM_WORKERS="1",
     )
     return env
 

@@ -156,6 +156,11 @@ class PooledThreadHandler(ASGIHandler):
             await self.send_response(error_response, send)
             await self._close(error_response)
             return
+        await self.respond(request, receive, send, body_file)
+        body_file.close()
+
+    async def respond(self, request: Any, receive: Receive, send: Send, body_file: Any) -> None:
+        """Run the request and send its answer, raced against the client's disconnect."""
 
         async def process_request() -> Any:
             response = await self.run_get_response(request)
@@ -190,4 +195,3 @@ class PooledThreadHandler(ASGIHandler):
                 await signals.request_finished.asend(sender=self.__class__)
         else:
             await self._close(response)
-        body_file.close()

@@ -74,11 +74,6 @@ def _resend_safe(method: str, path: str) -> bool:
     )
 
 
-def _never_reached_the_service(exc: BaseException) -> bool:
-    """True for failures to connect: retrying them cannot send a request twice."""
-    return connection_failed(exc)
-
-
 def _dropped_or_never_reached(exc: BaseException) -> bool:
     return connection_failed(exc) or dropped_without_answer(exc)
 
@@ -155,7 +150,7 @@ class AlgorithmClient:
                 retry=retry_if_exception(
                     _dropped_or_never_reached
                     if _resend_safe(method, path)
-                    else _never_reached_the_service
+                    else connection_failed  # retrying cannot send the request twice
                 ),
                 stop=stop_after_attempt(self._connect_retries + 1),
                 wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),

@@ -19,9 +19,8 @@ import io
 from typing import Any
 
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import get_script_prefix
 from django.http import HttpRequest
-from django.urls import ResolverMatch, resolve, set_script_prefix
+from django.urls import ResolverMatch, resolve
 
 from web.edge.request_handler import PooledThreadHandler, Receive, Send
 
@@ -55,15 +54,8 @@ class PredictRoute(PooledThreadHandler):
             if not message.get("more_body", False):
                 return io.BytesIO(body)
 
-    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
-        set_script_prefix(get_script_prefix(scope))
-        await self._request_started(scope)
-        request, response = self.create_request(scope, body_file)
-        if request is not None:
-            response = await self.run_get_response(request)
+    async def respond(self, request: Any, receive: Receive, send: Send, body_file: Any) -> None:
+        """Run the request and send its answer; no race against the client's disconnect."""
+        response = await self.run_get_response(request)
         await self.send_response(response, send)
         await self._close(response)

@@ -164,6 +164,31 @@ def state_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, also when no test of the session is marked for it.
+
+    pytest-django creates the test database only for the aliases its selected tests mark
+    (`db`, `transactional_db`, `django_db`). Tests that reach the database only through module
+    fixtures (`module_tokens`: whole modules of in-process predictions) then ran against the
+    development database's name, without tables, whenever no marked test was selected with them
+    (one such file run alone). Here the default alias gets its test database in that case too.
+    """
+    from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
+
+    default = connections["default"]
+    if default.settings_dict["NAME"] == default.creation._get_test_db_name():
+        yield  # made by pytest-django
+        return
+    with django_db_blocker.unblock():
+        default.close_pool()  # a pool keeps the name of the database it was made for
+        databases = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(databases, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def test_database_url(django_db_setup: Any, django_db_blocker: Any) -> str:
     """DATABASE_URL of pytest-django's test database (migrated); give it to subprocesses."""
     from django.db import connection

@@ -174,10 +174,11 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     (one such file run alone). Here the default alias gets its test database in that case too.
     """
     from django.db import connections
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX
     from django.test.utils import setup_databases, teardown_databases
 
     default = connections["default"]
-    if default.settings_dict["NAME"] == default.creation._get_test_db_name():
+    if default.settings_dict["NAME"].startswith(TEST_DATABASE_PREFIX):
         yield  # made by pytest-django
         return
     with django_db_blocker.unblock():

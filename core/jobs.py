@@ -4,8 +4,10 @@ A train request is never lost: while a job is queued and not started, a request 
 (its training has not read the rows yet, so it will see every row committed before the request);
 otherwise the request creates a new queued job. A marker key names the one queued job; setting it
 with NX makes concurrent requests agree on one job, and `start` deletes it atomically with the
-switch to running, before the training reads anything. At most one training runs at a time: it
-holds a lock that it renews while it runs, so a killed worker's lock expires soon after.
+switch to running, before the training reads anything. At most one training runs at a time per
+model name: it holds that name's lock, renewed while it runs, so a killed worker's lock expires
+soon after. Each name has its own marker and lock (`default`'s keep the keys they had before
+names existed), so names train side by side, up to the worker count.
 
 The job store is the algorithm service's contract with the worker: the service creates jobs
 and answers their state, the worker runs them. Who asked for a job and the id of the request that
@@ -23,6 +25,8 @@ from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel
+
+from core.model_names import DEFAULT_MODEL
 
 PREFIX = "textclf:"
 QUEUED_MARKER = f"{PREFIX}queued-job"
@@ -47,6 +51,7 @@ class Job(BaseModel):
     metrics: dict[str, Any] | None
     error: str | None
     promoted: bool | None = None  # set on success: did the gate make it the champion?
+    model: str = DEFAULT_MODEL  # the model name it trains
 
 
 JOB_FIELDS = tuple(Job.model_fields)
@@ -102,6 +107,16 @@ def job_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
 
 
+def queued_marker(model: str = DEFAULT_MODEL) -> str:
+    """The key naming `model`'s one queued job."""
+    return QUEUED_MARKER if model == DEFAULT_MODEL else f"{QUEUED_MARKER}:{model}"
+
+
+def training_lock(model: str = DEFAULT_MODEL) -> str:
+    """The key of `model`'s training lock."""
+    return TRAINING_LOCK if model == DEFAULT_MODEL else f"{TRAINING_LOCK}:{model}"
+
+
 class JobStore:
     """Creates, updates and reads training jobs; holds the training lock."""
 
@@ -113,33 +128,43 @@ class JobStore:
         self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
 
     def request_training(
-        self, *, enqueue: Callable[[str], None], requester: Requester | None = None
+        self,
+        *,
+        enqueue: Callable[[str], None],
+        requester: Requester | None = None,
+        model: str = DEFAULT_MODEL,
     ) -> dict[str, Any]:
         """Return the queued, not yet started job, or create one and enqueue(job_id) it.
 
-        A new job keeps `requester`; a joined job keeps the one it was created with.
+        A new job keeps `requester`; a joined job keeps the one it was created with. Each model
+        name has its own queued job.
         """
+        marker = queued_marker(model)
         while True:
             job_id = secrets.token_hex(16)
             job: dict[str, Any] = dict.fromkeys(JOB_FIELDS)
             job.update(
-                job_id=job_id, status="queued", created_at=utc_now(), progress={"phase": "queued"}
+                job_id=job_id,
+                status="queued",
+                created_at=utc_now(),
+                progress={"phase": "queued"},
+                model=model,
             )
             self._write(job_id, {**job, **(requester or Requester()).model_dump()})
-            if self.client.set(QUEUED_MARKER, job_id, nx=True, ex=self.job_ttl_seconds):
+            if self.client.set(marker, job_id, nx=True, ex=self.job_ttl_seconds):
                 break
             self.client.delete(job_key(job_id))  # another request's job is queued: use it
-            queued_id: str | None = self.client.get(QUEUED_MARKER)  # type: ignore[assignment]
+            queued_id: str | None = self.client.get(marker)  # type: ignore[assignment]
             queued = self.get(queued_id) if queued_id else None
             if queued is not None:
                 return queued
             if queued_id:  # the marker outlived its job: drop it
-                self._delete_if_equal(keys=[QUEUED_MARKER], args=[queued_id])
+                self._delete_if_equal(keys=[marker], args=[queued_id])
             # Otherwise the marker vanished (its job just started): try again.
         try:
             enqueue(job_id)
         except BaseException as exc:
-            self._delete_if_equal(keys=[QUEUED_MARKER], args=[job_id])
+            self._delete_if_equal(keys=[marker], args=[job_id])
             self.fail(job_id, f"could not queue the training: {exc}")
             raise
         return job
@@ -149,7 +174,14 @@ class JobStore:
         raw = self.client.hgetall(job_key(job_id))
         if not raw:
             return None
-        return {field: json.loads(raw[field]) if field in raw else None for field in JOB_FIELDS}
+        job = {field: json.loads(raw[field]) if field in raw else None for field in JOB_FIELDS}
+        job["model"] = job["model"] or DEFAULT_MODEL  # a job stored before names existed
+        return job
+
+    def model_of(self, job_id: str) -> str:
+        """The model name the job trains (`default` for a job stored before names existed)."""
+        raw = self.client.hget(job_key(job_id), "model")
+        return json.loads(raw) if raw else DEFAULT_MODEL
 
     def requester(self, job_id: str) -> Requester:
         """Who asked for the job and from which request (empty if unknown)."""
@@ -161,14 +193,14 @@ class JobStore:
         }
         return Requester.model_validate(found)
 
-    def start(self, job_id: str) -> int:
+    def start(self, job_id: str, model: str = DEFAULT_MODEL) -> int:
         """Mark the job running and stop handing it to new requests; 0 if unknown or done.
 
         Returns how many times the job has been started, this time included: above 1, the
         workers of the earlier starts died (the count lives in Redis, so it outlives them).
         """
         starts = self._start(
-            keys=[job_key(job_id), QUEUED_MARKER],
+            keys=[job_key(job_id), queued_marker(model)],
             args=[
                 job_id,
                 json.dumps(utc_now()),
@@ -209,17 +241,21 @@ class JobStore:
         """Mark the job failed with an error a person can act on."""
         self._write(job_id, {"status": "failed", "finished_at": utc_now(), "error": error})
 
-    def acquire_training_lock(self, job_id: str, ttl_seconds: int) -> bool:
-        """Take the training lock for job_id unless another training holds it."""
-        return bool(self.client.set(TRAINING_LOCK, job_id, nx=True, ex=ttl_seconds))
+    def acquire_training_lock(
+        self, job_id: str, ttl_seconds: int, model: str = DEFAULT_MODEL
+    ) -> bool:
+        """Take `model`'s training lock for job_id unless another training of it holds it."""
+        return bool(self.client.set(training_lock(model), job_id, nx=True, ex=ttl_seconds))
 
-    def renew_training_lock(self, job_id: str, ttl_seconds: int) -> bool:
+    def renew_training_lock(
+        self, job_id: str, ttl_seconds: int, model: str = DEFAULT_MODEL
+    ) -> bool:
         """Extend the lock job_id holds; False if it no longer holds it."""
-        return bool(self._expire_if_equal(keys=[TRAINING_LOCK], args=[job_id, ttl_seconds]))
+        return bool(self._expire_if_equal(keys=[training_lock(model)], args=[job_id, ttl_seconds]))
 
-    def release_training_lock(self, job_id: str) -> None:
+    def release_training_lock(self, job_id: str, model: str = DEFAULT_MODEL) -> None:
         """Release the lock if job_id still holds it."""
-        self._delete_if_equal(keys=[TRAINING_LOCK], args=[job_id])
+        self._delete_if_equal(keys=[training_lock(model)], args=[job_id])
 
     def _write(self, job_id: str, fields: dict[str, Any]) -> None:
         key = job_key(job_id)

@@ -7,6 +7,11 @@ services call them through Django's connection, the worker through its SQLAlchem
 UPDATE, in name order, before any version row) so two concurrent moves serialize: the second
 sees the first's result. The tables belong to web's migrations (web/registry/models.py).
 
+Every use case acts on one model name (core/model_names.py; `default` when the caller names
+none): its aliases, its versions, and audit rows that say which model they concern. A version of
+another model is not found. Names themselves are registered (`register_model`) by whoever first
+writes under them.
+
 Errors are plain (`AliasNotFound`, `VersionNotFound`, `Conflict`, `GateRefused`); each service
 maps them to its own answers. The caller announces the new desired state after its commit
 (`read_desired` gives it from the same tables).
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core import gate
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import Desired
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
@@ -73,14 +79,42 @@ class Actor:
     request_id: str | None = None
 
 
-def lock_aliases(db: Database) -> dict[str, str | None]:
-    """Every alias (created if missing) and its version, rows locked in name order."""
-    db.execute(
-        "INSERT INTO model_alias (name) SELECT unnest(CAST(:names AS text[])) "
-        "ON CONFLICT (name) DO NOTHING",
-        {"names": list(ALIASES)},
+def register_model(db: Database, model: str, *, actor: Actor) -> bool:
+    """Record `model` as a name (audited); False when it existed already. `model` is valid."""
+    created = db.execute(
+        "INSERT INTO registered_model (name, created_at, created_by) VALUES (:model, now(), :by) "
+        "ON CONFLICT (name) DO NOTHING RETURNING name",
+        {"model": model, "by": actor.name},
     )
-    rows = db.execute("SELECT name, version_id FROM model_alias ORDER BY name FOR UPDATE")
+    if created:
+        audit(
+            db,
+            actor,
+            "model.create",
+            f"model:{model}",
+            before=None,
+            after={"name": model},
+            reason="",
+            model=model,
+        )
+    return bool(created)
+
+
+def model_exists(db: Database, model: str) -> bool:
+    return bool(db.execute("SELECT 1 FROM registered_model WHERE name = :model", {"model": model}))
+
+
+def lock_aliases(db: Database, model: str = DEFAULT_MODEL) -> dict[str, str | None]:
+    """Every alias of `model` (created if missing) and its version, rows locked in name order."""
+    db.execute(
+        "INSERT INTO model_alias (model, name) SELECT :model, unnest(CAST(:names AS text[])) "
+        "ON CONFLICT (model, name) DO NOTHING",
+        {"model": model, "names": list(ALIASES)},
+    )
+    rows = db.execute(
+        "SELECT name, version_id FROM model_alias WHERE model = :model ORDER BY name FOR UPDATE",
+        {"model": model},
+    )
     return {name: version for name, version in rows}
 
 
@@ -94,6 +128,7 @@ def move_alias(
     expected_version: str | None = UNSET,
     force: bool = False,
     tolerance: float,
+    model: str = DEFAULT_MODEL,
 ) -> bool:
     """Point `alias` at `version`; a champion move passes the gate unless forced.
 
@@ -103,11 +138,11 @@ def move_alias(
         raise AliasNotFound(f"No alias {alias!r}: use champion, previous or challenger.")
     if version is None and alias == CHAMPION:
         raise Conflict("The champion cannot be cleared: move it to another version.")
-    locked = lock_aliases(db)
+    locked = lock_aliases(db, model)
     current = locked[alias]
     check_expected(alias, current, expected_version)
     if version is not None:
-        lock_live_version(db, version)
+        lock_live_version(db, version, model)
     if current == version:
         return False
     action = "alias.move"
@@ -137,19 +172,28 @@ def move_alias(
                 actor=actor,
                 action="alias.move",
                 reason=reason,
+                model=model,
             )
-    set_alias(db, alias, version, before=current, actor=actor, action=action, reason=reason)
+    set_alias(
+        db, alias, version, before=current, actor=actor, action=action, reason=reason, model=model
+    )
     return True
 
 
 def promote(
-    db: Database, *, version: str, judged_champion: str | None, actor: Actor, reason: str
+    db: Database,
+    *,
+    version: str,
+    judged_champion: str | None,
+    actor: Actor,
+    reason: str,
+    model: str = DEFAULT_MODEL,
 ) -> bool:
     """Make `version` champion (the old one previous) if the champion is still `judged_champion`.
 
     False when someone moved the champion meanwhile: that move wins.
     """
-    locked = lock_aliases(db)
+    locked = lock_aliases(db, model)
     if locked[CHAMPION] != judged_champion:
         return False
     if judged_champion is not None:
@@ -161,6 +205,7 @@ def promote(
             actor=actor,
             action="alias.move",
             reason=reason,
+            model=model,
         )
     set_alias(
         db,
@@ -170,26 +215,37 @@ def promote(
         actor=actor,
         action="alias.move",
         reason=reason,
+        model=model,
     )
     return True
 
 
 def rollback_champion(
-    db: Database, *, reason: str, actor: Actor, expected_version: str | None = UNSET
+    db: Database,
+    *,
+    reason: str,
+    actor: Actor,
+    expected_version: str | None = UNSET,
+    model: str = DEFAULT_MODEL,
 ) -> None:
     """Swap champion and previous: the version served before becomes the champion again."""
-    locked = lock_aliases(db)
+    locked = lock_aliases(db, model)
     champion, previous = locked[CHAMPION], locked[PREVIOUS]
     check_expected(CHAMPION, champion, expected_version)
     if previous is None:
         raise Conflict("There is no previous version to roll back to.")
-    lock_live_version(db, previous)
-    set_alias(
-        db, CHAMPION, previous, before=champion, actor=actor, action="alias.rollback", reason=reason
-    )
-    set_alias(
-        db, PREVIOUS, champion, before=previous, actor=actor, action="alias.rollback", reason=reason
-    )
+    lock_live_version(db, previous, model)
+    for alias, version, before in ((CHAMPION, previous, champion), (PREVIOUS, champion, previous)):
+        set_alias(
+            db,
+            alias,
+            version,
+            before=before,
+            actor=actor,
+            action="alias.rollback",
+            reason=reason,
+            model=model,
+        )
 
 
 def check_expected(alias: str, current: str | None, expected: str | None) -> None:
@@ -202,14 +258,16 @@ def check_expected(alias: str, current: str | None, expected: str | None) -> Non
         )
 
 
-def lock_live_version(db: Database, version: str) -> None:
-    """Lock a version row; refuse a missing or soft-deleted one."""
+def lock_live_version(db: Database, version: str, model: str = DEFAULT_MODEL) -> None:
+    """Lock a version row of `model`; refuse a missing or soft-deleted one."""
     rows = db.execute(
-        "SELECT deleted_at FROM model_version WHERE version = :version FOR UPDATE",
-        {"version": version},
+        "SELECT deleted_at FROM model_version WHERE version = :version AND model = :model "
+        "FOR UPDATE",
+        {"version": version, "model": model},
     )
     if not rows:
-        raise VersionNotFound(f"No model version {version!r}.")
+        owner = "" if model == DEFAULT_MODEL else f" of model {model!r}"
+        raise VersionNotFound(f"No model version {version!r}{owner}.")
     if rows[0][0] is not None:
         raise Conflict(f"Version {version} is deleted; restore it before giving it an alias.")
 
@@ -223,12 +281,13 @@ def set_alias(
     actor: Actor,
     action: str,
     reason: str,
+    model: str = DEFAULT_MODEL,
 ) -> None:
-    """Point one (locked) alias at `version`, with its audit row."""
+    """Point one (locked) alias of `model` at `version`, with its audit row."""
     db.execute(
         "UPDATE model_alias SET version_id = :version, updated_by = :actor, updated_at = now() "
-        "WHERE name = :name",
-        {"version": version, "actor": actor.name, "name": alias},
+        "WHERE model = :model AND name = :name",
+        {"version": version, "actor": actor.name, "model": model, "name": alias},
     )
     audit(
         db,
@@ -238,18 +297,29 @@ def set_alias(
         before={"version": before},
         after={"version": version},
         reason=reason,
+        model=model,
     )
 
 
 def audit(
-    db: Database, actor: Actor, action: str, target: str, *, before: Any, after: Any, reason: str
+    db: Database,
+    actor: Actor,
+    action: str,
+    target: str,
+    *,
+    before: Any,
+    after: Any,
+    reason: str,
+    model: str | None = None,
 ) -> None:
-    """Append one audit row (the table refuses UPDATE and DELETE)."""
+    """Append one audit row (the table refuses UPDATE and DELETE); `model` it concerns, if any."""
     db.execute(
-        "INSERT INTO audit_event (at, actor, action, target, before, after, reason, request_id) "
+        "INSERT INTO audit_event "
+        "(at, actor, action, target, before, after, reason, request_id, model) "
         "VALUES (now(), :actor, :action, :target, CAST(:before AS jsonb), "
-        "CAST(:after AS jsonb), :reason, :request_id)",
+        "CAST(:after AS jsonb), :reason, :request_id, :model)",
         {
+            "model": model,
             "actor": actor.name,
             "action": action,
             "target": target,
@@ -261,14 +331,31 @@ def audit(
     )
 
 
-def read_desired(db: Database) -> Desired:
+def read_desired(db: Database, model: str = DEFAULT_MODEL) -> Desired:
     """Champion, challenger and a sequence number (the last audit id) from one snapshot."""
     ((champion, challenger, seq),) = db.execute(
-        "SELECT (SELECT version_id FROM model_alias WHERE name = 'champion'), "
-        "(SELECT version_id FROM model_alias WHERE name = 'challenger'), "
-        "(SELECT coalesce(max(id), 0) FROM audit_event)"
+        "SELECT (SELECT version_id FROM model_alias WHERE model = :model AND name = 'champion'), "
+        "(SELECT version_id FROM model_alias WHERE model = :model AND name = 'challenger'), "
+        "(SELECT coalesce(max(id), 0) FROM audit_event)",
+        {"model": model},
     )
-    return Desired(champion=champion, challenger=challenger, seq=int(seq))
+    return Desired(model=model, champion=champion, challenger=challenger, seq=int(seq))
+
+
+def read_all_desired(db: Database) -> list[Desired]:
+    """The desired state of every registered name (`default` always), by name, in one snapshot."""
+    rows = db.execute(
+        "SELECT m.name, "
+        "(SELECT version_id FROM model_alias WHERE model = m.name AND name = 'champion'), "
+        "(SELECT version_id FROM model_alias WHERE model = m.name AND name = 'challenger'), "
+        "(SELECT coalesce(max(id), 0) FROM audit_event) "
+        "FROM (SELECT name FROM registered_model UNION SELECT :default) m ORDER BY m.name",
+        {"default": DEFAULT_MODEL},
+    )
+    return [
+        Desired(model=name, champion=champion, challenger=challenger, seq=int(seq))
+        for name, champion, challenger, seq in rows
+    ]
 
 
 def _metrics(db: Database, version: str) -> dict[str, Any] | None:

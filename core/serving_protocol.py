@@ -6,6 +6,12 @@ SETs the desired state (`DESIRED_KEY`, no TTL) and then PUBLISHes the same JSON 
 Each algorithm process writes its own report (`textclf:serving:<host>:<pid>`) with a short TTL,
 so a replica that dies disappears from the reports within `REPORT_TTL_SECONDS`.
 
+Every model name has its own desired state (`desired_key(model)`; `default`'s is `DESIRED_KEY`,
+as before names existed) and every announcement carries its name; a replica's report says what it
+serves of every model it has loaded (`models`), its top-level fields mirroring `default`. A name
+without a desired key is unknown to the serving processes (web announces every registered name,
+champion or not); `default` is always known.
+
 Declared once, here: web (after an alias move), the worker (after a promotion) and the algorithm
 processes (following and reporting) all use these functions. Since an announcement can be lost
 (Redis down at the time, or restarted empty), web's processes also compare the registry with the
@@ -22,6 +28,8 @@ from datetime import UTC, datetime
 import redis
 from pydantic import BaseModel, Field, ValidationError
 
+from core.model_names import DEFAULT_MODEL
+
 DESIRED_KEY = "textclf:registry:desired"
 CHANGED_CHANNEL = "textclf:registry:changed"
 REPORT_KEY_PREFIX = "textclf:serving:"
@@ -30,8 +38,9 @@ REPORT_INTERVAL_SECONDS = 5  # well inside the TTL: one missed beat does not hid
 
 
 class Desired(BaseModel):
-    """The versions every replica should serve; `seq` increases with every change."""
+    """The versions of one model every replica should serve; `seq` increases with every change."""
 
+    model: str = DEFAULT_MODEL
     champion: str | None
     challenger: str | None = None
     seq: int
@@ -43,8 +52,25 @@ class ShadowCounts(BaseModel):
     agreed: int = 0
 
 
+class ModelReport(BaseModel):
+    """What one replica serves of one model it has loaded."""
+
+    version: str | None  # the champion it serves
+    challenger: str | None = None  # the challenger it has loaded for shadow scoring
+    error: str | None = None  # the last load error, None once a load succeeded
+    error_version: str | None = None
+    loaded_at: str | None = None
+    memory_bytes: int | None = None  # what the model takes in this process, as measured at load
+    last_used_at: str | None = None
+    pinned: bool = False  # never unloaded (MODEL_PINNED)
+
+
 class ReplicaReport(BaseModel):
-    """What one algorithm process serves, and why not the desired version if it failed to load."""
+    """What one algorithm process serves, and why not the desired version if it failed to load.
+
+    The top-level fields are `default`'s; `models` has every model the process holds, `default`
+    included once loaded.
+    """
 
     replica: str
     version: str | None  # the champion it serves
@@ -53,6 +79,9 @@ class ReplicaReport(BaseModel):
     error_version: str | None = None
     loaded_at: str | None = None
     shadow: ShadowCounts = ShadowCounts()
+    models: dict[str, ModelReport] = Field(default_factory=dict)
+    memory_budget_bytes: int | None = None  # MODEL_MEMORY_BUDGET_MB, None when unbounded
+    rss_bytes: int | None = None  # the process's resident memory when it reported
 
 
 def utc_now() -> str:
@@ -67,6 +96,18 @@ def replica_name() -> str:
 
 def report_key(replica: str) -> str:
     return f"{REPORT_KEY_PREFIX}{replica}"
+
+
+def desired_key(model: str = DEFAULT_MODEL) -> str:
+    """Where `model`'s desired state is kept (`default`'s where it was before names existed)."""
+    return DESIRED_KEY if model == DEFAULT_MODEL else f"{DESIRED_KEY}:{model}"
+
+
+def served_version(found: ReplicaReport, model: str = DEFAULT_MODEL) -> str | None:
+    """The version of `model` a replica serves, None when it has not loaded that model."""
+    if model in found.models:
+        return found.models[model].version
+    return found.version if model == DEFAULT_MODEL else None
 
 
 def parse_desired(raw: str | bytes | None) -> Desired | None:
@@ -93,7 +134,7 @@ def announce(client: redis.Redis, desired: Desired) -> None:
     """Store the desired state and tell every subscriber, in one transaction."""
     payload = desired.model_dump_json()
     with client.pipeline(transaction=True) as pipe:
-        pipe.set(DESIRED_KEY, payload)
+        pipe.set(desired_key(desired.model), payload)
         pipe.publish(CHANGED_CHANNEL, payload)
         pipe.execute()
 
@@ -102,10 +143,13 @@ def is_behind(announced: Desired | None, registry: Desired) -> bool:
     """Whether what Redis announces must be replaced by the registry's state `registry`.
 
     Nothing announced is behind unless the registry names nothing either (then replicas follow
-    `current`, as before any announcement). An announcement with a higher `seq` was read from
-    the registry after `registry` was: it wins, and the next look reads the registry again.
+    `current`, as before any announcement), except for a name other than `default`: its key is
+    how the serving processes know the name exists. An announcement with a higher `seq` was read
+    from the registry after `registry` was: it wins, and the next look reads the registry again.
     """
     if announced is None:
+        if registry.model != DEFAULT_MODEL:
+            return True
         return registry.champion is not None or registry.challenger is not None
     if announced.seq > registry.seq:
         return False
@@ -118,14 +162,15 @@ def announce_if_behind(client: redis.Redis, registry: Desired) -> bool:
     A compare-and-set (WATCH on the key): several processes reconciling at once announce at most
     what the registry says, and never overwrite an announcement newer than their own read.
     """
+    key = desired_key(registry.model)
     with client.pipeline(transaction=True) as pipe:
         try:
-            pipe.watch(DESIRED_KEY)
-            if not is_behind(parse_desired(pipe.get(DESIRED_KEY)), registry):
+            pipe.watch(key)
+            if not is_behind(parse_desired(pipe.get(key)), registry):
                 return False
             payload = registry.model_dump_json()
             pipe.multi()
-            pipe.set(DESIRED_KEY, payload)
+            pipe.set(key, payload)
             pipe.publish(CHANGED_CHANNEL, payload)
             pipe.execute()
         except redis.WatchError:
@@ -133,9 +178,18 @@ def announce_if_behind(client: redis.Redis, registry: Desired) -> bool:
     return True
 
 
-def read_desired(client: redis.Redis) -> Desired | None:
-    """The desired state, or None when nobody announced one yet (fresh install, Redis flushed)."""
-    return parse_desired(client.get(DESIRED_KEY))
+def read_desired(client: redis.Redis, model: str = DEFAULT_MODEL) -> Desired | None:
+    """`model`'s desired state, or None when nobody announced one yet (fresh install, Redis
+    flushed; for a name other than `default`, also: no such name)."""
+    return parse_desired(client.get(desired_key(model)))
+
+
+def read_many_desired(client: redis.Redis, models: list[str]) -> dict[str, Desired | None]:
+    """The desired state of each of `models` (one MGET)."""
+    if not models:
+        return {}
+    raws = client.mget([desired_key(model) for model in models])
+    return {model: parse_desired(raw) for model, raw in zip(models, raws, strict=True)}
 
 
 def report(client: redis.Redis, replica_report: ReplicaReport) -> None:
@@ -156,19 +210,28 @@ def read_reports(client: redis.Redis) -> list[ReplicaReport]:
     return [found for found in reports if found is not None]
 
 
-def all_serve(reports: list[ReplicaReport], version: str) -> bool:
-    """True when every reporting replica serves `version` (vacuously true with none)."""
-    return all(found.version == version for found in reports)
+def all_serve(reports: list[ReplicaReport], version: str, model: str = DEFAULT_MODEL) -> bool:
+    """True when every reporting replica that holds `model` serves `version` (vacuously true).
+
+    Every replica holds `default`; another model only where it was asked for (a replica that
+    has not loaded it will load the registry's champion on its first request).
+    """
+    holding = (
+        reports if model == DEFAULT_MODEL else [found for found in reports if model in found.models]
+    )
+    return all(served_version(found, model) == version for found in holding)
 
 
-def wait_until_served(client: redis.Redis, version: str, timeout: float) -> bool:
-    """Wait until every live replica reports serving `version`; False when `timeout` ran out.
+def wait_until_served(
+    client: redis.Redis, version: str, timeout: float, model: str = DEFAULT_MODEL
+) -> bool:
+    """Wait until every live replica holding `model` serves `version`; False on timeout.
 
     No live replica counts as served: there is nobody to wait for.
     """
     deadline = time.monotonic() + timeout
     while True:
-        if all_serve(read_reports(client), version):
+        if all_serve(read_reports(client), version, model):
             return True
         if time.monotonic() >= deadline:
             return False

@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import F
 from django.db.models.functions import Upper
 
+from core.model_names import DEFAULT_MODEL, MODEL_NAME_MAX_LENGTH
+
 LABEL_MAX_LENGTH = 100
 # The trigram index holds the rows whose search_indexed is true; the backlog index holds the
 # others (imported rows not indexed yet, see web/data/search_backlog.py). The trigram index
@@ -20,6 +22,11 @@ class Data(models.Model):
     text = models.TextField()
     # varchar(100) enforces the length in the database; the checks below forbid blank values.
     label = models.CharField(max_length=LABEL_MAX_LENGTH)
+    # The model whose training reads the row (core/model_names.py); a name with rows exists in
+    # registered_model. A constant default: adding the column rewrites nothing (migration 0006).
+    model = models.CharField(
+        max_length=MODEL_NAME_MAX_LENGTH, default=DEFAULT_MODEL, db_default=DEFAULT_MODEL
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # False while the row waits for the trigram index: an import leaves that work to a drain

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from core.model_names import DEFAULT_MODEL, MODEL_NAME_MAX_LENGTH
+
 VERSION_MAX_LENGTH = 64
 
 
@@ -26,10 +28,35 @@ class AliasName(models.TextChoices):
     CHALLENGER = "challenger"
 
 
+def model_name_field() -> models.CharField:
+    """The model name a record belongs to (core/model_names.py); rows from before names existed
+    belong to `default`. A plain column, not a foreign key: the worker's raw SQL writes it, and
+    names are created (RegisteredModel) before anything is recorded under them."""
+    return models.CharField(
+        max_length=MODEL_NAME_MAX_LENGTH, default=DEFAULT_MODEL, db_default=DEFAULT_MODEL
+    )
+
+
+class RegisteredModel(models.Model):
+    """A model name: its own rows, trainings, versions, aliases and audit trail."""
+
+    name = models.CharField(primary_key=True, max_length=MODEL_NAME_MAX_LENGTH)
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    created_by = models.CharField(max_length=200, null=True, blank=True)
+
+    class Meta:
+        db_table = "registered_model"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class TrainingRun(models.Model):
     """One training job as it ran, kept after Redis forgets the job."""
 
     id = models.CharField(primary_key=True, max_length=100)  # the job id
+    model = model_name_field()
     status = models.CharField(max_length=16, choices=RunStatus.choices)
     requested_by = models.CharField(max_length=200, null=True, blank=True)
     request_id = models.CharField(max_length=200, null=True, blank=True)  # of the train request
@@ -49,7 +76,10 @@ class TrainingRun(models.Model):
     class Meta:
         db_table = "training_run"
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["-created_at", "-id"], name="training_run_created_idx")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="training_run_created_idx"),
+            models.Index(fields=["model", "-created_at", "-id"], name="training_run_model_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=RunStatus.values), name="training_run_status_valid"
@@ -64,6 +94,7 @@ class ModelVersion(models.Model):
     """A published version directory and everything needed to judge and reproduce it."""
 
     version = models.CharField(primary_key=True, max_length=VERSION_MAX_LENGTH)
+    model = model_name_field()
     run = models.ForeignKey(
         TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="versions"
     )
@@ -82,7 +113,10 @@ class ModelVersion(models.Model):
         db_table = "model_version"
         ordering = ["-created_at", "-version"]
         indexes = [
-            models.Index(fields=["-created_at", "-version"], name="model_version_created_idx")
+            models.Index(fields=["-created_at", "-version"], name="model_version_created_idx"),
+            models.Index(
+                fields=["model", "-created_at", "-version"], name="model_version_model_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -95,9 +129,10 @@ class ModelVersion(models.Model):
 
 
 class Alias(models.Model):
-    """A name for a version: `champion` is served, `previous` is where rollback goes."""
+    """A name for a version of one model: `champion` is served, `previous` is where rollback goes."""
 
-    name = models.CharField(primary_key=True, max_length=16, choices=AliasName.choices)
+    model = model_name_field()
+    name = models.CharField(max_length=16, choices=AliasName.choices)
     version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="aliases"
     )
@@ -106,16 +141,18 @@ class Alias(models.Model):
 
     class Meta:
         db_table = "model_alias"
-        ordering = ["name"]
+        ordering = ["model", "name"]
         verbose_name_plural = "aliases"
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(name__in=AliasName.values), name="model_alias_name_valid"
-            )
+            ),
+            models.UniqueConstraint(fields=["model", "name"], name="model_alias_model_name_key"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} -> {self.version_id or '(none)'}"
+        prefix = "" if self.model == DEFAULT_MODEL else f"{self.model}/"
+        return f"{prefix}{self.name} -> {self.version_id or '(none)'}"
 
 
 class AuditEvent(models.Model):
@@ -129,11 +166,17 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True, default="")
     request_id = models.CharField(max_length=200, null=True, blank=True)
+    # The model name a change concerns; None for changes of no model (tokens). Events recorded
+    # before names existed concern `default` (migration 0005).
+    model = models.CharField(max_length=MODEL_NAME_MAX_LENGTH, null=True, blank=True)
 
     class Meta:
         db_table = "audit_event"
         ordering = ["-id"]
-        indexes = [models.Index(fields=["target", "-id"], name="audit_event_target_idx")]
+        indexes = [
+            models.Index(fields=["target", "-id"], name="audit_event_target_idx"),
+            models.Index(fields=["model", "target", "-id"], name="audit_event_model_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

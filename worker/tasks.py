@@ -345,10 +345,12 @@ def train(self: Task, job_id: str, model: str | None = None) -> str | None:
 
 
 def refuse_job(job_id: str, error: str, *, store: JobStore) -> str | None:
-    """Fail a job that cannot be trained at all (its task names no valid model), unless done."""
+    """Fail a job that cannot be trained at all (its task names no valid model), unless done.
+
+    Started first: that takes it out of its name's queue, so the next request gets a new job.
+    """
     logger.error("job %s: %s", job_id, error)
+    if store.start(job_id, store.model_of(job_id)):
+        store.fail(job_id, error)
     job = store.get(job_id)
-    if job is None or job["status"] in ("succeeded", "failed"):
-        return job["status"] if job else None
-    store.fail(job_id, error)
-    return "failed"
+    return job["status"] if job else None

@@ -102,12 +102,17 @@ def test_a_named_model_trains_its_own_rows_beside_default_and_becomes_its_champi
     assert request_named_training("sentiment")["job_id"] == sentiment_job["job_id"]
     assert sentiment_job["job_id"] != default_job["job_id"]
     assert (sentiment_job["model"], default_job["model"]) == ("sentiment", "default")
+    not_a_name = request_named_training("Not A Name")  # a sender that skipped validation
 
     start_worker(WORKER_CONCURRENCY="2")
     default_done = wait_for_job(default_job["job_id"], timeout=120)
     sentiment_done = wait_for_job(sentiment_job["job_id"], timeout=120)
     for job in (default_done, sentiment_done):
         assert job["status"] == "succeeded" and job["promoted"] is True, job
+    refused = wait_for_job(not_a_name["job_id"])
+    assert refused["status"] == "failed" and "cannot train model 'Not A Name'" in refused["error"]
+    assert "lowercase letters" in refused["error"]
+    assert request_named_training("Not A Name")["job_id"] != refused["job_id"]  # not stuck
     # Side by side: each started before the other finished.
     assert sentiment_done["started_at"] < default_done["finished_at"]
     assert default_done["started_at"] < sentiment_done["finished_at"]

@@ -234,7 +234,6 @@ async def prune(
     """Remove version files beyond retention, sparing every version the registry can restore;
     from the object store too, when versions live in one."""
     loop = asyncio.get_running_loop()
-
     retention = settings.model_retention
 
     async def to_spare(candidates: list[str]) -> set[str]:

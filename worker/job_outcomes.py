@@ -3,7 +3,8 @@
 A failure is recorded in the registry first, then in the job store, so whoever sees the job
 failed finds its run failed too; a run that committed its version is never relabelled failed
 (worker/registry_sql.py). A job delivered again after its worker died past that commit ends as
-the success it was: announced, waited on until served, never trained a second time.
+the success it was: announced (for the model name its version was recorded under), waited on
+until served, never trained a second time.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ async def finish_committed_run(
     )
     if committed.promoted:
         await serve_committed_version(
-            settings, engine, version=committed.version, redis_client=redis_client
+            settings,
+            engine,
+            version=committed.version,
+            redis_client=redis_client,
+            model=committed.model,
         )
     store.succeed(
         job_id,

@@ -8,6 +8,10 @@ uploaded whole before anything names it; the gate
 their audit rows (the shared use case `core.registry.promote`). Only after that commit
 does `current` switch and the desired state go out to the serving processes, and the job waits
 (bounded) until every live replica serves the new version, so "succeeded" means "served".
+
+Per model name: only `default` has a `current` link (the volume's layout from before names); any
+other name is served from its desired state alone, announced under its own key, and the job waits
+for the replicas that hold that name. Retention counts each name's versions on its own.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from algorithm.ml.promotion import Champion, SharedRows, decide_promotion
 from algorithm.ml.signing import SigningKeys
 from algorithm.ml.store import ArtifactStore, open_store
 from algorithm.ml.training import TrainedModel
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import announce, wait_until_served
 from worker import registry_sql
 from worker.config import WorkerSettings
@@ -120,8 +125,10 @@ async def publish_and_promote(
     shared: SharedRows,
     redis_client: redis.Redis,
     request_id: str | None = None,
+    model_name: str = DEFAULT_MODEL,
 ) -> Outcome:
-    """Publish, judge, record in one transaction, then switch and announce if promoted."""
+    """Publish `model_name`'s new version, judge it against that name's champion, record it in
+    one transaction, then switch and announce if promoted."""
     root = settings.model_root
     signing_keys = SigningKeys.from_secrets(settings.model_signing_key)
     store = model_store(settings)
@@ -160,10 +167,13 @@ async def publish_and_promote(
         report=report,
         judged_champion=champion.version if champion else None,
         request_id=request_id,
+        model=model_name,
     )
     die_here_if_a_test_asks()
     if promoted:
-        await serve_committed_version(settings, engine, version=version, redis_client=redis_client)
+        await serve_committed_version(
+            settings, engine, version=version, redis_client=redis_client, model=model_name
+        )
     await prune(settings, engine, store)
     return Outcome(manifest={**manifest, "gate": report}, promoted=promoted)
 
@@ -179,17 +189,23 @@ def die_here_if_a_test_asks() -> None:
 
 
 async def serve_committed_version(
-    settings: WorkerSettings, engine: AsyncEngine, *, version: str, redis_client: redis.Redis
+    settings: WorkerSettings,
+    engine: AsyncEngine,
+    *,
+    version: str,
+    redis_client: redis.Redis,
+    model: str = DEFAULT_MODEL,
 ) -> None:
-    """After the commit: point `current` at the champion, announce what the registry wants and
-    wait (bounded) until every replica serves `version` if it is still the champion.
+    """After the commit: point `current` at the champion (`default` only), announce what the
+    registry wants of `model` and wait (bounded) until every replica holding it serves `version`
+    if it is still the champion.
 
     Never raises for the link or Redis: the registry already serves the version, so the job
     succeeds; the worker's link follower retries the link, and whoever reconciles Redis with
     the registry announces it.
     """
-    desired = await registry_sql.read_desired(engine)
-    if desired.champion == version:
+    desired = await registry_sql.read_desired(engine, model)
+    if desired.champion == version and model == DEFAULT_MODEL:
         try:
             switch_current(settings.model_root, version)
         except OSError:
@@ -199,7 +215,7 @@ async def serve_committed_version(
         if desired.champion != version:
             return
         served = await asyncio.to_thread(
-            wait_until_served, redis_client, version, settings.served_wait_seconds
+            wait_until_served, redis_client, version, settings.served_wait_seconds, model
         )
     except redis.RedisError:
         logger.exception("could not announce %s; it is announced once Redis answers", version)
@@ -218,10 +234,18 @@ async def prune(
     """Remove version files beyond retention, sparing every version the registry can restore;
     from the object store too, when versions live in one."""
     loop = asyncio.get_running_loop()
+    retention = settings.model_retention
+
+    async def to_spare(candidates: list[str]) -> set[str]:
+        # The volume's candidates are beyond its newest versions of all names together; those
+        # among their own name's newest stay without asking anything more.
+        recent = await registry_sql.recent_versions(engine, candidates, retention)
+        rest = [version for version in candidates if version not in recent]
+        spared = await registry_sql.versions_to_spare(engine, rest, retention=retention)
+        return recent | spared
 
     def spare(candidates: list[str]) -> set[str]:  # asked from the pruning thread
-        asking = registry_sql.versions_to_spare(engine, candidates)
-        return asyncio.run_coroutine_threadsafe(asking, loop).result()
+        return asyncio.run_coroutine_threadsafe(to_spare(candidates), loop).result()
 
     try:
         # The store first: the registry marks what goes, and the volume then follows that mark.
@@ -235,14 +259,14 @@ async def prune(
 
 
 async def prune_store(settings: WorkerSettings, engine: AsyncEngine, store: ArtifactStore) -> None:
-    """Delete from the object store the versions beyond retention that the registry cannot
-    restore. Asked of the registry, not of this host's volume: any worker host may have
-    published them, and the store is never listed."""
-    recorded = await registry_sql.versions_with_files(engine)
-    candidates = recorded[: -settings.model_retention]
+    """Delete from the object store the versions beyond their own name's retention that the
+    registry cannot restore. Asked of the registry, not of this host's volume: any worker host
+    may have published them, and the store is never listed."""
+    retention = settings.model_retention
+    candidates = await registry_sql.versions_beyond_retention(engine, retention)
     if not candidates:
         return
-    spared = await registry_sql.versions_to_spare(engine, candidates)
+    spared = await registry_sql.versions_to_spare(engine, candidates, retention=retention)
     doomed = [version for version in candidates if version not in spared]
     if doomed:
         await asyncio.to_thread(store.delete, doomed)

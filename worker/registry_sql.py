@@ -7,6 +7,10 @@ transaction, so the registry never shows a promoted version without its audit ro
 without its version. The promotion and every audit row are the shared use cases of
 `core.registry` (web runs the same code), called on this connection through `run_sync`: a
 champion moved meanwhile wins, and the new version is not promoted.
+
+Everything is per model name (core/model_names.py): a run and its version record their name, the
+gate's champion is that name's, the promotion moves that name's aliases, and retention spares a
+version for its own name's aliases and champions.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from algorithm.ml.promotion import Champion
 from core import registry
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import Desired
+from worker.config import get_settings
 
 WORKER_ACTOR = "worker"
 
@@ -48,19 +54,21 @@ async def record_run_started(
     created_at: datetime,
     requested_by: str | None = None,
     request_id: str | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> None:
-    """Record (or, for a redelivered job, restart) a running training run."""
+    """Record (or, for a redelivered job, restart) a running training run of `model`."""
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO training_run (id, status, created_at, started_at, requested_by, "
-                "request_id) VALUES (:id, 'running', :created_at, now(), :requested_by, "
-                ":request_id) "
+                "INSERT INTO training_run (id, model, status, created_at, started_at, "
+                "requested_by, request_id) VALUES (:id, :model, 'running', :created_at, now(), "
+                ":requested_by, :request_id) "
                 "ON CONFLICT (id) DO UPDATE SET status = 'running', started_at = now(), "
                 "finished_at = NULL, error = NULL"
             ),
             {
                 "id": run_id,
+                "model": model,
                 "created_at": created_at,
                 "requested_by": requested_by,
                 "request_id": request_id,
@@ -88,6 +96,7 @@ class CommittedRun:
     version: str
     metrics: dict[str, Any]
     promoted: bool
+    model: str = DEFAULT_MODEL
 
 
 async def read_committed_run(engine: AsyncEngine, run_id: str) -> CommittedRun | None:
@@ -96,7 +105,7 @@ async def read_committed_run(engine: AsyncEngine, run_id: str) -> CommittedRun |
         row = (
             await conn.execute(
                 text(
-                    "SELECT v.version, v.metrics, r.promoted FROM training_run r "
+                    "SELECT v.version, v.metrics, r.promoted, v.model FROM training_run r "
                     "JOIN model_version v ON v.version = r.version_id "
                     "WHERE r.id = :id AND r.status = 'succeeded'"
                 ),
@@ -105,18 +114,20 @@ async def read_committed_run(engine: AsyncEngine, run_id: str) -> CommittedRun |
         ).first()
     if row is None:
         return None
-    return CommittedRun(version=row[0], metrics=row[1] or {}, promoted=bool(row[2]))
+    return CommittedRun(version=row[0], metrics=row[1] or {}, promoted=bool(row[2]), model=row[3])
 
 
-async def read_champion(engine: AsyncEngine) -> Champion | None:
-    """The champion the gate compares against, or None before the first promotion."""
+async def read_champion(engine: AsyncEngine, model: str = DEFAULT_MODEL) -> Champion | None:
+    """`model`'s champion the gate compares against, or None before its first promotion."""
     async with engine.begin() as conn:
         row = (
             await conn.execute(
                 text(
                     "SELECT v.version, v.metrics, v.fingerprint FROM model_alias a "
-                    "JOIN model_version v ON v.version = a.version_id WHERE a.name = 'champion'"
-                )
+                    "JOIN model_version v ON v.version = a.version_id "
+                    "WHERE a.model = :model AND a.name = 'champion'"
+                ),
+                {"model": model},
             )
         ).first()
     if row is None:
@@ -132,22 +143,24 @@ async def record_version(
     report: dict[str, Any],
     judged_champion: str | None,
     request_id: str | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> bool:
-    """Write the version, its report, the run's outcome and any promotion; True if promoted.
+    """Write `model`'s version, its report, the run's outcome and any promotion; True if promoted.
 
-    The audit rows carry request_id: the request that asked for the training.
+    The audit rows carry request_id (the request that asked for the training) and the model.
     """
     version = manifest["version"]
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO model_version (version, run_id, created_at, rows, labels, metrics, "
-                "fingerprint, sha256, library_versions) VALUES (:version, :run_id, :created_at, "
-                ":rows, CAST(:labels AS jsonb), CAST(:metrics AS jsonb), "
+                "INSERT INTO model_version (version, model, run_id, created_at, rows, labels, "
+                "metrics, fingerprint, sha256, library_versions) VALUES (:version, :model, "
+                ":run_id, :created_at, :rows, CAST(:labels AS jsonb), CAST(:metrics AS jsonb), "
                 "CAST(:fingerprint AS jsonb), CAST(:sha256 AS jsonb), CAST(:libs AS jsonb))"
             ),
             {
                 "version": version,
+                "model": model,
                 "run_id": run_id,
                 "created_at": datetime.fromisoformat(manifest["created_at"]),
                 "rows": manifest["rows"],
@@ -169,6 +182,7 @@ async def record_version(
                     judged_champion=judged_champion,
                     actor=actor,
                     reason=reason,
+                    model=model,
                 )
             )
             if not promoted:
@@ -209,32 +223,61 @@ async def record_version(
                 before=None,
                 after=publish_audit,
                 reason=str(report.get("decision", "")),
+                model=model,
             )
         )
     return promoted
 
 
-async def read_desired(engine: AsyncEngine) -> Desired:
-    """What every replica should serve now, from one snapshot of the registry."""
+async def read_desired(engine: AsyncEngine, model: str = DEFAULT_MODEL) -> Desired:
+    """What every replica should serve of `model` now, from one snapshot of the registry."""
     async with engine.connect() as conn:
-        return await conn.run_sync(lambda sync: registry.read_desired(SyncConnectionDatabase(sync)))
+        return await conn.run_sync(
+            lambda sync: registry.read_desired(SyncConnectionDatabase(sync), model)
+        )
 
 
-async def versions_to_spare(engine: AsyncEngine, candidates: list[str]) -> set[str]:
+# The last `retention` distinct versions that were champion of each model concerned (champion
+# moves are audited: promotions, moves, rollbacks); the current champion is the newest of them.
+# Audit rows from before names existed say `default` (web/registry/migrations/0005).
+_LAST_CHAMPIONS = """
+SELECT model, version FROM (
+    SELECT model, version, row_number() OVER (PARTITION BY model ORDER BY last DESC) AS rank
+    FROM (
+        SELECT model, after->>'version' AS version, max(id) AS last FROM audit_event
+        WHERE target = 'alias:champion' AND after->>'version' IS NOT NULL
+        AND model IN (SELECT model FROM model_version WHERE version = ANY(:candidates))
+        GROUP BY model, after->>'version'
+    ) moves
+) ranked WHERE rank <= :retention
+"""
+
+
+async def versions_to_spare(
+    engine: AsyncEngine, candidates: list[str], *, retention: int | None = None
+) -> set[str]:
     """Of the versions beyond retention, those the registry can still serve or restore.
 
-    Soft-deleted versions without an alias among the candidates are marked as having lost their
-    files (so restore refuses them) in the same statement that decides they may go.
+    Spared: every version not soft-deleted, and a soft-deleted one that has an alias of its own
+    model or is among the last `retention` (default MODEL_RETENTION) champions of its own model.
+    The others among the candidates are marked as having lost their files (so restore refuses
+    them) in the same statement that decides they may go.
     """
+    if retention is None:
+        retention = get_settings().model_retention
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE model_version SET files_removed_at = now() "
-                "WHERE version = ANY(:candidates) AND deleted_at IS NOT NULL "
-                "AND files_removed_at IS NULL AND version NOT IN "
-                "(SELECT version_id FROM model_alias WHERE version_id IS NOT NULL)"
+                f"WITH champions AS ({_LAST_CHAMPIONS}) "
+                "UPDATE model_version v SET files_removed_at = now() "
+                "WHERE v.version = ANY(:candidates) AND v.deleted_at IS NOT NULL "
+                "AND v.files_removed_at IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM model_alias a "
+                "WHERE a.model = v.model AND a.version_id = v.version) "
+                "AND NOT EXISTS (SELECT 1 FROM champions c "
+                "WHERE c.model = v.model AND c.version = v.version)"
             ),
-            {"candidates": candidates},
+            {"candidates": candidates, "retention": retention},
         )
         rows = await conn.execute(
             text(
@@ -246,14 +289,38 @@ async def versions_to_spare(engine: AsyncEngine, candidates: list[str]) -> set[s
         return set(rows.scalars().all())
 
 
-async def versions_with_files(engine: AsyncEngine) -> list[str]:
-    """Every recorded version whose files were not removed yet, oldest first (ids sort by time):
-    what an object store holds, whichever worker host published it."""
+# Each model's versions with files, newest first (version ids sort by time), ranked.
+_RANKED_WITH_FILES = (
+    "SELECT version, row_number() OVER (PARTITION BY model ORDER BY version DESC) AS rank "
+    "FROM model_version WHERE files_removed_at IS NULL"
+)
+
+
+async def recent_versions(engine: AsyncEngine, candidates: list[str], retention: int) -> set[str]:
+    """Of the candidates, those among the newest `retention` versions of their own model: one
+    model's trainings never push another model's versions beyond retention."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT version FROM model_version WHERE files_removed_at IS NULL ORDER BY version"
-            )
+                f"SELECT version FROM ({_RANKED_WITH_FILES} "
+                "AND model IN (SELECT model FROM model_version WHERE version = ANY(:candidates))"
+                ") ranked WHERE rank <= :retention AND version = ANY(:candidates)"
+            ),
+            {"candidates": candidates, "retention": retention},
+        )
+        return set(rows.scalars().all())
+
+
+async def versions_beyond_retention(engine: AsyncEngine, retention: int) -> list[str]:
+    """Every recorded version with files older than the newest `retention` of its own model,
+    oldest first: what an object store holds, whichever worker host published it."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                f"SELECT version FROM ({_RANKED_WITH_FILES}) ranked "
+                "WHERE rank > :retention ORDER BY version"
+            ),
+            {"retention": retention},
         )
         return list(rows.scalars().all())
 

@@ -4,7 +4,8 @@
 (this module and worker/registry_sql.py). The rows come through one connection, one REPEATABLE
 READ transaction, one server-side cursor read in chunks of `chunk_rows`: memory stays bounded by
 the chunk size whatever the table size, and every row comes from the snapshot taken by the
-SELECT, so a concurrent insert is either wholly in or out.
+SELECT, so a concurrent insert is either wholly in or out. A training reads the rows of its own
+model name only (`WHERE model = :model`, served by the (model, id) index), in the same id order.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from core.model_names import DEFAULT_MODEL
 from worker.config import get_settings
 
 Row = tuple[int, str, str]  # id, text, label
-SELECT_ROWS = text("SELECT id, text, label FROM data ORDER BY id")
+SELECT_ROWS = text("SELECT id, text, label FROM data WHERE model = :model ORDER BY id")
 
 
 @dataclass
@@ -70,14 +72,20 @@ def database_engine(database_url: str, *, statement_timeout_ms: int | None = Non
 
 
 async def stream_training_rows(
-    engine: AsyncEngine, *, chunk_rows: int, fingerprint: DataFingerprint | None = None
+    engine: AsyncEngine,
+    *,
+    chunk_rows: int,
+    fingerprint: DataFingerprint | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> AsyncGenerator[list[Row]]:
-    """Yield every row of `data` in id order, in lists of at most chunk_rows, from one snapshot."""
+    """Yield every row of `model` in id order, in lists of at most chunk_rows, from one snapshot."""
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
             # The snapshot is taken by this first statement of the transaction.
-            result = await conn.stream(SELECT_ROWS.execution_options(yield_per=chunk_rows))
+            result = await conn.stream(
+                SELECT_ROWS.execution_options(yield_per=chunk_rows), {"model": model}
+            )
             async for partition in result.partitions(chunk_rows):
                 chunk: list[Row] = [(int(r[0]), str(r[1]), str(r[2])) for r in partition]
                 if fingerprint is not None:

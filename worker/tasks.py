@@ -6,6 +6,10 @@ snapshot the rows are read from. A failed training publishes nothing, so the pre
 serving. A job delivered again because its worker died is counted (JobStore.start): if its run
 committed already, it ends as that success; after TRAINING_MAX_WORKER_DEATHS deaths it fails
 instead of training again (worker/job_outcomes.py).
+
+A job trains one model name (the task's `model`, else the job's own): that name's lock, that
+name's rows, that name's champion for the gate. Two names train side by side when the worker runs
+two or more processes (WORKER_CONCURRENCY); one name trains one job at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from algorithm.ml.training import TrainingDataError, too_many_labels, train_model
 from core.jobs import TRAIN_TASK, JobStore, Requester
 from core.logs import REQUEST_ID
+from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
 from worker import registry_sql
 from worker.celery_app import celery_app
 from worker.config import WorkerSettings, get_settings
@@ -69,9 +74,15 @@ class TrainingRows:
 
 
 async def read_training_rows(
-    engine: AsyncEngine, *, chunk_rows: int, max_labels: int, store: JobStore, job_id: str
+    engine: AsyncEngine,
+    *,
+    chunk_rows: int,
+    max_labels: int,
+    store: JobStore,
+    job_id: str,
+    model: str = DEFAULT_MODEL,
 ) -> TrainingRows:
-    """Stream every row into memory, reporting progress after each chunk.
+    """Stream every row of `model` into memory, reporting progress after each chunk.
 
     More than `max_labels` distinct labels is a TrainingDataError that says how many: from the
     chunk that crosses the limit on, the rows are dropped and only their labels are counted.
@@ -82,7 +93,9 @@ async def read_training_rows(
     distinct: set[str] = set()
     rows_read = 0
     fingerprint = DataFingerprint()
-    chunks = stream_training_rows(engine, chunk_rows=chunk_rows, fingerprint=fingerprint)
+    chunks = stream_training_rows(
+        engine, chunk_rows=chunk_rows, fingerprint=fingerprint, model=model
+    )
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
             rows_read += len(chunk)
@@ -103,14 +116,17 @@ async def read_training_rows(
 
 
 @contextlib.contextmanager
-def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[None]:
-    """Keep renewing the training lock from a thread while the block runs; release it after."""
+def renewed_lock(
+    store: JobStore, job_id: str, ttl_seconds: int, model: str = DEFAULT_MODEL
+) -> Iterator[None]:
+    """Keep renewing `model`'s training lock from a thread while the block runs; release it
+    after."""
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(ttl_seconds / 3):
             try:
-                if not store.renew_training_lock(job_id, ttl_seconds):
+                if not store.renew_training_lock(job_id, ttl_seconds, model):
                     logger.error("job %s lost the training lock", job_id)
                     return
             except redis.RedisError:
@@ -123,7 +139,7 @@ def renewed_lock(store: JobStore, job_id: str, ttl_seconds: int) -> Iterator[Non
     finally:
         stop.set()
         thread.join()
-        store.release_training_lock(job_id)
+        store.release_training_lock(job_id, model)
 
 
 async def run_training(
@@ -133,9 +149,11 @@ async def run_training(
     engine: AsyncEngine,
     store: JobStore,
     request_id: str | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> Outcome:
-    """Train, publish and let the gate decide for a started job (raises on failure)."""
-    champion = await registry_sql.read_champion(engine)
+    """Train `model` on its rows, publish and let the gate decide for a started job (raises on
+    failure)."""
+    champion = await registry_sql.read_champion(engine, model)
     with training_phase("read"):
         rows = await read_training_rows(
             engine,
@@ -143,6 +161,7 @@ async def run_training(
             max_labels=settings.max_labels,
             store=store,
             job_id=job_id,
+            model=model,
         )
     count = len(rows.texts)
     record_training_rows(count)
@@ -150,7 +169,7 @@ async def run_training(
     shared = SharedRowsCollector(champion, max_rows=settings.gate_max_rows)
     with training_phase("fit"):
         # On the loop's own thread: a soft time limit interrupts the fit itself.
-        model, metrics = train_model(
+        trained, metrics = train_model(
             rows.texts,
             rows.labels,
             max_labels=settings.max_labels,
@@ -164,7 +183,7 @@ async def run_training(
             settings,
             engine,
             run_id=job_id,
-            model=model,
+            model=trained,
             metrics=metrics,
             fingerprint=rows.fingerprint.as_dict(),
             rows=count,
@@ -172,6 +191,7 @@ async def run_training(
             shared=shared.rows,
             redis_client=get_redis(),
             request_id=request_id,
+            model_name=model,
         )
 
 
@@ -183,14 +203,25 @@ def requester_of(job_id: str, *, store: JobStore) -> Requester:
     return requester
 
 
-def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore, starts: int = 1) -> bool:
+def train_job(
+    job_id: str,
+    *,
+    settings: WorkerSettings,
+    store: JobStore,
+    starts: int = 1,
+    model: str | None = None,
+) -> bool:
     """Run the started job to its end, recording success or failure; False if it failed.
 
-    `starts` counts this start too (JobStore.start). One event loop and one database engine
-    for the whole job.
+    `starts` counts this start too (JobStore.start); `model` is the name it trains (None: the
+    job's own). One event loop and one database engine for the whole job.
     """
+    if model is None:
+        model = store.model_of(job_id)
     try:
-        return asyncio.run(_train_job(job_id, starts=starts, settings=settings, store=store))
+        return asyncio.run(
+            _train_job(job_id, starts=starts, settings=settings, store=store, model=model)
+        )
     except SoftTimeLimitExceeded:
         # The soft limit's signal arrived while the loop waited on I/O (reading rows, the
         # registry): it never reaches the job's coroutine, asyncio.run cancels that and re-raises
@@ -200,11 +231,13 @@ def train_job(job_id: str, *, settings: WorkerSettings, store: JobStore, starts:
 
 
 async def _train_job(
-    job_id: str, *, starts: int, settings: WorkerSettings, store: JobStore
+    job_id: str, *, starts: int, settings: WorkerSettings, store: JobStore, model: str
 ) -> bool:
     engine = database_engine(settings.database_url)
     try:
-        return await _run_job(job_id, starts=starts, settings=settings, engine=engine, store=store)
+        return await _run_job(
+            job_id, starts=starts, settings=settings, engine=engine, store=store, model=model
+        )
     finally:
         await engine.dispose()
 
@@ -217,8 +250,10 @@ async def _fail_after_time_limit(job_id: str, *, settings: WorkerSettings, store
         await engine.dispose()
 
 
-async def record_run(job_id: str, *, engine: AsyncEngine, store: JobStore) -> Requester:
-    """Record the job's run as running (again, for a redelivered job); who asked for it."""
+async def record_run(
+    job_id: str, *, engine: AsyncEngine, store: JobStore, model: str = DEFAULT_MODEL
+) -> Requester:
+    """Record the job's run of `model` as running (again, for a redelivered job); who asked."""
     job = store.get(job_id)
     created_at = datetime.fromisoformat(job["created_at"]) if job else datetime.now(UTC)
     requester = requester_of(job_id, store=store)
@@ -228,19 +263,26 @@ async def record_run(job_id: str, *, engine: AsyncEngine, store: JobStore) -> Re
         created_at=created_at,
         requested_by=requester.requested_by,
         request_id=requester.request_id,
+        model=model,
     )
     return requester
 
 
 async def _run_job(
-    job_id: str, *, starts: int, settings: WorkerSettings, engine: AsyncEngine, store: JobStore
+    job_id: str,
+    *,
+    starts: int,
+    settings: WorkerSettings,
+    engine: AsyncEngine,
+    store: JobStore,
+    model: str,
 ) -> bool:
     try:
         if starts > 1 and await finish_committed_run(
             job_id, settings=settings, engine=engine, store=store, redis_client=get_redis()
         ):
             return True
-        requester = await record_run(job_id, engine=engine, store=store)
+        requester = await record_run(job_id, engine=engine, store=store, model=model)
         deaths = starts - 1  # every earlier start of a job that is not finished died
         if deaths >= settings.training_max_worker_deaths:
             await fail_job(
@@ -253,6 +295,7 @@ async def _run_job(
             engine=engine,
             store=store,
             request_id=requester.request_id,
+            model=model,
         )
     except TrainingDataError as exc:
         await fail_job(job_id, str(exc), engine=engine, store=store)
@@ -276,19 +319,38 @@ async def _run_job(
 
 # max_retries=None on the task: `retry(max_retries=None)` would mean "the default, 3".
 @celery_app.task(name=TRAIN_TASK, bind=True, max_retries=None)
-def train(self: Task, job_id: str) -> str | None:
-    """Train for job_id unless another training runs (then retry) or the job is done already."""
+def train(self: Task, job_id: str, model: str | None = None) -> str | None:
+    """Train `model` (None: the job's own name) for job_id unless another training of that name
+    runs (then retry) or the job is done already."""
     settings = get_settings()
     store = get_job_store()
-    if not store.acquire_training_lock(job_id, settings.training_lock_ttl):
-        # Another training runs: this job stays queued, so new requests still join it.
+    if model is None:
+        model = store.model_of(job_id)
+    try:
+        check_model_name(model)
+    except InvalidModelName as exc:
+        return refuse_job(job_id, f"cannot train model {model!r}: {exc}", store=store)
+    if not store.acquire_training_lock(job_id, settings.training_lock_ttl, model):
+        # Another training of this name runs: this job stays queued, so requests still join it.
         raise self.retry(countdown=LOCK_RETRY_SECONDS)
-    with renewed_lock(store, job_id, settings.training_lock_ttl):
-        starts = store.start(job_id)
+    with renewed_lock(store, job_id, settings.training_lock_ttl, model):
+        starts = store.start(job_id, model)
         if not starts:
             logger.info("job %s is unknown or finished already; skipping", job_id)
             return None
-        logger.info("training job %s (start %d)", job_id, starts)
-        train_job(job_id, starts=starts, settings=settings, store=store)
+        logger.info("training job %s of model %s (start %d)", job_id, model, starts)
+        train_job(job_id, starts=starts, settings=settings, store=store, model=model)
+    job = store.get(job_id)
+    return job["status"] if job else None
+
+
+def refuse_job(job_id: str, error: str, *, store: JobStore) -> str | None:
+    """Fail a job that cannot be trained at all (its task names no valid model), unless done.
+
+    Started first: that takes it out of its name's queue, so the next request gets a new job.
+    """
+    logger.error("job %s: %s", job_id, error)
+    if store.start(job_id, store.model_of(job_id)):
+        store.fail(job_id, error)
     job = store.get(job_id)
     return job["status"] if job else None

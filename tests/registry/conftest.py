@@ -62,7 +62,7 @@ def champion_of() -> Callable[[], str | None]:
     from web.registry.models import Alias
 
     def read() -> str | None:
-        row = Alias.objects.filter(name="champion").first()
+        row = Alias.objects.filter(model="default", name="champion").first()
         return row.version_id if row else None
 
     return read

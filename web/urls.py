@@ -9,7 +9,7 @@ from web.data.views import DataViewSet
 from web.edge import observability
 from web.proxy import inference_protocol as v2
 from web.proxy import views as proxy
-from web.registry import names
+from web.registry import names, records
 from web.registry import views as registry
 from web.schema import openapi  # noqa: F401  (registers its schema extension with drf-spectacular)
 from web.schema.views import SchemaView
@@ -31,7 +31,7 @@ urlpatterns = [
     re_path(r"^api/data/export/?$", DataExportView.as_view(), name="data-export"),
     path("api/", include(router.urls)),
     re_path(r"^api/predict/?$", proxy.predict, name="predict"),
-    re_path(r"^api/train/?$", registry.train_collection, name="train"),
+    re_path(r"^api/train/?$", records.train_collection, name="train"),
     re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", proxy.training_job, name="job"),
     re_path(r"^api/models/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
     re_path(
@@ -81,7 +81,7 @@ urlpatterns = [
         registry.AliasHistory.as_view(),
         name="model-alias-history",
     ),
-    re_path(r"^api/audit/?$", registry.AuditList.as_view(), name="audit"),
+    re_path(r"^api/audit/?$", records.AuditList.as_view(), name="audit"),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

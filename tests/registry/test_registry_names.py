@@ -253,3 +253,28 @@ def test_training_names_its_model_in_the_body(tokens: dict[str, str], register_m
     assert_error(extra, 400, "invalid_request")
     assert_error(listed_body, 400, "invalid_request")
     assert_error(broken, 400, "invalid_json")
+
+
+def test_the_admin_rolls_back_the_name_of_the_alias_it_was_run_on(
+    admin_client: Any,
+    api: Any,
+    make_version: Make,
+    register_model: Any,
+    champion_of: Callable[..., str | None],
+) -> None:
+    from web.registry.models import Alias
+
+    register_model("sentiment")
+    d1, d2 = (make_version().version for _ in range(2))
+    s1, s2 = (make_version(model="sentiment").version for _ in range(2))
+    for version in (d1, d2):
+        put_alias(api, "champion", version)
+    for version in (s1, s2):
+        put_alias(api, "champion", version, NAMED)
+    row = Alias.objects.get(model="sentiment", name="champion")
+    form = {"action": "rollback_champion", "_selected_action": str(row.pk), "reason": "bad"}
+    page = admin_client.post("/admin/registry/alias/", {**form, "index": "0"}, follow=True)
+    assert "Rolled back sentiment" in page.content.decode()
+    assert (champion_of("sentiment"), champion_of()) == (s1, d2)
+    listed_page = admin_client.get("/admin/registry/alias/", {"model": "sentiment"})
+    assert listed_page.status_code == 200 and s1 in listed_page.content.decode()

@@ -136,22 +136,12 @@ def test_rollback_and_moves_of_an_unknown_name_are_404(api: Any) -> None:
 def test_a_token_limited_to_some_names_sees_and_moves_only_those(
     api: Any, make_version: Make, register_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from web.auth import scope
-    from web.errors import Forbidden
-
     register_model("sentiment")
     register_model("topic")
     d1, s1 = make_version().version, make_version(model="sentiment").version
     put_alias(api, "champion", d1)
     put_alias(api, "champion", s1, NAMED)
-    only = frozenset({"sentiment"})
-
-    def require_model(request: Any, model: str) -> None:
-        if model not in only:
-            raise Forbidden(f"This token may not use model {model!r}.")
-
-    monkeypatch.setattr(scope, "allowed_models", lambda request: only)
-    monkeypatch.setattr(scope, "require_model", require_model)
+    limit_scope(monkeypatch, "sentiment")
     assert [n["name"] for n in listed(api, "/api/models/")] == ["sentiment"]
     assert_error(api.get("/api/models/versions/"), 403, "forbidden")
     assert_error(api.get("/api/models/topic/aliases/"), 403, "forbidden")
@@ -219,13 +209,33 @@ def test_each_name_is_announced_on_its_own_key(
     assert serving_protocol.read_desired(client) is None  # default's key was not touched
 
 
+def limit_scope(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make every token limited to `names` (the scope module's two functions, as web uses them)."""
+    from web.auth import scope
+    from web.errors import Forbidden
+
+    only = frozenset(names)
+
+    def require_model(request: Any, model: str) -> None:
+        if model not in only:
+            raise Forbidden(f"This token may not use model {model!r}.")
+
+    monkeypatch.setattr(scope, "allowed_models", lambda request: only)
+    monkeypatch.setattr(scope, "require_model", require_model)
+
+
 @pytest.mark.usefixtures("asgi_db")
-def test_training_names_its_model_in_the_body(tokens: dict[str, str], register_model: Any) -> None:
+def test_training_names_its_model_in_the_body(
+    tokens: dict[str, str], register_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """web checks the body and the name, then asks the algorithm service for that name's job."""
     register_model("sentiment")
     asked: list[bytes] = []
 
     def algorithm(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # a job's state: its id says its model here
+            model = request.url.path.removeprefix("/train/job-")
+            return httpx.Response(200, json={"job_id": f"job-{model}", "model": model})
         assert (request.method, request.url.path) == ("POST", "/train")
         asked.append(request.content)
         model = json.loads(request.content)["model"] if request.content else "default"
@@ -253,6 +263,20 @@ def test_training_names_its_model_in_the_body(tokens: dict[str, str], register_m
     assert_error(extra, 400, "invalid_request")
     assert_error(listed_body, 400, "invalid_request")
     assert_error(broken, 400, "invalid_json")
+
+    limit_scope(monkeypatch, "sentiment")
+    default_job, own_job, default_train, unknown_train = web.send(
+        algorithm,
+        {"method": "GET", "url": "/api/train/job-default/"},
+        {"method": "GET", "url": "/api/train/job-sentiment/"},
+        {"method": "POST", "url": "/api/train/"},
+        {"method": "POST", "url": "/api/train/", "json": {"model": "nope"}},
+    )
+    assert_error(default_job, 403, "forbidden")
+    assert own_job.status_code == 200
+    assert_error(default_train, 403, "forbidden")
+    assert_error(unknown_train, 403, "forbidden")  # whether it exists stays unsaid
+    assert len(asked) == 3  # nothing more was asked of the algorithm service
 
 
 def test_the_admin_rolls_back_the_name_of_the_alias_it_was_run_on(

@@ -65,7 +65,7 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
             "post",
             {"202", "400", "401", "403", "404", "405", "413", "429", "503", "504"},
         ),
-        ("/api/train/{job_id}/", "get", {"200", "401", "404", "405", "429", "503", "504"}),
+        ("/api/train/{job_id}/", "get", {"200", "401", "403", "404", "405", "429", "503", "504"}),
         ("/health/live", "get", {"200", "405"}),
         ("/health/ready", "get", {"200", "503", "405", "429"}),  # 429: anonymous per address
     ],

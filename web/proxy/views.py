@@ -18,6 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
+from web.auth import scope
 from web.edge.json_parser import JsonTooDeep, load_json
 from web.errors import (
     AlgorithmUnavailable,
@@ -112,8 +113,11 @@ async def start_training(request: HttpRequest, model: str = DEFAULT_MODEL) -> Js
 
 @json_errors("GET")
 async def training_job(request: HttpRequest, job_id: str) -> JsonResponse:
-    """The state of one training job."""
-    return _forward(await get_client().call("GET", f"/train/{job_id}"))
+    """The state of one training job, if it trains a model name the caller's token may use."""
+    answer = await get_client().call("GET", f"/train/{job_id}")
+    if answer.status == 200 and isinstance(answer.body, dict):
+        scope.require_model(request, str(answer.body.get("model") or DEFAULT_MODEL))
+    return _forward(answer)
 
 
 def _read_body(request: HttpRequest) -> bytes:

@@ -123,6 +123,9 @@ def add_registry_operations(result: dict[str, Any], **kwargs: Any) -> dict[str, 
             for operation in operations.values():
                 base = operation["operationId"].removesuffix("_2")
                 operation["operationId"] = f"named_{base}"
+                for parameter in operation.get("parameters", []):
+                    if (parameter["name"], parameter["in"]) == ("name", "path"):
+                        parameter["description"] = "The model name (`default`: today's routes)"
     restore_deleted = {
         "RestoreDeleted": {
             "operationId": "models_versions_restore_create",

@@ -253,6 +253,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {
                 "200": _answer("The job", {"$ref": "#/components/schemas/TrainingJob"}),
+                "403": _error("forbidden: the job trains a model name this token may not use"),
                 "404": _error("not_found: no such job"),
                 **REFUSED,
                 **UPSTREAM,

@@ -111,6 +111,10 @@ NAME_LINKS = {
         "operationId": "named_models_aliases_retrieve",
         "parameters": {"name": FIRST_NAME},
     },
+    "NamedRollback": {
+        "operationId": "named_models_aliases_champion_rollback_create",
+        "parameters": {"name": FIRST_NAME},
+    },
 }
 
 

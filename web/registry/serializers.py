@@ -175,7 +175,9 @@ class ReasonSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 class DeleteQuerySerializer(serializers.Serializer):
-    reason = serializers.CharField(
+    # The pattern says in the schema what the field refuses anyway: PostgreSQL text holds no NUL.
+    reason = serializers.RegexField(
+        r"^[^\x00]*$",
         required=False,
         allow_blank=True,
         max_length=REASON_MAX_CHARS,

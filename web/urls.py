@@ -9,12 +9,16 @@ from web.data.views import DataViewSet
 from web.edge import observability
 from web.proxy import inference_protocol as v2
 from web.proxy import views as proxy
+from web.registry import names, records
 from web.registry import views as registry
 from web.schema import openapi  # noqa: F401  (registers its schema extension with drf-spectacular)
 from web.schema.views import SchemaView
 
 VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
 ALIAS = r"(?P<alias>champion|previous|challenger)"
+# A model name (core/model_names.py); the reserved `versions` and `aliases` match today's
+# routes first, and the views answer 404 for them after that.
+MODEL = r"api/models/(?P<name>[a-z0-9][a-z0-9-]{0,63})"
 V2_MODEL = r"v2/models/(?P<name>[0-9A-Za-z_.-]{1,64})"
 V2_VERSION = V2_MODEL + "/versions/" + VERSION
 
@@ -27,7 +31,7 @@ urlpatterns = [
     re_path(r"^api/data/export/?$", DataExportView.as_view(), name="data-export"),
     path("api/", include(router.urls)),
     re_path(r"^api/predict/?$", proxy.predict, name="predict"),
-    re_path(r"^api/train/?$", registry.train_collection, name="train"),
+    re_path(r"^api/train/?$", records.train_collection, name="train"),
     re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", proxy.training_job, name="job"),
     re_path(r"^api/models/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
     re_path(
@@ -52,7 +56,32 @@ urlpatterns = [
         registry.AliasHistory.as_view(),
         name="model-alias-history",
     ),
-    re_path(r"^api/audit/?$", registry.AuditList.as_view(), name="audit"),
+    # The same routes per model name: the same views and URL names (so the same roles).
+    re_path(r"^api/models/?$", names.ModelList.as_view(), name="models"),
+    re_path(rf"^{MODEL}/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
+    re_path(
+        rf"^{MODEL}/versions/{VERSION}/?$",
+        registry.ModelVersionDetail.as_view(),
+        name="model-version",
+    ),
+    re_path(
+        rf"^{MODEL}/versions/{VERSION}/restore/?$",
+        registry.ModelVersionRestore.as_view(),
+        name="model-version-restore",
+    ),
+    re_path(rf"^{MODEL}/aliases/?$", registry.AliasList.as_view(), name="model-aliases"),
+    re_path(
+        rf"^{MODEL}/aliases/champion/rollback/?$",
+        registry.ChampionRollback.as_view(),
+        name="model-alias-rollback",
+    ),
+    re_path(rf"^{MODEL}/aliases/{ALIAS}/?$", registry.AliasDetail.as_view(), name="model-alias"),
+    re_path(
+        rf"^{MODEL}/aliases/{ALIAS}/history/?$",
+        registry.AliasHistory.as_view(),
+        name="model-alias-history",
+    ),
+    re_path(r"^api/audit/?$", records.AuditList.as_view(), name="audit"),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

@@ -21,12 +21,15 @@ def make_version(db: Any) -> Callable[..., ModelVersion]:
     """Record a version (and its run) as the worker would; newer with every call."""
     from web.registry.models import ModelVersion, TrainingRun
 
-    def make(*, macro_f1: float | None = 0.8, **fields: Any) -> ModelVersion:
+    def make(
+        *, macro_f1: float | None = 0.8, model: str = "default", **fields: Any
+    ) -> ModelVersion:
         tick = next(_clock)
         created = START + timedelta(minutes=tick)
         version = fields.pop("version", f"{created:%Y%m%dT%H%M%S%f}Z-{tick:08x}")
         run = TrainingRun.objects.create(
             id=f"job-{version}",
+            model=model,
             status="succeeded",
             created_at=created,
             started_at=created,
@@ -36,6 +39,7 @@ def make_version(db: Any) -> Callable[..., ModelVersion]:
         )
         made = ModelVersion.objects.create(
             version=version,
+            model=model,
             run=run,
             created_at=created,
             rows=100,
@@ -58,11 +62,24 @@ def make_version(db: Any) -> Callable[..., ModelVersion]:
 
 
 @pytest.fixture
-def champion_of() -> Callable[[], str | None]:
+def champion_of() -> Callable[..., str | None]:
+    """`champion_of()`: default's champion; `champion_of("sentiment")`: that name's."""
     from web.registry.models import Alias
 
-    def read() -> str | None:
-        row = Alias.objects.filter(name="champion").first()
+    def read(model: str = "default") -> str | None:
+        row = Alias.objects.filter(model=model, name="champion").first()
         return row.version_id if row else None
 
     return read
+
+
+@pytest.fixture
+def register_model(db: Any) -> Callable[[str], str]:
+    """Record a model name, as the first rows written under it would."""
+    from web.registry.models import RegisteredModel
+
+    def register(name: str) -> str:
+        RegisteredModel.objects.create(name=name, created_by="token:test")
+        return name
+
+    return register

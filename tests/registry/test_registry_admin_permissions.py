@@ -56,17 +56,18 @@ def run_action(client: Client, page: str, action: str, selected: str, **form: st
 def test_view_only_staff_reads_the_registry_but_runs_no_action(
     client: Client, released: tuple[str, str, str], champion_of: Callable[[], str | None]
 ) -> None:
-    from web.registry.models import ModelVersion
+    from web.registry.models import Alias, ModelVersion
 
     previous, champion, worse = released
     client.force_login(staff_user("view_modelversion", "view_alias"))
+    champion_row = str(Alias.objects.get(model="default", name="champion").pk)
 
     listed = client.get(VERSIONS)
     assert listed.status_code == 200 and champion in listed.content.decode()
     for page, action in ((VERSIONS, "make_champion"), (ALIASES, "rollback_champion")):
         assert f'value="{action}"' not in client.get(page).content.decode()
 
-    run_action(client, ALIASES, "rollback_champion", "champion")
+    run_action(client, ALIASES, "rollback_champion", champion_row)
     run_action(client, VERSIONS, "make_champion", previous)
     run_action(client, VERSIONS, "soft_delete", worse)
     assert champion_of() == champion

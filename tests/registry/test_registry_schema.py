@@ -22,22 +22,29 @@ def schema() -> dict[str, Any]:
     return document
 
 
+# Every route of one model: 403 when the token may not use the name, 404 when there is none.
+PER_MODEL = [
+    ("versions/", "get", {"200", "400", "403", "404", *GATED}),
+    ("versions/{version}/", "get", {"200", "403", "404", *GATED}),
+    ("versions/{version}/", "delete", {"204", "400", "404", "409", *ADMIN_ONLY}),
+    ("versions/{version}/restore/", "post", {"200", "400", "404", "409", *ADMIN_ONLY}),
+    ("aliases/", "get", {"200", "403", "404", *GATED}),
+    ("aliases/{alias}/", "put", {"200", "400", "403", "404", "409", "422", *GATED}),
+    ("aliases/champion/rollback/", "post", {"200", "400", "404", "409", *ADMIN_ONLY}),
+    ("aliases/{alias}/history/", "get", {"200", "400", "403", "404", *GATED}),
+]
+
+
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/train/", "get", {"200", "400", "404", *GATED}),
-        ("/api/models/versions/", "get", {"200", "400", "404", *GATED}),
-        ("/api/models/versions/{version}/", "get", {"200", "404", *GATED}),
-        ("/api/models/versions/{version}/", "delete", {"204", "400", "404", "409", *ADMIN_ONLY}),
-        (
-            "/api/models/versions/{version}/restore/",
-            "post",
-            {"200", "400", "404", "409", *ADMIN_ONLY},
+        ("/api/train/", "get", {"200", "400", "403", "404", *GATED}),
+        ("/api/models/", "get", {"200", "404", *GATED}),
+        *((f"/api/models/{path}", method, statuses) for path, method, statuses in PER_MODEL),
+        *(
+            (f"/api/models/{{name}}/{path}", method, statuses)
+            for path, method, statuses in PER_MODEL
         ),
-        ("/api/models/aliases/", "get", {"200", *GATED}),
-        ("/api/models/aliases/{alias}/", "put", {"200", "400", "403", "404", "409", "422", *GATED}),
-        ("/api/models/aliases/champion/rollback/", "post", {"200", "400", "409", *ADMIN_ONLY}),
-        ("/api/models/aliases/{alias}/history/", "get", {"200", "400", "404", *GATED}),
         ("/api/audit/", "get", {"200", "400", "404", *ADMIN_ONLY}),
     ],
 )
@@ -47,16 +54,22 @@ def test_registry_operations_list_their_statuses(
     assert set(schema["paths"][path][method]["responses"]) == statuses
 
 
-def test_listed_versions_link_to_the_operations_on_one_version(schema: dict[str, Any]) -> None:
-    links = schema["paths"]["/api/models/versions/"]["get"]["responses"]["200"]["links"]
-    operations = {
+@pytest.mark.parametrize("prefix", ["/api/models/", "/api/models/{name}/"])
+def test_listed_versions_link_to_the_operations_on_one_version(
+    schema: dict[str, Any], prefix: str
+) -> None:
+    links = schema["paths"][f"{prefix}versions/"]["get"]["responses"]["200"]["links"]
+    operations = [
         op["operationId"]
         for item in schema["paths"].values()
         for op in item.values()
         if isinstance(op, dict) and "operationId" in op
-    }
-    assert {link["operationId"] for link in links.values()} <= operations
+    ]
+    assert len(operations) == len(set(operations))  # one name each, none numbered
+    assert {link["operationId"] for link in links.values()} <= set(operations)
     assert set(links) >= {"GetVersion", "DeleteVersion", "RestoreVersion", "MoveChallenger"}
+    names = schema["paths"]["/api/models/"]["get"]["responses"]["200"]["links"]
+    assert {link["operationId"] for link in names.values()} <= set(operations)
 
 
 def test_the_job_says_whether_it_was_promoted(schema: dict[str, Any]) -> None:

@@ -60,8 +60,12 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/train/", "post", {"202", "400", "401", "403", "405", "413", "429", "503", "504"}),
-        ("/api/train/{job_id}/", "get", {"200", "401", "404", "405", "429", "503", "504"}),
+        (
+            "/api/train/",
+            "post",
+            {"202", "400", "401", "403", "404", "405", "413", "429", "503", "504"},
+        ),
+        ("/api/train/{job_id}/", "get", {"200", "401", "403", "404", "405", "429", "503", "504"}),
         ("/health/live", "get", {"200", "405"}),
         ("/health/ready", "get", {"200", "503", "405", "429"}),  # 429: anonymous per address
     ],

@@ -52,6 +52,7 @@ ROUTE_ROLES: dict[str, dict[str, Role]] = {
     "model-alias": {"PUT": EDITOR},
     "model-alias-rollback": {"POST": ADMIN},
     "model-alias-history": {"GET": READER},
+    "models": {"GET": READER},  # the model names (a token limited to some sees only those)
     "audit": {"GET": ADMIN},
 }
 

@@ -1,6 +1,7 @@
 """/api/train/ and /api/predict/: async views that forward to the algorithm service.
 
-They validate at the edge (web/proxy/body.py), forward through the shared algorithm client,
+They validate at the edge (web/proxy/body.py, `training_model`), forward through the shared
+algorithm client,
 and pass the service's answers through, errors included. Single texts without `top_k` share
 calls (see web/proxy/algorithm_client.py); with `top_k` a request makes its own call, and a k above
 the
@@ -16,6 +17,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
+from web.auth import scope
 from web.edge.json_parser import JsonTooDeep, load_json
 from web.errors import (
     AlgorithmUnavailable,
@@ -24,6 +27,7 @@ from web.errors import (
     PayloadTooLarge,
     TopKAboveLabels,
     UnsupportedMediaType,
+    ValidationFailed,
     json_errors,
 )
 from web.proxy.algorithm_client import (
@@ -63,15 +67,42 @@ async def _predict_with_scores(
     return answer
 
 
-@csrf_exempt
+def training_model(request: HttpRequest) -> str:
+    """The model a POST /api/train/ names (a 400 for a body it cannot take).
+
+    No body (or `{}`) means `default`; `{"model": "<name>"}` names one. Any other field, or a
+    body that is not a JSON object, is refused; a name that is not a slug is a field error.
+    """
+    raw = _read_body(request)
+    if not raw.strip():
+        return DEFAULT_MODEL
+    try:
+        body = load_json(raw)
+    except JsonTooDeep as exc:
+        raise InvalidJson(f"The body is not valid JSON here: {exc}.") from None
+    except ValueError:
+        raise InvalidJson() from None
+    if not isinstance(body, dict) or set(body) - {"model"}:
+        raise InvalidRequest('POST /api/train/ takes no body, or {"model": "<name>"} only.')
+    if "model" not in body:
+        return DEFAULT_MODEL
+    try:
+        return check_model_name(body["model"])
+    except InvalidModelName as exc:
+        raise ValidationFailed(fields={"model": [str(exc)]}) from None
+
+
 @json_errors("POST")
-async def start_training(request: HttpRequest) -> JsonResponse:
-    """Start training (or join the queued job); 202 with the job and its Location."""
-    if _read_body(request).strip() not in (b"", b"{}"):
-        raise InvalidRequest("POST /api/train/ takes no input; send no body.")
+async def start_training(request: HttpRequest, model: str = DEFAULT_MODEL) -> JsonResponse:
+    """Start training `model` (or join its queued job); 202 with the job and its Location.
+
+    `default` is asked for with no body, as before names existed; another name with
+    `{"model": name}`. The caller checked the name (`training_model`, its scope, that it exists).
+    """
     # Who asked (set by the token check) goes with the job to its run row in the registry.
     actor = getattr(request, "actor", None)
-    answer = await get_client().call("POST", "/train", headers=requester_headers(actor))
+    body = None if model == DEFAULT_MODEL else {"model": model}
+    answer = await get_client().call("POST", "/train", json=body, headers=requester_headers(actor))
     if answer.status != 202:
         return _forward(answer)
     job_id = answer.body.get("job_id") if isinstance(answer.body, dict) else None
@@ -82,8 +113,11 @@ async def start_training(request: HttpRequest) -> JsonResponse:
 
 @json_errors("GET")
 async def training_job(request: HttpRequest, job_id: str) -> JsonResponse:
-    """The state of one training job."""
-    return _forward(await get_client().call("GET", f"/train/{job_id}"))
+    """The state of one training job, if it trains a model name the caller's token may use."""
+    answer = await get_client().call("GET", f"/train/{job_id}")
+    if answer.status == 200 and isinstance(answer.body, dict):
+        scope.require_model(request, str(answer.body.get("model") or DEFAULT_MODEL))
+    return _forward(answer)
 
 
 def _read_body(request: HttpRequest) -> bytes:

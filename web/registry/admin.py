@@ -1,9 +1,10 @@
-"""The registry in Django's admin: runs, versions, aliases and the audit trail.
+"""The registry in Django's admin: model names, runs, versions, aliases and the audit trail.
 
-History is read-only here (no add, change or delete of runs, versions or audit rows). Alias
-moves, rollback, soft delete and restore are admin actions that call the same services as the
-API, so they pass the gate, write their audit row and refuse a stale state the same way; the
-actor is `admin:<username>`. They need the model's change permission (view permission only
+History is read-only here (no add, change or delete of names, runs, versions or audit rows).
+Alias moves, rollback, soft delete and restore are admin actions that call the same services as
+the API, so they pass the gate, write their audit row and refuse a stale state the same way; the
+actor is `admin:<username>`. Each acts on the model name of the row it was run on (a version's
+own name, an alias's own name). They need the model's change permission (view permission only
 shows the lists), and forcing a champion past the gate needs a superuser.
 """
 
@@ -19,7 +20,14 @@ from django.http import HttpRequest
 
 from web.errors import ServiceError
 from web.registry import services
-from web.registry.models import Alias, AliasName, AuditEvent, ModelVersion, TrainingRun
+from web.registry.models import (
+    Alias,
+    AliasName,
+    AuditEvent,
+    ModelVersion,
+    RegisteredModel,
+    TrainingRun,
+)
 
 
 class ReasonActionForm(ActionForm):
@@ -86,10 +94,19 @@ def _accuracy(metrics: dict[str, Any] | None) -> str:
     return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(ReadOnlyAdmin):
+    """The names: created by an editor's first rows under them, never here."""
+
+    list_display = ["name", "created_at", "created_by"]
+    search_fields = ["name"]
+
+
 @admin.register(TrainingRun)
 class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
+        "model",
         "status",
         "created_at",
         "finished_at",
@@ -100,7 +117,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         "promoted",
         "requested_by",
     ]
-    list_filter = ["status", "promoted"]
+    list_filter = ["model", "status", "promoted"]
     search_fields = ["id", "requested_by", "request_id"]
 
     @admin.display(description="accuracy")
@@ -116,6 +133,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 class ModelVersionAdmin(RegistryActionsAdmin):
     list_display = [
         "version",
+        "model",
         "created_at",
         "rows",
         "accuracy",
@@ -124,7 +142,7 @@ class ModelVersionAdmin(RegistryActionsAdmin):
         "gate_decision",
         "deleted_at",
     ]
-    list_filter = [("deleted_at", admin.EmptyFieldListFilter)]
+    list_filter = ["model", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["version"]
     action_form = ReasonActionForm
     actions = ["make_champion", "make_challenger", "soft_delete", "restore"]
@@ -152,7 +170,8 @@ class ModelVersionAdmin(RegistryActionsAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version.", level=messages.ERROR)
             return
-        version = queryset.get().version
+        chosen = queryset.get()
+        version = chosen.version
         force = request.POST.get("force") == "on"
         if force and not request.user.is_superuser:
             self.message_user(
@@ -164,13 +183,14 @@ class ModelVersionAdmin(RegistryActionsAdmin):
         run_service(
             self,
             request,
-            f"{alias} is now {version}.",
+            f"{chosen.model}'s {alias} is now {version}.",
             lambda: services.move_alias(
                 alias=alias,
                 version=version,
                 reason=reason_of(request),
                 actor=actor_of(request),
                 force=force,
+                model=chosen.model,
             ),
         )
 
@@ -193,8 +213,8 @@ class ModelVersionAdmin(RegistryActionsAdmin):
                 self,
                 request,
                 f"{found.version} deleted.",
-                lambda v=found.version: services.soft_delete_version(
-                    version=v, reason=reason_of(request), actor=actor_of(request)
+                lambda v=found.version, m=found.model: services.soft_delete_version(
+                    version=v, reason=reason_of(request), actor=actor_of(request), model=m
                 ),
             )
 
@@ -205,30 +225,48 @@ class ModelVersionAdmin(RegistryActionsAdmin):
                 self,
                 request,
                 f"{found.version} restored.",
-                lambda v=found.version: services.restore_version(
-                    version=v, reason=reason_of(request), actor=actor_of(request)
+                lambda v=found.version, m=found.model: services.restore_version(
+                    version=v, reason=reason_of(request), actor=actor_of(request), model=m
                 ),
             )
 
 
 @admin.register(Alias)
 class AliasAdmin(RegistryActionsAdmin):
-    list_display = ["name", "version", "updated_by", "updated_at"]
+    list_display = ["model", "name", "version", "updated_by", "updated_at"]
+    list_filter = ["model", "name"]
     action_form = ReasonActionForm
     actions = ["rollback_champion"]
 
-    @admin.action(description="Roll back: champion and previous swap", permissions=["change"])
+    @admin.action(
+        description="Roll back the selected aliases' models: champion and previous swap",
+        permissions=["change"],
+    )
     def rollback_champion(self, request: HttpRequest, queryset: QuerySet[Alias]) -> None:
-        run_service(
-            self,
-            request,
-            "Rolled back: the previous version is the champion again.",
-            lambda: services.rollback_champion(reason=reason_of(request), actor=actor_of(request)),
-        )
+        models = sorted(set(queryset.values_list("model", flat=True)))
+        for model in models:
+            run_service(
+                self,
+                request,
+                f"Rolled back {model}: the previous version is the champion again.",
+                lambda m=model: services.rollback_champion(
+                    reason=reason_of(request), actor=actor_of(request), model=m
+                ),
+            )
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["at", "actor", "action", "target", "before", "after", "reason", "request_id"]
-    list_filter = ["action"]
+    list_display = [
+        "at",
+        "model",
+        "actor",
+        "action",
+        "target",
+        "before",
+        "after",
+        "reason",
+        "request_id",
+    ]
+    list_filter = ["model", "action"]
     search_fields = ["actor", "target", "reason"]

@@ -129,7 +129,7 @@ class ModelVersion(models.Model):
 
 
 class Alias(models.Model):
-    """A name for a version of one model: `champion` is served, `previous` where rollback goes."""
+    """A name for a version of one model: `champion` is served, `previous` is rollback's."""
 
     model = model_name_field()
     name = models.CharField(max_length=16, choices=AliasName.choices)

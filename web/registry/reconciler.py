@@ -4,8 +4,9 @@ An alias move announces the new desired versions after its commit, but an announ
 while Redis is down is lost (the move still answers 200), and a Redis that restarts empty has
 none. So every web process runs one `RegistryReconciler` (started and stopped by web/asgi.py's
 lifespan): every REGISTRY_RECONCILE_SECONDS it compares the registry with the announced state
-and announces again where Redis is behind (`web.registry.serving.reannounce_if_behind`, a
-compare-and-set on the sequence number: processes doing it at once are harmless). The algorithm
+of every model name and announces again where Redis is behind
+(`web.registry.serving.reannounce_if_behind`, a compare-and-set on the sequence number:
+processes doing it at once are harmless). The algorithm
 processes follow the announcement as they always do, so every replica serves the registry's
 champion within a couple of seconds of Redis answering again.
 """

@@ -57,6 +57,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = [
             "id",
+            "model",
             "status",
             "requested_by",
             "request_id",
@@ -87,6 +88,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         model = ModelVersion
         fields = [
             "version",
+            "model",
             "run",
             "created_at",
             "rows",
@@ -173,7 +175,9 @@ class ReasonSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
 
 
 class DeleteQuerySerializer(serializers.Serializer):
-    reason = serializers.CharField(
+    # The pattern says in the schema what the field refuses anyway: PostgreSQL text holds no NUL.
+    reason = serializers.RegexField(
+        r"^[^\x00]*$",
         required=False,
         allow_blank=True,
         max_length=REASON_MAX_CHARS,
@@ -194,6 +198,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "after",
             "reason",
             "request_id",
+            "model",
         ]
         read_only_fields = fields
 
@@ -221,20 +226,31 @@ class AliasesSerializer(serializers.Serializer):
 
 
 class ReplicaSerializer(serializers.Serializer):
+    """One algorithm process, as it reports what it holds of the model."""
+
     replica = serializers.CharField(help_text="<hostname>:<pid> of an algorithm process")
+    holds_model = serializers.BooleanField(
+        help_text="It has the model loaded (`default` always; another name once asked for)"
+    )
     version = serializers.CharField(allow_null=True, help_text="The champion it serves")
     challenger = serializers.CharField(allow_null=True)
-    serves_champion = serializers.BooleanField()
+    serves_champion = serializers.BooleanField(
+        allow_null=True, help_text="null where it does not hold the model"
+    )
     error = serializers.CharField(allow_null=True, help_text="Its last load error")
     error_version = serializers.CharField(allow_null=True)
     loaded_at = serializers.CharField(allow_null=True)
-    shadow = serializers.JSONField(allow_null=True)
+    memory_bytes = serializers.IntegerField(allow_null=True, help_text="What the model takes")
+    last_used_at = serializers.CharField(allow_null=True)
+    pinned = serializers.BooleanField(allow_null=True, help_text="Never unloaded")
+    shadow = serializers.JSONField(allow_null=True, help_text="`default`'s shadow counts")
 
 
 class AliasOverviewSerializer(serializers.Serializer):
     """Desired versions (PostgreSQL), what Redis announced, and what each replica loaded."""
 
+    model = serializers.CharField(help_text="The model name")
     aliases = AliasesSerializer()
     announced = serializers.JSONField(allow_null=True)
     replicas = ReplicaSerializer(many=True)
-    in_sync = serializers.BooleanField(help_text="Every replica serves the champion")
+    in_sync = serializers.BooleanField(help_text="Every replica holding it serves the champion")

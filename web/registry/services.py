@@ -3,7 +3,9 @@
 The API views and the admin actions call these. Alias moves, promotion and rollback are the
 shared use cases of `core.registry` (the worker runs the same code), here inside one Django
 transaction with the registry's errors mapped to web's; soft delete and restore are web's alone.
-The desired versions go to Redis only after the transaction commits (`transaction.on_commit`).
+Each acts on one model name (`default` when the caller names none): its aliases, its versions
+(a version of another name is not found), its retention. The desired versions go to Redis only
+after the transaction commits (`transaction.on_commit`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import registry
+from core.model_names import DEFAULT_MODEL
 from core.registry import UNSET, Actor
 from web.config import get_settings
 from web.errors import Conflict, GateFailed, NotFound
@@ -46,11 +49,11 @@ def _registry_errors() -> Iterator[None]:
         raise NotFound(str(exc)) from exc
 
 
-def _in_transaction(use_case: Callable[[DjangoDatabase], object]) -> None:
-    """Run a shared use case in one transaction; announce the aliases once it commits."""
+def _in_transaction(use_case: Callable[[DjangoDatabase], object], model: str) -> None:
+    """Run a shared use case in one transaction; announce `model`'s aliases once it commits."""
     with _registry_errors(), transaction.atomic():
         use_case(DjangoDatabase())
-        transaction.on_commit(announce_desired)
+        transaction.on_commit(lambda: announce_desired(model))
 
 
 def move_alias(
@@ -61,8 +64,9 @@ def move_alias(
     actor: Actor,
     expected_version: str | None = UNSET,
     force: bool = False,
+    model: str = DEFAULT_MODEL,
 ) -> None:
-    """Point `alias` at `version`; a champion move passes the gate unless forced."""
+    """Point `model`'s `alias` at `version`; a champion move passes the gate unless forced."""
     tolerance = get_settings().promotion_tolerance
     _in_transaction(
         lambda db: registry.move_alias(
@@ -74,46 +78,59 @@ def move_alias(
             expected_version=expected_version,
             force=force,
             tolerance=tolerance,
-        )
+            model=model,
+        ),
+        model,
     )
 
 
-def rollback_champion(*, reason: str, actor: Actor, expected_version: str | None = UNSET) -> None:
-    """Swap champion and previous: the version served before becomes the champion again."""
+def rollback_champion(
+    *,
+    reason: str,
+    actor: Actor,
+    expected_version: str | None = UNSET,
+    model: str = DEFAULT_MODEL,
+) -> None:
+    """Swap `model`'s champion and previous: the version served before is the champion again."""
     _in_transaction(
         lambda db: registry.rollback_champion(
-            db, reason=reason, actor=actor, expected_version=expected_version
-        )
+            db, reason=reason, actor=actor, expected_version=expected_version, model=model
+        ),
+        model,
     )
 
 
-def soft_delete_version(*, version: str, reason: str, actor: Actor) -> ModelVersion:
+def soft_delete_version(
+    *, version: str, reason: str, actor: Actor, model: str = DEFAULT_MODEL
+) -> ModelVersion:
     """Hide a version (restorable); refused for one with an alias or a recent champion."""
     with _registry_errors(), transaction.atomic():
         db = DjangoDatabase()
-        locked = registry.lock_aliases(db)
-        target = _lock_version(version)
+        locked = registry.lock_aliases(db, model)
+        target = _lock_version(version, model)
         if target.deleted_at is not None:
             raise Conflict(f"Version {version} is deleted already; POST restore/ to undo it.")
         names = sorted(name for name, named in locked.items() if named == version)
         if names:
             raise Conflict(f"Version {version} is the {', '.join(names)}: move the alias first.")
         retention = get_settings().model_retention
-        if version in last_champions(retention):
+        if version in last_champions(retention, model):
             raise Conflict(
                 f"Version {version} is among the last {retention} champions "
                 "(MODEL_RETENTION): it stays for rollback."
             )
         target.deleted_at = timezone.now()
         target.save(update_fields=["deleted_at"])
-        _audit_deleted(db, actor, version, deleted=True, reason=reason)
+        _audit_deleted(db, actor, version, deleted=True, reason=reason, model=model)
     return target
 
 
-def restore_version(*, version: str, reason: str, actor: Actor) -> ModelVersion:
+def restore_version(
+    *, version: str, reason: str, actor: Actor, model: str = DEFAULT_MODEL
+) -> ModelVersion:
     """Undo a soft delete, while the version's files are still on the model volume."""
     with transaction.atomic():
-        target = _lock_version(version)
+        target = _lock_version(version, model)
         if target.deleted_at is None:
             raise Conflict(f"Version {version} is not deleted.")
         if target.files_removed_at is not None:
@@ -123,19 +140,20 @@ def restore_version(*, version: str, reason: str, actor: Actor) -> ModelVersion:
             )
         target.deleted_at = None
         target.save(update_fields=["deleted_at"])
-        _audit_deleted(DjangoDatabase(), actor, version, deleted=False, reason=reason)
+        _audit_deleted(DjangoDatabase(), actor, version, deleted=False, reason=reason, model=model)
     return target
 
 
-def _lock_version(version: str) -> ModelVersion:
-    found = ModelVersion.objects.select_for_update().filter(version=version).first()
+def _lock_version(version: str, model: str) -> ModelVersion:
+    found = ModelVersion.objects.select_for_update().filter(version=version, model=model).first()
     if found is None:
-        raise NotFound(f"No model version {version!r}.")
+        owner = "" if model == DEFAULT_MODEL else f" of model {model!r}"
+        raise NotFound(f"No model version {version!r}{owner}.")
     return found
 
 
 def _audit_deleted(
-    db: DjangoDatabase, actor: Actor, version: str, *, deleted: bool, reason: str
+    db: DjangoDatabase, actor: Actor, version: str, *, deleted: bool, reason: str, model: str
 ) -> None:
     action = "version.delete" if deleted else "version.restore"
     registry.audit(
@@ -146,4 +164,5 @@ def _audit_deleted(
         before={"deleted": not deleted},
         after={"deleted": deleted},
         reason=reason,
+        model=model,
     )

@@ -1,9 +1,11 @@
 """Web's Redis client for the registry-to-serving protocol (declared in core/serving_protocol.py).
 
-PostgreSQL's alias table is the truth. After a move commits, `announce_desired` reads champion,
-challenger and a sequence number from one snapshot (`core.registry.read_desired`) and announces
-them (`core.serving_protocol.announce`); the algorithm processes follow it. An announcement
-Redis missed is made again by `reannounce_if_behind`, which every web process runs every second.
+PostgreSQL's alias table is the truth. After a move commits, `announce_desired` reads one
+model's champion, challenger and a sequence number from one snapshot (`core.registry.read_desired`)
+and announces them (`core.serving_protocol.announce`); the algorithm processes follow it. An
+announcement Redis missed is made again by `reannounce_if_behind`, which every web process runs
+every second for every registered name: a name's desired key is also how the serving processes
+know the name exists, so every name gets one, champion or not.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from functools import lru_cache
-from typing import Any
 
 import redis
 from django.db import close_old_connections, connection
 
 from core import registry, serving_protocol
+from core.model_names import DEFAULT_MODEL
 from web.config import get_settings
 from web.errors import DATABASE_OUTAGES
 from web.registry.database import DjangoDatabase
@@ -37,9 +39,9 @@ def get_redis() -> redis.Redis:
     )
 
 
-def announce_desired() -> bool:
-    """Tell the serving processes what the aliases say now; False if Redis could not be told."""
-    desired = registry.read_desired(DjangoDatabase())
+def announce_desired(model: str = DEFAULT_MODEL) -> bool:
+    """Tell the serving processes what `model`'s aliases say now; False if Redis was not told."""
+    desired = registry.read_desired(DjangoDatabase(), model)
     try:
         serving_protocol.announce(get_redis(), desired)
     except redis.RedisError:
@@ -49,39 +51,51 @@ def announce_desired() -> bool:
 
 
 def reannounce_if_behind() -> bool:
-    """Announce the registry's desired state where Redis lacks it or says an older one.
+    """Announce the registry's desired state of every name where Redis lacks it or is older.
 
     For the reconciler's own thread (web/registry/reconciler.py): its connection is checked
     before the look, closed after an outage, and handed back afterwards where the settings say
-    connections do not persist. True when an announcement was made.
+    connections do not persist. One MGET compares every name; only the names behind pay for a
+    compare-and-set. True when an announcement was made.
     """
     close_old_connections()
     try:
-        desired = registry.read_desired(DjangoDatabase())
+        wanted = registry.read_all_desired(DjangoDatabase())
     except DATABASE_OUTAGES:
         with contextlib.suppress(*DATABASE_OUTAGES):
             connection.close()  # the server cut it: the next look reconnects
         raise
     finally:
         close_old_connections()
-    return serving_protocol.announce_if_behind(get_redis(), desired)
+    client = get_redis()
+    announced = serving_protocol.read_many_desired(client, [d.model for d in wanted])
+    behind = [d for d in wanted if serving_protocol.is_behind(announced[d.model], d)]
+    made = [serving_protocol.announce_if_behind(client, desired) for desired in behind]
+    return any(made)
 
 
-def read_desired() -> dict[str, Any] | None:
-    """What Redis tells the replicas to serve (None when unset or unreadable)."""
+def read_desired(model: str = DEFAULT_MODEL) -> serving_protocol.Desired | None:
+    """What Redis tells the replicas to serve of `model` (None when unset or unreadable)."""
     try:
-        desired = serving_protocol.read_desired(get_redis())
+        return serving_protocol.read_desired(get_redis(), model)
     except redis.RedisError:
         logger.warning("could not read the desired versions from Redis", exc_info=True)
         return None
-    return desired.model_dump() if desired else None
 
 
-def read_replica_reports() -> list[dict[str, Any]]:
-    """Each live algorithm process's report: the version it loaded and its last load error."""
+def read_many_desired(models: list[str]) -> dict[str, serving_protocol.Desired | None]:
+    """What Redis tells the replicas to serve of each of `models` (None where unset/unreadable)."""
     try:
-        reports = serving_protocol.read_reports(get_redis())
+        return serving_protocol.read_many_desired(get_redis(), models)
+    except redis.RedisError:
+        logger.warning("could not read the desired versions from Redis", exc_info=True)
+        return dict.fromkeys(models)
+
+
+def read_replica_reports() -> list[serving_protocol.ReplicaReport]:
+    """Each live algorithm process's report: what it loaded of each model, its load errors."""
+    try:
+        return serving_protocol.read_reports(get_redis())
     except redis.RedisError:
         logger.warning("could not read the replica reports from Redis", exc_info=True)
         return []
-    return [report.model_dump() for report in reports]

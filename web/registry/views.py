@@ -3,15 +3,14 @@
 The actor and request id come from the authentication and request-id middlewares
 (`request.actor`, `request.request_id`); route roles are checked by the authentication
 middleware, and the admin-only parts of an editor route (champion/previous moves, `force`) here.
+Every view serves two routes: `/api/models/{name}/...` and today's `/api/models/...`, which
+means `default` (the `name` keyword is absent); the name is checked by web/registry/names.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import pagination, serializers
 from rest_framework.generics import ListAPIView
@@ -19,12 +18,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.model_names import DEFAULT_MODEL
 from web.auth.roles import Role
 from web.data.serializers import ErrorSerializer
-from web.errors import Forbidden, NotFound, ValidationFailed, json_errors
-from web.proxy import views as proxy
+from web.errors import Forbidden, NotFound, ValidationFailed
 from web.registry import selectors, services
-from web.registry.models import AliasName, TrainingRun
+from web.registry.models import AliasName
+from web.registry.names import resolve_model
 from web.registry.serializers import (
     AliasMoveSerializer,
     AliasOverviewSerializer,
@@ -34,7 +34,6 @@ from web.registry.serializers import (
     ModelVersionSerializer,
     ReasonSerializer,
     RollbackSerializer,
-    TrainingRunSerializer,
 )
 
 ADMIN_ONLY_ALIASES = {AliasName.CHAMPION, AliasName.PREVIOUS}
@@ -45,9 +44,11 @@ def _error(description: str) -> OpenApiResponse:
 
 
 BAD_INPUT = {400: _error("validation_error or invalid_json")}
-NOT_FOUND = {404: _error("not_found: no such version")}
+NOT_FOUND = {404: _error("not_found: no such model name, or no such version of it")}
 OVERVIEW = AliasOverviewSerializer
-BAD_CURSOR = {404: _error("not_found: the cursor is invalid")}
+NO_MODEL = {404: _error("not_found: no such model name")}
+BAD_CURSOR = {404: _error("not_found: the cursor is invalid, or no such model name")}
+OUT_OF_SCOPE = {403: _error("forbidden: this token may not use this model name")}
 ALIAS_PARAMETER = OpenApiParameter(
     "alias", str, OpenApiParameter.PATH, enum=AliasName.values, description="The alias"
 )
@@ -104,6 +105,11 @@ def query_filters(serializer_class: type[serializers.Serializer], request: Reque
     return filters.validated_data
 
 
+def model_of(request: Request, kwargs: dict[str, Any]) -> str:
+    """The model the route names (`default` on today's routes), checked."""
+    return resolve_model(request, kwargs.get("name", DEFAULT_MODEL))
+
+
 class RunsNewestFirst(NewestFirst):
     ordering = ("-created_at", "-id")
 
@@ -116,27 +122,6 @@ class AuditNewestFirst(NewestFirst):
     ordering = ("-id",)
 
 
-class TrainingRunList(ListAPIView):
-    """GET /api/train/: every training run, newest first, from PostgreSQL."""
-
-    serializer_class = TrainingRunSerializer
-    pagination_class = RunsNewestFirst
-    queryset = TrainingRun.objects.all()
-
-
-_runs_list = sync_to_async(TrainingRunList.as_view())
-
-
-@csrf_exempt
-@json_errors("GET", "POST")
-async def train_collection(request: HttpRequest) -> HttpResponse:
-    """/api/train/: GET lists the runs (a DRF view), POST starts a training (the async view)."""
-    if request.method == "GET":
-        response: HttpResponse = await _runs_list(request)
-        return response
-    return await proxy.start_training(request)
-
-
 class VersionFilters(serializers.Serializer):
     alias = serializers.ChoiceField(choices=AliasName.values, required=False)
     deleted = serializers.ChoiceField(choices=["false", "true", "all"], default="false")
@@ -147,16 +132,23 @@ class VersionFilters(serializers.Serializer):
 @extend_schema(
     summary="List model versions, newest first",
     parameters=[VersionFilters],
-    responses={200: ModelVersionSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
+    responses={
+        200: ModelVersionSerializer(many=True),
+        **BAD_INPUT,
+        **OUT_OF_SCOPE,
+        **BAD_CURSOR,
+    },
 )
 class ModelVersionList(ListAPIView):
     serializer_class = ModelVersionSerializer
     pagination_class = VersionsNewestFirst
 
     def get_queryset(self) -> Any:
+        model = model_of(self.request, self.kwargs)
         given = query_filters(VersionFilters, self.request)
         deleted = {"false": False, "true": True, "all": None}[given["deleted"]]
         return selectors.versions(
+            model=model,
             alias=given.get("alias"),
             deleted=deleted,
             created_after=given.get("created_after"),
@@ -167,22 +159,26 @@ class ModelVersionList(ListAPIView):
 class ModelVersionDetail(APIView):
     @extend_schema(
         summary="One version: metrics per label, gate report, lineage, aliases",
-        responses={200: ModelVersionDetailSerializer, **NOT_FOUND},
+        responses={200: ModelVersionDetailSerializer, **OUT_OF_SCOPE, **NOT_FOUND},
     )
-    def get(self, request: Request, version: str) -> Response:
-        found = selectors.versions(deleted=None).filter(version=version).first()
+    def get(self, request: Request, version: str, **kwargs: str) -> Response:
+        model = model_of(request, kwargs)
+        found = selectors.versions(model=model, deleted=None).filter(version=version).first()
         if found is None:
-            raise NotFound(f"No model version {version!r}.")
+            raise NotFound(f"No model version {version!r} of model {model!r}.")
         return Response(ModelVersionDetailSerializer(found).data)
 
     @extend_schema(
         summary="Soft-delete a version (restorable)",
         parameters=[DeleteQuerySerializer],
-        responses={204: None, **BAD_INPUT, **NOT_FOUND, **CONFLICT},
+        responses={204: None, **BAD_INPUT, **OUT_OF_SCOPE, **NOT_FOUND, **CONFLICT},
     )
-    def delete(self, request: Request, version: str) -> Response:
+    def delete(self, request: Request, version: str, **kwargs: str) -> Response:
+        model = model_of(request, kwargs)
         reason = query_filters(DeleteQuerySerializer, request).get("reason", "")
-        services.soft_delete_version(version=version, actor=actor_of(request), reason=reason)
+        services.soft_delete_version(
+            version=version, actor=actor_of(request), reason=reason, model=model
+        )
         return Response(status=204)
 
 
@@ -190,25 +186,39 @@ class ModelVersionRestore(APIView):
     @extend_schema(
         summary="Undo a soft delete",
         request=ReasonSerializer,
-        responses={200: ModelVersionDetailSerializer, **BAD_INPUT, **NOT_FOUND, **CONFLICT},
+        responses={
+            200: ModelVersionDetailSerializer,
+            **BAD_INPUT,
+            **OUT_OF_SCOPE,
+            **NOT_FOUND,
+            **CONFLICT,
+        },
     )
-    def post(self, request: Request, version: str) -> Response:
+    def post(self, request: Request, version: str, **kwargs: str) -> Response:
+        model = model_of(request, kwargs)
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         services.restore_version(
-            version=version, actor=actor_of(request), reason=body.validated_data["reason"]
+            version=version,
+            actor=actor_of(request),
+            reason=body.validated_data["reason"],
+            model=model,
         )
-        restored = selectors.versions(deleted=None).get(version=version)
+        restored = selectors.versions(model=model, deleted=None).get(version=version)
         return Response(ModelVersionDetailSerializer(restored).data)
 
 
 class AliasList(APIView):
     @extend_schema(
         summary="What should be served (aliases) and what each replica actually serves",
-        responses={200: OpenApiResponse(OVERVIEW, description="Desired and loaded versions")},
+        responses={
+            200: OpenApiResponse(OVERVIEW, description="Desired and loaded versions"),
+            **OUT_OF_SCOPE,
+            **NO_MODEL,
+        },
     )
-    def get(self, request: Request) -> Response:
-        return Response(selectors.alias_overview())
+    def get(self, request: Request, **kwargs: str) -> Response:
+        return Response(selectors.alias_overview(model_of(request, kwargs)))
 
 
 class AliasDetail(APIView):
@@ -219,13 +229,17 @@ class AliasDetail(APIView):
         responses={
             200: OpenApiResponse(OVERVIEW, description="The aliases after the move"),
             **BAD_INPUT,
-            403: _error("forbidden: champion, previous and force need the admin role"),
+            403: _error(
+                "forbidden: champion, previous and force need the admin role; or this token "
+                "may not use this model name"
+            ),
             **NOT_FOUND,
             **CONFLICT,
             422: _error("gate_failed: the gate refuses this champion (body has `report`)"),
         },
     )
-    def put(self, request: Request, alias: str) -> Response:
+    def put(self, request: Request, alias: str, **kwargs: str) -> Response:
+        model = model_of(request, kwargs)
         body = AliasMoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         given = body.validated_data
@@ -240,8 +254,9 @@ class AliasDetail(APIView):
             actor=actor_of(request),
             expected_version=given.get("expected_version", services.UNSET),
             force=given["force"],
+            model=model,
         )
-        return Response(selectors.alias_overview())
+        return Response(selectors.alias_overview(model))
 
 
 class ChampionRollback(APIView):
@@ -251,10 +266,13 @@ class ChampionRollback(APIView):
         responses={
             200: OpenApiResponse(OVERVIEW, description="The aliases after the rollback"),
             **BAD_INPUT,
+            **OUT_OF_SCOPE,
+            **NO_MODEL,
             **CONFLICT,
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, **kwargs: str) -> Response:
+        model = model_of(request, kwargs)
         body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         given = body.validated_data
@@ -262,37 +280,25 @@ class ChampionRollback(APIView):
             reason=given["reason"],
             actor=actor_of(request),
             expected_version=given.get("expected_version", services.UNSET),
+            model=model,
         )
-        return Response(selectors.alias_overview())
+        return Response(selectors.alias_overview(model))
 
 
 @extend_schema(
     summary="What an alias named when: its changes, newest first",
     parameters=[ALIAS_PARAMETER],
-    responses={200: AuditEventSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
+    responses={
+        200: AuditEventSerializer(many=True),
+        **BAD_INPUT,
+        **OUT_OF_SCOPE,
+        **BAD_CURSOR,
+    },
 )
 class AliasHistory(ListAPIView):
     serializer_class = AuditEventSerializer
     pagination_class = AuditNewestFirst
 
     def get_queryset(self) -> Any:
-        return selectors.alias_history(self.kwargs["alias"])
-
-
-class AuditFilters(serializers.Serializer):
-    actor = serializers.CharField(required=False, max_length=200)
-    action = serializers.CharField(required=False, max_length=64)
-    target = serializers.CharField(required=False, max_length=200)
-
-
-@extend_schema(
-    summary="The audit trail: who changed what, when, why",
-    parameters=[AuditFilters],
-    responses={200: AuditEventSerializer(many=True), **BAD_INPUT, **BAD_CURSOR},
-)
-class AuditList(ListAPIView):
-    serializer_class = AuditEventSerializer
-    pagination_class = AuditNewestFirst
-
-    def get_queryset(self) -> Any:
-        return selectors.audit_events(**query_filters(AuditFilters, self.request))
+        model = model_of(self.request, self.kwargs)
+        return selectors.alias_history(self.kwargs["alias"], model)

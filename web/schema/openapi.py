@@ -88,6 +88,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "model_version": NULLABLE_STRING,
             "metrics": {"type": "object", "nullable": True},
             "error": NULLABLE_STRING,
+            "model": {"type": "string", "description": "The model name it trains"},
             "promoted": {
                 "type": "boolean",
                 "nullable": True,
@@ -197,7 +198,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": {
             "operationId": "train",
             "summary": "Start training, or join the queued job",
-            "description": "Takes no body (or `{}`). Answers at once; poll the Location.",
+            "description": 'No body (or `{}`) trains `default`; `{"model": "<name>"}` trains that '
+            "model name (at most one training per name at a time). Answers at once; poll the "
+            "Location.",
             "tags": ["train"],
             "requestBody": {
                 "required": False,
@@ -206,7 +209,13 @@ PATHS: dict[str, dict[str, Any]] = {
                         "schema": {
                             "type": "object",
                             "additionalProperties": False,
-                            "maxProperties": 0,
+                            "properties": {
+                                "model": {
+                                    "type": "string",
+                                    "pattern": "^[a-z0-9][a-z0-9-]{0,63}$",
+                                    "description": "The model name (absent: `default`)",
+                                }
+                            },
                         }
                     }
                 },
@@ -217,7 +226,12 @@ PATHS: dict[str, dict[str, Any]] = {
                     {"$ref": "#/components/schemas/TrainingJob"},
                     Location="/api/train/{job_id}/: where to poll the job",
                 ),
-                "400": _error("invalid_request: a body was sent"),
+                "400": _error(
+                    "invalid_request: a field other than `model`, or a body that is not an "
+                    "object; invalid_json; validation_error: `model` is not a model name"
+                ),
+                "403": _error("forbidden: this token may not use this model name"),
+                "404": _error("not_found: no such model name"),
                 "413": BODY_ERRORS["413"],
                 **REFUSED,
                 **UPSTREAM,
@@ -239,6 +253,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             "responses": {
                 "200": _answer("The job", {"$ref": "#/components/schemas/TrainingJob"}),
+                "403": _error("forbidden: the job trains a model name this token may not use"),
                 "404": _error("not_found: no such job"),
                 **REFUSED,
                 **UPSTREAM,
@@ -350,7 +365,11 @@ def _secure(path: str, operations: dict[str, Any]) -> None:
         _declare_database_outage(responses)
         if needed is None or needed > READER:
             role = needed.label if needed else "a role no token has"
-            responses["403"] = _error(f"forbidden: this operation needs role {role}")
+            needs = f"forbidden: this operation needs role {role}"
+            own = responses.get("403", {}).get("description", "")  # e.g. a model name's scope
+            if needs not in own:  # the hook may run again on the same operations
+                own = own.removeprefix("forbidden: ")
+                responses["403"] = _error(f"{needs}; or {own}" if own else needs)
         if needed is not None:
             note = f"Needs a token with role `{needed.label}` or above."
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()

@@ -16,6 +16,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.model_names import DEFAULT_MODEL
+from web.auth.scope import require_model
 from web.edge.json_parser import JsonTooDeep, load_json
 from web.errors import (
     AlgorithmUnavailable,
@@ -38,15 +40,21 @@ from web.proxy.body import PredictMany, PredictOne, parse_predict_body
 @csrf_exempt
 @json_errors("POST")
 async def predict(request: HttpRequest) -> JsonResponse:
-    """Label one text or a batch through the algorithm service."""
+    """Label one text or a batch through the algorithm service, with the model it names.
+
+    The token's names are checked here; whether the name exists, by the algorithm service (its
+    404 `model_not_found` passed through): a prediction costs no database query.
+    """
     body = parse_predict_body(_read_json(request))
+    require_model(request, body.model)  # 403 for a name the token may not use
     client = get_client()
     if body.top_k:  # with scores: a call of its own (the algorithm service batches it)
         answer = await _predict_with_scores(client, body)
     elif isinstance(body, PredictOne):
-        answer = await client.predict_one(body.text)
+        answer = await client.predict_one(body.text, body.model)
     else:
-        answer = await client.call("POST", "/predict", json={"texts": body.texts})
+        named = {} if body.model == DEFAULT_MODEL else {"model": body.model}
+        answer = await client.call("POST", "/predict", json={**named, "texts": body.texts})
     return _forward(answer)
 
 
@@ -105,8 +113,10 @@ def _read_json(request: HttpRequest) -> Any:
 
 
 def _forward(answer: AlgorithmAnswer, **headers: str) -> JsonResponse:
-    """The algorithm service's answer as web's, status and error shape included."""
+    """The algorithm service's answer as web's, status, error shape and Retry-After included."""
     response = JsonResponse(answer.body, status=answer.status, safe=False)
+    if answer.status >= 400 and "Retry-After" in answer.headers:  # e.g. 503 model_loading
+        response["Retry-After"] = answer.headers["Retry-After"]
     for name, value in headers.items():
         response[name] = value
     return response

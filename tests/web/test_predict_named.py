@@ -90,8 +90,16 @@ def test_a_batch_and_scores_carry_the_name(web: InProcessWeb) -> None:
         per_model, "POST", "/api/predict", json={"model": "topic", "text": "ab", "top_k": 1}
     )
     assert scored.json()["scores"] == [{"label": "topic:2", "score": 1.0}]
-    explicit = web.ask(per_model, "POST", "/api/predict/", json={"model": "default", "text": "a"})
-    assert explicit.json() == {"label": "default:1", "model_version": "default-v1"}
+    sent: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return per_model(request)
+
+    for body in ({"text": "a"}, {"texts": ["a"]}, {"text": "a", "top_k": 1}):
+        explicit = web.ask(record, "POST", "/api/predict/", json={"model": "default", **body})
+        assert explicit.json()["model_version"] == "default-v1"
+    assert [call.get("model") for call in sent] == [None, None, None]  # default goes unnamed
 
 
 @pytest.mark.parametrize("name", ["Topic", "versions", "a_b", "", "x" * 65, 3, None, ["topic"]])

@@ -62,7 +62,10 @@ async def _predict_with_scores(
     client: AlgorithmClient, body: PredictOne | PredictMany
 ) -> AlgorithmAnswer:
     """Forward the fields the body sent; a top_k above the served model's labels is a 409."""
-    answer = await client.call("POST", "/predict", json=body.model_dump(exclude_unset=True))
+    # `default` goes unnamed, as before names existed, whether or not the body named it.
+    unnamed = {"model"} if body.model == DEFAULT_MODEL else set()
+    sent = body.model_dump(exclude_unset=True, exclude=unnamed)
+    answer = await client.call("POST", "/predict", json=sent)
     fields = answer.body.get("fields") if isinstance(answer.body, dict) else None
     if answer.status == 400 and isinstance(fields, dict) and "top_k" in fields:
         # The body passed our schema, so the only top_k the service refuses is one above the

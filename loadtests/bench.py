@@ -137,10 +137,19 @@ def run_cold_starts(env: BenchEnv, trained: bench_data.Trained, text: str) -> Co
         announce(env, version, model=name)
         return version
 
+    def loaded(name: str) -> bool:
+        with redis.Redis.from_url(env.redis_url) as client:
+            return any(name in found.models for found in serving_protocol.read_reports(client))
+
     try:
         names = [f"bench-cold-{number}" for number in range(1, COLD_NAMES + 1)]
         return measure_cold_starts(
-            server.url, headers=env.headers(algorithm), publish=publish_name, names=names, text=text
+            server.url,
+            headers=env.headers(algorithm),
+            publish=publish_name,
+            loaded=loaded,
+            names=names,
+            text=text,
         )
     finally:
         server.stop()

@@ -6,8 +6,10 @@ training and predicting, then times the first `POST /predict {"model": name, ...
 to a 200: the serving process loads the champion while the request waits (up to
 MODEL_LOAD_WAIT_SECONDS). Should it answer otherwise first (503 `model_loading`, 404 while the
 name is still unknown to it), the request is sent again every `RETRY_SECONDS` and the time runs
-to the first 200, every status seen being reported. The next answers of the same name are timed
-too, as the warm reference.
+to the first 200, every status seen being reported. Just before the first request the replicas'
+reports are read (`loaded_before`): a name some process had already loaded would not be a cold
+start, and the report says so. The next answers of the same name are timed too, as the warm
+reference.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ColdStart:
     first_answer_s: float
     statuses: list[int]  # every answer until the first 200, that one included
     warm_ms: float  # median time of the next answers
+    loaded_before: bool  # whether a replica reported the name loaded before the first request
 
 
 @dataclass
@@ -67,10 +70,12 @@ def first_answer(
     model: str,
     version: str,
     text: str,
+    loaded: Callable[[str], bool],
 ) -> ColdStart:
     """Time the first prediction of `model` (published, announced, not loaded) until a 200."""
     body = json.dumps({"model": model, "text": text}).encode()
     statuses: list[int] = []
+    loaded_before = loaded(model)
     with httpx.Client(
         headers={**headers, "Content-Type": "application/json"}, timeout=GIVE_UP_SECONDS
     ) as client:
@@ -85,7 +90,7 @@ def first_answer(
             time.sleep(RETRY_SECONDS)
         first = time.perf_counter() - started
         warm = [_post(client, url, body)[1] for _ in range(WARM_ANSWERS)]
-    return ColdStart(model, version, first, statuses, statistics.median(warm) * 1000)
+    return ColdStart(model, version, first, statuses, statistics.median(warm) * 1000, loaded_before)
 
 
 def measure_cold_starts(
@@ -93,16 +98,20 @@ def measure_cold_starts(
     *,
     headers: Mapping[str, str],
     publish: Callable[[str], str],
+    loaded: Callable[[str], bool],
     names: list[str],
     text: str,
 ) -> ColdStartResult:
-    """For each name: `publish(name)` (returns the version it announced), settle, first answer."""
+    """For each name: `publish(name)` (returns the version it announced), settle, first answer;
+    `loaded(name)`: whether a serving process reports the name loaded."""
     result = ColdStartResult()
     for name in names:
         version = publish(name)
         time.sleep(SETTLE_SECONDS)
         result.names.append(
-            first_answer(url, headers=headers, model=name, version=version, text=text)
+            first_answer(
+                url, headers=headers, model=name, version=version, text=text, loaded=loaded
+            )
         )
     return result
 
@@ -120,5 +129,6 @@ def cold_start_text(result: ColdStartResult) -> str:
         lines.append(
             f"- `{name.model}` ({name.version}): first answer {name.first_answer_s:.2f} s "
             f"(statuses {', '.join(map(str, name.statuses))}); warm {name.warm_ms:.1f} ms"
+            + ("; NOT COLD: a replica had loaded it already" if name.loaded_before else "")
         )
     return "\n".join(lines)

@@ -4,9 +4,11 @@ Trains the service's model (algorithm.ml.training) on 6 400 Debian package descr
 publishes it
 into a temporary model root; then, round after round, starts each scenario's server alone on a
 free 127.0.0.1 port, warms it up, loads it with wrk (-t1 -c64) and stops it. Ratios are taken
-per round and their median is checked against the spec's targets; a hot swap under load closes
-the bench. A missed target is reported, not fatal: the exit code is non-zero only when the
-harness fails (a server that does not start, wrk missing, no corpus).
+per round and their median is checked against the spec's targets (a warm named model against
+`default` among them: the same trained model published again under another name); a hot swap
+under load and a cold named model's first answers close the bench. A missed target is reported,
+not fatal: the exit code is non-zero only when the harness fails (a server that does not start,
+wrk missing, no corpus).
 
     python -m loadtests.bench [--rounds 3] [--seconds 10] [--scenario algorithm ...] [--docs FILE]
 """
@@ -44,16 +46,20 @@ from loadtests import bench_report as report
 from loadtests.bench_report import Results, Run
 from loadtests.bench_servers import (
     BY_NAME,
+    NAMED_MODEL,
+    NATIVE_PROBE,
     SCENARIOS,
     BenchEnv,
     Scenario,
     start_server,
 )
+from loadtests.cold_start import ColdStartResult, cold_start_text, measure_cold_starts
 from loadtests.hotswap import HotSwapResult, measure_hot_swap
 from loadtests.web_commands import prepare_web_database, seed_data_rows
 from loadtests.wrk import WrkResult, run_wrk, wrk_binary
 
 SECTION_TITLE = "## Prediction throughput"
+EXTRA_PARTS = ("hotswap", "cold_start")  # measured after the rounds, each once
 
 
 def measure(
@@ -78,9 +84,13 @@ def measure(
         server.stop()
 
 
-def announce(env: BenchEnv, champion: str, challenger: str | None = None) -> None:
-    """Move the aliases as the registry does; every algorithm process follows."""
-    desired = serving_protocol.Desired(champion=champion, challenger=challenger, seq=time.time_ns())
+def announce(
+    env: BenchEnv, champion: str, challenger: str | None = None, *, model: str = "default"
+) -> None:
+    """Move the aliases of `model` as the registry does; every algorithm process follows."""
+    desired = serving_protocol.Desired(
+        model=model, champion=champion, challenger=challenger, seq=time.time_ns()
+    )
     with redis.Redis.from_url(env.redis_url) as client:
         serving_protocol.announce(client, desired)
 
@@ -109,6 +119,37 @@ def run_hotswap(
                 seconds=seconds,
                 publish_after=seconds / 3,
             )
+        )
+    finally:
+        server.stop()
+
+
+COLD_NAMES = 3  # fresh names whose first answer is timed
+
+
+def run_cold_starts(env: BenchEnv, trained: bench_data.Trained, text: str) -> ColdStartResult:
+    """A cold named model's first answer, for a few fresh names, on one algorithm server."""
+    algorithm = BY_NAME["algorithm"]
+    server = start_server(algorithm, env, NATIVE_PROBE)
+
+    def publish_name(name: str) -> str:
+        version = bench_data.publish(env.model_root, trained, seed=1, named=True)
+        announce(env, version, model=name)
+        return version
+
+    def loaded(name: str) -> bool:
+        with redis.Redis.from_url(env.redis_url) as client:
+            return any(name in found.models for found in serving_protocol.read_reports(client))
+
+    try:
+        names = [f"bench-cold-{number}" for number in range(1, COLD_NAMES + 1)]
+        return measure_cold_starts(
+            server.url,
+            headers=env.headers(algorithm),
+            publish=publish_name,
+            loaded=loaded,
+            names=names,
+            text=text,
         )
     finally:
         server.stop()
@@ -181,6 +222,8 @@ def section(results: Results, args: argparse.Namespace, started: datetime, load:
         parts += ["", f"### {title}", "", report.markdown_table(header, rows)]
     if results.hotswap is not None:
         parts += ["", "### Hot swap under load", "", report.hotswap_text(results.hotswap)]
+    if results.cold is not None:
+        parts += ["", "### A cold named model's first answer", "", cold_start_text(results.cold)]
     return "\n".join(parts) + "\n"
 
 
@@ -194,7 +237,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     # 4 connections all of them land on one worker in about one run of eight.
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--hotswap-seconds", type=float, default=9.0)
-    choices = [*BY_NAME, "hotswap"]
+    choices = [*BY_NAME, *EXTRA_PARTS]
     parser.add_argument("--scenario", action="append", choices=choices, help="default: all")
     parser.add_argument(
         "--docs",
@@ -232,13 +275,23 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
         scenario.name.startswith("shadow") for scenario in selected
     ):  # trained on another sample
         challenger = bench_data.publish(env.model_root, bench_data.train(corpus, seed=3), seed=3)
-    version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
-    print(f"corpus: {len(corpus):,} rows; model {version}, challenger {challenger}", flush=True)
+    trained = bench_data.train(corpus, seed=1)
+    version = bench_data.publish(env.model_root, trained, seed=1)
+    # The same model again as a version of the named model: only the name differs.
+    named = bench_data.publish(env.model_root, trained, seed=1, named=True)
+    print(
+        f"corpus: {len(corpus):,} rows; model {version} ({NAMED_MODEL}: {named}), "
+        f"challenger {challenger}",
+        flush=True,
+    )
     bodies = {
-        (texts, top_k, protocol): bench_data.write_bodies(
-            corpus, work_dir, texts=texts, top_k=top_k, protocol=protocol
+        (texts, top_k, protocol, model): bench_data.write_bodies(
+            corpus, work_dir, texts=texts, top_k=top_k, protocol=protocol, model=model
         )
-        for texts, top_k, protocol in {(1, None, "native"), *(s.bodies for s in selected)}
+        for texts, top_k, protocol, model in {
+            (1, None, "native", None),
+            *(s.bodies for s in selected),
+        }
     }
     databases = start_databases(
         env,
@@ -247,6 +300,7 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
     )
     try:
         announce(env, version, challenger)
+        announce(env, named, model=NAMED_MODEL)
         runs: list[Run] = []
         print(report.markdown_table(report.RUN_HEADER, []), flush=True)
         for round_no in range(1, args.rounds + 1):
@@ -255,11 +309,15 @@ def run(args: argparse.Namespace, work_dir: Path) -> Results:
                 runs.append(Run(scenario, round_no, result))
                 print(report.markdown_row(report.every_run_row(runs[-1])), flush=True)
         hotswap = None
+        single = bodies[1, None, "native", None]
         if "hotswap" in args.scenario:
-            hotswap = run_hotswap(env, corpus, bodies[1, None, "native"], args.hotswap_seconds)
+            hotswap = run_hotswap(env, corpus, single, args.hotswap_seconds)
+        cold = None
+        if "cold_start" in args.scenario:
+            cold = run_cold_starts(env, trained, json.loads(single.lines()[0])["text"])
     finally:
         stop_children(databases)
-    return Results(runs, hotswap)
+    return Results(runs, hotswap, cold)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,8 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in results.runs
     ]
     hotswap = results.hotswap.as_dict() if results.hotswap else None
-    args.results_json.write_text(json.dumps({"runs": runs, "hotswap": hotswap}, indent=2))
-    if set(args.scenario) == {*BY_NAME, "hotswap"}:
+    cold = results.cold.as_dict() if results.cold else None
+    found = {"runs": runs, "hotswap": hotswap, "cold_start": cold}
+    args.results_json.write_text(json.dumps(found, indent=2))
+    if set(args.scenario) == {*BY_NAME, *EXTRA_PARTS}:
         report.write_section(args.docs, SECTION_TITLE, text)
         print(f"results written to {args.docs} and {args.results_json}")
     else:

@@ -52,14 +52,27 @@ def load_corpus() -> list[tuple[str, str]]:
         return load_debian_corpus()
 
 
-def train(corpus: list[tuple[str, str]], *, seed: int) -> tuple[TrainedModel, dict[str, Any]]:
+Trained = tuple[TrainedModel, dict[str, Any]]
+
+
+def train(corpus: list[tuple[str, str]], *, seed: int) -> Trained:
     """Train on TRAIN_ROWS rows of the corpus sampled with `seed`."""
     texts, labels = zip(*sample_rows(corpus, TRAIN_ROWS, seed=seed), strict=True)
     return train_model(list(texts), list(labels), seed=seed)
 
 
-def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, seed: int) -> str:
-    """Publish a model from `train` and return its version id."""
+def publish(
+    model_root: Path,
+    trained: tuple[TrainedModel, dict[str, Any]],
+    *,
+    seed: int,
+    named: bool = False,
+) -> str:
+    """Publish a model from `train` and return its version id.
+
+    `named`: a version of a model other than `default`, served from its announced desired state
+    only: `current` stays where it is and nothing older is pruned.
+    """
     model, metrics = trained
     manifest = publish_model_version(
         model_root,
@@ -68,6 +81,8 @@ def publish(model_root: Path, trained: tuple[TrainedModel, dict[str, Any]], *, s
         rows=TRAIN_ROWS,
         fingerprint={"source": "debian package descriptions", "sample_seed": seed},
         signing_keys=SigningKeys.from_secrets([SIGNING_KEY]),
+        make_current=not named,
+        retention=None if named else 5,
     )
     return str(manifest["version"])
 
@@ -79,11 +94,14 @@ def write_bodies(
     texts: int,
     top_k: int | None = None,
     protocol: str = "native",
+    model: str | None = None,
 ) -> Bodies:
-    """Bodies of `texts` texts each: 2 000 single texts, or 16 batches; `top_k` in each if given.
+    """Bodies of `texts` texts each: 2 000 single texts, or 16 batches; `top_k` in each if given,
+    `"model": model` too if given (a named model; native bodies only).
 
-    The texts depend on `texts` only, so bodies with and without `top_k`, and the Open Inference
-    Protocol's (`protocol="v2"`: a BYTES input, `label` asked for), ask about the same texts.
+    The texts depend on `texts` only, so bodies with and without `top_k` or `model`, and the Open
+    Inference Protocol's (`protocol="v2"`: a BYTES input, `label` asked for), ask about the same
+    texts.
     """
     rng = random.Random(3 + texts)
     bodies: list[dict[str, Any]]
@@ -95,9 +113,12 @@ def write_bodies(
         ]
     if top_k is not None:
         bodies = [{**body, "top_k": top_k} for body in bodies]
+    if model is not None:
+        bodies = [{"model": model, **body} for body in bodies]
     if protocol == "v2":
         bodies = [_inference_request(body.get("texts") or [body["text"]]) for body in bodies]
     name = f"bodies-{texts}" + ("" if top_k is None else f"-top{top_k}")
+    name += "" if model is None else f"-{model}"
     path = work_dir / (name + ("" if protocol == "native" else f"-{protocol}") + ".jsonl")
     path.write_text("".join(json.dumps(body) + "\n" for body in bodies))
     return Bodies(path, texts)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtests.bench_servers import BY_NAME, Scenario
+from loadtests.cold_start import ColdStartResult
 from loadtests.hotswap import HotSwapResult
 from loadtests.wrk import WrkResult
 
@@ -38,10 +39,11 @@ class Run:
 
 @dataclass(frozen=True)
 class Results:
-    """Every run of one invocation, and the hot swap if it ran."""
+    """Every run of one invocation, and the hot swap and cold named models if they ran."""
 
     runs: Sequence[Run]
     hotswap: HotSwapResult | None = None
+    cold: ColdStartResult | None = None
 
     def of(self, name: str) -> list[Run]:
         return [run for run in self.runs if run.scenario.name == name]
@@ -66,7 +68,7 @@ class Results:
     def measured_errors(self) -> float | None:
         """Failed requests of the service's own runs (algorithm, top_k, shadow, batch, web)."""
         names = ["algorithm", "top_k", "shadow_0.1", "shadow_1", "batch", "web", "web_unguarded"]
-        names += ["web_pinned", "data_list", "data_row"]
+        names += ["web_pinned", "data_list", "data_row", "algorithm_named", "web_named"]
         runs = [run for name in names for run in self.of(name)]
         return sum(run.result.errors for run in runs) if runs else None
 
@@ -237,6 +239,28 @@ CHECKS = (
         None,
         0,
         MS,
+    ),
+    # Named models: the same trained model under another name, warm, against `default`.
+    Check(
+        "algorithm: warm named model / default",
+        lambda r: r.ratio("algorithm_named", "algorithm"),
+        ">=",
+        0.95,
+        RATIO,
+    ),
+    Check(
+        "web: warm named model / default",
+        lambda r: r.ratio("web_named", "web"),
+        ">=",
+        0.95,
+        RATIO,
+    ),
+    Check(
+        "cold named model: first answer (median of names)",
+        lambda r: None if r.cold is None else r.cold.first_answer_s,
+        None,
+        0,
+        SECONDS,
     ),
     Check("failed requests, every run but ceilings and B", Results.measured_errors, "==", 0, COUNT),
     Check("hot swap: failed requests", lambda r: r.swap("failures"), "==", 0, COUNT),

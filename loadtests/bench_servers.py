@@ -25,6 +25,9 @@ HOST = "127.0.0.1"
 WORKERS = "2"
 START_TIMEOUT_SECONDS = 90.0
 NATIVE_PROBE = b'{"text": "a Python library"}'
+# The warm named model of the named scenarios: the same trained model as `default`, published
+# again as a version of this name, so a ratio to `default` measures the cost of the name alone.
+NAMED_MODEL = "bench-named"
 
 
 def pool(app_path: str) -> tuple[str, ...]:
@@ -68,11 +71,13 @@ class Scenario:
     method: str = "POST"
     # The cores the server may run on (`taskset -c`), or None: any.
     cpus: str | None = None
+    # The model every body names (`"model": ...`), or None: none, which means `default`.
+    model: str | None = None
 
     @property
-    def bodies(self) -> tuple[int, int | None, str]:
+    def bodies(self) -> tuple[int, int | None, str, str | None]:
         """Which bodies it sends: scenarios with the same key send the same texts."""
-        return self.texts_per_request, self.top_k, self.protocol
+        return self.texts_per_request, self.top_k, self.protocol, self.model
 
 
 # One round runs them in this order; the letters are the spec's.
@@ -311,6 +316,25 @@ SCENARIOS = (
         {**WEB_ENV, "ACCESS_LOG": "false"},
         upstream="algorithm",
         caller="client",
+    ),
+    # Named models: a warm named model against `default`, same texts, in the same rounds.
+    Scenario(
+        "algorithm_named",
+        f'(a) algorithm `POST /predict` with `"model": "{NAMED_MODEL}"` (warm named model)',
+        ("-m", "algorithm"),
+        "/predict",
+        ALGORITHM_ENV,
+        model=NAMED_MODEL,
+    ),
+    Scenario(
+        "web_named",
+        f'(d) web `POST /api/predict/` with `"model": "{NAMED_MODEL}"` (warm named model)',
+        ("-m", "web"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="algorithm",
+        caller="client",
+        model=NAMED_MODEL,
     ),
 )
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

@@ -4,8 +4,9 @@ Runs web's Django handler in this process against real PostgreSQL and Redis (emb
 here), with the algorithm service played by an `httpx.MockTransport` that answers at once, so
 what is timed is web's own work per request. Four middleware lists (web's own; without
 authentication and rate limits; without request ids, metrics and the access line; without
-either) are timed interleaved, `CONCURRENCY` requests in flight as under load, and the median
-microseconds per request of each is printed; `--profile` adds a cProfile of web's own list.
+either), and web's own list predicting with a named model, are timed interleaved,
+`CONCURRENCY` requests in flight as under load, and the median microseconds per request of each
+is printed; `--profile` adds a cProfile of web's own list.
 Metrics are written in multiprocess mode and access lines to a file from a writer thread, as
 the server pool does.
 
@@ -43,6 +44,7 @@ from loadtests.web_commands import prepare_web_database
 CONCURRENCY = 64
 GUARD = ("web.auth.middleware.authenticate", "web.edge.rate_limits.rate_limit")
 OBSERVABILITY = ("web.edge.observability.observe_request",)
+NAMED_MODEL = "bench-named"
 
 
 def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:
@@ -116,9 +118,11 @@ async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
     return status
 
 
-async def time_requests(app: Any, token: str, requests: int) -> float:
-    """Microseconds of this process's CPU per request, CONCURRENCY requests in flight."""
-    body = json.dumps({"text": "a small library for parsing command line options"}).encode()
+async def time_requests(app: Any, token: str, requests: int, model: str | None = None) -> float:
+    """Microseconds of this process's CPU per request, CONCURRENCY requests in flight; with
+    `model`, every body names it."""
+    text = {"text": "a small library for parsing command line options"}
+    body = json.dumps(text if model is None else {"model": model, **text}).encode()
     scope = predict_scope(token, body)
     statuses: list[int] = []
 
@@ -192,22 +196,25 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     )
     rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
     apps = handlers(list(settings.MIDDLEWARE))
+    runs: list[tuple[str, Any, str | None]] = [(name, app, None) for name, app in apps.items()]
+    # The same chain predicting with a named model: what naming one costs web.
+    runs.append(("web, a named model", apps["web (everything on)"], NAMED_MODEL))
     freeze_startup_heap()  # as web.asgi does once started
-    timings: dict[str, list[float]] = {name: [] for name in apps}
-    batch_sizes: dict[str, list[float]] = {name: [] for name in apps}
+    timings: dict[str, list[float]] = {name: [] for name, *_ in runs}
+    batch_sizes: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for _ in range(args.rounds):
-        for name, app in apps.items():
+        for name, app, model in runs:
             calls[:] = [0, 0]
-            timings[name].append(await time_requests(app, token, args.requests))
+            timings[name].append(await time_requests(app, token, args.requests, model))
             batch_sizes[name].append(calls[1] / calls[0])
     base = statistics.median(timings["both off"])
     for name, values in timings.items():
         median = statistics.median(values)
         batch = statistics.median(batch_sizes[name])
-        runs = ", ".join(f"{value:.0f}" for value in values)
+        each = ", ".join(f"{value:.0f}" for value in values)
         print(
             f"{name:40s} {median:7.0f} us/request  (+{median - base:4.0f})  "
-            f"texts per call {batch:5.1f}  runs: {runs}"
+            f"texts per call {batch:5.1f}  runs: {each}"
         )
     if args.profile:
         profiler = cProfile.Profile()

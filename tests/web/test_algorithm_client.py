@@ -175,3 +175,31 @@ def test_every_call_sends_the_service_token_and_a_refused_token_is_503_without_i
     assert error.status == 503 and "credentials" in error.detail
     assert token not in str(error.body()) and token not in caplog.text
     assert "ALGORITHM_TOKENS" in caplog.text  # the log tells the operator what to fix
+
+
+def test_a_slow_model_does_not_hold_back_the_texts_of_another() -> None:
+    """Each name has its own queue: a name whose call is slow never delays another name's."""
+    release = asyncio.Event()
+
+    async def slow_for_one_name(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("model") == "slow":
+            await release.wait()
+        labels = [body.get("model", "default")] * len(body["texts"])
+        return httpx.Response(200, json={"labels": labels, "model_version": "v1"})
+
+    async def scenario() -> list[str]:
+        client = make_client(slow_for_one_name)
+        slow = asyncio.ensure_future(client.predict_one("a", "slow"))
+        await asyncio.sleep(0)  # its call is in flight
+        others = [
+            await asyncio.wait_for(client.predict_one("b", "fast"), 2),
+            await asyncio.wait_for(client.predict_one("c"), 2),
+        ]
+        assert not slow.done()
+        release.set()
+        labels = [answer.body["label"] for answer in [*others, await slow]]
+        await client.aclose()
+        return labels
+
+    assert asyncio.run(scenario()) == ["fast", "default", "slow"]

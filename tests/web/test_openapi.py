@@ -51,9 +51,11 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         (["texts"], False),
     ]
     assert bodies[1]["properties"]["texts"]["maxItems"] == 1000
+    assert all(b["properties"]["model"]["pattern"] == "^[a-z0-9][a-z0-9-]{0,63}$" for b in bodies)
     assert set(operation["responses"]) == {
         *("200", "400", "405", "409", "413", "415", "503", "504"),
-        *("401", "429"),  # no 403: every token may predict
+        *("401", "429"),
+        *("403", "404"),  # a model the token may not use; an unknown model
     }
 
 

@@ -29,10 +29,15 @@ def play_algorithm(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"error": "no_model", "detail": "Train a model first."})
     if "down" in texts:
         raise httpx.ConnectError("refused", request=request)
+    if body.get("model") == "ghost":
+        return httpx.Response(404, json={"error": "model_not_found", "detail": "No model ghost."})
+    if body.get("model") == "cold":
+        loading = {"error": "model_loading", "detail": "Model cold is loading."}
+        return httpx.Response(503, json=loading, headers={"Retry-After": "1"})
     if body.get("top_k") == 7:
         refusal = {"error": "invalid_request", "detail": "top_k: 7 > 3 labels."}
         return httpx.Response(400, json={**refusal, "fields": {"top_k": ["at most 3"]}})
-    labels = [f"len{len(t)}" for t in texts]
+    labels = [f"{body.get('model', '')}len{len(t)}" for t in texts]
     if "top_k" in body:
         scores = [[{"label": label, "score": 1.0}] for label in labels]
         answer: dict[str, Any] = {"labels": labels, "scores": scores}
@@ -67,6 +72,12 @@ def cases(tokens: dict[str, str]) -> list[dict[str, Any]]:
         {**post, "content": b"text=a", "headers": {**reader, "Content-Type": "text/plain"}},
         {**post, "content": over_cap, "headers": as_json},  # 413 over the route's cap
         {**post, "json": {"texts": ["x"] * 1001}},  # over PREDICT_MAX_TEXTS
+        {**post, "json": {"model": "topic", "text": "abc"}},  # named models
+        {**post, "json": {"model": "topic", "texts": ["a", "ab"]}},
+        {**post, "json": {"model": "topic", "text": "abc", "top_k": 1}},
+        {**post, "json": {"model": "ghost", "text": "abc"}},  # 404 passed through
+        {**post, "json": {"model": "cold", "text": "abc"}},  # 503 with Retry-After
+        {**post, "json": {"model": "Not A Slug", "text": "abc"}},
         {**post, "json": {"text": "abc"}, "headers": {}},  # 401 without a token
         {**post, "json": {"text": "abc"}, "headers": bearer("tcf_not-a-token")},  # 401
         {**post, "json": {"text": "abc"}, "headers": {"Authorization": "Basic eA=="}},
@@ -122,4 +133,4 @@ def test_every_predict_case_answers_the_same_through_both_routes(
     # The fast route served every request but the one web/edge/body_limits.py answered first.
     assert CountedRoute.served == len(requests) - 1
     statuses = {answer[0] for answer in through_django}
-    assert statuses >= {200, 400, 401, 405, 409, 413, 415, 503}  # the cases cover them
+    assert statuses >= {200, 400, 401, 404, 405, 409, 413, 415, 503}  # the cases cover them

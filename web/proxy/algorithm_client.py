@@ -10,9 +10,10 @@ service's own `AlgorithmUnavailable` (503) or `AlgorithmTimeout` (504).
 Every call carries web's service token; a service that refuses it is a configuration error of
 ours, answered as 503 (never passed on as the caller's 401) and logged without the token.
 
-Concurrent single-text predictions are coalesced: while one call to the service is in flight,
-new texts wait and go together in the next `{"texts": [...]}` call, so one HTTP hop serves many
-requests.
+Concurrent single-text predictions are coalesced per model name: while one call for a name is
+in flight, new texts for that name wait and go together in its next `{"texts": [...]}` call, so
+one HTTP hop serves many requests and never mixes two models' texts. `default`'s calls name no
+model (the service's default), so its body is the same as before names existed.
 
 Every call carries the current request's `X-Request-ID`; a coalesced call carries the id of the
 first request in its batch (its log lines on the algorithm side name that request). A training
@@ -39,6 +40,7 @@ from tenacity import (
 
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS
 from core.logs import REQUEST_ID, REQUEST_ID_HEADER
+from core.model_names import DEFAULT_MODEL
 from web.edge.observability import record_algorithm_call, record_coalesced_batch
 from web.errors import AlgorithmTimeout, AlgorithmUnavailable
 from web.proxy.balancer import (
@@ -121,8 +123,10 @@ class AlgorithmClient:
         # Keeps a coalesced body far below the service's size limit, so one caller's long text
         # never gets other callers' predictions refused with 413.
         self._batch_max_chars = batch_max_chars
-        self._pending: list[Pending] = []
-        self._sender: asyncio.Task[None] | None = None
+        # Per model name, the texts waiting for the next call and the task sending them; an
+        # entry lives only while a name has texts in flight, so unknown names cannot pile up.
+        self._pending: dict[str, list[Pending]] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
 
     async def call(
         self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
@@ -178,52 +182,65 @@ class AlgorithmClient:
             raise AlgorithmUnavailable(f"The algorithm service failed ({response.status_code}).")
         return AlgorithmAnswer(response.status_code, body, response.headers)
 
-    async def predict_one(self, text: str) -> AlgorithmAnswer:
-        """Predict one text, sharing the HTTP call with concurrent requests."""
-        future: asyncio.Future[AlgorithmAnswer] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future, REQUEST_ID.get()))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_pending())
+    async def predict_one(self, text: str, model: str = DEFAULT_MODEL) -> AlgorithmAnswer:
+        """Predict one text with `model`, sharing the HTTP call with concurrent requests."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AlgorithmAnswer] = loop.create_future()
+        pending = self._pending.get(model)
+        if pending is None:
+            pending = self._pending[model] = []
+        pending.append((text, future, REQUEST_ID.get()))
+        sender = self._senders.get(model)
+        if sender is None or sender.done():
+            self._senders[model] = loop.create_task(self._send_pending(model, pending))
         return await future
 
-    async def _send_pending(self) -> None:
-        while self._pending:
-            batch = self._take_batch()
-            record_coalesced_batch(len(batch))
-            REQUEST_ID.set(batch[0][2])  # this task's own context: the call names the first
-            try:
-                texts = [text for text, *_ in batch]
-                answer = await self.call("POST", "/predict", json={"texts": texts})
-                results = _split_batch_answer(answer, len(batch))
-            except Exception as exc:  # whatever went wrong, every waiter gets an answer
-                error = (
-                    exc
-                    if isinstance(exc, AlgorithmUnavailable)
-                    else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
-                )
-                results = None
-            for index, (_, future, _) in enumerate(batch):
-                if future.done():
-                    continue
-                if results is None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(results[index])
+    async def _send_pending(self, model: str, pending: list[Pending]) -> None:
+        try:
+            while pending:
+                await self._send_batch(model, self._take_batch(pending))
+        finally:  # nothing awaited since `pending` was seen empty: no text is left behind
+            if not pending:
+                del self._pending[model]
+                del self._senders[model]
 
-    def _take_batch(self) -> list[Pending]:
+    async def _send_batch(self, model: str, batch: list[Pending]) -> None:
+        record_coalesced_batch(len(batch))
+        REQUEST_ID.set(batch[0][2])  # this task's own context: the call names the first
+        try:
+            texts = [text for text, *_ in batch]
+            body = {"texts": texts} if model == DEFAULT_MODEL else {"model": model, "texts": texts}
+            answer = await self.call("POST", "/predict", json=body)
+            results = _split_batch_answer(answer, len(batch))
+        except Exception as exc:  # whatever went wrong, every waiter gets an answer
+            error = (
+                exc
+                if isinstance(exc, AlgorithmUnavailable)
+                else AlgorithmUnavailable(f"The prediction could not be forwarded: {exc!r}")
+            )
+            results = None
+        for index, (_, future, _) in enumerate(batch):
+            if future.done():
+                continue
+            if results is None:
+                future.set_exception(error)
+            else:
+                future.set_result(results[index])
+
+    def _take_batch(self, pending: list[Pending]) -> list[Pending]:
         """The next waiters, bounded by text count and total characters (at least one)."""
         size, chars = 0, 0
-        for text, *_ in self._pending[: self._batch_max_texts]:
+        for text, *_ in pending[: self._batch_max_texts]:
             if size and chars + len(text) > self._batch_max_chars:
                 break
             size, chars = size + 1, chars + len(text)
-        batch = self._pending[:size]
-        del self._pending[:size]
+        batch = pending[:size]
+        del pending[:size]
         return batch
 
     async def aclose(self) -> None:
-        if self._sender is not None:
-            await asyncio.gather(self._sender, return_exceptions=True)
+        if self._senders:
+            await asyncio.gather(*self._senders.values(), return_exceptions=True)
         await self._client.aclose()
 
 

@@ -1,10 +1,12 @@
 """What POST /api/predict/ accepts, declared once: validation here, the OpenAPI schema from it.
 
 A body is exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`; the key present picks
-the model, so a wrong body is told what that model expects. Options shared by both shapes go on
-`PredictOptions`. The limits are the algorithm service's (PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS,
-PREDICT_MAX_TOP_K, PREDICT_MAX_TOTAL_CHARS, declared once for both services in core/settings.py
-`PredictLimits`), checked here so a bad body never costs a hop.
+the pydantic model, so a wrong body is told what that shape expects. Options shared by both
+shapes go on `PredictOptions`, among them `model`: the name of the classifier asked (a slug,
+`default` when absent; core/model_names.py). The limits are the algorithm service's
+(PREDICT_MAX_TEXTS, PREDICT_MAX_CHARS, PREDICT_MAX_TOP_K, PREDICT_MAX_TOTAL_CHARS, declared once
+for both services in core/settings.py `PredictLimits`), checked here so a bad body never costs a
+hop.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from core.model_names import DEFAULT_MODEL, MODEL_NAME_PATTERN, InvalidModelName, check_model_name
 from web.config import get_settings
 from web.errors import PayloadTooLarge, ValidationFailed
 
@@ -48,6 +51,20 @@ Text = Annotated[
     # The schema states the not-blank rule too (Python's \S, as str.isspace decides blankness).
     Field(max_length=settings.PREDICT_MAX_CHARS, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_refuse_blank_or_surrogates),
+]
+
+
+def _model_name(name: str) -> str:
+    try:
+        return check_model_name(name)
+    except InvalidModelName as exc:
+        raise PydanticCustomError("model_name", str(exc)) from None
+
+
+ModelName = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": f"^{MODEL_NAME_PATTERN}$"}),
+    AfterValidator(_model_name),
 ]
 
 
@@ -81,6 +98,11 @@ class PredictOptions(BaseModel):
         description="Also answer `scores`: the k most likely labels with their confidence in "
         "[0, 1], best first. At most the number of labels of the served model (409 above it).",
         json_schema_extra=_no_default_in_schema,
+    )
+    model: ModelName = Field(
+        default=DEFAULT_MODEL,
+        description="The model to ask, by name (`default` when absent). An unknown name "
+        "answers 404; a name the token may not use, 403.",
     )
 
 

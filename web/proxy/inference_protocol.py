@@ -5,7 +5,9 @@ caller's rate limits: inference against `predict`, the rest against `reads`. A r
 checked here (the protocol's structure, then the native predict's rules for texts) and forwarded
 through the shared algorithm client to the algorithm service's own /v2 routes. One text asking
 only for `label` from the champion takes the native predict's path instead, coalesced with
-concurrent single-text predictions into one call. Errors answer in the protocol's shape,
+concurrent single-text predictions into one call. Any model name is passed on (the algorithm
+service knows which exist: 404 otherwise); a token limited to some names gets 403 for the
+others, as on the native predict. Errors answer in the protocol's shape,
 `{"error": "<message>", "code": "<our code>"}`, with the status and headers of web's own errors.
 """
 
@@ -22,17 +24,20 @@ from django.views.decorators.csrf import csrf_exempt
 from core import inference_protocol as oip
 from web.auth.check import token_cache
 from web.auth.middleware import admit, bearer_secret
+from web.auth.scope import require_model
 from web.edge.rate_limits import refusal
 from web.errors import MethodNotAllowed, PayloadTooLarge, ServiceError
 from web.proxy.algorithm_client import AlgorithmAnswer, get_client
 from web.proxy.body import parse_predict_body
 
-View = Callable[..., Awaitable[dict[str, Any] | tuple[Any, int]]]
+Passed = tuple[Any, int, dict[str, str]]  # a body, its status and headers to send on
+View = Callable[..., Awaitable[dict[str, Any] | tuple[Any, int] | Passed]]
 
 
 def protocol_view(method: str, scope: str) -> Callable[[View], Callable[..., Any]]:
     """Accept `method` only, after the token and the rate limit of `scope`; a view returns a
-    body (200) or (body, status); every error answers in the protocol's shape."""
+    body (200), (body, status) or (body, status, headers); every error answers in the
+    protocol's shape."""
 
     def decorate(view: View) -> Callable[..., Any]:
         @csrf_exempt
@@ -51,8 +56,12 @@ def protocol_view(method: str, scope: str) -> Callable[[View], Callable[..., Any
                 )
             except oip.ProtocolError as error:
                 return _error_response(oip.error_body(error.message, error.code), error.status, {})
-            body, status = result if isinstance(result, tuple) else (result, 200)
-            return JsonResponse(body, status=status)
+            body, status, *headers = result if isinstance(result, tuple) else (result, 200)
+            return (
+                _error_response(body, status, headers[0])
+                if headers
+                else JsonResponse(body, status=status)
+            )
 
         answer.__name__ = view.__name__
         return answer
@@ -78,29 +87,30 @@ async def server_live(request: HttpRequest) -> dict[str, Any]:
 
 
 @protocol_view("GET", "reads")
-async def server_ready(request: HttpRequest) -> tuple[Any, int]:
+async def server_ready(request: HttpRequest) -> Passed:
     """Ready when the algorithm service is: it serves a model."""
     answer = await get_client().call("GET", "/v2/health/ready")
     return _passed_on(answer)
 
 
 @protocol_view("GET", "reads")
-async def model_metadata(
-    request: HttpRequest, name: str, version: str | None = None
-) -> tuple[Any, int]:
+async def model_metadata(request: HttpRequest, name: str, version: str | None = None) -> Passed:
+    require_model(request, name)
     return _passed_on(await get_client().call("GET", _model_path(name, version)))
 
 
 @protocol_view("GET", "reads")
-async def model_ready(
-    request: HttpRequest, name: str, version: str | None = None
-) -> tuple[Any, int]:
+async def model_ready(request: HttpRequest, name: str, version: str | None = None) -> Passed:
+    require_model(request, name)
     return _passed_on(await get_client().call("GET", _model_path(name, version) + "/ready"))
 
 
 @protocol_view("POST", "predict")
-async def infer(request: HttpRequest, name: str, version: str | None = None) -> tuple[Any, int]:
+async def infer(
+    request: HttpRequest, name: str, version: str | None = None
+) -> tuple[Any, int] | Passed:
     """Label the texts of a BYTES input; one text for `label` only shares the native path."""
+    require_model(request, name)
     if request.headers.get(oip.BINARY_HEADER) is not None:
         raise oip.ProtocolError(
             "binary tensor data is not supported: send JSON data (binary_data=False)",
@@ -143,10 +153,12 @@ def _read_object(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def _passed_on(answer: AlgorithmAnswer) -> tuple[Any, int]:
+def _passed_on(answer: AlgorithmAnswer) -> Passed:
     """The algorithm service's answer; a native-shaped error (e.g. `no_model` from the native
-    path) in the protocol's shape."""
-    body = answer.body
+    path) in the protocol's shape, with its Retry-After (e.g. `model_loading`)."""
+    body, headers = answer.body, {}
     if answer.status >= 400 and isinstance(body, dict) and "detail" in body:
         body = oip.error_body(str(body["detail"]), str(body.get("error")))
-    return body, answer.status
+    if answer.status >= 400 and "Retry-After" in answer.headers:
+        headers["Retry-After"] = answer.headers["Retry-After"]
+    return body, answer.status, headers

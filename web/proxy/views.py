@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
 from web.auth import scope
+from web.auth.scope import require_model
 from web.edge.json_parser import JsonTooDeep, load_json
 from web.errors import (
     AlgorithmUnavailable,
@@ -42,15 +43,21 @@ from web.proxy.body import PredictMany, PredictOne, parse_predict_body
 @csrf_exempt
 @json_errors("POST")
 async def predict(request: HttpRequest) -> JsonResponse:
-    """Label one text or a batch through the algorithm service."""
+    """Label one text or a batch through the algorithm service, with the model it names.
+
+    The token's names are checked here; whether the name exists, by the algorithm service (its
+    404 `model_not_found` passed through): a prediction costs no database query.
+    """
     body = parse_predict_body(_read_json(request))
+    require_model(request, body.model)  # 403 for a name the token may not use
     client = get_client()
     if body.top_k:  # with scores: a call of its own (the algorithm service batches it)
         answer = await _predict_with_scores(client, body)
     elif isinstance(body, PredictOne):
-        answer = await client.predict_one(body.text)
+        answer = await client.predict_one(body.text, body.model)
     else:
-        answer = await client.call("POST", "/predict", json={"texts": body.texts})
+        named = {} if body.model == DEFAULT_MODEL else {"model": body.model}
+        answer = await client.call("POST", "/predict", json={**named, "texts": body.texts})
     return _forward(answer)
 
 
@@ -58,7 +65,10 @@ async def _predict_with_scores(
     client: AlgorithmClient, body: PredictOne | PredictMany
 ) -> AlgorithmAnswer:
     """Forward the fields the body sent; a top_k above the served model's labels is a 409."""
-    answer = await client.call("POST", "/predict", json=body.model_dump(exclude_unset=True))
+    # `default` goes unnamed, as before names existed, whether or not the body named it.
+    unnamed = {"model"} if body.model == DEFAULT_MODEL else set()
+    sent = body.model_dump(exclude_unset=True, exclude=unnamed)
+    answer = await client.call("POST", "/predict", json=sent)
     fields = answer.body.get("fields") if isinstance(answer.body, dict) else None
     if answer.status == 400 and isinstance(fields, dict) and "top_k" in fields:
         # The body passed our schema, so the only top_k the service refuses is one above the
@@ -139,8 +149,10 @@ def _read_json(request: HttpRequest) -> Any:
 
 
 def _forward(answer: AlgorithmAnswer, **headers: str) -> JsonResponse:
-    """The algorithm service's answer as web's, status and error shape included."""
+    """The algorithm service's answer as web's, status, error shape and Retry-After included."""
     response = JsonResponse(answer.body, status=answer.status, safe=False)
+    if answer.status >= 400 and "Retry-After" in answer.headers:  # e.g. 503 model_loading
+        response["Retry-After"] = answer.headers["Retry-After"]
     for name, value in headers.items():
         response[name] = value
     return response

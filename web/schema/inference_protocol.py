@@ -36,13 +36,27 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "504": v2.error("algorithm_unavailable: the algorithm service did not answer in time"),
 }
 NAME_PATTERN = "^[0-9A-Za-z_.-]{1,64}$"  # what web/urls.py routes
+# Routes naming a model: a token limited to some names is refused the others; a model being
+# loaded (a cold named model's first request) answers 503 with Retry-After.
+MODEL_ANSWERS: dict[str, dict[str, Any]] = {
+    "403": v2.error("forbidden: the token may not use this model (a token limited to some names)"),
+    "503": {
+        **v2.error(
+            "no_model: nothing trained for this name yet; model_loading: being loaded, retry "
+            "after Retry-After; algorithm_unavailable: the algorithm service is unreachable"
+        ),
+        "headers": {"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}},
+    },
+}
 
 
 def paths(security_scheme: str) -> dict[str, Any]:
     """The /v2 paths: every operation needs a token (any role) and is rate limited."""
     described = v2.paths(errors=ANSWERS)
-    for operations in described.values():
+    for path, operations in described.items():
         for operation in operations.values():
+            if "{name}" in path:
+                operation["responses"] = {**operation["responses"], **MODEL_ANSWERS}
             operation["security"] = [{security_scheme: []}]
             operation["description"] = "Needs a token with role `reader` or above."
             operation["parameters"] = [

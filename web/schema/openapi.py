@@ -141,6 +141,19 @@ UPSTREAM = {
     ),
     "504": _error("algorithm_unavailable: the algorithm service did not answer in time"),
 }
+# A prediction naming a model (the algorithm service's answers for that name, passed through).
+NAMED_MODEL_ANSWERS = {
+    "403": _error("forbidden: the token may not use this model (a token limited to some names)"),
+    "404": _error("model_not_found: no model of that name"),
+    "503": {
+        **_error(
+            "algorithm_unavailable: the algorithm service is unreachable or failing; or its own "
+            "503 passed through: no_model (the name has no champion yet: train it first), "
+            "model_loading (the model is being loaded: retry after Retry-After)"
+        ),
+        "headers": {"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}},
+    },
+}
 BODY_ERRORS = {
     "400": _error("validation_error (with fields) or invalid_json"),
     "413": _error("payload_too_large: larger than the server accepts"),
@@ -153,8 +166,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "operationId": "predict",
             "summary": "Label one text, or a batch",
             "description": 'Exactly one of `{"text": "..."}` or `{"texts": ["...", ...]}`, '
-            'optionally with `"top_k": k` to get `scores` too. Concurrent single-text requests '
-            "without `top_k` share one call to the algorithm service.",
+            'optionally with `"top_k": k` to get `scores` too, and `"model": "<name>"` to ask '
+            "a named model (`default` when absent). Concurrent single-text requests without "
+            "`top_k` share one call to the algorithm service per model name.",
             "tags": ["predict"],
             "requestBody": {
                 "required": True,
@@ -191,6 +205,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 ),
                 **REFUSED,
                 **UPSTREAM,
+                **NAMED_MODEL_ANSWERS,
             },
         }
     },

@@ -63,7 +63,13 @@ class ChampionFollower:
         self._check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-        pool.on_change = self._wake.set  # a model loaded or unloaded: look again and report
+        self._report_due = False
+        pool.on_change = self._pool_changed
+
+    def _pool_changed(self) -> None:
+        """A model was loaded or unloaded: report it, and look at its desired state again."""
+        self._report_due = True
+        self._wake.set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -105,7 +111,8 @@ class ChampionFollower:
                     await self.pool.follow(name, desired.get(name))
                 except Exception:  # the follower must outlive any surprise
                     log.exception("following the registry for model %s failed", name)
-            if self._state() != before:
+            if self._state() != before or self._report_due:
+                self._report_due = False
                 await self.report()
 
     async def report(self) -> None:

@@ -160,6 +160,8 @@ class ModelPool:
             return
         if desired is None and name != DEFAULT_MODEL:
             return  # a name whose key vanished keeps serving what it has
+        if _serves(served.cache, desired):
+            return  # the usual poll: nothing to load, and the name stays free to unload
         self._busy.add(name)
         try:
             await asyncio.to_thread(served.cache.follow, desired)
@@ -169,7 +171,7 @@ class ModelPool:
         if memory != self._sizes.get(name):
             self._sizes[name] = memory
             record_model_memory(name, memory)
-            await self._make_room(0, keep=name)
+        await self._make_room(0, keep=name)  # also what was skipped while this one loaded
 
     def reports(self) -> dict[str, ModelReport]:
         """What this process holds of every model (and the names it could not load)."""
@@ -295,6 +297,17 @@ class ModelPool:
         record_model_unloaded(served.name, version)
         self.on_change()
         await asyncio.to_thread(release_memory)
+
+
+def _serves(cache: ModelCache, desired: Desired | None) -> bool:
+    """Whether `cache` serves exactly what `desired` names, with no error left to clear."""
+    return (
+        desired is not None
+        and desired.champion is not None  # none named: `default` follows `current`
+        and cache.last_error is None
+        and desired.champion == cache.version
+        and (not cache.keep_challenger or desired.challenger == cache.challenger_version)
+    )
 
 
 async def _close(served: ServedModel) -> None:

@@ -21,9 +21,9 @@ from werkzeug.exceptions import HTTPException
 from algorithm.service.batcher import Prediction
 from algorithm.service.errors import ApiError, ModelNotFound, NoModel
 from algorithm.service.model_cache import ServingModel
-from algorithm.service.model_pool import ServedModel
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import PredictRequest
+from algorithm.service.served_model import ServedModel
 from core import inference_protocol as oip
 from core.model_names import DEFAULT_MODEL, is_model_name
 

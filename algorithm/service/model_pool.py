@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import redis
 
-from algorithm.service.batcher import MicroBatcher
 from algorithm.service.config import AlgorithmSettings
 from algorithm.service.errors import BrokerUnavailable, ModelLoading, ModelNotFound, NoModel
 from algorithm.service.memory import files_bytes, release_memory
@@ -32,6 +28,7 @@ from algorithm.service.observability import (
     record_model_memory,
     record_model_unloaded,
 )
+from algorithm.service.served_model import ServedModel, serve
 from algorithm.service.shadow import ShadowScorer
 from core import serving_protocol
 from core.model_names import DEFAULT_MODEL
@@ -42,55 +39,6 @@ RETRY_AFTER_SECONDS = 2  # a cold model still loading, or Redis not answering: t
 # Before a name's first load its cost is unknown: its files times this (measured: a version's
 # unpickled vocabulary and the predictor's copy of the weights take 2.5 to 3 times its pickles).
 FILES_TO_MEMORY = 3
-
-
-@dataclass(eq=False)
-class ServedModel:
-    """One loaded model name: its versions, its batchers and how it is being used."""
-
-    name: str
-    cache: ModelCache
-    batcher: MicroBatcher
-    challenger_batcher: MicroBatcher  # /v2 calls naming the challenger (max_size 1: no task)
-    pinned: bool
-    shadow: ShadowScorer | None = None
-    last_used: float = field(default_factory=time.monotonic)
-    users: int = 0  # requests inside its batcher now: never unloaded while > 0
-
-    def report(self) -> ModelReport:
-        cache = self.cache
-        idle = time.monotonic() - self.last_used
-        return ModelReport(
-            version=cache.version,
-            challenger=cache.challenger_version,
-            error=cache.last_error,
-            error_version=cache.error_version,
-            loaded_at=cache.loaded_at,
-            memory_bytes=cache.memory_bytes,
-            last_used_at=datetime.fromtimestamp(time.time() - idle, UTC).isoformat(),
-            pinned=self.pinned,
-        )
-
-
-def serve(
-    cache: ModelCache, settings: AlgorithmSettings, *, pinned: bool, shadow: ShadowScorer | None
-) -> ServedModel:
-    """`cache` served with batchers of its own (and its shadow scorer, if any)."""
-    return ServedModel(
-        name=cache.model,
-        cache=cache,
-        batcher=MicroBatcher(
-            lambda: cache.current,
-            max_size=settings.batch_max_size,
-            max_wait=settings.batch_max_wait_ms / 1000,
-            model=cache.model,
-        ),
-        challenger_batcher=MicroBatcher(
-            lambda: cache.challenger, max_size=1, max_wait=0, model=cache.model
-        ),
-        pinned=pinned,
-        shadow=shadow,
-    )
 
 
 class ModelPool:

@@ -20,8 +20,9 @@ from algorithm.service.batcher import MicroBatcher, Prediction
 from algorithm.service.champion_follower import ChampionFollower
 from algorithm.service.config import AlgorithmSettings
 from algorithm.service.model_cache import ModelCache
-from algorithm.service.model_pool import ModelPool, serve
+from algorithm.service.model_pool import ModelPool
 from algorithm.service.observability import record_model_loaded, record_served_version
+from algorithm.service.served_model import serve
 from algorithm.service.shadow import ShadowScorer
 from core import serving_protocol
 from core.jobs import JobStore

@@ -253,6 +253,35 @@ def test_a_cold_model_answers_503_with_retry_after_past_the_wait_and_serves_once
     wait_until(served, timeout=10, what="the cold model served once loaded")
 
 
+def test_a_pinned_name_is_loaded_at_start_and_never_unloaded(
+    serve_app: Callable[[object], httpx.Client],
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis_url: str,
+    registry: redis.Redis,
+    versions: list[str],
+) -> None:
+    announce(registry, "always", versions[1])
+    settings = AlgorithmSettings(
+        model_dir=tmp_path_factory.getbasetemp() / "named-models",
+        redis_url=module_redis_url,
+        model_pinned=("always",),
+        model_memory_budget_mb=1,  # smaller than any two models: unpinned ones take turns
+    )
+    client = serve_app(create_asgi_app(settings))
+
+    def pinned() -> dict[str, object] | None:
+        found: dict[str, object] | None = client.get("/health/ready").json()["models"].get("always")
+        return found
+
+    loaded = wait_until(pinned, timeout=5, what="the pinned model loaded at start")
+    assert (loaded["version"], loaded["pinned"]) == (versions[1], True)
+    announce(registry, "passing", versions[2])
+    answer = client.post("/predict", json={"model": "passing", "text": TEXT})
+    assert answer.status_code == 200, answer.text
+    # Over the budget with it: the pinned ones stay, and a model alone over budget is served.
+    assert {"default", "always"} <= set(client.get("/health/ready").json()["models"])
+
+
 def test_redis_down_is_503_with_retry_after_for_a_cold_name_never_500(
     serve_app: Callable[[object], httpx.Client], tmp_path_factory: pytest.TempPathFactory
 ) -> None:

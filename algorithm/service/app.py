@@ -33,7 +33,7 @@ def create_app(
     settings: AlgorithmSettings | None = None,
     *,
     job_store: JobStore | None = None,
-    enqueue: Callable[[str], None] | None = None,
+    enqueue: Callable[..., None] | None = None,
 ) -> LoopFlask:
     """Build the Flask app with its runtime; tests pass their own settings or collaborators."""
     settings = settings or get_settings()
@@ -68,7 +68,7 @@ def create_asgi_app(
     settings: AlgorithmSettings | None = None,
     *,
     job_store: JobStore | None = None,
-    enqueue: Callable[[str], None] | None = None,
+    enqueue: Callable[..., None] | None = None,
     observe: bool = True,
 ) -> FlaskASGI | ObservedASGI:
     """The service as Hypercorn serves it: the Flask app on the server's loop, with its lifespan.

@@ -25,7 +25,8 @@ from typing import NamedTuple, TypeVar
 
 from algorithm.service.errors import ApiError, BadRequest, NoModel
 from algorithm.service.model_cache import ServingModel
-from algorithm.service.observability import record_batch, record_predictions
+from algorithm.service.observability import ModelCallMetrics
+from core.model_names import DEFAULT_MODEL
 
 Ranked = list[tuple[str, float]]
 T = TypeVar("T")
@@ -56,8 +57,10 @@ class MicroBatcher:
         *,
         max_size: int,
         max_wait: float,
+        model: str = DEFAULT_MODEL,
     ) -> None:
         self._current_model = current_model
+        self._metrics = ModelCallMetrics(model)
         self._max_size = max_size
         self._max_wait = max_wait
         self._queue: asyncio.Queue[Pending] | None = None
@@ -144,7 +147,7 @@ class MicroBatcher:
         if model is None:
             raise NoModel()
         if all(top_k is None for _, top_k in requests):  # the common case: labels only
-            return _predict_group(model, requests, None, chunk_chars)
+            return _predict_group(model, requests, None, chunk_chars, self._metrics)
         # One predictor call per distinct top_k (None: labels only), all on this one snapshot.
         groups: dict[int | None, list[int]] = {}
         for index, (_, top_k) in enumerate(requests):
@@ -152,7 +155,7 @@ class MicroBatcher:
         results: dict[int, Prediction | ApiError] = {}
         for top_k, indices in groups.items():
             answers = _predict_group(
-                model, [requests[index] for index in indices], top_k, chunk_chars
+                model, [requests[index] for index in indices], top_k, chunk_chars, self._metrics
             )
             results.update(zip(indices, answers, strict=True))
         return [results[index] for index in range(len(requests))]
@@ -165,17 +168,21 @@ class MicroBatcher:
 
 
 def _predict_group(
-    model: ServingModel, requests: list[Request], top_k: int | None, chunk_chars: int | None
+    model: ServingModel,
+    requests: list[Request],
+    top_k: int | None,
+    chunk_chars: int | None,
+    metrics: ModelCallMetrics,
 ) -> list[Prediction | ApiError]:
     """Answers for requests that share one top_k, in order."""
     texts = [text for texts, _ in requests for text in texts]
-    record_batch(len(texts))
+    metrics.record_batch(len(texts))
     if top_k is None:
         if chunk_chars is None:
             labels = model.predictor.predict_many(texts)
         else:
             labels = _in_chunks(model.predictor.predict_many, texts, chunk_chars)
-        record_predictions(requests=len(requests), texts=len(texts))
+        metrics.record_predictions(requests=len(requests), texts=len(texts))
         return _split(requests, lambda start, end: Prediction(labels[start:end], model.version))
     if top_k > model.label_count:
         problem = f"must be at most {model.label_count}, the labels of model {model.version}"
@@ -187,7 +194,7 @@ def _predict_group(
         ranked = model.predictor.top_k(texts, top_k)
     else:
         ranked = _in_chunks(lambda chunk: model.predictor.top_k(chunk, top_k), texts, chunk_chars)
-    record_predictions(requests=len(requests), texts=len(texts))
+    metrics.record_predictions(requests=len(requests), texts=len(texts))
 
     def scored(start: int, end: int) -> Prediction:
         scores = ranked[start:end]

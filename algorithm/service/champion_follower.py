@@ -7,7 +7,9 @@ runs every `poll_seconds` without being woken (every `fallback_poll_seconds`, fo
 `current` link, while no desired state exists), so a lost message costs a second, not a move. A
 reporter rewrites this replica's report well within its TTL, and the reconciler rewrites it at
 once after every load attempt. Reconciliations never overlap; a predict that finds no model
-shares the next one (`ensure_model`).
+shares the next one (`ensure_model`). Every loaded model name (and every pinned one) is followed:
+one MGET reads all their desired states, and each name's cache follows its own, one after the
+other; a name that is not loaded is not followed (its first request reads its state).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from algorithm.service.model_cache import ModelCache
+from algorithm.service.memory import rss_bytes
+from algorithm.service.model_pool import ModelPool
 from core import serving_protocol
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import Desired, ReplicaReport, ShadowCounts
 
 log = logging.getLogger(__name__)
@@ -34,14 +38,17 @@ CLOSE_SECONDS = 3.0
 class ChampionFollower:
     def __init__(
         self,
-        models: ModelCache,
+        pool: ModelPool,
         *,
+        redis_client: redis.Redis,
         redis_url: str,
         poll_seconds: float,
         fallback_poll_seconds: float,
         shadow_counts: Callable[[], ShadowCounts] = ShadowCounts,
     ) -> None:
-        self.models = models
+        self.pool = pool
+        self.models = pool.served[DEFAULT_MODEL].cache
+        self._sync_redis = redis_client  # read_many_desired's MGET, in a thread
         self.replica = serving_protocol.replica_name()
         self._redis = redis.asyncio.Redis.from_url(
             redis_url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
@@ -56,6 +63,13 @@ class ChampionFollower:
         self._check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._report_due = False
+        pool.on_change = self._pool_changed
+
+    def _pool_changed(self) -> None:
+        """A model was loaded or unloaded: report it, and look at its desired state again."""
+        self._report_due = True
+        self._wake.set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,13 +103,16 @@ class ChampionFollower:
     async def reconcile(self) -> None:
         """Load what the registry wants now; report at once after a load attempt or a change."""
         async with self._reconciling:
-            desired = await self._read_desired()
+            names = self.pool.followed()
+            desired = await self._read_desired(names)
             before = self._state()
-            try:
-                await asyncio.to_thread(self.models.follow, desired)
-            except Exception:  # the follower must outlive any surprise
-                log.exception("following the registry failed")
-            if self._state() != before:
+            for name in names:
+                try:
+                    await self.pool.follow(name, desired.get(name))
+                except Exception:  # the follower must outlive any surprise
+                    log.exception("following the registry for model %s failed", name)
+            if self._state() != before or self._report_due:
+                self._report_due = False
                 await self.report()
 
     async def report(self) -> None:
@@ -109,6 +126,9 @@ class ChampionFollower:
             error_version=models.error_version,
             loaded_at=models.loaded_at,
             shadow=self._shadow_counts(),
+            models=self.pool.reports(),
+            memory_budget_bytes=self.pool.budget,
+            rss_bytes=rss_bytes() or None,
         )
         try:
             await self._redis.set(
@@ -122,21 +142,29 @@ class ChampionFollower:
 
     def _state(self) -> tuple[object, ...]:
         models = self.models
-        return (models.load_attempts, models.version, models.challenger_version, models.last_error)
+        return (
+            models.load_attempts,
+            models.version,
+            models.challenger_version,
+            models.last_error,
+            self.pool.state(),
+        )
 
-    async def _read_desired(self) -> Desired | None:
+    async def _read_desired(self, names: list[str]) -> dict[str, Desired | None]:
+        """Each name's desired state; none at all while Redis does not answer (then `default`
+        follows `current` and the other names keep what they serve)."""
         try:
-            desired = serving_protocol.parse_desired(
-                await self._redis.get(serving_protocol.DESIRED_KEY)
+            desired = await asyncio.to_thread(
+                serving_protocol.read_many_desired, self._sync_redis, names
             )
         except (redis.RedisError, OSError) as exc:
             if self._redis_reachable:
                 log.warning("cannot read the desired versions, following `current`: %s", exc)
             self._redis_reachable = False
-            desired = None
+            desired = {}
         else:
             self._redis_reachable = True
-        self._desired_known = desired is not None
+        self._desired_known = desired.get(DEFAULT_MODEL) is not None
         return desired
 
     async def _poll(self) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
 from core.settings import JobSettings, ModelSigning, ModelStoreSettings, PredictLimits
 
 MIN_TOKEN_CHARS = 16
@@ -40,6 +41,13 @@ class AlgorithmSettings(PredictLimits, JobSettings, ModelSigning, ModelStoreSett
     # rates a line per prediction costs more than the 5 % observability budget (README).
     algorithm_access_log: bool = False
 
+    # Named models (docs/named-models.md). A process keeps the most recently used models within
+    # this many MiB (0: no bound), least recently used unloaded first; pinned names are loaded at
+    # start and never unloaded; a cold model's first request waits this long for its load.
+    model_memory_budget_mb: int = Field(default=0, ge=0)
+    model_pinned: Annotated[tuple[str, ...], NoDecode] = (DEFAULT_MODEL,)
+    model_load_wait_seconds: float = Field(default=10.0, ge=0)
+
     # The service tokens callers must present (web's ALGORITHM_TOKEN is one of them). A list, so
     # a token can be rotated: add the new one, move the callers over, then drop the old one.
     algorithm_tokens: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -53,6 +61,30 @@ class AlgorithmSettings(PredictLimits, JobSettings, ModelSigning, ModelStoreSett
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
+
+    @field_validator("model_pinned", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        """`MODEL_PINNED=default,topic`: comma-separated model names; `default` always pinned."""
+        if isinstance(value, str):
+            value = tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("model_pinned")
+    @classmethod
+    def _check_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            try:
+                check_model_name(name)
+            except InvalidModelName as exc:
+                raise ValueError(f"MODEL_PINNED: {name!r}: {exc}") from None
+        # `default` is served eagerly as before names existed, listed or not.
+        return tuple(dict.fromkeys((DEFAULT_MODEL, *value)))
+
+    @property
+    def model_memory_budget_bytes(self) -> int | None:
+        """The budget in bytes, None when unbounded."""
+        return self.model_memory_budget_mb * 1024 * 1024 or None
 
     @field_validator("algorithm_tokens")
     @classmethod

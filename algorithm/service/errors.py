@@ -4,7 +4,9 @@ ApiError                    {"error": code, "detail": text} with an HTTP status
 ├── BadRequest              400: the body is not what the endpoint takes
 ├── Unauthorized            401: no service token, or not an accepted one (+ WWW-Authenticate)
 ├── NoModel                 503: nothing trained (or published) yet
-├── ModelLoading            503: the registry's champion is not served here yet (startup probe)
+├── ModelLoading            503: the registry's champion is not served here yet (startup probe,
+│                                or a named model still loading after MODEL_LOAD_WAIT_SECONDS)
+├── ModelNotFound           404: no model of that name (no desired state in Redis)
 ├── JobNotFound             404
 └── BrokerUnavailable       503: Redis (the queue) does not answer
 
@@ -30,6 +32,11 @@ class ApiError(Exception):
     def with_status(self, status: int) -> ApiError:
         """The same error answered with another HTTP status."""
         self.status = status
+        return self
+
+    def retry_after(self, seconds: int) -> ApiError:
+        """The same error, telling the caller when to try again."""
+        self.headers["Retry-After"] = str(seconds)
         return self
 
 
@@ -74,6 +81,11 @@ class ModelLoading(ApiError):
     status = 503
     code = "model_loading"
     default_detail = "This process does not serve the registry's champion yet."
+
+
+class ModelNotFound(ApiError):
+    status = 404
+    code = "model_not_found"
 
 
 class JobNotFound(ApiError):

@@ -1,11 +1,13 @@
 """The Open Inference Protocol's REST routes (/v2) on the algorithm service.
 
-Inference goes through the same runtime as POST /predict: the champion's micro-batcher, its model
-snapshot (so the answer names the version that produced it), shadow scoring and the predict
-limits. A version in the path may be concrete or an alias; this process answers the versions it
-holds in memory, the champion and (with shadow scoring on) the challenger, and a 404 in the
-protocol's shape for any other (`previous` included): loading a version on request would put a
-model load on the request path. Errors answer `{"error": "<message>", "code": "<our code>"}`.
+Inference goes through the same runtime as POST /predict: the named model's micro-batcher, its
+model snapshot (so the answer names the version that produced it), shadow scoring and the predict
+limits. `{name}` is any model name the registry announced (a cold one is loaded as predict loads
+it; an unknown one is 404 `model_not_found`). A version in the path may be concrete or an alias;
+this process answers the versions it holds in memory, the champion and (with shadow scoring on)
+the challenger, and a 404 in the protocol's shape for any other (`previous` included): loading a
+version on request would put a model load on the request path. Errors answer
+`{"error": "<message>", "code": "<our code>"}`.
 """
 
 from __future__ import annotations
@@ -16,21 +18,18 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from algorithm.service.batcher import MicroBatcher, Prediction
-from algorithm.service.errors import ApiError, NoModel
+from algorithm.service.batcher import Prediction
+from algorithm.service.errors import ApiError, ModelNotFound, NoModel
 from algorithm.service.model_cache import ServingModel
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import PredictRequest
+from algorithm.service.served_model import ServedModel
 from core import inference_protocol as oip
+from core.model_names import DEFAULT_MODEL, is_model_name
 
 inference_protocol = Blueprint("v2", __name__, url_prefix="/v2")
 MODEL = "/models/<name>"
 VERSION = "/models/<name>/versions/<version>"
-
-
-class ModelNotFound(ApiError):
-    status = 404
-    code = "model_not_found"
 
 
 class VersionNotLoaded(ModelNotFound):
@@ -43,12 +42,7 @@ def runtime() -> ServingRuntime:
 
 
 def install(app: Flask) -> None:
-    """Register the /v2 routes; the challenger gets a batcher of its own (max_size 1: every call
-    is computed at once, so it owns no background task to stop)."""
-    models = app.extensions["textclf"].models
-    app.extensions["v2_challenger"] = MicroBatcher(
-        lambda: models.challenger, max_size=1, max_wait=0
-    )
+    """Register the /v2 routes (each model's challenger has a batcher of its own: model_pool)."""
     app.register_blueprint(inference_protocol)
 
 
@@ -90,16 +84,17 @@ async def server_ready() -> tuple[Response, int]:
 @inference_protocol.get(MODEL)
 @inference_protocol.get(VERSION)
 async def model_metadata(name: str, version: str | None = None) -> Response:
-    model = await _resolve(name, version)
-    versions = [model.version] if version is not None else _served_versions()
-    return jsonify(oip.model_metadata(versions=versions, label_count=model.label_count))
+    served, model = await _resolve(name, version)
+    versions = [model.version] if version is not None else _served_versions(served)
+    metadata = oip.model_metadata(versions=versions, label_count=model.label_count)
+    return jsonify({**metadata, "name": name})
 
 
 @inference_protocol.get(MODEL + "/ready")
 @inference_protocol.get(VERSION + "/ready")
 async def model_ready(name: str, version: str | None = None) -> Response:
-    model = await _resolve(name, version)
-    return jsonify(name=oip.MODEL_NAME, version=model.version, ready=True)
+    _, model = await _resolve(name, version)
+    return jsonify(name=name, version=model.version, ready=True)
 
 
 @inference_protocol.post(MODEL + "/infer")
@@ -113,7 +108,7 @@ async def infer(name: str, version: str | None = None) -> Response:
         )
     call = oip.parse_infer_request(request.get_data(cache=False))
     _check_texts(call.texts)
-    model = await _resolve(name, version)
+    served, model = await _resolve(name, version)
     top_k = (call.classification or model.label_count) if call.want_scores else None
     if top_k is not None and top_k > model.label_count:
         raise oip.ProtocolError(
@@ -121,27 +116,28 @@ async def infer(name: str, version: str | None = None) -> Response:
             f"version {model.version}",
             code="validation_error",
         )
-    if model is runtime().models.challenger and model is not runtime().models.current:
-        batcher: MicroBatcher = current_app.extensions["v2_challenger"]
-        prediction = await batcher.predict(call.texts, top_k)
+    if model is served.cache.challenger and model is not served.cache.current:
+        prediction = await served.challenger_batcher.predict(call.texts, top_k)
     else:
-        prediction = await runtime().predict(call.texts, top_k)
+        prediction = await runtime().predict(call.texts, top_k, name)
     if version not in (None, "champion") and prediction.version != model.version:
-        raise _not_loaded(version)  # swapped out while the batch waited
-    return jsonify(_answer(call, prediction))
+        raise _not_loaded(served, version)  # swapped out while the batch waited
+    return jsonify(_answer(call, prediction, served))
 
 
-def _answer(call: oip.InferenceCall, prediction: Prediction) -> dict[str, Any]:
+def _answer(call: oip.InferenceCall, prediction: Prediction, served: ServedModel) -> dict[str, Any]:
     ranked = prediction.scores
     classes = None
     if ranked is not None:
-        snapshot = _loaded(prediction.version)
+        snapshot = _loaded(served, prediction.version)
         if snapshot is None:
-            raise _not_loaded(prediction.version)
+            raise _not_loaded(served, prediction.version)
         classes = [str(label) for label in snapshot.predictor.model.classifier.classes_]
-    return oip.infer_response(
+    answer = oip.infer_response(
         call, version=prediction.version, labels=prediction.labels, ranked=ranked, classes=classes
     )
+    answer["model_name"] = served.name
+    return answer
 
 
 def _check_texts(texts: list[str]) -> None:
@@ -164,37 +160,43 @@ async def _champion() -> ServingModel | None:
     return rt.models.current
 
 
-async def _resolve(name: str, version: str | None) -> ServingModel:
-    """The loaded model `version` (a version or an alias; None: the champion) names."""
-    if name != oip.MODEL_NAME:
-        raise ModelNotFound(f"no model {name!r}: this service serves {oip.MODEL_NAME!r}")
-    champion = await _champion()
+async def _resolve(name: str, version: str | None) -> tuple[ServedModel, ServingModel]:
+    """The model `name` and its loaded version `version` (a version or an alias; None: the
+    champion)."""
+    if not is_model_name(name):
+        raise ModelNotFound(f"no model {name!r}: a model name is a slug, e.g. {DEFAULT_MODEL!r}")
+    rt = runtime()
+    if name == DEFAULT_MODEL:
+        served = rt.pool.served[DEFAULT_MODEL]
+        champion = await _champion()
+    else:
+        served = rt.pool.served.get(name) or await rt.pool.acquire(name)
+        champion = served.cache.current
     if champion is None:
         raise NoModel()
     if version in (None, "champion"):
-        return champion
-    model = runtime().models.challenger if version == "challenger" else _loaded(version)
+        return served, champion
+    model = served.cache.challenger if version == "challenger" else _loaded(served, version)
     if model is None:
-        raise _not_loaded(version)
-    return model
+        raise _not_loaded(served, version)
+    return served, model
 
 
-def _loaded(version: str) -> ServingModel | None:
-    models = runtime().models
-    for model in (models.current, models.challenger):
+def _loaded(served: ServedModel, version: str) -> ServingModel | None:
+    for model in (served.cache.current, served.cache.challenger):
         if model is not None and model.version == version:
             return model
     return None
 
 
-def _served_versions() -> list[str]:
-    models = runtime().models
+def _served_versions(served: ServedModel) -> list[str]:
+    models = served.cache
     return [v for v in dict.fromkeys((models.version, models.challenger_version)) if v]
 
 
-def _not_loaded(version: str | None) -> VersionNotLoaded:
-    served = ", ".join(_served_versions()) or "none"
+def _not_loaded(served: ServedModel, version: str | None) -> VersionNotLoaded:
+    versions = ", ".join(_served_versions(served)) or "none"
     return VersionNotLoaded(
-        f"model {oip.MODEL_NAME!r} version {version!r} is not loaded by this service, which "
-        f"serves the champion and, with shadow scoring on, the challenger (now: {served})"
+        f"model {served.name!r} version {version!r} is not loaded by this service, which "
+        f"serves the champion and, with shadow scoring on, the challenger (now: {versions})"
     )

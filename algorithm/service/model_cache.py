@@ -11,11 +11,16 @@ mix. A version that fails to load (unsigned, signed with another key, changed on
 is logged, counted by reason and reported; the old one keeps serving, and it is not retried until
 the registry announces again (no re-reading a corrupt file every poll), except when the store did
 not answer: that is tried again on the next look.
+
+One cache serves one model name: `default` also follows the volume's `current` link; any other
+name is served from its desired state only. Every version loaded is measured (memory.py), so the
+pool of named models (model_pool.py) knows what each name costs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +29,13 @@ from algorithm.ml import artifacts
 from algorithm.ml.signing import SigningKeys
 from algorithm.ml.store import TRANSIENT_REASONS, ArtifactStore, FilesystemStore
 from algorithm.ml.training import FastPredictor
+from algorithm.service.memory import files_bytes, measured
 from algorithm.service.observability import (
     record_refused_load,
     record_reload,
     record_served_version,
 )
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import Desired, utc_now
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,7 @@ class ServingModel:
     version: str
     manifest: dict[str, Any]
     predictor: FastPredictor
+    memory_bytes: int = 0  # what loading it added to the process (memory.py)
 
     @property
     def label_count(self) -> int:
@@ -54,10 +62,16 @@ def load_named_version(
     A cached copy that fails to load (changed on this host's disk, or evicted by another process
     meanwhile) is dropped and fetched again, once.
     """
+    return _load_named_version(store, version, signing_keys=signing_keys, keep=keep)[0]
+
+
+def _load_named_version(
+    store: ArtifactStore, version: str, *, signing_keys: SigningKeys, keep: tuple[str, ...] = ()
+) -> tuple[artifacts.LoadedVersion, Path]:
     for attempt in (1, 2):
         version_dir = store.version_dir(version, signing_keys=signing_keys, keep=keep)
         try:
-            return artifacts.load_version_dir(version_dir, signing_keys=signing_keys)
+            return artifacts.load_version_dir(version_dir, signing_keys=signing_keys), version_dir
         except artifacts.ArtifactError:
             store.forget(version)
             # A cached copy changed or evicted under us is fetched once more; the volume's
@@ -67,9 +81,18 @@ def load_named_version(
     raise AssertionError("unreachable")
 
 
-def _serving(loaded: artifacts.LoadedVersion) -> ServingModel:
+def _serving(
+    load: Callable[[], tuple[artifacts.LoadedVersion, Path]],
+) -> ServingModel:
+    """The version `load` reads, ready to predict, with the memory it added to the process."""
+
+    def build() -> tuple[artifacts.LoadedVersion, FastPredictor, Path]:
+        loaded, version_dir = load()
+        return loaded, FastPredictor(loaded.model), version_dir
+
+    (loaded, predictor, _), memory = measured(build, floor=lambda built: files_bytes(built[2]))
     return ServingModel(
-        version=loaded.version, manifest=loaded.manifest, predictor=FastPredictor(loaded.model)
+        version=loaded.version, manifest=loaded.manifest, predictor=predictor, memory_bytes=memory
     )
 
 
@@ -81,7 +104,9 @@ class ModelCache:
         signing_keys: SigningKeys,
         keep_challenger: bool = False,
         store: ArtifactStore | None = None,
+        model: str = DEFAULT_MODEL,
     ) -> None:
+        self.model = model
         self.model_root = model_root
         self.store = store if store is not None else FilesystemStore(model_root)
         self.signing_keys = signing_keys  # a manifest no key here signed is never trusted
@@ -105,6 +130,16 @@ class ModelCache:
     def challenger_version(self) -> str | None:
         return self.challenger.version if self.challenger else None
 
+    @property
+    def memory_bytes(self) -> int:
+        """What the versions held here cost (the champion, and a challenger other than it)."""
+        held = {id(m): m.memory_bytes for m in (self.current, self.challenger) if m is not None}
+        return sum(held.values())
+
+    def drop(self) -> None:
+        """Let go of every version held (the pool unloads this model)."""
+        self.current = self.challenger = None
+
     def follow(self, desired: Desired | None) -> bool:
         """Serve what `desired` names, else what `current` names; True when the champion moved."""
         if desired is None or desired.champion is None:
@@ -125,8 +160,11 @@ class ModelCache:
         return self.desired_champion is None or self.version == self.desired_champion
 
     def refresh(self) -> bool:
-        """Load `current` if it moved since the last look; True when a new model was swapped in."""
-        if not self.store.follows_current_link:
+        """Load `current` if it moved since the last look; True when a new model was swapped in.
+
+        Only `default` follows the link: another name is served from its desired state only.
+        """
+        if not self.store.follows_current_link or self.model != DEFAULT_MODEL:
             return False
         signature = artifacts.current_signature(self.model_root)
         if signature == self._signature:
@@ -135,8 +173,14 @@ class ModelCache:
         if signature is None:
             return False  # nothing published (or unpublished by hand): keep what we serve
         self.load_attempts += 1
+        root = self.model_root
+
+        def load() -> tuple[artifacts.LoadedVersion, Path]:
+            found = artifacts.resolve_current(root)
+            return artifacts.load_version_dir(found, signing_keys=self.signing_keys), found
+
         try:
-            loaded = artifacts.load_current_version(self.model_root, signing_keys=self.signing_keys)
+            loaded = _serving(load)
         except artifacts.NoPublishedModel:
             return False  # `current` vanished since the stat: as if nothing were published
         except artifacts.ArtifactError as exc:
@@ -144,7 +188,7 @@ class ModelCache:
             return False
         if self.current is not None and loaded.version == self.current.version:
             return False
-        self._swap_champion(_serving(loaded))
+        self._swap_champion(loaded)
         self.last_error = self.error_version = None
         return True
 
@@ -157,7 +201,7 @@ class ModelCache:
         loaded = self._load(version, seq)
         if loaded is None:
             return False
-        self._swap_champion(_serving(loaded))
+        self._swap_champion(loaded)
         return True
 
     def _load_challenger(self, version: str | None, seq: int) -> None:
@@ -168,15 +212,17 @@ class ModelCache:
         elif version == self.version:
             self.challenger = self.current
         elif (loaded := self._load(version, seq)) is not None:
-            self.challenger = _serving(loaded)
+            self.challenger = loaded
             log.info("shadow scoring with challenger %s", version)
 
-    def _load(self, version: str, seq: int) -> artifacts.LoadedVersion | None:
+    def _load(self, version: str, seq: int) -> ServingModel | None:
         self.load_attempts += 1
         served = tuple(name for name in (self.version, self.challenger_version) if name)
         try:
-            return load_named_version(
-                self.store, version, signing_keys=self.signing_keys, keep=served
+            return _serving(
+                lambda: _load_named_version(
+                    self.store, version, signing_keys=self.signing_keys, keep=served
+                )
             )
         except artifacts.ArtifactError as exc:
             if exc.reason not in TRANSIENT_REASONS:
@@ -188,13 +234,19 @@ class ModelCache:
         previous = self.version
         self.current = model
         self.loaded_at = utc_now()
-        log.info("serving model version %s", model.version)
+        log.info("serving model %s version %s", self.model, model.version)
         record_reload(succeeded=True)
-        record_served_version(previous, model.version)
+        record_served_version(self.model, previous, model.version)
 
     def _record_failure(self, version: str, exc: artifacts.ArtifactError) -> None:
         self.last_error = str(exc)
         self.error_version = version
-        log.error("cannot load version %s, keeping model %s: %s", version, self.version, exc)
+        log.error(
+            "cannot load version %s of model %s, keeping %s: %s",
+            version,
+            self.model,
+            self.version,
+            exc,
+        )
         record_reload(succeeded=False)
         record_refused_load(exc.reason)

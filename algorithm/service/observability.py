@@ -37,10 +37,11 @@ NO_MODEL = "none"  # the version label while a process serves no model
 
 PREDICTIONS = Counter("textclf_predictions_total", "Predict requests answered with labels.")
 PREDICTED_TEXTS = Counter("textclf_predicted_texts_total", "Texts labelled by predict requests.")
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000)
 BATCH_SIZE = Histogram(
     "textclf_predict_batch_size",
     "Texts per model call: concurrent requests coalesced by the micro-batcher, or one big body.",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
+    buckets=BATCH_BUCKETS,
 )
 MODEL_RELOADS = Counter(
     "textclf_model_reloads_total",
@@ -49,9 +50,34 @@ MODEL_RELOADS = Counter(
 )
 MODEL_SERVED = Gauge(
     "textclf_model_served_info",
-    'The model version each process serves: 1 on its version (version="none" before any).',
-    ["version"],
+    'The version of each model each process serves: 1 on its version (version="none" before any).',
+    ["model", "version"],
     multiprocess_mode="liveall",  # one series per live process; gone when it exits
+)
+# Per model name (the unlabelled totals above stay: their series and dashboards predate names).
+# The `model` label only ever holds names a process loaded, never one a request merely asked for.
+MODEL_PREDICTIONS = Counter(
+    "textclf_model_predictions_total", "Predict requests answered with labels, by model.", ["model"]
+)
+MODEL_BATCH_SIZE = Histogram(
+    "textclf_model_predict_batch_size",
+    "Texts per model call, by model.",
+    ["model"],
+    buckets=BATCH_BUCKETS,
+)
+MODEL_LOADS = Counter(
+    "textclf_model_loads_total", "Models loaded into a process on demand or at start.", ["model"]
+)
+MODEL_UNLOADS = Counter(
+    "textclf_model_unloads_total",
+    "Models unloaded to keep a process within MODEL_MEMORY_BUDGET_MB (least recently used first).",
+    ["model"],
+)
+MODEL_MEMORY = Gauge(
+    "textclf_model_memory_bytes",
+    "What each loaded model costs its process (RSS growth across its load, at least its files).",
+    ["model"],
+    multiprocess_mode="livesum",  # summed over live processes: the model's memory on this host
 )
 MODEL_LOADS_REFUSED = Counter(
     "textclf_model_loads_refused_total",
@@ -70,14 +96,43 @@ _request_duration = labelled(HTTP_DURATION)
 _reloads = labelled(MODEL_RELOADS)
 
 
-def record_predictions(*, requests: int, texts: int) -> None:
-    """Count predict requests answered with labels: once per model call, not per request."""
-    PREDICTIONS.inc(requests)
-    PREDICTED_TEXTS.inc(texts)
+class ModelCallMetrics:
+    """The series one model's batcher records into, labelled once (not per model call)."""
+
+    def __init__(self, model: str) -> None:
+        self._predictions = MODEL_PREDICTIONS.labels(model)
+        self._batch_size = MODEL_BATCH_SIZE.labels(model)
+
+    def record_predictions(self, *, requests: int, texts: int) -> None:
+        """Count predict requests answered with labels: once per model call, not per request."""
+        PREDICTIONS.inc(requests)
+        PREDICTED_TEXTS.inc(texts)
+        self._predictions.inc(requests)
+
+    def record_batch(self, texts: int) -> None:
+        BATCH_SIZE.observe(texts)
+        self._batch_size.observe(texts)
 
 
-def record_batch(texts: int) -> None:
-    BATCH_SIZE.observe(texts)
+def record_model_loaded(model: str, memory_bytes: int) -> None:
+    MODEL_LOADS.labels(model).inc()
+    MODEL_MEMORY.labels(model).set(memory_bytes)
+
+
+def record_model_memory(model: str, memory_bytes: int) -> None:
+    MODEL_MEMORY.labels(model).set(memory_bytes)
+
+
+def record_model_unloaded(model: str, version: str | None) -> None:
+    """Count the unload and take the model's gauges down.
+
+    In multiprocess mode a removed child's value stays in this process's metric file: it is set
+    to 0 first, so the series reads 0 (not its last value) until the process exits.
+    """
+    MODEL_UNLOADS.labels(model).inc()
+    for gauge, labels in ((MODEL_MEMORY, (model,)), (MODEL_SERVED, (model, version or NO_MODEL))):
+        gauge.labels(*labels).set(0)
+        gauge.remove(*labels)
 
 
 def record_reload(*, succeeded: bool) -> None:
@@ -88,11 +143,11 @@ def record_refused_load(reason: str) -> None:
     MODEL_LOADS_REFUSED.labels(reason).inc()
 
 
-def record_served_version(previous: str | None, current: str | None) -> None:
-    """Move this process's served-version series from `previous` to `current`."""
+def record_served_version(model: str, previous: str | None, current: str | None) -> None:
+    """Move this process's served-version series of `model` from `previous` to `current`."""
     if previous != current:
-        MODEL_SERVED.labels(previous or NO_MODEL).set(0)
-    MODEL_SERVED.labels(current or NO_MODEL).set(1)
+        MODEL_SERVED.labels(model, previous or NO_MODEL).set(0)
+    MODEL_SERVED.labels(model, current or NO_MODEL).set(1)
 
 
 def record_shadow(*, compared: int, agreed: int) -> None:

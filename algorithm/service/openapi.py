@@ -28,6 +28,7 @@ from algorithm.service.schemas import (
 )
 from core import inference_protocol_openapi as v2
 from core.jobs import Job
+from core.model_names import DEFAULT_MODEL, MODEL_NAME_PATTERN, RESERVED_MODEL_NAMES
 
 docs = Blueprint("docs", __name__)
 
@@ -67,6 +68,22 @@ SERVICE_TOKEN = {
 }
 OPEN: dict[str, list[Any]] = {"security": []}  # probes and /metrics need no service token
 BROKER_DOWN = _error("Redis does not answer: `broker_unavailable`")
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (with `model_loading` and "
+        "`broker_unavailable`)",
+        "required": False,
+        "schema": {"type": "string"},
+    }
+}
+MODEL_NAME = {
+    "type": "string",
+    "pattern": f"^{MODEL_NAME_PATTERN}$",
+    "not": {"enum": sorted(RESERVED_MODEL_NAMES)},
+    "default": DEFAULT_MODEL,
+    "description": "The model name (absent: `default`).",
+}
+MODEL_NOT_FOUND = _error("No model of that name: `model_not_found`")
 
 
 def predict_request_schema(
@@ -95,14 +112,14 @@ def predict_request_schema(
             {
                 "title": "OneText",
                 "type": "object",
-                "properties": {"text": text, "top_k": top_k},
+                "properties": {"model": MODEL_NAME, "text": text, "top_k": top_k},
                 "required": ["text"],
                 "additionalProperties": False,
             },
             {
                 "title": "TextBatch",
                 "type": "object",
-                "properties": {"texts": texts, "top_k": top_k},
+                "properties": {"model": MODEL_NAME, "texts": texts, "top_k": top_k},
                 "required": ["texts"],
                 "additionalProperties": False,
             },
@@ -165,7 +182,8 @@ def build_openapi(
                         "400": _error(
                             "Invalid input: `invalid_json`, or `validation_error` with "
                             "`fields` naming each field's problems (`top_k` above the "
-                            "served model's label count and PREDICT_MAX_TOP_K included)"
+                            "served model's label count and PREDICT_MAX_TOP_K included, a "
+                            "`model` that is not a model name)"
                         ),
                         "401": UNAUTHORIZED,
                         "413": _error(
@@ -176,13 +194,35 @@ def build_openapi(
                         "415": _error(
                             "Body not sent as application/json: `unsupported_media_type`"
                         ),
-                        "503": _error("Nothing trained yet: `no_model`"),
+                        "404": MODEL_NOT_FOUND,
+                        "503": {
+                            **_error(
+                                "Nothing trained yet for that model: `no_model`; a model "
+                                "still loading after MODEL_LOAD_WAIT_SECONDS, or one that "
+                                "could not be loaded here: `model_loading`; Redis not "
+                                "answering for a model not loaded: `broker_unavailable`"
+                            ),
+                            "headers": RETRY_AFTER,
+                        },
                     },
                 }
             },
             "/train": {
                 "post": {
-                    "summary": "Queue a training job (or get the one already queued); no body",
+                    "summary": "Queue a training job of a model (or get the one already "
+                    "queued); no body trains `default`",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"model": MODEL_NAME},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
                     "parameters": [
                         {
                             "name": "X-Requested-By",
@@ -196,11 +236,16 @@ def build_openapi(
                     "responses": {
                         "202": queued,
                         "400": _error(
-                            "A body was sent, or `X-Requested-By` is not visible ASCII: "
-                            "`invalid_request`"
+                            'A body other than `{"model": "<name>"}`, or '
+                            "`X-Requested-By` is not visible ASCII: `invalid_request`; a "
+                            "`model` that is not a model name: `validation_error`"
                         ),
                         "401": UNAUTHORIZED,
+                        "404": MODEL_NOT_FOUND,
                         "413": TOO_LARGE,
+                        "415": _error(
+                            "A body not sent as application/json: `unsupported_media_type`"
+                        ),
                         "503": BROKER_DOWN,
                     },
                 }

@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from algorithm.service.errors import BadRequest
+from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
 from core.settings import PredictLimits
+
+
+def _check_model(value: str) -> str:
+    try:
+        return check_model_name(value)
+    except InvalidModelName as exc:
+        raise ValueError(str(exc)) from None
 
 
 class PredictRequest(BaseModel):
@@ -18,6 +26,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    model: str = Field(default=DEFAULT_MODEL, description="The model name (absent: default).")
     text: str | None = Field(default=None, description="One text to classify.")
     texts: list[str] | None = Field(default=None, description="Several texts to classify.")
     top_k: Annotated[int, Field(ge=1)] | None = Field(
@@ -32,6 +41,11 @@ class PredictRequest(BaseModel):
             raise ValueError("must be a string, not null")
         _check_one(value, info.context or {})
         return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model_name(cls, value: str) -> str:
+        return _check_model(value)
 
     @field_validator("texts")
     @classmethod
@@ -103,6 +117,34 @@ class BatchPredictResponse(BaseModel):
     )
 
 
+class TrainRequest(BaseModel):
+    """POST /train's optional body: which model to train (absent: default)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(default=DEFAULT_MODEL, description="The model name to train.")
+
+    @field_validator("model")
+    @classmethod
+    def _check_model_name(cls, value: str) -> str:
+        return _check_model(value)
+
+
+def parse_train_request(body: bytes) -> TrainRequest:
+    """No body (or `{}`) trains `default`; BadRequest with field errors otherwise."""
+    if not body.strip():
+        return TrainRequest()
+    try:
+        return TrainRequest.model_validate_json(body)
+    except ValidationError as exc:
+        if any(error["type"] != "value_error" for error in exc.errors()):
+            # Anything but a bad name: not what /train takes (as before it took a name).
+            raise BadRequest(
+                'POST /train takes no body, or {"model": "<name>"}.', code="invalid_request"
+            ) from None
+        raise _as_bad_request(exc) from None
+
+
 class Liveness(BaseModel):
     status: Literal["ok"]
 
@@ -114,6 +156,12 @@ class Started(BaseModel):
     )
 
 
+class ServedModelState(BaseModel):
+    version: str | None = Field(description="The champion version served.")
+    memory_bytes: int = Field(description="What the model costs this process (RSS growth).")
+    pinned: bool = Field(description="Never unloaded (MODEL_PINNED).")
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Literal["ok", "unavailable"]] = Field(
@@ -122,6 +170,10 @@ class Readiness(BaseModel):
     model_version: str | None = Field(description="The model version this process serves.")
     model_error: str | None = Field(
         description="Which version this process failed to load, if any (the log says why)."
+    )
+    models: dict[str, ServedModelState] = Field(
+        default_factory=dict,
+        description="Every model this process holds, by name, with what it costs in memory.",
     )
 
 

@@ -15,6 +15,7 @@ from celery import Celery
 
 from core.jobs import REQUEST_ID_TASK_HEADER, TRAIN_TASK
 from core.logs import REQUEST_ID
+from core.model_names import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,18 @@ class TrainingQueue:
             accept_content=["json"],
         )
 
-    def enqueue(self, job_id: str) -> None:
-        """Send the training task for job_id, with the current request's id as a header."""
+    def enqueue(self, job_id: str, model: str = DEFAULT_MODEL) -> None:
+        """Send the training task for job_id of `model`, with the current request's id as a
+        header.
+
+        `default`'s message is the one sent before names existed (no kwargs: the worker reads
+        the job's model), so a worker not yet upgraded still runs it during a rolling upgrade.
+        """
         request_id = REQUEST_ID.get()
         headers = {REQUEST_ID_TASK_HEADER: request_id} if request_id else None
-        self._app.send_task(TRAIN_TASK, args=[job_id], headers=headers)
-        log.info("queued the training of job %s", job_id)
+        kwargs = None if model == DEFAULT_MODEL else {"model": model}
+        self._app.send_task(TRAIN_TASK, args=[job_id], kwargs=kwargs, headers=headers)
+        log.info("queued the training of job %s (model %s)", job_id, model)
 
     def close(self) -> None:
         """Release the broker connections."""

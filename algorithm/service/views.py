@@ -13,17 +13,27 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from algorithm.service.config import AlgorithmSettings
-from algorithm.service.errors import BadRequest, BrokerUnavailable, JobNotFound, ModelLoading
+from algorithm.service.errors import (
+    BadRequest,
+    BrokerUnavailable,
+    JobNotFound,
+    ModelLoading,
+    ModelNotFound,
+)
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
     PredictRequest,
     Readiness,
+    ServedModelState,
     Started,
     parse_predict_request,
+    parse_train_request,
 )
+from core import serving_protocol
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS, Requester
 from core.logs import REQUEST_ID
+from core.model_names import DEFAULT_MODEL
 
 api = Blueprint("api", __name__)
 # Who asked web for a training (the header and its limit: core/jobs.py). Only service-token
@@ -65,7 +75,7 @@ async def predict() -> Response | tuple[Response, int]:
         body = read_predict_body(limits)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
-    labels, version, scores = await runtime().predict(texts, body.top_k)
+    labels, version, scores = await runtime().predict(texts, body.top_k, body.model)
     if scores is None:
         if body.text is not None:
             return jsonify(label=labels[0], model_version=version)
@@ -78,18 +88,32 @@ async def predict() -> Response | tuple[Response, int]:
 
 @api.post("/train")
 async def train() -> tuple[Response, int, dict[str, str]]:
-    """Queue a training job (or return the one already queued)."""
-    if request.get_data(cache=False).strip() not in (b"", b"{}"):
-        raise BadRequest("POST /train takes no input; send an empty body.")
+    """Queue a training job of a model (or return the one already queued)."""
+    body = request.get_data(cache=False)
+    if body.strip() and request.mimetype != "application/json":
+        raise BadRequest(
+            f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
+            code="unsupported_media_type",
+        ).with_status(415)
+    model = parse_train_request(body).model
     requester = Requester(requested_by=requested_by(), request_id=REQUEST_ID.get())
     rt = runtime()
     try:
-        job = await asyncio.to_thread(
-            rt.job_store.request_training, enqueue=rt.enqueue, requester=requester
-        )
+        job = await asyncio.to_thread(_request_training, rt, model, requester)
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnavailable(f"The job queue is not reachable: {exc}") from exc
     return jsonify(job), 202, {"Location": f"/train/{job['job_id']}"}
+
+
+def _request_training(rt: ServingRuntime, model: str, requester: Requester) -> dict[str, object]:
+    """The job training `model` (404 for a name the registry has not announced)."""
+    if model != DEFAULT_MODEL and serving_protocol.read_desired(rt.redis, model) is None:
+        raise ModelNotFound(f"No model named {model!r}.")
+    return rt.job_store.request_training(
+        enqueue=lambda job_id: rt.enqueue_training(job_id, model),
+        requester=requester,
+        model=model,
+    )
 
 
 def requested_by() -> str | None:
@@ -159,5 +183,13 @@ async def ready() -> tuple[Response, int]:
         checks={"redis": redis_state},
         model_version=rt.models.version,
         model_error=f"version {failed} could not be loaded (see the log)" if failed else None,
+        models={
+            name: ServedModelState(
+                version=served.cache.version,
+                memory_bytes=served.cache.memory_bytes,
+                pinned=served.pinned,
+            )
+            for name, served in rt.pool.served.items()
+        },
     )
     return jsonify(body.model_dump()), 200 if redis_state == "ok" else 503

@@ -105,7 +105,7 @@ def check_clients(service: dict[str, str], model: TrainedModel) -> None:
     assert triton["metadata"]["name"] == "default"
     assert triton["metadata"]["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert "classification" in triton["server"]["extensions"]
-    assert "no model 'nope'" in triton["unknown_model"]
+    assert "no model named 'nope'" in triton["unknown_model"].lower()
     assert (kserve["live"], kserve["ready"], kserve["model_ready"]) == (True, True, True)
     assert kserve["labels"] == expected and kserve["model_name"] == "default"
     assert kserve["id"] == "k-1" and kserve["probabilities_shape"] == [2, len(classes)]

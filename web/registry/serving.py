@@ -17,6 +17,7 @@ import redis
 from django.db import close_old_connections, connection
 
 from core import registry, serving_protocol
+from core.model_names import DEFAULT_MODEL
 from web.config import get_settings
 from web.errors import DATABASE_OUTAGES
 from web.registry.database import DjangoDatabase
@@ -37,9 +38,9 @@ def get_redis() -> redis.Redis:
     )
 
 
-def announce_desired() -> bool:
-    """Tell the serving processes what the aliases say now; False if Redis could not be told."""
-    desired = registry.read_desired(DjangoDatabase())
+def announce_desired(model: str = DEFAULT_MODEL) -> bool:
+    """Tell the serving processes what `model`'s aliases say now; False if Redis was not told."""
+    desired = registry.read_desired(DjangoDatabase(), model)
     try:
         serving_protocol.announce(get_redis(), desired)
     except redis.RedisError:

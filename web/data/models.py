@@ -38,7 +38,7 @@ class Data(models.Model):
     class Meta:
         db_table = "data"
         ordering = ["id"]
-        # Every list shows one model name's rows (`WHERE model = ...`), so every index leads
+        # Every list shows one model name's rows (`WHERE model = ...`), so every B-tree leads
         # with the name: each ordering reads one name's range of an index in its order (keyset
         # pagination, ties broken by id), a small name among a million `default` rows as fast as
         # `default` itself. `?label=` with a time ordering walks the name's time index filtering

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from drf_spectacular.utils import OpenApiParameter
 
 from core import registry
@@ -85,7 +85,8 @@ def model_exists(model: str) -> bool:
     if model in _known:
         return True
     if is_model_name(model) and registry.model_exists(DjangoDatabase(), model):
-        _known.add(model)
+        if not connection.in_atomic_block:  # committed: a transaction's own may be rolled back
+            _known.add(model)
         return True
     return False
 
@@ -105,6 +106,12 @@ def register_on_first_write(models: set[str], *, request: Any) -> None:
         if registry.register_model(DjangoDatabase(), model, actor=actor):
             transaction.on_commit(_announcer(model), robust=True)
         transaction.on_commit(_remember(model))
+
+
+def forget_known_names(**_: Any) -> None:
+    """Forget the names seen (connected to post_migrate, which a `flush` of the tables sends)."""
+    _known.clear()
+    _known.add(DEFAULT_MODEL)
 
 
 def _announcer(model: str) -> Any:

@@ -158,9 +158,9 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
 
 @extend_schema(
     summary="Export rows as NDJSON or CSV, streamed",
-    description="The rows the list would show (same `model`, `label`, `search` and `ordering`), "
-    "all of "
-    "them, streamed in constant memory. The output is a valid import body. At most "
+    description="The rows the list would show (same `model`, `label`, `search` and "
+    "`ordering`), all of them, streamed in constant memory. The output is a valid import body "
+    "(`text` and `label`: import it under any name with `?model=`). At most "
     "EXPORT_MAX_PER_TOKEN exports of one token (and EXPORT_MAX_PER_PROCESS of one server "
     "process) run at once: one more is answered 429 `too_many_exports`. A client that takes "
     "nothing for EXPORT_SEND_DEADLINE_SECONDS is disconnected.",

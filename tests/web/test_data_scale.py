@@ -86,7 +86,7 @@ def test_list_queries_read_an_index_and_never_scan_or_sort_the_table(
         if query.startswith("label=") and "_at" in query:
             # No (label, time) index: the time index filtered by label, or the label's own
             # rows read through the label index and sorted, never the table's.
-            assert "Sort" not in plan or "data_label_id_idx" in plan, plan
+            assert "Sort" not in plan or "data_model_label_id_idx" in plan, plan
         else:
             assert "Sort" not in plan, plan  # rows come out of the index in page order
 
@@ -103,7 +103,7 @@ def test_a_label_with_a_time_ordering_never_sorts_more_than_that_label(
     for ordering in ("created_at", "-updated_at"):
         (plan,) = plans_of(api, f"label={label}&ordering={ordering}")
         assert "Seq Scan" not in plan, plan
-        assert "Sort" not in plan or "data_label_id_idx" in plan, plan
+        assert "Sort" not in plan or "data_model_label_id_idx" in plan, plan
         page = api.get(f"/api/data/?label={label}&ordering={ordering}&page_size=20").json()
         field = ordering.lstrip("-")
         keys = [(row[field], row["id"]) for row in page["results"]]
@@ -135,7 +135,7 @@ def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     # own index (at a million, the trigram index wins: docs/data.md); dropped inside this
     # test's transaction, so that the plan shows what the trigram index itself answers.
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX data_label_id_idx")
+        cursor.execute("DROP INDEX data_model_label_id_idx")
     (plan,) = plans_of(api, query)
     lines = plan.splitlines()
     assert TRIGRAM_INDEX in plan, plan

@@ -45,6 +45,8 @@ class TokenIdentity:
     name: str
     role: Role
     expires_at: float | None  # time.time() seconds
+    # The model names the token may use; None: every name (web/auth/scope.py reads it).
+    models: frozenset[str] | None = None
 
     is_authenticated = True  # for DRF, which treats this as request.user
 
@@ -60,7 +62,7 @@ def fetch_identity(digest: str) -> TokenIdentity | None:
     """The identity of the unrevoked token with this digest, from the database."""
     row = (
         ApiToken.objects.filter(digest=digest, revoked_at__isnull=True)
-        .values("id", "name", "role", "expires_at")
+        .values("id", "name", "role", "expires_at", "models")
         .first()
     )
     if row is None or (row["expires_at"] is not None and row["expires_at"] <= timezone.now()):
@@ -71,6 +73,7 @@ def fetch_identity(digest: str) -> TokenIdentity | None:
         name=row["name"],
         role=Role.from_label(row["role"]),
         expires_at=expires_at.timestamp() if expires_at is not None else None,
+        models=frozenset(row["models"]) if row["models"] is not None else None,
     )
 
 

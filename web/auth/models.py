@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from core.model_names import MODEL_NAME_MAX_LENGTH
 from web.auth.roles import Role
 
 ROLE_CHOICES = [(role.label, role.label) for role in Role]
@@ -21,6 +23,13 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The model names the token may use (web/auth/scope.py); NULL: every name, as before names.
+    models = ArrayField(
+        models.CharField(max_length=MODEL_NAME_MAX_LENGTH),
+        null=True,
+        blank=True,
+        help_text="Model names this token may use; empty: every name.",
+    )
 
     class Meta:
         db_table = "api_token"
@@ -28,6 +37,11 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role})"
+
+    @property
+    def models_shown(self) -> str:
+        """The names the token may use, for lists: `*` for every name."""
+        return ",".join(self.models) if self.models is not None else "*"
 
     @property
     def status(self) -> str:

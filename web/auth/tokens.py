@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from core.model_names import InvalidModelName, check_model_name
 from web.auth.models import ApiToken
 from web.auth.roles import Role
 
@@ -36,10 +37,19 @@ def digest_of(secret: str) -> str:
 
 
 def issue_token(
-    *, name: str, role: Role, expires_at: datetime | None = None, secret: str | None = None
+    *,
+    name: str,
+    role: Role,
+    expires_at: datetime | None = None,
+    secret: str | None = None,
+    models: list[str] | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create the token `name`; return it and its secret (the only time the secret is known)."""
+    """Create the token `name`; return it and its secret (the only time the secret is known).
+
+    `models` limits it to those model names (None: every name).
+    """
     _check_name(name)
+    models = checked_model_names(models) if models is not None else None
     secret = secret if secret is not None else new_secret()
     _check_secret(secret)
     if expires_at is not None and expires_at <= timezone.now():
@@ -53,6 +63,7 @@ def issue_token(
             digest=digest_of(secret),
             prefix=secret[:SHOWN_PREFIX_CHARS],
             expires_at=expires_at,
+            models=models,
         )
     return token, secret
 
@@ -87,6 +98,18 @@ def revoke_token(name: str) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def checked_model_names(names: list[str]) -> list[str]:
+    """The names a token is limited to, each a valid model name, sorted without repeats."""
+    if not names:
+        raise TokenError("a token limited to model names needs at least one name")
+    for name in names:
+        try:
+            check_model_name(name)
+        except InvalidModelName as error:
+            raise TokenError(f"{name!r} is not a model name: {error}") from None
+    return sorted(set(names))
 
 
 def _check_name(name: str) -> None:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.model_names import DEFAULT_MODEL
 from web.data import rules
 from web.data.copy_feed import CopyFeed
 from web.data.search_backlog import drainer
@@ -35,7 +36,7 @@ BLOCK_ROWS = 2000
 BLOCK_CHARS = 1_000_000
 # Imported rows enter the search backlog (search_indexed false): the COPY does not wait for the
 # trigram index, which took ~90 % of an import's time; the drain indexes them after the commit.
-COPY_SQL = "COPY data (text, label, created_at, updated_at, search_indexed) FROM STDIN"
+COPY_SQL = "COPY data (text, label, model, created_at, updated_at, search_indexed) FROM STDIN"
 MARK_BACKLOG_SQL = "INSERT INTO data_search_backlog_import (rows, created_at) VALUES (%s, now())"
 NDJSON, CSV = "application/x-ndjson", "text/csv"
 # Longest line accepted: the longest text, every character escaped as \uXXXX, plus slack.
@@ -53,11 +54,14 @@ class ImportRefusedError(ValidationFailed):
     """The body has bad lines: nothing was imported."""
 
 
-def import_rows(lines: Iterable[bytes], *, media_type: str) -> int:
-    """Validate and COPY every row of the body in one transaction; return how many were added."""
+def import_rows(lines: Iterable[bytes], *, media_type: str, model: str = DEFAULT_MODEL) -> int:
+    """Validate and COPY every row of the body in one transaction; return how many were added.
+
+    Every row goes to `model` (a valid name: a slug needs no escaping in COPY's text format).
+    """
     parse = _PARSERS[media_type]
     stamp = timezone.now().isoformat()
-    row_end = f"\t{stamp}\t{stamp}\tf\n"  # created_at, updated_at, search_indexed
+    row_end = f"\t{model}\t{stamp}\t{stamp}\tf\n"  # model, created_at, updated_at, search_indexed
     bad: list[dict[str, Any]] = []
     single: list[tuple[str, str]] = []  # good rows checked one by one, written in blocks too
     added = single_chars = 0

@@ -13,7 +13,9 @@ LABEL_MAX_LENGTH = 100
 # The trigram index holds the rows whose search_indexed is true; the backlog index holds the
 # others (imported rows not indexed yet, see web/data/search_backlog.py). The trigram index
 # also keys each row by its label (btree_gin), so `?label=&search=` reads only that label's
-# matches instead of every match of the words (a common word has thousands).
+# matches instead of every match of the words (a common word has thousands). Not by model name:
+# as a key, `default` (most rows) made every search of `default` read its huge posting tree
+# (twice the time at 300 000 rows, docs/data.md); a name's matches are filtered from the rows.
 TRIGRAM_INDEX = "data_label_text_trgm_idx"
 BACKLOG_INDEX = "data_search_backlog_idx"
 
@@ -36,16 +38,20 @@ class Data(models.Model):
     class Meta:
         db_table = "data"
         ordering = ["id"]
-        # Every ordering reads an index in its order (keyset pagination, ties broken by id);
-        # `?label=` with a time ordering walks the time index filtering the label, or reads the
-        # label's rows and sorts them, whichever is cheaper (both bounded: docs/data.md);
-        # `?search=` (icontains, which Django writes as UPPER(text) LIKE UPPER(...)) reads the
-        # trigram index for indexed rows and the backlog index for the others. Changed
-        # concurrently (migrations 0002, 0003): no write lock on a big table.
+        # Every list shows one model name's rows (`WHERE model = ...`), so every B-tree leads
+        # with the name: each ordering reads one name's range of an index in its order (keyset
+        # pagination, ties broken by id), a small name among a million `default` rows as fast as
+        # `default` itself. `?label=` with a time ordering walks the name's time index filtering
+        # the label, or reads the label's rows and sorts them, whichever is cheaper (both
+        # bounded: docs/data.md); `?search=` (icontains, which Django writes as UPPER(text) LIKE
+        # UPPER(...)) reads the trigram index for indexed rows (keyed by label too) and the
+        # backlog index for the others. Changed concurrently (migrations 0002, 0003, 0005,
+        # 0007): no write lock on a big table.
         indexes = [
-            models.Index(fields=["label", "id"], name="data_label_id_idx"),
-            models.Index(fields=["created_at", "id"], name="data_created_id_idx"),
-            models.Index(fields=["updated_at", "id"], name="data_updated_id_idx"),
+            models.Index(fields=["model", "id"], name="data_model_id_idx"),
+            models.Index(fields=["model", "label", "id"], name="data_model_label_id_idx"),
+            models.Index(fields=["model", "created_at", "id"], name="data_model_created_id_idx"),
+            models.Index(fields=["model", "updated_at", "id"], name="data_model_updated_id_idx"),
             GinIndex(
                 F("label"),
                 OpClass(Upper("text"), name="gin_trgm_ops"),

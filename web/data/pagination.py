@@ -24,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from core.model_names import DEFAULT_MODEL
 from web.data.models import Data
 from web.data.search_backlog import backlog_waiting
 from web.edge.json_parser import load_json
@@ -71,7 +72,10 @@ class KeysetPagination(pagination.BasePagination):
         more_after, more_before = (bool(cursor), more) if backwards else (more, bool(cursor))
         self.next_key = _key(rows[-1], field) if rows and more_after else None
         self.previous_key = _key(rows[0], field) if rows and more_before else None
-        self.count = self._count(request, first_page=cursor is None, more=more, served=len(rows))
+        model = getattr(view, "listed_model", DEFAULT_MODEL)
+        self.count = self._count(
+            request, model, first_page=cursor is None, more=more, served=len(rows)
+        )
         return rows
 
     def get_paginated_response(self, data: Any) -> Response:
@@ -93,15 +97,15 @@ class KeysetPagination(pagination.BasePagination):
         return replace_query_param(url, "cursor", token)
 
     def _count(
-        self, request: Request, *, first_page: bool, more: bool, served: int
+        self, request: Request, model: str, *, first_page: bool, more: bool, served: int
     ) -> tuple[int | None, bool]:
         if first_page and not more:
             return served, False
         if any(request.query_params.get(name) for name in FILTER_PARAMS):
             return None, False
-        estimate = estimated_rows()
+        estimate = estimated_rows(model)
         if estimate < EXACT_COUNT_BELOW:
-            return Data.objects.count(), False
+            return Data.objects.filter(model=model).count(), False
         return estimate, True
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +116,11 @@ class KeysetPagination(pagination.BasePagination):
                 "count": {
                     "type": "integer",
                     "nullable": True,
-                    "description": "Unfiltered lists: the number of rows, exact below "
-                    f"{EXACT_COUNT_BELOW} rows, else the planner's estimate (pg_class.reltuples; "
-                    "see count_is_estimate). Filtered lists: exact when every match fits on the "
-                    "first page, else null (counting matches would cost a scan).",
+                    "description": "Unfiltered lists: the number of the model's rows, exact "
+                    f"below {EXACT_COUNT_BELOW} rows, else the planner's estimate "
+                    "(pg_class.reltuples times the name's share in the column's statistics; see "
+                    "count_is_estimate). Filtered lists: exact when every match "
+                    "fits on the first page, else null (counting matches would cost a scan).",
                 },
                 "count_is_estimate": {"type": "boolean"},
                 "next": {"type": "string", "nullable": True, "format": "uri"},
@@ -173,11 +178,12 @@ def first_search_matches(
     return list(rows[:limit])
 
 
-def estimated_rows() -> int:
-    """The planner's row estimate for `data` (-1 before the first ANALYZE)."""
+def estimated_rows(model: str) -> int:
+    """The planner's estimate of `model`'s rows (its statistics of the column; no scan)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'data'::regclass")
-        return int(cursor.fetchone()[0])
+        cursor.execute("EXPLAIN (FORMAT JSON) SELECT 1 FROM data WHERE model = %s", [model])
+        (plan,) = cursor.fetchone()[0]
+        return int(plan["Plan"]["Plan Rows"])
 
 
 ORDERINGS = [f"{sign}{field}" for field in ORDERING_FIELDS for sign in ("", "-")]

@@ -14,6 +14,8 @@ from django.conf import settings
 from web.data.models import LABEL_MAX_LENGTH
 
 FIELDS = ("text", "label")
+# Rows of a file carry no model: the import's `?model=` names the one model of all its rows.
+IMPORT_MODEL_HINT = " (every row of an import goes to the model that ?model= names)"
 TEXT_MAX_CHARS: int = settings.TEXT_MAX_CHARS  # read once: this runs for every imported row
 # JSON may escape lone surrogates ("\\ud800"); they are not text and cannot be stored.
 _NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -47,7 +49,10 @@ def clean_row(row: Any) -> tuple[str, str]:
             pass  # described field by field below
     if not isinstance(row, dict):
         raise RowProblem('Expected an object with "text" and "label".')
-    problems = [f"{name}: Unknown field." for name in sorted(set(row) - set(FIELDS))]
+    problems = [
+        f"{name}: Unknown field{IMPORT_MODEL_HINT if name == 'model' else ''}."
+        for name in sorted(set(row) - set(FIELDS))
+    ]
     cleaned: list[str] = []
     for name, clean in (("text", clean_text), ("label", clean_label)):
         try:

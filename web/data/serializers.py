@@ -6,8 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.model_names import (
+    DEFAULT_MODEL,
+    MODEL_NAME_MAX_LENGTH,
+    MODEL_NAME_PATTERN,
+    InvalidModelName,
+    check_model_name,
+)
 from web.data import rules
 from web.data.models import LABEL_MAX_LENGTH, Data
 
@@ -32,6 +40,25 @@ class RuleCharField(serializers.CharField):
             return self.clean(data)
         except rules.RowProblem as problem:
             raise serializers.ValidationError(str(problem)) from None
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": f"^{MODEL_NAME_PATTERN}$", "maxLength": MODEL_NAME_MAX_LENGTH}
+)
+class ModelNameField(serializers.CharField):
+    """A model name (core/model_names.py): a string only, never a number turned into one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, max_length=MODEL_NAME_MAX_LENGTH, **kwargs)
+        self.validators: list[Any] = []
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        try:
+            return check_model_name(data)
+        except InvalidModelName as error:
+            raise serializers.ValidationError(str(error)) from None
 
 
 class RejectUnknownFieldsMixin:
@@ -60,9 +87,16 @@ class DataSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         help_text=f"The class of the text; not blank, at most {LABEL_MAX_LENGTH} characters.",
     )
 
+    # Not defaulted here: a PUT without it keeps the row's name (a create gets `default`).
+    model = ModelNameField(
+        required=False,
+        help_text=f"The model whose training reads the row (default `{DEFAULT_MODEL}`). The "
+        "first rows written under a new name create it.",
+    )
+
     class Meta:
         model = Data
-        fields = ["id", "text", "label", "created_at", "updated_at"]
+        fields = ["id", "text", "label", "model", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
@@ -29,6 +30,12 @@ from web.data.filters import (
     SEARCH_PATTERN,
     NulMatchesNothingMixin,
     TrigramSearchFilter,
+)
+from web.data.model_names import (
+    MODEL_QUERY_PARAMETER,
+    checked_model,
+    register_on_first_write,
+    requested_model,
 )
 from web.data.models import Data
 from web.data.pagination import (
@@ -78,6 +85,10 @@ class ImportResultSerializer(serializers.Serializer):
 _NDJSON_FILE = {"type": "string", "minLength": 25, "description": "One JSON object per row"}
 _CSV_FILE = {"type": "string", "minLength": 14, "description": "The header, then one row or more"}
 _ERROR = OpenApiResponse(ErrorSerializer)
+_FORBIDDEN = OpenApiResponse(
+    ErrorSerializer,
+    description="forbidden: the token's role is too low, or the token may not use the model",
+)
 _UNAVAILABLE = OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPTION)
 
 
@@ -87,11 +98,17 @@ _UNAVAILABLE = OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPT
     "`text/csv`: a `text,label` header, then one record per row (RFC 4180 quoting; texts may "
     "hold newlines). UTF-8. Rows obey the same rules as `POST /api/data/`. The body is streamed "
     "into one COPY; any bad line refuses the whole import, and the 400 lists the first 100 bad "
-    'lines as `lines: [{"line", "reason"}]`. The body may have at most IMPORT_MAX_BYTES bytes.',
+    'lines as `lines: [{"line", "reason"}]`. The body may have at most IMPORT_MAX_BYTES bytes. '
+    "Every row goes to the model `?model=` names (default `default`; the rows themselves carry "
+    "no `model`); the first import under a new name creates it.",
+    parameters=[MODEL_QUERY_PARAMETER],
     request={importing.NDJSON: _NDJSON_FILE, importing.CSV: _CSV_FILE},
     responses={
         201: ImportResultSerializer,
-        400: OpenApiResponse(ErrorSerializer, description="Bad lines; nothing was imported"),
+        400: OpenApiResponse(
+            ErrorSerializer, description="Bad lines, or an invalid model name; nothing was imported"
+        ),
+        403: _FORBIDDEN,
         413: OpenApiResponse(ErrorSerializer, description="Body over IMPORT_MAX_BYTES"),
         415: OpenApiResponse(ErrorSerializer, description="Neither NDJSON nor CSV"),
         503: _UNAVAILABLE,
@@ -104,13 +121,16 @@ class DataImportView(generics.GenericAPIView):
 
     def post(self, request: Request) -> Response:
         media_type = _body_media_type(request)
+        model = checked_model(requested_model(request, must_exist=False))
         max_bytes = settings.IMPORT_MAX_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
             raise importing.ImportTooLargeError(max_bytes)
         lines = importing.bounded_lines(request._request.read, max_bytes=max_bytes)
         # The COPY lasts as long as the upload: the longer, explicit timeout of transfers.
+        # One transaction (the timeout's): the rows and a new name's registration, or neither.
         with transfer_statement_timeout():
-            created = importing.import_rows(lines, media_type=media_type)
+            created = importing.import_rows(lines, media_type=media_type, model=model)
+            register_on_first_write({model}, request=request)
         return Response({"created": created}, status=status.HTTP_201_CREATED)
 
 
@@ -138,12 +158,14 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
 
 @extend_schema(
     summary="Export rows as NDJSON or CSV, streamed",
-    description="The rows the list would show (same `label`, `search` and `ordering`), all of "
-    "them, streamed in constant memory. The output is a valid import body. At most "
+    description="The rows the list would show (same `model`, `label`, `search` and "
+    "`ordering`), all of them, streamed in constant memory. The output is a valid import body "
+    "(`text` and `label`: import it under any name with `?model=`). At most "
     "EXPORT_MAX_PER_TOKEN exports of one token (and EXPORT_MAX_PER_PROCESS of one server "
     "process) run at once: one more is answered 429 `too_many_exports`. A client that takes "
     "nothing for EXPORT_SEND_DEADLINE_SECONDS is disconnected.",
     parameters=[
+        MODEL_QUERY_PARAMETER,
         OpenApiParameter(
             "format", str, enum=[exporting.NDJSON, exporting.CSV], default=exporting.NDJSON
         ),
@@ -166,6 +188,8 @@ class JsonErrorsOnly(negotiation.BaseContentNegotiation):
         (200, importing.NDJSON): OpenApiTypes.STR,
         (200, importing.CSV): OpenApiTypes.STR,  # sent with "; charset=utf-8"
         400: _ERROR,
+        403: _FORBIDDEN,
+        404: OpenApiResponse(ErrorSerializer, description="not_found: no such model name"),
         503: _UNAVAILABLE,
     },
 )
@@ -177,6 +201,9 @@ class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
     filterset_fields = ["label"]
     search_fields = ["text"]
     pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Data]:
+        return Data.objects.filter(model=requested_model(self.request))
 
     def get(self, request: Request) -> StreamingHttpResponse:
         file_format = request.query_params.get("format", exporting.NDJSON)

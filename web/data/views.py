@@ -6,13 +6,21 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, status, viewsets
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.model_names import DEFAULT_MODEL
+from web.auth.scope import allowed_models, require_model
 from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
+from web.data.model_names import (
+    MODEL_QUERY_PARAMETER,
+    register_on_first_write,
+    requested_model,
+)
 from web.data.models import Data
 from web.data.pagination import KeysetPagination
 from web.data.serializers import DataSerializer, ErrorSerializer
@@ -21,24 +29,37 @@ from web.errors import ValidationFailed
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input"),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="forbidden: the token's role is too low, or the token may not use the model",
+    ),
     404: OpenApiResponse(ErrorSerializer, description="No such row"),
     415: OpenApiResponse(ErrorSerializer, description="Body is not JSON"),
     503: OpenApiResponse(ErrorSerializer, description=UNAVAILABLE_DESCRIPTION),
+}
+LIST_ERRORS = {
+    **ERRORS,
+    404: OpenApiResponse(
+        ErrorSerializer, description="not_found: no such model name, or an invalid cursor"
+    ),
 }
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="List rows, a cursor page at a time",
-        description="Pages follow `next`/`previous` links (keyset cursors): every page, however "
-        "deep, costs the same. `ordering` takes one field; ties are broken by id.",
-        responses={200: DataSerializer(many=True), **ERRORS},
+        description="The rows of one model name (`?model=`, default `default`). Pages follow "
+        "`next`/`previous` links (keyset cursors): every page, however deep, costs the same. "
+        "`ordering` takes one field; ties are broken by id.",
+        parameters=[MODEL_QUERY_PARAMETER],
+        responses={200: DataSerializer(many=True), **LIST_ERRORS},
     ),
     retrieve=extend_schema(summary="Get one row", responses={200: DataSerializer, **ERRORS}),
     update=extend_schema(summary="Replace a row", responses={200: DataSerializer, **ERRORS}),
     partial_update=extend_schema(summary="Change a row", responses={200: DataSerializer, **ERRORS}),
     destroy=extend_schema(
-        summary="Delete a row", responses={204: None, 404: ERRORS[404], 503: ERRORS[503]}
+        summary="Delete a row",
+        responses={204: None, 403: ERRORS[403], 404: ERRORS[404], 503: ERRORS[503]},
     ),
 )
 class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
@@ -54,10 +75,38 @@ class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     search_fields = ["text"]
     # Ordering (one field, ties broken by id) is applied by KeysetPagination.
 
+    def get_queryset(self) -> QuerySet[Data]:
+        if self.action == "list":
+            # Each list shows one name's rows; the pagination counts that name's rows.
+            self.listed_model = requested_model(self.request)
+            return Data.objects.filter(model=self.listed_model)
+        allowed = allowed_models(self.request)
+        # A row id is global; a row of a name the token may not use is not there for it (404).
+        return Data.objects.all() if allowed is None else Data.objects.filter(model__in=allowed)
+
+    def perform_create(self, serializer: serializers.BaseSerializer[Data]) -> None:
+        model = serializer.validated_data.get("model", DEFAULT_MODEL)
+        require_model(self.request, model)
+        with transaction.atomic():
+            register_on_first_write({model}, request=self.request)
+            serializer.save()
+
+    def perform_update(self, serializer: serializers.BaseSerializer[Data]) -> None:
+        model = serializer.validated_data.get("model")
+        if model is None or serializer.instance is None or model == serializer.instance.model:
+            serializer.save()
+            return
+        require_model(self.request, model)  # moving a row: the token may use both names
+        with transaction.atomic():
+            register_on_first_write({model}, request=self.request)
+            serializer.save()
+
     @extend_schema(
         summary="Create one row, or many in one transaction",
         description=f"A JSON object creates one row; a JSON list creates up to "
-        f"{settings.BULK_MAX_ROWS} rows, all or nothing. Errors name the failed items by index.",
+        f"{settings.BULK_MAX_ROWS} rows, all or nothing. Errors name the failed items by index. "
+        "Each row may name its model (`model`, default `default`; a list may mix names); the "
+        "first rows written under a new name create the name.",
         request=DataSerializer,
         responses={201: DataSerializer, **ERRORS},
     )
@@ -85,7 +134,11 @@ class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
                 f"{len(failed)} of {len(items)} items are invalid; nothing was created.",
                 items=failed,
             )
+        models = {fields.get("model", DEFAULT_MODEL) for fields in serializer.validated_data}
+        for model in sorted(models):
+            require_model(self.request, model)
         with transaction.atomic():
+            register_on_first_write(models, request=self.request)
             rows = Data.objects.bulk_create(
                 [Data(**fields) for fields in serializer.validated_data], batch_size=2000
             )

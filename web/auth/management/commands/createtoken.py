@@ -48,6 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--role", required=True, choices=[role.label for role in Role])
         parser.add_argument("--expires-in-days", type=float, help="default: never expires")
         parser.add_argument(
+            "--models",
+            metavar="A,B",
+            help="comma-separated model names the token may use (default: every name)",
+        )
+        parser.add_argument(
             "--from-env",
             metavar="VAR",
             help="take the secret from this environment variable (never from the command line)",
@@ -56,10 +61,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         role = Role.from_label(options["role"])
         days = options["expires_in_days"]
+        models = options["models"].split(",") if options["models"] is not None else None
         try:
             if options["from_env"]:
                 if days is not None:
                     raise CommandError("--from-env tokens do not expire; drop --expires-in-days")
+                if models is not None:
+                    raise CommandError("--from-env tokens may use every model; drop --models")
                 secret = os.environ.get(options["from_env"], "")
                 if not secret:
                     raise CommandError(f"${options['from_env']} is empty or not set")
@@ -70,9 +78,12 @@ class Command(BaseCommand):
                 )
                 return
             expires_at = timezone.now() + timedelta(days=days) if days is not None else None
-            token, secret = issue_token(name=options["name"], role=role, expires_at=expires_at)
+            token, secret = issue_token(
+                name=options["name"], role=role, expires_at=expires_at, models=models
+            )
         except TokenError as error:
             raise CommandError(str(error)) from None
         expiry = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
-        self.stderr.write(f"token {token.name} ({token.role}{expiry}); shown only now:")
+        scope = f", models {token.models_shown}" if token.models is not None else ""
+        self.stderr.write(f"token {token.name} ({token.role}{expiry}{scope}); shown only now:")
         self.stdout.write(secret)

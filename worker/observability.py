@@ -42,6 +42,7 @@ from core.metrics import (
     scrape_allowed,
     use_multiprocess_files,
 )
+from core.model_names import DEFAULT_MODEL, is_model_name
 from worker.config import get_settings
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,13 @@ def training_metrics() -> TrainingMetrics:
     return TrainingMetrics(
         runs=Counter(
             "textclf_training_runs_total",
-            "Training runs by outcome (succeeded, failed, skipped, error).",
-            ["outcome"],
+            "Training runs by outcome (succeeded, failed, skipped, error) and model name.",
+            ["outcome", "model"],
         ),
         duration=Histogram(
             "textclf_training_duration_seconds",
-            "Duration of training runs, by outcome.",
-            ["outcome"],
+            "Duration of training runs, by outcome and model name.",
+            ["outcome", "model"],
             buckets=DURATION_BUCKETS,
         ),
         phases=Histogram(
@@ -98,6 +99,15 @@ def record_training_rows(rows: int) -> None:
 
 # --- the task: request id in, outcome and duration out ------------------------------------------
 
+
+def run_model_label(model: object) -> str:
+    """The `model` label of a run: its name (a task naming none trains `default`'s job, the only
+    ones sent without a name), or `invalid` for a task whose name is not one: a label never
+    holds an arbitrary string, so the series stay bounded by the registered names."""
+    if model is None:
+        return DEFAULT_MODEL
+    return model if is_model_name(model) else "invalid"  # type: ignore[return-value]
+
 _running: dict[str, tuple[Token[str | None], float]] = {}
 
 
@@ -108,14 +118,21 @@ def _task_started(task_id: str, task: Any, **_: Any) -> None:
 
 
 @signals.task_postrun.connect
-def _task_finished(task_id: str, retval: Any = None, state: str | None = None, **_: Any) -> None:
+def _task_finished(
+    task_id: str,
+    retval: Any = None,
+    state: str | None = None,
+    kwargs: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
     token, started = _running.pop(task_id, (None, 0.0))
     if state != "RETRY":  # a retry waits for the training lock: the run comes later
         outcome = retval if retval in ("succeeded", "failed") else "skipped"
         outcome = "error" if state == "FAILURE" else outcome
+        model = run_model_label((kwargs or {}).get("model"))
         metrics = training_metrics()
-        metrics.runs.labels(outcome).inc()
-        metrics.duration.labels(outcome).observe(time.perf_counter() - started)
+        metrics.runs.labels(outcome, model).inc()
+        metrics.duration.labels(outcome, model).observe(time.perf_counter() - started)
     if token is not None:
         REQUEST_ID.reset(token)
 

@@ -65,7 +65,8 @@ def test_one_request_id_in_every_log_of_a_training(
         for family in text_string_to_metric_families(scrape.text)
         for sample in family.samples
     }
-    assert samples[("textclf_training_runs_total", (("outcome", "succeeded"),))] == 1
+    succeeded = (("model", "default"), ("outcome", "succeeded"))
+    assert samples[("textclf_training_runs_total", succeeded)] == 1
     for phase in ("read", "fit", "publish"):
         count = ("textclf_training_phase_duration_seconds_count", (("phase", phase),))
         assert samples[count] == 1

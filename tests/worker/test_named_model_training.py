@@ -220,3 +220,12 @@ def test_retention_counts_each_names_versions_and_champions_on_its_own(
     assert {path.name for path in model_dir.iterdir()} == {"current", *names} - {gone}
     removed = ModelVersion.objects.filter(files_removed_at__isnull=False)
     assert list(removed.values_list("version", flat=True)) == [gone]
+
+
+def test_a_runs_metrics_name_its_model_and_never_an_arbitrary_string() -> None:
+    from worker.observability import run_model_label
+
+    assert run_model_label(None) == "default"  # default's tasks carry no name
+    assert run_model_label("sentiment") == "sentiment"
+    assert run_model_label("Robert'); DROP TABLE data") == "invalid"
+    assert run_model_label("versions") == "invalid"

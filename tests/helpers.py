@@ -74,7 +74,7 @@ def wait_live(url: str, child: Child, log: Path, timeout: float = 60) -> None:
         except httpx.HTTPError:
             return False
 
-    wait_until(live, timeout=timeout, interval=0.1, what=f"{url} live (log: {log})")
+    wait_until(live, timeout=timeout, interval=0.05, what=f"{url} live (log: {log})")
 
 
 def signing_keys() -> SigningKeys:
@@ -155,7 +155,7 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited early:\n{self.log()}")
             return " ready." in self.log()
 
-        wait_until(ready, timeout=timeout, interval=0.1, what=f"worker ready ({self.log_path})")
+        wait_until(ready, timeout=timeout, interval=0.05, what=f"worker ready ({self.log_path})")
 
     def pool_pids(self) -> list[int]:
         """The pids of the pool processes that run the tasks."""

@@ -13,11 +13,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,11 +34,11 @@ from core.harness.embedded import (
     start_postgres,
     start_redis,
 )
-from core.harness.scratch import celery_worker_command, free_port, make_scratch_dir
+from core.harness.scratch import free_port, make_scratch_dir
 from core.jobs import JobStore
-from core.process import Child, spawn, stop_children
+from core.process import Child, stop_children
 from core.settings import EMBEDDED_PASSWORD_FILES
-from tests.helpers import bearer, wait_live, wait_until
+from tests.helpers import ServiceStarter, WorkerStarter, bearer, wait_until
 
 if TYPE_CHECKING:
     from rest_framework.test import APIClient
@@ -281,91 +278,26 @@ def insert_rows(transactional_db: Any) -> Callable[[list[tuple[str, str]]], None
     return insert
 
 
-@dataclass
-class WorkerProcess:
-    """A running `celery -A worker.celery_app worker`."""
-
-    child: Child
-    log_path: Path
-    stopped: bool = field(default=False)
-
-    @property
-    def pid(self) -> int:
-        return self.child.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            if not self.child.running():
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
-            return " ready." in self.log()
-
-        wait_until(ready, timeout=timeout, interval=0.1, what=f"worker ready ({self.log_path})")
-
-    def pool_pids(self) -> list[int]:
-        """The pids of the pool processes that run the tasks."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            return [int(pid) for pid in children.read_text().split()]
-        except OSError:
-            return []
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), SIGKILL after 15 s."""
-        if not self.stopped:
-            self.stopped = True
-            stop_children([self.child])
-
-    def kill(self) -> None:
-        """SIGKILL the worker and its pool processes at once, like a crashed machine."""
-        if not self.stopped:
-            os.killpg(self.pid, signal.SIGKILL)
-            self.child.popen.wait()
-            self.stop()  # reaps the rest of the group and closes the log
-
-
 @pytest.fixture
 def start_worker(
     test_database_url: str, redis_db_url: str, model_dir: Path, tmp_path: Path
-) -> Iterator[Callable[..., WorkerProcess]]:
+) -> Iterator[WorkerStarter]:
     """Start real Celery workers on the test database, this test's Redis and model_dir.
 
     Keyword arguments are extra environment variables (e.g. TASK_TIME_LIMIT="20"). Rows must be
     committed to be seen (use `insert_rows` or the `transactional_db` fixture). Every worker is
     killed when the test ends.
     """
-    workers: list[WorkerProcess] = []
-
-    def start(**env_overrides: str) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "DATABASE_URL": test_database_url,
-            "REDIS_URL": redis_db_url,
-            "MODEL_DIR": str(model_dir),
-            "PYTHONUNBUFFERED": "1",
-            **env_overrides,
-        }
-        name = f"test-{uuid.uuid4().hex[:8]}"
-        log_path = tmp_path / f"{name}.log"
-        child = spawn(
-            name,
-            celery_worker_command(name),
-            env=env,
-            cwd=REPO_ROOT,
-            log_path=log_path,
-        )
-        worker = WorkerProcess(child=child, log_path=log_path)
-        workers.append(worker)
-        worker.wait_ready()
-        return worker
-
-    yield start
-    # Killed, not stopped warmly: a warm shutdown waits for a training the test left running
-    # (up to the 15 s SIGKILL deadline), and nothing after the test needs its ending.
-    for worker in reversed(workers):
-        worker.kill()
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url,
+        "REDIS_URL": redis_db_url,
+        "MODEL_DIR": str(model_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    starter = WorkerStarter(env, tmp_path)
+    yield starter
+    starter.kill_all()
 
 
 @pytest.fixture
@@ -453,38 +385,8 @@ def web_client(
         client.close()
 
 
-class ServiceStarter:
-    """Starts `python -m web` or `python -m algorithm` on a free port; `stop` ends them all."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.children: list[Child] = []
-
-    def __call__(self, package: str, **env: str) -> str:
-        """Start `package` with extra environment `env`; its base URL once it is live."""
-        port = free_port()
-        prefix = package.upper()
-        log = self.log_dir / f"{package}.log"
-        if log.exists():  # a second service of the package: a log of its own
-            log = self.log_dir / f"{package}-{len(self.children)}.log"
-        child = spawn(
-            package,
-            [sys.executable, "-m", package],
-            env={**os.environ, f"{prefix}_PORT": str(port), f"{prefix}_WORKERS": "1", **env},
-            cwd=REPO_ROOT,
-            log_path=log,
-        )
-        self.children.append(child)
-        url = f"http://127.0.0.1:{port}"
-        wait_live(url, child, log)
-        return url
-
-    def stop(self) -> None:
-        stop_children(self.children)
-
-
 @pytest.fixture
-def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
+def start_service(tmp_path: Path) -> Iterator[ServiceStarter]:
     """Start `python -m web` or `python -m algorithm` on a free port; returns its base URL."""
     starter = ServiceStarter(tmp_path)
     yield starter
@@ -492,7 +394,7 @@ def start_service(tmp_path: Path) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture(scope="module")
-def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStarter]:
     """`start_service` for services that a module's tests share without disturbing each other."""
     starter = ServiceStarter(tmp_path_factory.mktemp("services"))
     yield starter
@@ -502,7 +404,7 @@ def start_module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
 @pytest.fixture(scope="session")
 def start_session_service(
     tmp_path_factory: pytest.TempPathFactory, django_db_setup: Any
-) -> Iterator[Callable[..., str]]:
+) -> Iterator[ServiceStarter]:
     """`start_service` for services that tests of several modules share without disturbing each
     other (a service start costs seconds of CPU: imports of Django or scikit-learn).
 

@@ -45,7 +45,7 @@ class Service:
 
 
 def services(settings: StackSettings) -> list[Service]:
-    """Every long-running service of the stack: one line each.
+    """Every long-running service of the stack: one line each, started side by side.
 
     web and algorithm start through their own entry points, which read their own settings
     (workers, limits) from the same environment.
@@ -128,15 +128,20 @@ def admin_token(var_dir: Path) -> Path:
     return var_dir / "admin-token"
 
 
-def ensure_admin_token(env: dict[str, str], token_path: Path) -> None:
-    """Give the secret in `token_path` the token "admin" (the secret travels in the environment).
+def start_admin_token(env: dict[str, str], token_path: Path) -> Child:
+    """Start giving the secret in `token_path` the token "admin" (the secret travels in the
+    environment); `check_admin_token` waits for the answer.
 
     A secret that was revoked (or expired) is refused, not revived: the operator rotates it.
     """
     secret = token_path.read_text().strip()
     command = [sys.executable, "-m", "web", "createtoken", "--name", "admin", "--role", "admin"]
     command += ["--from-env", "ADMIN_TOKEN"]
-    child = spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
+    return spawn("createtoken", command, env={**env, "ADMIN_TOKEN": secret})
+
+
+def check_admin_token(child: Child, token_path: Path) -> None:
+    """Wait for `start_admin_token`'s command; an error if the token was not set up."""
     if child.popen.wait() != 0:
         raise RuntimeError(
             f"the admin token kept in {token_path.resolve()} was not set up (see above); if it "
@@ -263,12 +268,19 @@ def run(settings: StackSettings) -> int:
         if migrate.popen.wait() != 0:
             raise RuntimeError("migrations failed")
         token_path = admin_token(settings.var_dir)
-        ensure_admin_token(env, token_path)
-        for service in services(settings):
+        # All at once, beside the admin token's command: each start is seconds of imports, and
+        # web needs only the algorithm service's address, not an answer from it. Then each
+        # one's URL as it answers, in order.
+        token_command = start_admin_token(env, token_path)
+        started = [
+            (service, spawn(service.name, service.argv, env=env, log_path=None))
+            for service in services(settings)
+        ]
+        children += [child for _, child in started]
+        check_admin_token(token_command, token_path)
+        for service, child in started:
             if stop.requested:
                 return 0
-            child = spawn(service.name, service.argv, env=env, log_path=None)
-            children.append(child)
             if service.url:
                 wait_until_answers(service.url, child=child, timeout=60)
                 print(f"{service.name:<9} {service.url.rsplit('/health', 1)[0]}", flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import TrainedModel
-from tests.helpers import bearer, signing_keys, wait_until
+from tests.helpers import ServiceStarter, bearer, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +71,7 @@ class PredictLoad:
 
 
 def test_rotating_the_service_token_fails_no_request(
-    start_service: Callable[..., str],
+    start_service: ServiceStarter,
     fixture_training: tuple[TrainedModel, dict[str, Any]],
     redis_db_url: str,
     model_dir: Path,
@@ -94,13 +93,22 @@ def test_rotating_the_service_token_fails_no_request(
     load = PredictLoad(web_old, bearer(tokens["reader"]))
     try:
         load.move_to(web_old)
-        # A web process with the new token takes over from the one with the old token.
-        web_new = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=new, **web)
+        # The processes of both steps start side by side (seconds of imports each); each
+        # takes traffic only in its step.
+        # A web process with the new token takes over from the one with the old token...
+        starting_web_new = start_service.launch(
+            "web", ALGORITHM_URL=both, ALGORITHM_TOKEN=new, **web
+        )
+        # ...then the algorithm side drops old: its replacement accepts only new.
+        only_new = start_service.launch("algorithm", ALGORITHM_TOKENS=new, **shared)
+        starting_web_after = start_service.launch(
+            "web", ALGORITHM_URL=only_new.url, ALGORITHM_TOKEN=new, **web
+        )
+        web_new = starting_web_new.wait()
         load.move_to(web_old, web_new)
         load.move_to(web_new)
-        # The algorithm side drops old: its replacement accepts only new.
-        only_new = start_service("algorithm", ALGORITHM_TOKENS=new, **shared)
-        web_after = start_service("web", ALGORITHM_URL=only_new, ALGORITHM_TOKEN=new, **web)
+        only_new.wait()
+        web_after = starting_web_after.wait()
         load.move_to(web_new, web_after)
         load.move_to(web_after)
     finally:
@@ -108,7 +116,7 @@ def test_rotating_the_service_token_fails_no_request(
     assert load.failures == [], load.failures[:5]
 
     refused = httpx.post(
-        f"{only_new}/predict", json={"text": "x"}, headers={"Authorization": f"Bearer {old}"}
+        f"{only_new.url}/predict", json={"text": "x"}, headers={"Authorization": f"Bearer {old}"}
     )
     assert refused.status_code == 401
     logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))

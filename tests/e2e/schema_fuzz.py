@@ -61,20 +61,31 @@ def run_schemathesis(
     report_dir: Path,
     options: tuple[str, ...] = (),
     phases: str = PHASES,
+    fewer_examples: dict[str, int] | None = None,
 ) -> FuzzRun:
     """Fuzz the API described at `schema_url` (its base URL is the schema's host).
 
     `max_examples` bounds the fuzzing phase per operation; the coverage, examples and stateful
-    phases add their own requests on top.
+    phases add their own requests on top. `fewer_examples` maps a path regex to a smaller bound
+    for the operations whose paths it matches (every phase and check still runs on them).
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     har_path = report_dir / "requests.har"
     json_path = report_dir / "run.json"
+    config = report_dir / "schemathesis.toml"
+    config.write_text(
+        "".join(
+            f"[[operations]]\ninclude-path-regex = '{regex}'\ngeneration.max-examples = {count}\n"
+            for regex, count in (fewer_examples or {}).items()
+        )
+    )
     command = [
         sys.executable,
         "-m",
         "schemathesis.cli",
         "--no-color",
+        "--config-file",
+        str(config),
         "run",
         schema_url,
         "--checks",

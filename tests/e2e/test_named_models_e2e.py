@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import ServiceStarter, WorkerStarter, wait_until
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -42,18 +42,24 @@ def corpus(name: str) -> list[dict[str, str]]:
 
 @pytest.fixture
 def named_stack(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., Any],
+    start_service: ServiceStarter,
+    start_worker: WorkerStarter,
     test_database_url: str,
     redis_db_url: str,
     model_dir: Path,
 ) -> str:
     """web, algorithm and a worker training up to three names at once, on one Redis database
-    (web announces what the registry says there; the algorithm service follows it)."""
+    (web announces what the registry says there; the algorithm service follows it).
+
+    The three start side by side: web needs only the algorithm service's address."""
     shared = {"REDIS_URL": redis_db_url, "MODEL_DIR": str(model_dir)}
-    algorithm = start_service("algorithm", **shared, MODEL_POLL_MS="100")
-    web = start_service("web", **shared, DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm)
-    start_worker(WORKER_CONCURRENCY="3").wait_ready()
+    worker = start_worker.launch(WORKER_CONCURRENCY="3")
+    algorithm = start_service.launch("algorithm", **shared, MODEL_POLL_MS="100")
+    web = start_service(
+        "web", **shared, DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url
+    )
+    algorithm.wait()
+    worker.wait_ready()
     return web
 
 

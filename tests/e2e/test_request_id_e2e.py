@@ -16,14 +16,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.harness.scratch import free_port
-from tests.helpers import wait_until
+from tests.helpers import ServiceStarter, WorkerStarter, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def test_one_request_id_in_every_log_of_a_training(
-    start_service: Callable[..., str],
-    start_worker: Callable[..., Any],
+    start_service: ServiceStarter,
+    start_worker: WorkerStarter,
     test_database_url: str,
     redis_db_url: str,
     model_dir: Path,
@@ -32,11 +32,14 @@ def test_one_request_id_in_every_log_of_a_training(
     tmp_path: Path,
 ) -> None:
     metrics_port = free_port()
-    worker = start_worker(WORKER_METRICS_PORT=str(metrics_port))
-    algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
+    # Started side by side: web needs only the algorithm service's address.
+    worker = start_worker.launch(WORKER_METRICS_PORT=str(metrics_port))
+    algorithm = start_service.launch("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
     web = start_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, LOG_FORMAT="json"
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url, LOG_FORMAT="json"
     )
+    algorithm.wait()
+    worker.wait_ready()
     api = web_client(web)  # an admin token: adds rows and starts trainings
     rows = [{"text": text, "label": label} for text, label in fixture_corpus]
     assert api.post("/api/data/", json=rows, timeout=60).status_code == 201

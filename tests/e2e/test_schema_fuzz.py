@@ -6,7 +6,8 @@ a 500 or a body the schema refuses fails the suite with Schemathesis' report (on
 curl command per finding). No Celery worker runs: POST /train and /api/train/ are fuzzed like
 everything else, but the job they queue stays queued, so the run never trains a model (and one
 algorithm service, whose model never changes, serves the whole module; its queued job is
-dropped before each test).
+dropped before each test; one web service in front of it too, its rows and tokens emptied
+after each test).
 
 One full run per service plays its usual caller (web with the service token; an admin on web,
 past every role check); the other callers (no token; reader, editor, no token on web) get short
@@ -22,7 +23,6 @@ a third of /predict's cases; the limits are checked at their defaults in tests/e
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import redis
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import TrainedModel
 from tests.e2e.schema_fuzz import FuzzRun, run_schemathesis, run_side_by_side
-from tests.helpers import bearer, signing_keys
+from tests.helpers import ServiceStarter, bearer, signing_keys
 
 # The whole module runs as committing tests (the algorithm ones only pay the flush after them):
 # pytest-django runs those after the others and would split the module in two, starting and
@@ -46,6 +46,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.fuzz, pytest.mark.django_db(transact
 # phase and check: fewer random examples per operation in the fuzzing phase only.
 ALGORITHM_MAX_EXAMPLES = 150
 WEB_MAX_EXAMPLES = 25
+# The registry's routes per model name (/api/models/{name}/...) are the same views as
+# /api/models/... (web/urls.py), which get WEB_MAX_EXAMPLES: the copies get fewer random examples
+# in the fuzzing phase, and every other phase and check as they are. Their validation of the
+# name itself is one path parameter, which the coverage phase probes at its edges.
+NAMED_ROUTES = r"^/api/models/\{name\}/"
+NAMED_MAX_EXAMPLES = 5
 MIN_REQUESTS = 1_000
 # Short runs, for the callers a full run does not play: valid data only (the full run sends the
 # invalid data, to the same operations), two phases, few examples.
@@ -56,14 +62,17 @@ TEXT_LIMITS = {"PREDICT_MAX_CHARS": "5000", "TEXT_MAX_CHARS": "5000"}  # see the
 
 
 @pytest.fixture(scope="module")
-def shared_algorithm_url(
-    start_module_service: Callable[..., str],
+def shared_urls(
+    start_module_service: ServiceStarter,
     fixture_corpus: list[tuple[str, str]],
     fixture_training: tuple[TrainedModel, dict[str, Any]],
     module_redis_url: str,
+    test_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
-) -> str:
-    """The algorithm service with a published model, so /predict answers 200 and not 503."""
+) -> tuple[str, str]:
+    """The algorithm service with a published model, so /predict answers 200 and not 503, and
+    web in front of it: started side by side, shared by the module's tests (web's state is the
+    database, which is emptied after each test)."""
     model_dir = tmp_path_factory.mktemp("models")
     model, metrics = fixture_training
     publish_model_version(
@@ -74,30 +83,31 @@ def shared_algorithm_url(
         rows=len(fixture_corpus),
         signing_keys=signing_keys(),
     )
-    return start_module_service(
+    algorithm = start_module_service.launch(
         "algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir), **TEXT_LIMITS
     )
+    web = start_module_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url, **TEXT_LIMITS
+    )
+    return algorithm.wait(), web
 
 
 @pytest.fixture
-def algorithm_url(shared_algorithm_url: str, module_redis_url: str) -> str:
+def algorithm_url(shared_urls: tuple[str, str], module_redis_url: str) -> str:
     """The module's algorithm service without the jobs an earlier run queued (its only state)."""
     with redis.Redis.from_url(module_redis_url) as client:
         client.flushdb()
-    return shared_algorithm_url
+    return shared_urls[0]
 
 
 @pytest.fixture
 def web_url(
-    start_service: Callable[..., str],
+    shared_urls: tuple[str, str],
     algorithm_url: str,
-    test_database_url: str,
     transactional_db: Any,  # the rows the run creates are committed: flushed after the test
     tokens: dict[str, str],  # committed too, so the web process finds them
 ) -> str:
-    return start_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm_url, **TEXT_LIMITS
-    )
+    return shared_urls[1]
 
 
 # The Open Inference Protocol's routes (/v2) run on their own, fewer examples each (9 small
@@ -195,6 +205,7 @@ def test_web_service_behaves_as_its_schema_says(
             max_examples=V2_MAX_EXAMPLES if name == "v2" else WEB_MAX_EXAMPLES,
             report_dir=tmp_path / name,
             options=WEB_RUNS[name],
+            fewer_examples={NAMED_ROUTES: NAMED_MAX_EXAMPLES},
         )
 
     runs = [

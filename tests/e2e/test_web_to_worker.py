@@ -13,29 +13,49 @@ import pytest
 
 from algorithm.ml.artifacts import load_current_version
 from algorithm.ml.training import TrainedModel, predict_labels, score_labels
-from tests.helpers import assert_error, signing_keys, wait_until
+from tests.helpers import (
+    ServiceStarter,
+    WorkerStarter,
+    assert_error,
+    signing_keys,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def web_and_algorithm_urls(
-    start_service: Callable[..., str], test_database_url: str, redis_db_url: str, model_dir: Path
+def start_web_and_algorithm(
+    start_service: ServiceStarter, test_database_url: str, redis_db_url: str, model_dir: Path
 ) -> tuple[str, str]:
-    algorithm = start_service(
+    """web and the algorithm service, started side by side; their URLs once both are live."""
+    algorithm = start_service.launch(
         "algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir), MODEL_POLL_MS="100"
     )
-    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm)
-    return web, algorithm
+    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url)
+    return web, algorithm.wait()
+
+
+@pytest.fixture
+def web_and_algorithm_urls(
+    start_service: ServiceStarter, test_database_url: str, redis_db_url: str, model_dir: Path
+) -> tuple[str, str]:
+    return start_web_and_algorithm(start_service, test_database_url, redis_db_url, model_dir)
 
 
 @pytest.fixture
 def stack_urls(
-    start_worker: Callable[..., Any], web_and_algorithm_urls: tuple[str, str]
+    start_worker: WorkerStarter,
+    start_service: ServiceStarter,
+    test_database_url: str,
+    redis_db_url: str,
+    model_dir: Path,
 ) -> tuple[str, str]:
-    start_worker().wait_ready()
-    return web_and_algorithm_urls
+    """web, the algorithm service and a worker, all three started side by side."""
+    worker = start_worker.launch()
+    urls = start_web_and_algorithm(start_service, test_database_url, redis_db_url, model_dir)
+    worker.wait_ready()
+    return urls
 
 
 def wait_for_job(web: httpx.Client, location: str, timeout: float = 120) -> dict[str, Any]:

@@ -14,18 +14,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import bearer, wait_until
+from tests.helpers import ServiceStarter, bearer, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def web_url(
-    start_service: Callable[..., str], test_database_url: str, redis_db_url: str, model_dir: Path
+    start_service: ServiceStarter, test_database_url: str, redis_db_url: str, model_dir: Path
 ) -> str:
-    """web and the algorithm service; the test starts the worker when it wants jobs to run."""
-    algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
-    return start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm)
+    """web and the algorithm service (side by side); the test starts the worker when it wants
+    jobs to run."""
+    algorithm = start_service.launch("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
+    web = start_service("web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url)
+    algorithm.wait()
+    return web
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import redis
 
 from algorithm.ml import artifacts
 from core import serving_protocol
-from tests.helpers import bearer, wait_until
+from tests.helpers import ServiceStarter, bearer, wait_until
 
 pytestmark = pytest.mark.slow
 CLIENTS = 64
@@ -79,19 +79,24 @@ class Services:
 
 @pytest.fixture(scope="module")
 def services(
-    start_module_service: Callable[..., str],
+    start_module_service: ServiceStarter,
     test_database_url: str,
     module_redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Services:
     model_dir = tmp_path_factory.mktemp("models")
-    algorithm = start_module_service(
+    algorithm = start_module_service.launch(
         "algorithm", REDIS_URL=module_redis_url, MODEL_DIR=str(model_dir), ALGORITHM_WORKERS="2"
     )
-    web = start_module_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm, REDIS_URL=module_redis_url
+    web = start_module_service(  # beside the algorithm service: it needs only its address
+        "web",
+        DATABASE_URL=test_database_url,
+        ALGORITHM_URL=algorithm.url,
+        REDIS_URL=module_redis_url,
     )
-    return Services(web=web, algorithm=algorithm, redis_url=module_redis_url, model_dir=model_dir)
+    return Services(
+        web=web, algorithm=algorithm.wait(), redis_url=module_redis_url, model_dir=model_dir
+    )
 
 
 def forget_earlier_tests(client: redis.Redis) -> None:

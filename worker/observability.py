@@ -108,6 +108,7 @@ def run_model_label(model: object) -> str:
         return DEFAULT_MODEL
     return model if is_model_name(model) else "invalid"  # type: ignore[return-value]
 
+
 _running: dict[str, tuple[Token[str | None], float]] = {}
 
 

@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, include, path, re_path
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from core.model_names import MODEL_NAME_PATTERN
 from web import health
 from web.data.transfer import DataExportView, DataImportView
 from web.data.views import DataViewSet
@@ -18,9 +19,43 @@ VERSION = r"(?P<version>[0-9A-Za-z_.-]{1,64})"
 ALIAS = r"(?P<alias>champion|previous|challenger)"
 # A model name (core/model_names.py); the reserved `versions` and `aliases` match today's
 # routes first, and the views answer 404 for them after that.
-MODEL = r"api/models/(?P<name>[a-z0-9][a-z0-9-]{0,63})"
+MODEL = rf"api/models/(?P<name>{MODEL_NAME_PATTERN})"
 V2_MODEL = r"v2/models/(?P<name>[0-9A-Za-z_.-]{1,64})"
 V2_VERSION = V2_MODEL + "/versions/" + VERSION
+
+
+def registry_routes(prefix: str) -> list[URLPattern]:
+    """The registry's routes under `prefix`: `api/models` (`default`'s) or one model name's."""
+    return [
+        re_path(
+            rf"^{prefix}/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"
+        ),
+        re_path(
+            rf"^{prefix}/versions/{VERSION}/?$",
+            registry.ModelVersionDetail.as_view(),
+            name="model-version",
+        ),
+        re_path(
+            rf"^{prefix}/versions/{VERSION}/restore/?$",
+            registry.ModelVersionRestore.as_view(),
+            name="model-version-restore",
+        ),
+        re_path(rf"^{prefix}/aliases/?$", registry.AliasList.as_view(), name="model-aliases"),
+        re_path(
+            rf"^{prefix}/aliases/champion/rollback/?$",
+            registry.ChampionRollback.as_view(),
+            name="model-alias-rollback",
+        ),
+        re_path(
+            rf"^{prefix}/aliases/{ALIAS}/?$", registry.AliasDetail.as_view(), name="model-alias"
+        ),
+        re_path(
+            rf"^{prefix}/aliases/{ALIAS}/history/?$",
+            registry.AliasHistory.as_view(),
+            name="model-alias-history",
+        ),
+    ]
+
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # accept both /api/data and /api/data/ (no redirects that drop bodies)
@@ -33,54 +68,10 @@ urlpatterns = [
     re_path(r"^api/predict/?$", proxy.predict, name="predict"),
     re_path(r"^api/train/?$", records.train_collection, name="train"),
     re_path(r"^api/train/(?P<job_id>[A-Za-z0-9_.-]{1,100})/?$", proxy.training_job, name="job"),
-    re_path(r"^api/models/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
-    re_path(
-        rf"^api/models/versions/{VERSION}/?$",
-        registry.ModelVersionDetail.as_view(),
-        name="model-version",
-    ),
-    re_path(
-        rf"^api/models/versions/{VERSION}/restore/?$",
-        registry.ModelVersionRestore.as_view(),
-        name="model-version-restore",
-    ),
-    re_path(r"^api/models/aliases/?$", registry.AliasList.as_view(), name="model-aliases"),
-    re_path(
-        r"^api/models/aliases/champion/rollback/?$",
-        registry.ChampionRollback.as_view(),
-        name="model-alias-rollback",
-    ),
-    re_path(rf"^api/models/aliases/{ALIAS}/?$", registry.AliasDetail.as_view(), name="model-alias"),
-    re_path(
-        rf"^api/models/aliases/{ALIAS}/history/?$",
-        registry.AliasHistory.as_view(),
-        name="model-alias-history",
-    ),
+    *registry_routes(r"api/models"),
     # The same routes per model name: the same views and URL names (so the same roles).
     re_path(r"^api/models/?$", names.ModelList.as_view(), name="models"),
-    re_path(rf"^{MODEL}/versions/?$", registry.ModelVersionList.as_view(), name="model-versions"),
-    re_path(
-        rf"^{MODEL}/versions/{VERSION}/?$",
-        registry.ModelVersionDetail.as_view(),
-        name="model-version",
-    ),
-    re_path(
-        rf"^{MODEL}/versions/{VERSION}/restore/?$",
-        registry.ModelVersionRestore.as_view(),
-        name="model-version-restore",
-    ),
-    re_path(rf"^{MODEL}/aliases/?$", registry.AliasList.as_view(), name="model-aliases"),
-    re_path(
-        rf"^{MODEL}/aliases/champion/rollback/?$",
-        registry.ChampionRollback.as_view(),
-        name="model-alias-rollback",
-    ),
-    re_path(rf"^{MODEL}/aliases/{ALIAS}/?$", registry.AliasDetail.as_view(), name="model-alias"),
-    re_path(
-        rf"^{MODEL}/aliases/{ALIAS}/history/?$",
-        registry.AliasHistory.as_view(),
-        name="model-alias-history",
-    ),
+    *registry_routes(MODEL),
     re_path(r"^api/audit/?$", records.AuditList.as_view(), name="audit"),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -187,6 +187,10 @@ class ModelPool:
 
     async def _load(self, name: str, desired: Desired) -> ServedModel:
         assert desired.champion is not None
+        if (loaded := self.served.get(name)) is not None:
+            # A request that read Redis while another load of the name ran and finished: that
+            # load serves it (loading again would replace it and leak its batchers).
+            return loaded
         estimate = self._sizes.get(name) or FILES_TO_MEMORY * files_bytes(
             self.settings.model_root / desired.champion
         )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,42 +52,83 @@ def stack_env(var_dir: Path | None) -> dict[str, str]:
     return env
 
 
-def start_make_run(env: dict[str, str]) -> subprocess.Popen[str]:
+class Running:
+    """A started `make run` and what it has printed so far.
+
+    A thread reads its output as it comes, so the pipe never fills and a test can wait for a
+    line the way a person watches the terminal.
+    """
+
+    def __init__(self, popen: subprocess.Popen[str]) -> None:
+        self.popen = popen
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def printed(self) -> str:
+        return "".join(self.lines)
+
+    def finish(self, timeout: float) -> str:
+        """Wait for the exit and return everything printed."""
+        self.popen.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        return self.printed()
+
+
+def start_make_run(env: dict[str, str]) -> Running:
     # A new session, like a terminal's foreground job: Ctrl-C goes to the whole group.
-    return subprocess.Popen(
-        ["make", "--no-print-directory", "run"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return Running(
+        subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     )
 
 
-def start_in_checkout(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+def start_in_checkout(env: dict[str, str], cwd: Path) -> Running:
     """What `make run` runs (`.venv/bin/python -m core.harness.run`), from `cwd`.
 
     `cwd` stands for a checkout of its own, so the relative default VAR_DIR (`var`) is not the
     user's `var` in this one; the code is this checkout's (PYTHONPATH).
     """
-    return subprocess.Popen(
-        [sys.executable, "-m", "core.harness.run"],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    return Running(
+        subprocess.Popen(
+            [sys.executable, "-m", "core.harness.run"],
+            cwd=cwd,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     )
 
 
-def wait_ready(env: dict[str, str], process: subprocess.Popen[str], timeout: float = 120) -> dict:
-    """Wait for web's readiness answer (which checks the database and algorithm) and return it."""
+def wait_ready(env: dict[str, str], running: Running, timeout: float = 120) -> dict:
+    """Wait until `make run` says it is ready (a person presses Ctrl-C only after that line) and
+    web's readiness answer (which checks the database and algorithm) is in; return the answer."""
     url = f"http://127.0.0.1:{env['WEB_PORT']}/health/ready"
 
     def answer() -> dict | None:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert running.popen.poll() is None, running.finish(timeout=10)
+        if "ready; press Ctrl-C to stop" not in running.printed():
+            return None
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return dict(json.load(response))
@@ -196,7 +238,7 @@ def test_make_run_as_the_readme_says_recovers_after_a_crash_and_ctrl_c_leaves_no
         check_readme_token_commands(env, checkout)
     finally:
         os.killpg(runner.pid, signal.SIGKILL)  # no clean-up at all: stale pid files remain
-        runner.communicate(timeout=10)
+        runner.finish(timeout=10)
     # Children die with their parent.
     wait_until(lambda: not processes_mentioning(str(checkout)), timeout=20, what="no process left")
 
@@ -206,10 +248,10 @@ def test_make_run_as_the_readme_says_recovers_after_a_crash_and_ctrl_c_leaves_no
         assert token_file.read_text() == token  # kept across starts
         assert api_status(env, token.strip()) == 200
     finally:
-        if restarted.poll() is None:
+        if restarted.popen.poll() is None:
             os.killpg(restarted.pid, signal.SIGINT)
-        output, _ = restarted.communicate(timeout=60)
-    assert restarted.returncode == 0, output
+        output = restarted.finish(timeout=60)
+    assert restarted.popen.returncode == 0, output
     assert output.rstrip().endswith("stopped"), output
     assert f"admin token: {token.strip()}" in output
     assert f'curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:{env["WEB_PORT"]}' in output
@@ -242,7 +284,7 @@ def test_make_run_with_var_dir_in_a_private_directory_keeps_postgres_elsewhere(
         assert (private.stat().st_mode & 0o777) == 0o700  # nothing opened up
     finally:
         os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
+        output = process.finish(timeout=60)
         shutil.rmtree(private)  # VAR_DIR goes: its PostgreSQL data goes at the next start
         removed = sweep_orphans()
     assert f"PostgreSQL data: {data_dir}" in output, output

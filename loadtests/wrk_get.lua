@@ -4,7 +4,7 @@
 -- WRK_HEADERS (environment, optional): more headers, one "Name: value" per line.
 
 local req
-local non_2xx = 0
+non_2xx = 0  -- global: `done` reads it from each thread with thread:get
 local threads = {}
 
 function setup(thread)

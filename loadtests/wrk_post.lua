@@ -5,7 +5,7 @@
 
 local bodies = {}
 local next_body = 1
-local non_2xx = 0
+non_2xx = 0  -- global: `done` reads it from each thread with thread:get
 local threads = {}
 
 function setup(thread)

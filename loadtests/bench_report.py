@@ -199,6 +199,13 @@ CHECKS = (
         RATIO,
     ),
     Check(
+        "web / web ceiling, both on core 0 (the algorithm service on core 1)",
+        lambda r: r.ratio("web_pinned", "web_ceiling_pinned"),
+        None,
+        0,
+        RATIO,
+    ),
+    Check(
         "data API first page / web ceiling",
         lambda r: r.ratio("data_list", "web_ceiling"),
         None,

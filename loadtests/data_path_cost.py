@@ -106,12 +106,12 @@ async def profile(application: Any, path: str, token: bytes, requests: int) -> N
     def profiled(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
         return profiler.runcall(dispatch, self, request, *args, **kwargs)
 
-    APIView.dispatch = profiled  # type: ignore[method-assign]
+    APIView.dispatch = profiled
     try:
         for _ in range(requests):
             await get(application, path, token)
     finally:
-        APIView.dispatch = dispatch  # type: ignore[method-assign]
+        APIView.dispatch = dispatch
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 

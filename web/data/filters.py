@@ -7,7 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
+from django_filters import rest_framework as django_filters
 from rest_framework import exceptions, filters
+
+from web.data.models import Data
 
 MIN_SEARCH_TERM_CHARS = 3
 # Each term is one more substring test of every candidate row: a search takes at most this many.
@@ -101,3 +104,15 @@ class NulMatchesNothingMixin:
         if any("\x00" in self.request.query_params.get(name, "") for name in ("label", "search")):
             return queryset.filter(pk__isnull=True)  # empty, and still a query COPY can run
         return super().filter_queryset(queryset)  # type: ignore[misc]
+
+
+class LabelFilter(django_filters.FilterSet):
+    """`?label=`: the rows with exactly that label.
+
+    Declared once: with `filterset_fields`, django-filter builds a new FilterSet class for every
+    request (about a tenth of a millisecond of a one-row GET).
+    """
+
+    class Meta:
+        model = Data
+        fields = ["label"]

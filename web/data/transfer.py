@@ -28,6 +28,7 @@ from web.data.export_slots import export_slots
 from web.data.filters import (
     SEARCH_DESCRIPTION,
     SEARCH_PATTERN,
+    LabelFilter,
     NulMatchesNothingMixin,
     TrigramSearchFilter,
 )
@@ -198,7 +199,7 @@ class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
     renderer_classes = [renderers.JSONRenderer]
     queryset = Data.objects.all()
     filter_backends = [DjangoFilterBackend, TrigramSearchFilter]
-    filterset_fields = ["label"]
+    filterset_class = LabelFilter
     search_fields = ["text"]
     pagination_class = None
 

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from core.model_names import DEFAULT_MODEL
 from web.auth.scope import allowed_models, require_model
-from web.data.filters import NulMatchesNothingMixin, TrigramSearchFilter
+from web.data.filters import LabelFilter, NulMatchesNothingMixin, TrigramSearchFilter
 from web.data.model_names import (
     MODEL_QUERY_PARAMETER,
     register_on_first_write,
@@ -71,7 +71,7 @@ class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
         DjangoFilterBackend,
         TrigramSearchFilter,
     ]
-    filterset_fields = ["label"]
+    filterset_class = LabelFilter
     search_fields = ["text"]
     # Ordering (one field, ties broken by id) is applied by KeysetPagination.
 

@@ -151,6 +151,13 @@ CHECKS = (
         0.9,
         RATIO,
     ),
+    Check(
+        "algorithm / its constant route, guards on (b')",
+        lambda r: r.ratio("algorithm", "algorithm_hello"),
+        None,
+        0,
+        RATIO,
+    ),
     Check("web / algorithm direct", lambda r: r.ratio("web", "algorithm"), ">=", 0.6, RATIO),
     Check("web / web ceiling", lambda r: r.ratio("web", "web_ceiling"), ">=", 0.85, RATIO),
     Check("web p99 (median of runs)", lambda r: r.median("web", p99_ms), "<", 60, MS),

@@ -89,6 +89,15 @@ SCENARIOS = (
         pool("loadtests.servers.flask_hello:app"),
         "/predict",
     ),
+    # The same ceiling through the service's own request handling (token, limits, request ids,
+    # metrics, access line): what `/predict` adds to it is the prediction's own work.
+    Scenario(
+        "algorithm_hello",
+        "(b') a constant `POST /hello` inside the algorithm service (its guards on), same pool",
+        pool("loadtests.servers.algorithm_hello:app"),
+        "/hello",
+        ALGORITHM_ENV,
+    ),
     Scenario(
         "algorithm", "(a) algorithm `POST /predict`", ("-m", "algorithm"), "/predict", ALGORITHM_ENV
     ),

@@ -1,8 +1,8 @@
 """The algorithm service's ceiling: a Flask hello-world `async def` view, no model.
 
-It is served exactly as the algorithm service is (`LoopFlask` through `FlaskASGI`, on the same
-pool), so the only difference from `POST /predict` under `python -m core.pool ... --workers 2`
-is the prediction work itself.
+It is served as the algorithm service is (`LoopFlask` through `FlaskASGI`, on the same pool),
+bare: without the service's token check, body limits, request ids, metrics or access line, which
+`POST /predict` also pays. `loadtests/servers/algorithm_hello.py` is the ceiling with those on.
 
     python -m core.pool loadtests.servers.flask_hello:app --port 8101 --workers 2
 """

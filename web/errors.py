@@ -31,6 +31,7 @@ cannot be reached (restarting, connections cut) is a 503 with Retry-After, never
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -313,8 +314,15 @@ def not_found_view(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
-    """An unexpected failure: no HTML, no traceback."""
-    return error_response(ServiceError())
+    """An unexpected failure: no HTML, no traceback.
+
+    Django calls it while handling the exception, so that exception is at hand: a database
+    outage met by Django's own views (the admin's login looking its user up) is answered as the
+    API answers it, 503 with Retry-After, not as a bug.
+    """
+    exc = sys.exception()
+    known = as_service_error(exc) if isinstance(exc, Exception) else None
+    return error_response(known or ServiceError())
 
 
 def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

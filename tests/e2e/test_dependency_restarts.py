@@ -9,6 +9,7 @@ registry. While clients predict through web, PostgreSQL is stopped and started a
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -194,6 +195,17 @@ def stack(
         own_redis.stop()
 
 
+def admin_login_attempt(web_url: str) -> httpx.Response:
+    """A person's login on the admin's page: the form (and its CSRF token), then the POST."""
+    with httpx.Client(base_url=web_url, timeout=10) as browser:
+        page = browser.get("/admin/login/")
+        assert page.status_code == 200, page.text  # the form needs no database
+        found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert found, page.text
+        form = {"csrfmiddlewaretoken": found[1], "username": "ops", "password": "not-this-one"}
+        return browser.post("/admin/login/?next=/admin/", data=form)
+
+
 def test_predict_answers_through_a_postgres_restart_and_data_calls_answer_503(
     stack: Stack,
 ) -> None:
@@ -206,6 +218,10 @@ def test_predict_answers_through_a_postgres_restart_and_data_calls_answer_503(
             refused = stack.web.get(path)
             assert_error(refused, 503, "database_unavailable")
             assert int(refused.headers["Retry-After"]) > 0
+        # Django's own views too: the admin's login looks its user up in PostgreSQL.
+        login = admin_login_attempt(str(stack.web.base_url))
+        assert_error(login, 503, "database_unavailable")
+        assert int(login.headers["Retry-After"]) > 0
         # Past the token cache's lifetime: predict now runs on the outage's grace.
         time.sleep(max(0.0, stopped + TOKEN_CACHE_SECONDS + 0.5 - time.monotonic()))
         load.wait_for_answers(20)

@@ -162,7 +162,7 @@ def build_openapi(
         **_json(_ref("Job"), "The queued job (a new one, or the one already waiting)"),
         "headers": {"Location": location},
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "textclf algorithm service", "version": "1.0.0"},
         "paths": {
@@ -323,6 +323,35 @@ def build_openapi(
         "security": [{"serviceToken": []}],
         "components": {"schemas": schemas, "securitySchemes": {"serviceToken": SERVICE_TOKEN}},
     }
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            if method in HTTP_METHODS:
+                _declare_body_refusals(operation["responses"])
+    return document
+
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+# What FlaskASGI answers on any route for a body it refuses (event_loop.py): a GET's body too.
+BODY_TOO_LARGE = "`request_entity_too_large`: the body is larger than this route accepts"
+BODY_TOO_SLOW = "`request_timeout`: the body did not arrive within BODY_TIMEOUT_SECONDS"
+BODY_BUSY = (
+    "`service_unavailable`: the process holds as many incoming bodies as it may; "
+    "retry after Retry-After"
+)
+
+
+def _declare_body_refusals(responses: dict[str, Any]) -> None:
+    responses.setdefault("413", _error(BODY_TOO_LARGE))
+    responses.setdefault("408", _error(BODY_TOO_SLOW))
+    busy = responses.get("503")
+    if busy is None:
+        busy = _error(BODY_BUSY)
+    elif "service_unavailable" not in busy["description"]:
+        busy = {**busy, "description": f"{busy['description']}; or {BODY_BUSY}"}
+        schema = busy.get("content", {}).get("application/json", {}).get("schema")
+        if schema is not None and schema != _ref("Error"):  # e.g. readiness's own answer
+            busy["content"] = {"application/json": {"schema": {"anyOf": [schema, _ref("Error")]}}}
+    responses["503"] = {**busy, "headers": {**busy.get("headers", {}), **RETRY_AFTER}}
 
 
 def _swagger_dist() -> Path:

@@ -395,6 +395,12 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     )
     train = schema["paths"]["/train"]["post"]["responses"]
     assert train["202"]["headers"]["Location"]["required"] is True
+    # What the body layer answers on any route for a body it refuses: too large, too slow, busy.
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            assert {"408", "413", "503"} <= set(responses), operation["summary"]
+            assert "Retry-After" in responses["503"]["headers"], operation["summary"]
     assert "swagger-ui" in client.get("/docs").text
     script = client.get("/docs/static/swagger-ui-bundle.js")
     assert script.status_code == 200 and b"SwaggerUIBundle" in script.content

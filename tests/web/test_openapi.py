@@ -56,7 +56,11 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         *("200", "400", "405", "409", "413", "415", "503", "504"),
         *("401", "429"),
         *("403", "404"),  # a model the token may not use; an unknown model
+        "408",  # a body that does not arrive in time
     }
+
+
+BODY_REFUSALS = {"408", "413", "503"}
 
 
 @pytest.mark.parametrize(
@@ -65,23 +69,37 @@ def test_predict_takes_exactly_one_of_text_or_texts(schema: dict[str, Any]) -> N
         (
             "/api/train/",
             "post",
-            {"202", "400", "401", "403", "404", "405", "413", "429", "503", "504"},
+            {"202", "400", "401", "403", "404", "405", "429", "504"},
         ),
-        ("/api/train/{job_id}/", "get", {"200", "401", "403", "404", "405", "429", "503", "504"}),
+        ("/api/train/{job_id}/", "get", {"200", "401", "403", "404", "405", "429", "504"}),
         ("/health/live", "get", {"200", "405"}),
-        ("/health/ready", "get", {"200", "503", "405", "429"}),  # 429: anonymous per address
+        ("/health/ready", "get", {"200", "405", "429"}),  # 429: anonymous per address
     ],
 )
 def test_plain_views_list_every_status(
     schema: dict[str, Any], path: str, method: str, statuses: set[str]
 ) -> None:
     responses = schema["paths"][path][method]["responses"]
-    assert set(responses) == statuses
+    # Every operation, besides its own: the body layer's refusals (web/edge/body_limits.py).
+    assert set(responses) == statuses | BODY_REFUSALS
     errors = [r for status, r in responses.items() if status >= "400" and path.startswith("/api")]
     assert all(
         r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
         for r in errors
     )
+    busy = responses["503"]
+    assert "server_busy" in busy["description"] and "Retry-After" in busy["headers"]
+
+
+def test_every_operation_declares_what_the_body_layer_refuses(schema: dict[str, Any]) -> None:
+    """A body too large, too slow, or beyond the process's budget: refused before any view."""
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert BODY_REFUSALS <= set(responses), (method, path)
+            busy = responses["503"]
+            assert "server_busy" in busy["description"], (method, path)
+            assert "Retry-After" in busy["headers"], (method, path)
 
 
 def test_train_answer_names_its_location(schema: dict[str, Any]) -> None:

@@ -354,6 +354,9 @@ def add_plain_views(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
     for path, operations in result["paths"].items():
         if path.startswith("/api/"):
             _secure(path, operations)
+        for method, operation in operations.items():
+            if method in HTTP_METHODS:
+                _declare_body_refusals(operation["responses"])
     return result
 
 
@@ -388,6 +391,29 @@ def _secure(path: str, operations: dict[str, Any]) -> None:
         if needed is not None:
             note = f"Needs a token with role `{needed.label}` or above."
             operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+
+
+# What the body layer in front of every route (web/edge/body_limits.py) answers for a body it
+# refuses, whatever the operation: a GET's body gets a few KiB too.
+BODY_TOO_LARGE = "payload_too_large: the body is larger than this route accepts"
+BODY_TOO_SLOW = "request_timeout: the body did not arrive within BODY_TIMEOUT_SECONDS"
+SERVER_BUSY = (
+    "server_busy: the process holds as many incoming bodies as it may; retry after Retry-After"
+)
+
+
+def _declare_body_refusals(responses: dict[str, Any]) -> None:
+    responses.setdefault("413", _error(BODY_TOO_LARGE))
+    responses.setdefault("408", _error(BODY_TOO_SLOW))
+    busy = responses.get("503")
+    if busy is None:
+        busy = _error(SERVER_BUSY)
+    elif "server_busy" not in busy["description"]:
+        busy = {**busy, "description": f"{busy['description']}; or {SERVER_BUSY}"}
+        schema = busy.get("content", {}).get(JSON, {}).get("schema")
+        if schema is not None and schema != ERROR_REF:  # e.g. readiness's own answer
+            busy["content"] = {JSON: {"schema": {"anyOf": [schema, ERROR_REF]}}}
+    responses["503"] = {**busy, "headers": {**busy.get("headers", {}), "Retry-After": RETRY_AFTER}}
 
 
 def _declare_database_outage(responses: dict[str, Any]) -> None:

@@ -32,6 +32,15 @@ def time_limit_error(settings: WorkerSettings) -> str:
     )
 
 
+def hard_time_limit_error(settings: WorkerSettings) -> str:
+    return (
+        f"training took longer than {settings.task_time_limit} s and its process was killed "
+        f"(TASK_TIME_LIMIT): it did not stop at TASK_SOFT_TIME_LIMIT "
+        f"({settings.task_soft_time_limit} s), most likely waiting on the database; nothing was "
+        "published. Raise both limits or train on fewer rows"
+    )
+
+
 def worker_deaths_error(deaths: int, settings: WorkerSettings) -> str:
     times = "time" if deaths == 1 else "times"
     return (

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from algorithm.ml.training import TrainingDataError, too_many_labels, train_model
@@ -39,6 +39,7 @@ from worker.config import WorkerSettings, get_settings
 from worker.job_outcomes import (
     fail_job,
     finish_committed_run,
+    hard_time_limit_error,
     time_limit_error,
     unexpected_error,
     worker_deaths_error,
@@ -318,7 +319,46 @@ async def _run_job(
 
 
 # max_retries=None on the task: `retry(max_retries=None)` would mean "the default, 3".
-@celery_app.task(name=TRAIN_TASK, bind=True, max_retries=None)
+# A registry write from the worker's main process waits this long at most: it must not hold up
+# the worker's other tasks when PostgreSQL is what held the killed training up.
+HARD_LIMIT_STATEMENT_TIMEOUT_MS = 5_000
+
+
+class TrainTask(Task):
+    """The training task's class: a job whose process the hard time limit killed fails too."""
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: tuple, kwargs: dict, einfo: object
+    ) -> None:
+        # Celery calls it in the worker's main process after killing the process at
+        # TASK_TIME_LIMIT, and acknowledges the message: no redelivery, so without this the job
+        # would say "running" until its record expired.
+        if isinstance(exc, TimeLimitExceeded):
+            job_id = args[0] if args else kwargs.get("job_id")
+            if isinstance(job_id, str):
+                fail_after_hard_time_limit(job_id, settings=get_settings(), store=get_job_store())
+
+
+def fail_after_hard_time_limit(job_id: str, *, settings: WorkerSettings, store: JobStore) -> None:
+    job = store.get(job_id)
+    if job is None or job["status"] != "running":
+        return
+    error = hard_time_limit_error(settings)
+    logger.error("job %s: %s", job_id, error)
+
+    async def fail() -> None:
+        engine = database_engine(
+            settings.database_url, statement_timeout_ms=HARD_LIMIT_STATEMENT_TIMEOUT_MS
+        )
+        try:
+            await fail_job(job_id, error, engine=engine, store=store)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fail())
+
+
+@celery_app.task(name=TRAIN_TASK, bind=True, max_retries=None, base=TrainTask)
 def train(self: Task, job_id: str, model: str | None = None) -> str | None:
     """Train `model` (None: the job's own name) for job_id unless another training of that name
     runs (then retry) or the job is done already."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,40 @@ def test_a_soft_time_limit_while_rows_are_read_fails_the_job_and_its_run(
             "SELECT status, error FROM training_run WHERE id = %s", (job["job_id"],)
         ).fetchone()
     assert run is not None and run[0] == "failed" and "took longer than 3 s" in run[1]
+    assert list(model_dir.iterdir()) == []
+
+
+def test_a_training_killed_at_the_hard_time_limit_fails_its_job_instead_of_running_for_ever(
+    start_worker: Callable[..., Any],
+    insert_rows: Insert,
+    fixture_corpus: list[tuple[str, str]],
+    request_training: Callable[[], Job],
+    wait_for_job: Callable[..., Job],
+    test_database_url: str,
+    model_dir: Path,
+) -> None:
+    """PostgreSQL holds the training up past both limits: the registry's run table is locked, so
+    not even the soft limit's failure can be written. Celery kills the process at the hard limit
+    and acknowledges the task (no redelivery); the job must say what happened."""
+    insert_rows(fixture_corpus)
+    start_worker(
+        TASK_SOFT_TIME_LIMIT="1",
+        TASK_TIME_LIMIT="2",
+        BROKER_VISIBILITY_TIMEOUT="4",
+        TRAINING_LOCK_TTL="3",
+    )
+    with psycopg.connect(test_database_url) as blocker:
+        blocker.execute("LOCK TABLE training_run IN ACCESS EXCLUSIVE MODE")
+        job_id = request_training()["job_id"]
+        # Past the kill (2 s), the lock goes: the failure is then written everywhere.
+        released = threading.Timer(3.0, blocker.rollback)
+        released.start()
+        try:
+            job = wait_for_job(job_id, timeout=40)
+        finally:
+            released.cancel()
+    assert job["status"] == "failed"
+    assert "TASK_TIME_LIMIT" in job["error"] and "killed" in job["error"], job["error"]
     assert list(model_dir.iterdir()) == []
 
 

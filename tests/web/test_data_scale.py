@@ -123,6 +123,21 @@ def test_search_for_a_rare_word_reads_the_trigram_index(
     assert found and all("x1e24" in row["text"].lower() for row in found)
 
 
+@pytest.mark.parametrize("ordering", ["id", "-created_at"])
+def test_a_common_word_is_read_in_the_pages_order_not_gathered_and_sorted(
+    api: APIClient, big_table: dict[str, str], ordering: str
+) -> None:
+    # "python" is in one text of six: the statistics on UPPER(text) say so, and the page is
+    # read from the ordering's own index until it is full, not every match sorted for it.
+    (plan,) = plans_of(api, f"search=python&ordering={ordering}")
+    assert "Sort" not in plan and TRIGRAM_INDEX not in plan, plan
+    page = api.get(f"/api/data/?search=python&ordering={ordering}").json()["results"]
+    field = ordering.lstrip("-")
+    keys = [(row[field], row["id"]) for row in page]
+    assert len(page) == 50 and all("python" in row["text"].lower() for row in page)
+    assert keys == sorted(keys, reverse=ordering.startswith("-"))
+
+
 def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     api: APIClient, big_table: dict[str, str]
 ) -> None:

@@ -138,6 +138,25 @@ def test_a_common_word_is_read_in_the_pages_order_not_gathered_and_sorted(
     assert keys == sorted(keys, reverse=ordering.startswith("-"))
 
 
+def test_a_word_only_in_the_newest_rows_is_not_walked_to_from_the_oldest(
+    api: APIClient, big_table: dict[str, str]
+) -> None:
+    from web.data.models import Data
+    from web.data.search_pages import WALK_ROWS
+
+    # One text in twenty holds it, all of them the newest: common by the statistics, but a
+    # walk from the oldest row would read the whole table before its first match.
+    Data.objects.bulk_create(Data(text=f"Qzwvk tool {i}", label="new") for i in range(3000))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE data")
+    walk, gathered = plans_of(api, "search=qzwvk")
+    assert f"LIMIT {WALK_ROWS}" in walk.upper() or f"rows={WALK_ROWS}" in walk, walk
+    # Then every match gathered (here a scan: one row in twenty of 63 000) and sorted.
+    assert "CTE matches" in gathered and "Sort" in gathered, gathered
+    page = api.get("/api/data/?search=qzwvk").json()["results"]
+    assert [row["text"] for row in page] == [f"Qzwvk tool {i}" for i in range(50)]
+
+
 def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     api: APIClient, big_table: dict[str, str]
 ) -> None:

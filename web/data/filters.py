@@ -39,7 +39,9 @@ class TrigramSearchFilter(filters.SearchFilter):
     A trigram index can only narrow a search by terms of three or more characters; a shorter
     term would read the whole table, so it is refused instead of answered slowly. Rows an
     import left in the search backlog (not in the trigram index yet) are matched too, while an
-    import is recorded as waiting; the view learns which (`search_backlog_waiting`).
+    import is recorded as waiting; the view learns which (`search_backlog_waiting`). A view that
+    pages (`pages_searches`) gets the terms instead when none waits: its page is read by
+    `web.data.search_pages.search_page`.
     """
 
     def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
@@ -50,6 +52,9 @@ class TrigramSearchFilter(filters.SearchFilter):
         view.search_backlog_waiting = waiting
         if waiting:
             return queryset.filter(matching_every_term(terms))
+        if getattr(view, "pages_searches", False):  # web.data.search_pages reads the page
+            view.deferred_search_terms = terms
+            return queryset
         return queryset.filter(containing_every_term(terms), search_indexed=True)
 
     def get_search_terms(self, request: Any) -> list[str]:

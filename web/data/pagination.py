@@ -26,6 +26,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from core.model_names import DEFAULT_MODEL
 from web.data.models import Data
+from web.data.search_pages import search_page
 from web.edge.json_parser import load_json
 
 ORDERING_FIELDS = ("id", "label", "created_at", "updated_at")
@@ -62,6 +63,8 @@ class KeysetPagination(pagination.BasePagination):
             queryset = queryset.filter(_after(field, key, ascending=ascending))
         if getattr(view, "search_backlog_waiting", False):  # set by the search filter
             rows = first_search_matches(queryset, field=field, ascending=ascending, limit=size + 1)
+        elif terms := getattr(view, "deferred_search_terms", None):  # so is this
+            rows = search_page(queryset, terms, limit=size + 1)
         else:
             rows = list(queryset[: size + 1])
         more = len(rows) > size

@@ -91,10 +91,9 @@ def containing_every_term(terms: list[str]) -> Q:
     """Rows whose text contains every term, each term's test written once.
 
     Once, so that PostgreSQL estimates the matches from the statistics on UPPER(text)
-    (migration 0008): a common word's page is then read by walking the page's own index and
-    testing rows until the page is full, a rare word's from the trigram index. The same test
-    twice (as `matching_every_term` writes it) multiplies its estimate by itself, and every
-    word looked rare: the trigram index read every match of "kernel" and sorted them.
+    (migration 0008); the same test twice (as `matching_every_term` writes it) multiplies its
+    estimate by itself, and every word looks rare. For export and the list's page
+    (`web.data.search_pages`) while no import waits.
     """
     return Q(*(Q(text__icontains=term) for term in terms))
 

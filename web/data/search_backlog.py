@@ -11,7 +11,7 @@ rows to the drain that holds it, which looks for new rows after letting go of th
 
 A big backlog (BACKLOG_INDEX_MIN_ROWS rows or more, e.g. a million-row import) is first given
 a trigram index of its own, built in bulk (`CREATE INDEX CONCURRENTLY ... WHERE NOT
-search_indexed`, a third of a minute per million rows here, where the flips take minutes): from
+search_indexed`, 34-46 s per million rows here, half of what the flips took): from
 then on a search reads the waiting rows' matches from it instead of testing every waiting row,
 and the drain drops it once the backlog is empty (docs/data.md, "The window after an import").
 """

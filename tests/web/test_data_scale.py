@@ -138,6 +138,19 @@ def test_a_common_word_is_read_in_the_pages_order_not_gathered_and_sorted(
     assert keys == sorted(keys, reverse=ordering.startswith("-"))
 
 
+@pytest.mark.parametrize("ordering", ["-created_at"])
+def test_a_common_words_pages_follow_one_another_in_order_every_match_once(
+    api: APIClient, big_table: dict[str, str], ordering: str
+) -> None:
+    from web.data.models import Data
+
+    # Each page walks from its cursor (a page of 1 000 reads ~6 000 rows), so pages join up.
+    tie = "-id" if ordering.startswith("-") else "id"
+    expected = Data.objects.filter(text__icontains="python").order_by(ordering, tie)
+    walked = _walk(api, f"search=python&ordering={ordering}&page_size=1000")
+    assert walked == list(expected.values_list("id", flat=True)) and len(walked) > 5000
+
+
 def test_a_word_only_in_the_newest_rows_is_not_walked_to_from_the_oldest(
     api: APIClient, big_table: dict[str, str]
 ) -> None:

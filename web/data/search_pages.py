@@ -48,7 +48,11 @@ def search_page(queryset: QuerySet[Any], terms: list[str], *, limit: int) -> lis
 
 
 def share_matching(terms: list[str]) -> float:
-    """The share of rows holding every term, from the statistics' sample of texts."""
+    """The share of rows holding every term, from the statistics' sample of texts.
+
+    0 without a sample (a table never analyzed, or a role that does not own the table, which
+    PostgreSQL shows no statistics): every search is then gathered, as before the walk.
+    """
     patterns = [f"%{connection.ops.prep_for_like_query(term)}%" for term in terms]
     with connection.cursor() as cursor:
         cursor.execute(SHARE_SQL, [patterns, TEXT_STATISTICS])

@@ -123,6 +123,53 @@ def test_search_for_a_rare_word_reads_the_trigram_index(
     assert found and all("x1e24" in row["text"].lower() for row in found)
 
 
+@pytest.mark.parametrize("ordering", ["id", "-created_at"])
+def test_a_common_word_is_read_in_the_pages_order_not_gathered_and_sorted(
+    api: APIClient, big_table: dict[str, str], ordering: str
+) -> None:
+    # "python" is in one text of six: the statistics on UPPER(text) say so, and the page is
+    # read from the ordering's own index until it is full, not every match sorted for it.
+    (plan,) = plans_of(api, f"search=python&ordering={ordering}")
+    assert "Sort" not in plan and TRIGRAM_INDEX not in plan, plan
+    page = api.get(f"/api/data/?search=python&ordering={ordering}").json()["results"]
+    field = ordering.lstrip("-")
+    keys = [(row[field], row["id"]) for row in page]
+    assert len(page) == 50 and all("python" in row["text"].lower() for row in page)
+    assert keys == sorted(keys, reverse=ordering.startswith("-"))
+
+
+@pytest.mark.parametrize("ordering", ["-created_at"])
+def test_a_common_words_pages_follow_one_another_in_order_every_match_once(
+    api: APIClient, big_table: dict[str, str], ordering: str
+) -> None:
+    from web.data.models import Data
+
+    # Each page walks from its cursor (a page of 1 000 reads ~6 000 rows), so pages join up.
+    tie = "-id" if ordering.startswith("-") else "id"
+    expected = Data.objects.filter(text__icontains="python").order_by(ordering, tie)
+    walked = _walk(api, f"search=python&ordering={ordering}&page_size=1000")
+    assert walked == list(expected.values_list("id", flat=True)) and len(walked) > 5000
+
+
+def test_a_word_only_in_the_newest_rows_is_not_walked_to_from_the_oldest(
+    api: APIClient, big_table: dict[str, str]
+) -> None:
+    from web.data.models import Data
+    from web.data.search_pages import WALK_ROWS
+
+    # One text in twenty holds it, all of them the newest: common by the statistics, but a
+    # walk from the oldest row would read the whole table before its first match.
+    Data.objects.bulk_create(Data(text=f"Qzwvk tool {i}", label="new") for i in range(3000))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE data")
+    walk, gathered = plans_of(api, "search=qzwvk")
+    assert f"LIMIT {WALK_ROWS}" in walk.upper() or f"rows={WALK_ROWS}" in walk, walk
+    # Then every match gathered (here a scan: one row in twenty of 63 000) and sorted.
+    assert "CTE matches" in gathered and "Sort" in gathered, gathered
+    page = api.get("/api/data/?search=qzwvk").json()["results"]
+    assert [row["text"] for row in page] == [f"Qzwvk tool {i}" for i in range(50)]
+
+
 def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     api: APIClient, big_table: dict[str, str]
 ) -> None:

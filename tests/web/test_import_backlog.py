@@ -14,7 +14,12 @@ from tests.helpers import wait_until
 from tests.web.conftest import LiveWeb
 from tests.web.test_import_export import CSV, csv_body, ndjson, post_import
 from web.data.models import Data, SearchBacklogImport
-from web.data.search_backlog import DRAIN_LOCK, drain_search_backlog
+from web.data.search_backlog import (
+    BACKLOG_TRIGRAM_INDEX,
+    DRAIN_LOCK,
+    drain_search_backlog,
+    index_backlog,
+)
 
 NDJSON = "application/x-ndjson"
 
@@ -88,6 +93,39 @@ def test_a_live_import_is_found_at_once_and_indexed_after_it_answers(
     assert Data.objects.count() == 3000
     again = editor.get("/api/data/", params={"search": "asdfg 2999"}, timeout=10)
     assert again.json()["results"] == found.json()["results"]
+
+
+def backlog_index_state() -> list[bool]:
+    """[valid?] of the backlog's own trigram index; [] when there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid::regclass::text = %s",
+            [BACKLOG_TRIGRAM_INDEX],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY runs outside transactions
+def test_a_big_backlog_is_indexed_in_bulk_while_it_waits_and_the_index_goes_with_it(
+    api: APIClient,
+) -> None:
+    # As an import leaves its rows (written here directly: an import through the view would
+    # start this process's own drain at its commit).
+    rows = [Data(text=f"bulk Zxcvb {i}", label="b", search_indexed=False) for i in range(150)]
+    Data.objects.bulk_create([*rows, *(Data(text="other", label="o", search_indexed=False),) * 50])
+    SearchBacklogImport.objects.create(rows=200)
+    with connection.cursor() as cursor:
+        assert not index_backlog(cursor, min_rows=201)  # a small backlog is drained as it is
+        assert backlog_index_state() == []
+        assert index_backlog(cursor, min_rows=200)
+    assert backlog_index_state() == [True]
+    expected = [f"bulk Zxcvb {i}" for i in range(150)]
+    assert search_texts(api, "zxcvb") == expected
+    assert search_texts(api, "zxcvb 149") == ["bulk Zxcvb 149"]
+
+    assert drain_search_backlog(index_min_rows=200) == 200  # builds it again, then drops it
+    assert backlog_index_state() == []  # imports no longer write into it
+    assert search_texts(api, "zxcvb") == expected
 
 
 def test_the_drain_command_indexes_what_an_interrupted_drain_left(api: APIClient) -> None:

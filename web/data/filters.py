@@ -11,6 +11,7 @@ from django_filters import rest_framework as django_filters
 from rest_framework import exceptions, filters
 
 from web.data.models import Data
+from web.data.search_backlog import backlog_waiting
 
 MIN_SEARCH_TERM_CHARS = 3
 # Each term is one more substring test of every candidate row: a search takes at most this many.
@@ -39,14 +40,24 @@ class TrigramSearchFilter(filters.SearchFilter):
 
     A trigram index can only narrow a search by terms of three or more characters; a shorter
     term would read the whole table, so it is refused instead of answered slowly. Rows an
-    import left in the search backlog (not in the trigram index yet) are matched too.
+    import left in the search backlog (not in the trigram index yet) are matched too, while an
+    import is recorded as waiting; the view learns which (`search_backlog_waiting`). A view that
+    pages (`pages_searches`) gets the terms instead when none waits: its page is read by
+    `web.data.search_pages.search_page`.
     """
 
     def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
         terms = self.get_search_terms(request)
         if not terms:
             return queryset
-        return queryset.filter(matching_every_term(terms))
+        waiting = backlog_waiting()
+        view.search_backlog_waiting = waiting
+        if waiting:
+            return queryset.filter(matching_every_term(terms))
+        if getattr(view, "pages_searches", False):  # web.data.search_pages reads the page
+            view.deferred_search_terms = terms
+            return queryset
+        return queryset.filter(containing_every_term(terms), search_indexed=True)
 
     def get_search_terms(self, request: Any) -> list[str]:
         # Terms are separated by ASCII whitespace only (not DRF's commas and quotes), so that
@@ -78,6 +89,17 @@ class TrigramSearchFilter(filters.SearchFilter):
         return [SEARCH_PARAMETER]
 
 
+def containing_every_term(terms: list[str]) -> Q:
+    """Rows whose text contains every term, each term's test written once.
+
+    Once, so that PostgreSQL estimates the matches from the statistics on UPPER(text)
+    (migration 0008); the same test twice (as `matching_every_term` writes it) multiplies its
+    estimate by itself, and every word looks rare. For export and the list's page
+    (`web.data.search_pages`) while no import waits.
+    """
+    return Q(*(Q(text__icontains=term) for term in terms))
+
+
 def matching_every_term(terms: list[str]) -> Q:
     """Rows whose text contains every term: the trigram index's rows or the backlog's.
 
@@ -87,7 +109,7 @@ def matching_every_term(terms: list[str]) -> Q:
     small index scans. Written as (indexed AND terms) OR (NOT indexed AND terms), PostgreSQL
     would factor the terms out of the OR and could use neither partial index.
     """
-    contains = Q(*(Q(text__icontains=term) for term in terms))
+    contains = containing_every_term(terms)
     return contains & ((Q(search_indexed=True) & contains) | Q(search_indexed=False))
 
 

@@ -26,7 +26,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from core.model_names import DEFAULT_MODEL
 from web.data.models import Data
-from web.data.search_backlog import backlog_waiting
+from web.data.search_pages import search_page
 from web.edge.json_parser import load_json
 
 ORDERING_FIELDS = ("id", "label", "created_at", "updated_at")
@@ -61,8 +61,10 @@ class KeysetPagination(pagination.BasePagination):
         queryset = queryset.order_by(*ordered_by(field, ascending=ascending))
         if key is not None:
             queryset = queryset.filter(_after(field, key, ascending=ascending))
-        if request.query_params.get("search"):
+        if getattr(view, "search_backlog_waiting", False):  # set by the search filter
             rows = first_search_matches(queryset, field=field, ascending=ascending, limit=size + 1)
+        elif terms := getattr(view, "deferred_search_terms", None):  # so is this
+            rows = search_page(queryset, terms, limit=size + 1)
         else:
             rows = list(queryset[: size + 1])
         more = len(rows) > size
@@ -155,15 +157,13 @@ class KeysetPagination(pagination.BasePagination):
 def first_search_matches(
     queryset: QuerySet[Any], *, field: str, ascending: bool, limit: int
 ) -> list[Any]:
-    """The first `limit` rows of an ordered search, reading the backlog only as far as needed.
+    """The first `limit` rows of an ordered search while an import waits for the trigram index.
 
     Rows in the trigram index come from it; rows still in the search backlog are read only up
     to the last indexed row of the page, when the indexed rows fill it: the backlog holds the
     newest rows, so in most orderings that bound leaves none of them to read, where reading
     every waiting row (~1 us each) would cost hundreds of ms after a big import.
     """
-    if not backlog_waiting():  # no import waits: the trigram index holds every row
-        return list(queryset.filter(search_indexed=True)[:limit])
     indexed = list(queryset.filter(search_indexed=True)[:limit])
     waiting = queryset.filter(search_indexed=False)
     if len(indexed) == limit:

@@ -73,7 +73,9 @@ class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     ]
     filterset_class = LabelFilter
     search_fields = ["text"]
-    # Ordering (one field, ties broken by id) is applied by KeysetPagination.
+    # Ordering (one field, ties broken by id) is applied by KeysetPagination, and so is a search
+    # while no import waits (web/data/search_pages.py).
+    pages_searches = True
 
     def get_queryset(self) -> QuerySet[Data]:
         if self.action == "list":

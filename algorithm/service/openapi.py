@@ -29,6 +29,7 @@ from algorithm.service.schemas import (
 from core import inference_protocol_openapi as v2
 from core.jobs import Job
 from core.model_names import DEFAULT_MODEL, MODEL_NAME_PATTERN, RESERVED_MODEL_NAMES
+from core.request_body_openapi import BodyRefusals, declare_body_refusals
 
 docs = Blueprint("docs", __name__)
 
@@ -332,26 +333,22 @@ def build_openapi(
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 # What FlaskASGI answers on any route for a body it refuses (event_loop.py): a GET's body too.
-BODY_TOO_LARGE = "`request_entity_too_large`: the body is larger than this route accepts"
-BODY_TOO_SLOW = "`request_timeout`: the body did not arrive within BODY_TIMEOUT_SECONDS"
-BODY_BUSY = (
-    "`service_unavailable`: the process holds as many incoming bodies as it may; "
-    "retry after Retry-After"
+BODY_REFUSALS = BodyRefusals(
+    too_large="`request_entity_too_large`: the body is larger than this route accepts",
+    too_slow="`request_timeout`: the body did not arrive within BODY_TIMEOUT_SECONDS",
+    busy="`service_unavailable`: the process holds as many incoming bodies as it may; "
+    "retry after Retry-After",
+    busy_code="service_unavailable",
 )
 
 
 def _declare_body_refusals(responses: dict[str, Any]) -> None:
-    responses.setdefault("413", _error(BODY_TOO_LARGE))
-    responses.setdefault("408", _error(BODY_TOO_SLOW))
-    busy = responses.get("503")
-    if busy is None:
-        busy = _error(BODY_BUSY)
-    elif "service_unavailable" not in busy["description"]:
-        busy = {**busy, "description": f"{busy['description']}; or {BODY_BUSY}"}
-        schema = busy.get("content", {}).get("application/json", {}).get("schema")
-        if schema is not None and schema != _ref("Error"):  # e.g. readiness's own answer
-            busy["content"] = {"application/json": {"schema": {"anyOf": [schema, _ref("Error")]}}}
-    responses["503"] = {**busy, "headers": {**busy.get("headers", {}), **RETRY_AFTER}}
+    declare_body_refusals(
+        responses,
+        BODY_REFUSALS,
+        error_schema=_ref("Error"),
+        retry_after=RETRY_AFTER["Retry-After"],
+    )
 
 
 def _swagger_dist() -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
+from core.request_body_openapi import BodyRefusals, declare_body_refusals
 from web.auth.middleware import route_name
 from web.auth.roles import PUBLIC_ROUTES, READER, required_role
 from web.data import rules
@@ -395,25 +396,17 @@ def _secure(path: str, operations: dict[str, Any]) -> None:
 
 # What the body layer in front of every route (web/edge/body_limits.py) answers for a body it
 # refuses, whatever the operation: a GET's body gets a few KiB too.
-BODY_TOO_LARGE = "payload_too_large: the body is larger than this route accepts"
-BODY_TOO_SLOW = "request_timeout: the body did not arrive within BODY_TIMEOUT_SECONDS"
-SERVER_BUSY = (
-    "server_busy: the process holds as many incoming bodies as it may; retry after Retry-After"
+BODY_REFUSALS = BodyRefusals(
+    too_large="payload_too_large: the body is larger than this route accepts",
+    too_slow="request_timeout: the body did not arrive within BODY_TIMEOUT_SECONDS",
+    busy="server_busy: the process holds as many incoming bodies as it may; retry after "
+    "Retry-After",
+    busy_code="server_busy",
 )
 
 
 def _declare_body_refusals(responses: dict[str, Any]) -> None:
-    responses.setdefault("413", _error(BODY_TOO_LARGE))
-    responses.setdefault("408", _error(BODY_TOO_SLOW))
-    busy = responses.get("503")
-    if busy is None:
-        busy = _error(SERVER_BUSY)
-    elif "server_busy" not in busy["description"]:
-        busy = {**busy, "description": f"{busy['description']}; or {SERVER_BUSY}"}
-        schema = busy.get("content", {}).get(JSON, {}).get("schema")
-        if schema is not None and schema != ERROR_REF:  # e.g. readiness's own answer
-            busy["content"] = {JSON: {"schema": {"anyOf": [schema, ERROR_REF]}}}
-    responses["503"] = {**busy, "headers": {**busy.get("headers", {}), "Retry-After": RETRY_AFTER}}
+    declare_body_refusals(responses, BODY_REFUSALS, error_schema=ERROR_REF, retry_after=RETRY_AFTER)
 
 
 def _declare_database_outage(responses: dict[str, Any]) -> None:

@@ -9,8 +9,9 @@ from openapi_spec_validator import validate
 from rest_framework.test import APIClient
 
 # Every operation needs a token (401), is rate limited (429) and needs PostgreSQL (503 while it is
-# unreachable); above reader, 403 too.
-GATED = {"401", "429", "503"}
+# unreachable), and its body may be refused before it runs (408, 413; 503 over the budget);
+# above reader, 403 too.
+GATED = {"401", "429", "503", "408", "413"}
 ADMIN_ONLY = {*GATED, "403"}
 
 

@@ -15,7 +15,7 @@ import logging
 from functools import lru_cache
 
 import redis
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 
 from core import registry, serving_protocol
 from core.model_names import DEFAULT_MODEL
@@ -50,6 +50,13 @@ def announce_desired(model: str = DEFAULT_MODEL) -> bool:
     return True
 
 
+# The reconciler's look reads three registry tables in one statement. Behind a lock (a migration,
+# a TRUNCATE) it gives up after this long and looks again at the next interval: it never waits in
+# the lock queue, and never deadlocks with a statement locking the same tables in another order
+# (PostgreSQL only breaks a deadlock after deadlock_timeout, 1 s, by failing one side).
+RECONCILE_LOCK_TIMEOUT_MS = 200
+
+
 def reannounce_if_behind() -> bool:
     """Announce the registry's desired state of every name where Redis lacks it or is older.
 
@@ -60,7 +67,10 @@ def reannounce_if_behind() -> bool:
     """
     close_old_connections()
     try:
-        wanted = registry.read_all_desired(DjangoDatabase())
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{RECONCILE_LOCK_TIMEOUT_MS}ms'")
+            wanted = registry.read_all_desired(DjangoDatabase())
     except DATABASE_OUTAGES:
         with contextlib.suppress(*DATABASE_OUTAGES):
             connection.close()  # the server cut it: the next look reconnects

@@ -214,3 +214,13 @@ def test_a_cursor_nested_too_deep_is_404_like_any_cursor_not_given_out(
     for raw in TOO_DEEP:
         cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
         assert_error(api.get(f"/api/data/?cursor={cursor}"), 404, "not_found")
+
+
+def test_a_rows_own_url_honours_search_as_the_list_does(api: APIClient, make_rows: Any) -> None:
+    """Filters apply to one row as to the list (DRF's rule): a row the search excludes is 404."""
+    (row,) = make_rows(("Python packaging tools", "python"))
+    url = f"/api/data/{row['id']}/"
+    assert api.get(url, {"search": "packag"}).json() == row
+    assert_error(api.get(url, {"search": "kernel"}), 404, "not_found")
+    assert_error(api.delete(f"{url}?search=kernel"), 404, "not_found")
+    assert api.get(url).status_code == 200  # the refused delete deleted nothing

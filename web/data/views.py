@@ -73,9 +73,13 @@ class DataViewSet(NulMatchesNothingMixin, viewsets.ModelViewSet):
     ]
     filterset_class = LabelFilter
     search_fields = ["text"]
-    # Ordering (one field, ties broken by id) is applied by KeysetPagination, and so is a search
-    # while no import waits (web/data/search_pages.py).
-    pages_searches = True
+    # Ordering (one field, ties broken by id) is applied by KeysetPagination.
+
+    @property
+    def pages_searches(self) -> bool:
+        """A list's search, while no import waits, is read by its pagination
+        (web/data/search_pages.py); one row's URL (get, change, delete) is filtered as DRF does."""
+        return self.action == "list"
 
     def get_queryset(self) -> QuerySet[Data]:
         if self.action == "list":

@@ -344,7 +344,8 @@ def test_the_import_s_block_check_accepts_and_cleans_exactly_what_the_api_rules_
         expected: Any = [rules.clean_row({"text": text, "label": label})]
     except rules.RowProblem:
         expected = None
-    assert rules.clean_pairs([("fine", "ok"), (text, label)]) == (
+    columns = rules.clean_columns(["fine", text], ["ok", label])
+    assert (None if columns is None else list(zip(*columns, strict=True))) == (
         None if expected is None else [("fine", "ok"), *expected]
     )
 

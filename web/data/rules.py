@@ -64,26 +64,39 @@ def clean_row(row: Any) -> tuple[str, str]:
     return cleaned[0], cleaned[1]
 
 
-def clean_pairs(pairs: list[tuple[Any, Any]]) -> list[tuple[str, str]] | None:
-    """Every (text, label) cleaned as clean_text and clean_label would, when all are usual good
-    values; None as soon as one is not (then check them one by one for the reasons).
+def clean_columns(texts: list[Any], labels: list[Any]) -> tuple[list[str], list[str]] | None:
+    """Every text and label cleaned as clean_text and clean_label would, when all are usual
+    good values; None as soon as one is not (then check them one by one for the reasons).
 
-    The same rules in fewer steps per row, for the import's blocks of thousands of rows; the
-    test suite checks that both accept and clean the same values.
+    The same rules as whole-column steps (each a loop in C, not in Python), for the import's
+    blocks of thousands of rows; the test suite checks that both accept and clean the same values.
     """
-    cleaned: list[tuple[str, str]] = []
-    append = cleaned.append
-    for text, label in pairs:
-        if type(text) is not str or type(label) is not str or len(label) > LABEL_MAX_LENGTH:
-            return None
-        stripped = label.strip()
-        if not stripped or not 0 < len(text) <= TEXT_MAX_CHARS or text.isspace():
-            return None
-        append((text, stripped))
-    # One search of the whole block instead of one per value.
-    if _NOT_STORABLE.search("".join([f"{text}{label}" for text, label in cleaned])):
+    if not texts:
+        return [], []
+    if set(map(type, texts)) != {str} or set(map(type, labels)) != {str}:
         return None
-    return cleaned
+    if max(map(len, labels)) > LABEL_MAX_LENGTH:  # too long as sent, not as stored
+        return None
+    stripped = list(map(str.strip, labels))
+    if not all(stripped) or not all(texts) or max(map(len, texts)) > TEXT_MAX_CHARS:
+        return None
+    if any(map(str.isspace, texts)) or not _storable(texts) or not _storable(stripped):
+        return None
+    return texts, stripped
+
+
+def _storable(values: list[str]) -> bool:
+    """No NUL and no lone surrogate in any value: what _NOT_STORABLE finds, at memchr's speed."""
+    joined = "".join(values)
+    if "\x00" in joined:
+        return False
+    if joined.isascii():  # a flag of the string: no surrogate can be in it
+        return True
+    try:
+        joined.encode()  # a surrogate code point (lone, or a pair as two) cannot be UTF-8
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _missing() -> str:

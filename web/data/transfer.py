@@ -126,7 +126,7 @@ class DataImportView(generics.GenericAPIView):
         max_bytes = settings.IMPORT_MAX_BYTES
         if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
             raise importing.ImportTooLargeError(max_bytes)
-        lines = importing.bounded_lines(request._request.read, max_bytes=max_bytes)
+        lines = importing.bounded_line_lists(request._request.read, max_bytes=max_bytes)
         # The COPY lasts as long as the upload: the longer, explicit timeout of transfers.
         # One transaction (the timeout's): the rows and a new name's registration, or neither.
         with transfer_statement_timeout():

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.helpers import assert_error, bearer, wait_until
@@ -151,6 +152,42 @@ def test_import_over_several_copy_blocks_is_still_all_or_nothing(api: APIClient)
     assert response.status_code == 201 and response.json() == {"created": count}
     stored = list(Data.objects.order_by("id").values_list("text", "label"))
     assert stored == rows
+
+
+def test_lines_that_join_into_one_json_array_are_still_checked_one_per_line(
+    api: APIClient,
+) -> None:
+    # Read as one array these are three objects of two fields for three lines, but line 1
+    # holds two objects and lines 2-3 one between them: each line is refused on its own.
+    body = b'{"text":"a","label":"b"},{"text":"c","label":"d"}\n{"text":[{}\n{}],"label":"x"}\n'
+    error = assert_error(post_import(api, body), 400, "validation_error")
+    assert [bad["line"] for bad in error["lines"]] == [1, 2, 3]
+    assert Data.objects.count() == 0
+
+
+def test_ndjson_with_crlf_spaces_and_blank_lines_imports_every_row_as_written(
+    api: APIClient,
+) -> None:
+    body = (
+        b'{"text": "one", "label": " a "}\r\n\n'
+        b'  {"text":"two","label":"b"}  \n{"text":"3","label":"c"}'
+    )
+    started = timezone.now()
+    response = api.generic("POST", "/api/data/import?model=crlf", body, content_type=NDJSON)
+    assert response.status_code == 201 and response.json() == {"created": 3}
+    stored = list(
+        Data.objects.order_by("id").values_list(
+            "text", "label", "model", "created_at", "updated_at", "search_indexed"
+        )
+    )
+    assert [row[:3] for row in stored] == [
+        ("one", "a", "crlf"),
+        ("two", "b", "crlf"),
+        ("3", "c", "crlf"),
+    ]
+    stamps = {row[3] for row in stored} | {row[4] for row in stored}
+    assert len(stamps) == 1 and started <= stamps.pop() <= timezone.now()
+    assert not any(row[5] for row in stored)  # waiting for the drain, as every import's rows
 
 
 def test_import_of_the_longest_texts_stores_them_whole(api: APIClient, settings: Any) -> None:

@@ -190,6 +190,22 @@ def test_ndjson_with_crlf_spaces_and_blank_lines_imports_every_row_as_written(
     assert not any(row[5] for row in stored)  # waiting for the drain, as every import's rows
 
 
+@pytest.mark.parametrize("content_type", [NDJSON, CSV])
+def test_a_line_too_long_to_read_is_named_and_nothing_is_imported(
+    api: APIClient, content_type: str
+) -> None:
+    from web.data.import_formats import MAX_LINE_BYTES
+
+    rows = [("short", "ok")] * 3
+    body = ndjson(rows) if content_type == NDJSON else csv_body(rows)
+    error = assert_error(post_import(api, body + b"x" * MAX_LINE_BYTES + b"\n", content_type), 400)
+    header = content_type == CSV  # the CSV header is line 1
+    assert error["lines"] == [
+        {"line": 4 + header, "reason": f"Line longer than {MAX_LINE_BYTES} bytes."}
+    ]
+    assert Data.objects.count() == 0
+
+
 def test_import_of_the_longest_texts_stores_them_whole(api: APIClient, settings: Any) -> None:
     longest = settings.TEXT_MAX_CHARS  # BLOCK_CHARS is reached every few rows
     rows = [(f"{i}\t\\" + "ü" * (longest - 4), "long") for i in range(25)]

@@ -10,7 +10,12 @@ is printed; `--profile` adds a cProfile of web's own list.
 Metrics are written in multiprocess mode and access lines to a file from a writer thread, as
 the server pool does.
 
-    python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile]
+    python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile] [--route]
+
+With `--route`, web's served path instead: web's predict route (web/proxy/predict_route.py,
+what `web.asgi` serves `/api/predict/` with) against the same route answering with the ceiling's
+constant view (loadtests/servers/django_ceiling.py), interleaved; the difference is what a
+prediction adds to a request on that route.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import os
 import pstats
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -169,6 +175,26 @@ def handlers(middleware: list[str]) -> dict[str, Any]:
     return built
 
 
+async def constant(request: Any) -> Any:
+    """The ceiling's view (loadtests/servers/django_ceiling.py `constant`)."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"label": "hello", "model_version": "django-ceiling"})
+
+
+def route_handlers() -> dict[str, Any]:
+    """Web's predict route, and the same route answering with the ceiling's constant view."""
+    from django.urls import ResolverMatch
+
+    from web.proxy.predict_route import PredictRoute
+
+    web, ceiling = PredictRoute(), PredictRoute()
+    ceiling.match = ResolverMatch(
+        constant, (), {}, url_name=web.match.url_name, route=web.match.route
+    )
+    return {"predict route: web": web, "both off": ceiling}
+
+
 async def measure(args: argparse.Namespace, token: str) -> None:
     import httpx
     from django.conf import settings
@@ -195,10 +221,10 @@ async def measure(args: argparse.Namespace, token: str) -> None:
         )
     )
     rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
-    apps = handlers(list(settings.MIDDLEWARE))
+    apps = route_handlers() if args.route else handlers(list(settings.MIDDLEWARE))
     runs: list[tuple[str, Any, str | None]] = [(name, app, None) for name, app in apps.items()]
-    # The same chain predicting with a named model: what naming one costs web.
-    runs.append(("web, a named model", apps["web (everything on)"], NAMED_MODEL))
+    if not args.route:  # the same chain predicting with a named model: what naming one costs
+        runs.append(("web, a named model", apps["web (everything on)"], NAMED_MODEL))
     freeze_startup_heap()  # as web.asgi does once started
     timings: dict[str, list[float]] = {name: [] for name, *_ in runs}
     batch_sizes: dict[str, list[float]] = {name: [] for name, *_ in runs}
@@ -206,7 +232,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
         for name, app, model in runs:
             calls[:] = [0, 0]
             timings[name].append(await time_requests(app, token, args.requests, model))
-            batch_sizes[name].append(calls[1] / calls[0])
+            batch_sizes[name].append(calls[1] / calls[0] if calls[0] else 0.0)
     base = statistics.median(timings["both off"])
     for name, values in timings.items():
         median = statistics.median(values)
@@ -219,7 +245,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        await time_requests(apps["web (everything on)"], token, args.requests)
+        await time_requests(next(iter(apps.values())), token, args.requests)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
 
@@ -229,6 +255,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--route", action="store_true", help="web's predict route vs its ceiling")
     parser.add_argument("--algorithm-ms", type=float, default=1.0, help="the service's latency")
     args = parser.parse_args()
     work_dir = make_scratch_dir("predict-path-cost-")
@@ -244,9 +271,16 @@ def main() -> None:
         django.setup()
         write_logs_in_background()  # as the server pool's workers write them
         configure_logging("text")
-        asyncio.run(measure(args, token))
+        if args.route:  # on the loop web's server runs (core/uvicorn_worker.py)
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(measure(args, token))
+        else:
+            asyncio.run(measure(args, token))
     finally:
         stop_children(children)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

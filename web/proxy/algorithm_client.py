@@ -23,6 +23,7 @@ call also says who asked (`X-Requested-By`, see `requester_headers`) for the reg
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -85,6 +86,9 @@ class AlgorithmAnswer:
     status: int
     body: Any
     headers: httpx.Headers
+    # `body` encoded as web answers it (json.dumps), when that is done already: the answers of a
+    # coalesced call are encoded once per label, not once per request.
+    content: bytes | None = None
 
 
 Pending = tuple[str, "asyncio.Future[AlgorithmAnswer]", str | None]  # text, its waiter, request id
@@ -253,10 +257,18 @@ def _split_batch_answer(answer: AlgorithmAnswer, size: int) -> list[AlgorithmAns
         raise AlgorithmUnavailable(
             f"The algorithm service returned {len(labels)} labels for {size}."
         )
-    return [
-        AlgorithmAnswer(200, {"label": label, "model_version": version}, answer.headers)
-        for label in labels
-    ]
+    by_label: dict[str, AlgorithmAnswer] = {}  # answers are frozen: requests share them
+
+    def answer_for(label: Any) -> AlgorithmAnswer:
+        found = by_label.get(label) if isinstance(label, str) else None
+        if found is None:
+            body = {"label": label, "model_version": version}
+            found = AlgorithmAnswer(200, body, answer.headers, json.dumps(body).encode())
+            if isinstance(label, str):
+                by_label[label] = found
+        return found
+
+    return [answer_for(label) for label in labels]
 
 
 def _keep_alive_transport() -> httpx.AsyncBaseTransport:

@@ -121,7 +121,9 @@ def measure(
         spy = profile_workers(root, args, name)
         before, (texts, calls) = tree_cpu_seconds(root), batch_totals(server)
         requests, errors = load(args.seconds)
-        user, system = (after - was for after, was in zip(tree_cpu_seconds(root), before))
+        user, system = (
+            after - was for after, was in zip(tree_cpu_seconds(root), before, strict=True)
+        )
         texts_after, calls_after = batch_totals(server)
         if spy is not None:
             spy.wait(timeout=args.seconds + 30)

@@ -23,8 +23,10 @@ call also says who asked (`X-Requested-By`, see `requester_headers`) for the reg
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +34,6 @@ from urllib.parse import quote
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from core.jobs import REQUESTED_BY_HEADER, REQUESTED_BY_MAX_CHARS
 from core.logs import REQUEST_ID, REQUEST_ID_HEADER
@@ -79,6 +75,15 @@ def _resend_safe(method: str, path: str) -> bool:
 
 def _dropped_or_never_reached(exc: BaseException) -> bool:
     return connection_failed(exc) or dropped_without_answer(exc)
+
+
+def _backoff_seconds(attempt: int) -> float:
+    """The wait after failed attempt `attempt` (1, 2, ...): exponential from 50 ms, jittered
+    by up to 50 ms, at most 0.5 s."""
+    return min(0.05 * 2 ** (attempt - 1) + random.uniform(0, 0.05), 0.5)
+
+
+URLS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class AlgorithmClient:
         # entry lives only while a name has texts in flight, so unknown names cannot pile up.
         self._pending: dict[str, list[Pending]] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
+        self._urls: dict[str, httpx.URL] = {}
 
     async def call(
         self, method: str, path: str, *, json: Any = None, headers: dict[str, str] | None = None
@@ -153,19 +159,20 @@ class AlgorithmClient:
         request_id = REQUEST_ID.get()
         if request_id:
             headers = {**headers, REQUEST_ID_HEADER: request_id}
+        # Retrying cannot send a request twice that is not harmless to repeat.
+        retryable = _dropped_or_never_reached if _resend_safe(method, path) else connection_failed
+        url = self._url(path)
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(
-                    _dropped_or_never_reached
-                    if _resend_safe(method, path)
-                    else connection_failed  # retrying cannot send the request twice
-                ),
-                stop=stop_after_attempt(self._connect_retries + 1),
-                wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
-                reraise=True,
-            ):
-                with attempt:
-                    response = await self._client.request(method, path, json=json, headers=headers)
+            for attempt in itertools.count(1):
+                # A new request per attempt: the balancer points each one at an address.
+                request = self._client.build_request(method, url, json=json, headers=headers)
+                try:
+                    response = await self._client.send(request)
+                    break
+                except Exception as exc:
+                    if attempt > self._connect_retries or not retryable(exc):
+                        raise
+                await asyncio.sleep(_backoff_seconds(attempt))
         except httpx.HTTPError as exc:
             if _dropped_or_never_reached(exc) or not isinstance(exc, httpx.TimeoutException):
                 raise AlgorithmUnavailable(f"The algorithm service is unreachable: {exc}") from exc
@@ -185,6 +192,16 @@ class AlgorithmClient:
         if response.status_code >= 500 and not (isinstance(body, dict) and "error" in body):
             raise AlgorithmUnavailable(f"The algorithm service failed ({response.status_code}).")
         return AlgorithmAnswer(response.status_code, body, response.headers)
+
+    def _url(self, path: str) -> httpx.URL:
+        """`path` under the service's base URL, as httpx joins them (kept: a join costs more
+        than the rest of building a request)."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= URLS_KEPT:  # job paths vary: keep the few in use
+                self._urls.clear()
+            url = self._urls[path] = self._client.build_request("GET", path).url
+        return url
 
     async def predict_one(self, text: str, model: str = DEFAULT_MODEL) -> AlgorithmAnswer:
         """Predict one text with `model`, sharing the HTTP call with concurrent requests."""

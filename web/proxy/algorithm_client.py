@@ -12,8 +12,10 @@ ours, answered as 503 (never passed on as the caller's 401) and logged without t
 
 Concurrent single-text predictions are coalesced per model name: while one call for a name is
 in flight, new texts for that name wait and go together in its next `{"texts": [...]}` call, so
-one HTTP hop serves many requests and never mixes two models' texts. `default`'s calls name no
-model (the service's default), so its body is the same as before names existed.
+one HTTP hop serves many requests and never mixes two models' texts. Each call leaves one turn
+of the event loop after the texts it found, so requests the loop woke meanwhile join it.
+`default`'s calls name no model (the service's default), so its body is the same as before
+names existed.
 
 Every call carries the current request's `X-Request-ID`; a coalesced call carries the id of the
 first request in its batch (its log lines on the algorithm side name that request). A training
@@ -219,6 +221,10 @@ class AlgorithmClient:
     async def _send_pending(self, model: str, pending: list[Pending]) -> None:
         try:
             while pending:
+                # One turn of the loop first: requests it has already woken reach predict_one
+                # and share this call (about 25 texts a call instead of 16 at 64 connections
+                # on a saturated core; a call costs web ~500 us of CPU whatever its size).
+                await asyncio.sleep(0)
                 await self._send_batch(model, self._take_batch(pending))
         finally:  # nothing awaited since `pending` was seen empty: no text is left behind
             if not pending:

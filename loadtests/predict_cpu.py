@@ -79,10 +79,10 @@ def profile_workers(
     root: int, args: argparse.Namespace, name: str
 ) -> subprocess.Popen[bytes] | None:
     """py-spy recording every process below `root` for the measured run (`--py-spy DIR`)."""
-    if args.py_spy is None or name != "web_pinned":
+    if args.py_spy is None:
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
-    out = args.py_spy / f"web-{time.strftime('%H%M%S')}.txt"
+    out = args.py_spy / f"{name}-{time.strftime('%H%M%S')}.txt"
     argv = [
         str(PY_SPY),
         "record",

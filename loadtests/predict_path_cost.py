@@ -13,9 +13,10 @@ the server pool does.
     python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile] [--route]
 
 With `--route`, web's served path instead: web's predict route (web/proxy/predict_route.py,
-what `web.asgi` serves `/api/predict/` with) against the same route answering with the ceiling's
-constant view (loadtests/servers/django_ceiling.py), interleaved; the difference is what a
-prediction adds to a request on that route.
+what `web.asgi` serves `/api/predict/` with), alone and behind web.asgi's body limits, against
+the same route answering with the ceiling's constant view (loadtests/servers/django_ceiling.py),
+with the rate limiter installed as in web and without it, as the ceiling's server runs;
+interleaved, on uvloop. The difference is what a prediction adds to a request on that route.
 """
 
 from __future__ import annotations
@@ -182,17 +183,44 @@ async def constant(request: Any) -> Any:
     return JsonResponse({"label": "hello", "model_version": "django-ceiling"})
 
 
+CEILING = "ceiling: the constant view, same route"
+# Run with no rate limiter installed, as loadtests/servers/django_ceiling.py serves (its lifespan
+# installs none, so its rate-limit middlewares pass every request through).
+CEILING_AS_SERVED = "ceiling as served (no rate limiter)"
+
+
 def route_handlers() -> dict[str, Any]:
-    """Web's predict route, and the same route answering with the ceiling's constant view."""
+    """Web's predict route (alone, and behind web.asgi's body limits), and the same route
+    answering with the ceiling's constant view."""
+    from django.conf import settings
     from django.urls import ResolverMatch
 
+    from core.request_body import BodyBudget
+    from web.config import get_settings
+    from web.edge.body_limits import limit_bodies, web_body_routes
     from web.proxy.predict_route import PredictRoute
 
     web, ceiling = PredictRoute(), PredictRoute()
     ceiling.match = ResolverMatch(
         constant, (), {}, url_name=web.match.url_name, route=web.match.route
     )
-    return {"predict route: web": web, "both off": ceiling}
+    config = get_settings()
+    bounded = limit_bodies(  # as web.asgi wraps every route
+        web,
+        routes=web_body_routes(
+            import_max_bytes=config.import_max_bytes,
+            json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            text_max_chars=config.text_max_chars,
+        ),
+        timeout_seconds=config.body_timeout_seconds,
+        budget=BodyBudget(config.body_budget_bytes),
+    )
+    return {
+        "web: the predict route": web,
+        "web: the predict route, body limits": bounded,
+        CEILING: ceiling,
+        CEILING_AS_SERVED: ceiling,
+    }
 
 
 async def measure(args: argparse.Namespace, token: str) -> None:
@@ -220,7 +248,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
             transport=httpx.MockTransport(algorithm),
         )
     )
-    rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
+    limiter = rate_limits.limiter_from_settings(get_settings())
     apps = route_handlers() if args.route else handlers(list(settings.MIDDLEWARE))
     runs: list[tuple[str, Any, str | None]] = [(name, app, None) for name, app in apps.items()]
     if not args.route:  # the same chain predicting with a named model: what naming one costs
@@ -230,10 +258,11 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     batch_sizes: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for _ in range(args.rounds):
         for name, app, model in runs:
+            rate_limits.install(None if name == CEILING_AS_SERVED else limiter)
             calls[:] = [0, 0]
             timings[name].append(await time_requests(app, token, args.requests, model))
             batch_sizes[name].append(calls[1] / calls[0] if calls[0] else 0.0)
-    base = statistics.median(timings["both off"])
+    base = statistics.median(timings[CEILING if args.route else "both off"])
     for name, values in timings.items():
         median = statistics.median(values)
         batch = statistics.median(batch_sizes[name])

@@ -10,7 +10,13 @@ is printed; `--profile` adds a cProfile of web's own list.
 Metrics are written in multiprocess mode and access lines to a file from a writer thread, as
 the server pool does.
 
-    python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile]
+    python -m loadtests.predict_path_cost [--requests 4000] [--rounds 5] [--profile] [--route]
+
+With `--route`, web's served path instead: web's predict route (web/proxy/predict_route.py,
+what `web.asgi` serves `/api/predict/` with), alone and behind web.asgi's body limits, against
+the same route answering with the ceiling's constant view (loadtests/servers/django_ceiling.py),
+with the rate limiter installed as in web and without it, as the ceiling's server runs;
+interleaved, on uvloop. The difference is what a prediction adds to a request on that route.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import pstats
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -169,6 +176,53 @@ def handlers(middleware: list[str]) -> dict[str, Any]:
     return built
 
 
+async def constant(request: Any) -> Any:
+    """The ceiling's view (loadtests/servers/django_ceiling.py `constant`)."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"label": "hello", "model_version": "django-ceiling"})
+
+
+CEILING = "ceiling: the constant view, same route"
+# Run with no rate limiter installed, as loadtests/servers/django_ceiling.py serves (its lifespan
+# installs none, so its rate-limit middlewares pass every request through).
+CEILING_AS_SERVED = "ceiling as served (no rate limiter)"
+
+
+def route_handlers() -> dict[str, Any]:
+    """Web's predict route (alone, and behind web.asgi's body limits), and the same route
+    answering with the ceiling's constant view."""
+    from django.conf import settings
+    from django.urls import ResolverMatch
+
+    from core.request_body import BodyBudget
+    from web.config import get_settings
+    from web.edge.body_limits import limit_bodies, web_body_routes
+    from web.proxy.predict_route import PredictRoute
+
+    web, ceiling = PredictRoute(), PredictRoute()
+    ceiling.match = ResolverMatch(
+        constant, (), {}, url_name=web.match.url_name, route=web.match.route
+    )
+    config = get_settings()
+    bounded = limit_bodies(  # as web.asgi wraps every route
+        web,
+        routes=web_body_routes(
+            import_max_bytes=config.import_max_bytes,
+            json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            text_max_chars=config.text_max_chars,
+        ),
+        timeout_seconds=config.body_timeout_seconds,
+        budget=BodyBudget(config.body_budget_bytes),
+    )
+    return {
+        "web: the predict route": web,
+        "web: the predict route, body limits": bounded,
+        CEILING: ceiling,
+        CEILING_AS_SERVED: ceiling,
+    }
+
+
 async def measure(args: argparse.Namespace, token: str) -> None:
     import httpx
     from django.conf import settings
@@ -194,20 +248,21 @@ async def measure(args: argparse.Namespace, token: str) -> None:
             transport=httpx.MockTransport(algorithm),
         )
     )
-    rate_limits.install(rate_limits.limiter_from_settings(get_settings()))
-    apps = handlers(list(settings.MIDDLEWARE))
+    limiter = rate_limits.limiter_from_settings(get_settings())
+    apps = route_handlers() if args.route else handlers(list(settings.MIDDLEWARE))
     runs: list[tuple[str, Any, str | None]] = [(name, app, None) for name, app in apps.items()]
-    # The same chain predicting with a named model: what naming one costs web.
-    runs.append(("web, a named model", apps["web (everything on)"], NAMED_MODEL))
+    if not args.route:  # the same chain predicting with a named model: what naming one costs
+        runs.append(("web, a named model", apps["web (everything on)"], NAMED_MODEL))
     freeze_startup_heap()  # as web.asgi does once started
     timings: dict[str, list[float]] = {name: [] for name, *_ in runs}
     batch_sizes: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for _ in range(args.rounds):
         for name, app, model in runs:
+            rate_limits.install(None if name == CEILING_AS_SERVED else limiter)
             calls[:] = [0, 0]
             timings[name].append(await time_requests(app, token, args.requests, model))
-            batch_sizes[name].append(calls[1] / calls[0])
-    base = statistics.median(timings["both off"])
+            batch_sizes[name].append(calls[1] / calls[0] if calls[0] else 0.0)
+    base = statistics.median(timings[CEILING if args.route else "both off"])
     for name, values in timings.items():
         median = statistics.median(values)
         batch = statistics.median(batch_sizes[name])
@@ -219,7 +274,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        await time_requests(apps["web (everything on)"], token, args.requests)
+        await time_requests(next(iter(apps.values())), token, args.requests)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
 
@@ -229,6 +284,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--route", action="store_true", help="web's predict route vs its ceiling")
     parser.add_argument("--algorithm-ms", type=float, default=1.0, help="the service's latency")
     args = parser.parse_args()
     work_dir = make_scratch_dir("predict-path-cost-")
@@ -244,9 +300,16 @@ def main() -> None:
         django.setup()
         write_logs_in_background()  # as the server pool's workers write them
         configure_logging("text")
-        asyncio.run(measure(args, token))
+        if args.route:  # on the loop web's server runs (core/uvicorn_worker.py)
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(measure(args, token))
+        else:
+            asyncio.run(measure(args, token))
     finally:
         stop_children(children)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,34 @@ def test_concurrent_single_predictions_share_calls_and_get_their_own_labels() ->
     assert sum(calls) == 50 and len(calls) < 50
 
 
+def test_a_text_queued_in_the_next_loop_turn_shares_the_call() -> None:
+    """A request the loop wakes while the first one's call is being started goes with it."""
+    calls: list[list[str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["texts"]
+        calls.append(texts)
+        return httpx.Response(
+            200, json={"labels": [t.upper() for t in texts], "model_version": "v1"}
+        )
+
+    async def scenario() -> list[bytes | None]:
+        client = make_client(answer)
+        first = asyncio.create_task(client.predict_one("a"))
+        await asyncio.sleep(0)  # the first text is queued and its call started
+        second = asyncio.create_task(client.predict_one("b"))
+        answers = await asyncio.gather(first, second)
+        await client.aclose()
+        return [a.content for a in answers]
+
+    contents = asyncio.run(scenario())
+    assert calls == [["a", "b"]]
+    # Each request's answer, as web sends it: what JsonResponse would have encoded.
+    assert contents == [
+        json.dumps({"label": label, "model_version": "v1"}).encode() for label in ("A", "B")
+    ]
+
+
 def test_service_errors_pass_through() -> None:
     def no_model(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, json={"error": "no_model", "detail": "train first"})

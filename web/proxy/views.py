@@ -11,10 +11,11 @@ ServiceError, answered in the error shape by `json_errors`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.model_names import DEFAULT_MODEL, InvalidModelName, check_model_name
@@ -42,7 +43,7 @@ from web.proxy.body import PredictMany, PredictOne, parse_predict_body
 
 @csrf_exempt
 @json_errors("POST")
-async def predict(request: HttpRequest) -> JsonResponse:
+async def predict(request: HttpRequest) -> HttpResponse:
     """Label one text or a batch through the algorithm service, with the model it names.
 
     The token's names are checked here; whether the name exists, by the algorithm service (its
@@ -103,7 +104,7 @@ def training_model(request: HttpRequest) -> str:
 
 
 @json_errors("POST")
-async def start_training(request: HttpRequest, model: str = DEFAULT_MODEL) -> JsonResponse:
+async def start_training(request: HttpRequest, model: str = DEFAULT_MODEL) -> HttpResponse:
     """Start training `model` (or join its queued job); 202 with the job and its Location.
 
     `default` is asked for with no body, as before names existed; another name with
@@ -122,7 +123,7 @@ async def start_training(request: HttpRequest, model: str = DEFAULT_MODEL) -> Js
 
 
 @json_errors("GET")
-async def training_job(request: HttpRequest, job_id: str) -> JsonResponse:
+async def training_job(request: HttpRequest, job_id: str) -> HttpResponse:
     """The state of one training job, if it trains a model name the caller's token may use."""
     answer = await get_client().call("GET", f"/train/{job_id}")
     if answer.status == 200 and isinstance(answer.body, dict):
@@ -148,9 +149,12 @@ def _read_json(request: HttpRequest) -> Any:
         raise InvalidJson() from None
 
 
-def _forward(answer: AlgorithmAnswer, **headers: str) -> JsonResponse:
+def _forward(answer: AlgorithmAnswer, **headers: str) -> HttpResponse:
     """The algorithm service's answer as web's, status, error shape and Retry-After included."""
-    response = JsonResponse(answer.body, status=answer.status, safe=False)
+    # What JsonResponse would send (its encoder differs only for types JSON cannot carry), from
+    # bytes the client may have made once for several requests.
+    content = answer.content if answer.content is not None else json.dumps(answer.body).encode()
+    response = HttpResponse(content, status=answer.status, content_type="application/json")
     if answer.status >= 400 and "Retry-After" in answer.headers:  # e.g. 503 model_loading
         response["Retry-After"] = answer.headers["Retry-After"]
     for name, value in headers.items():

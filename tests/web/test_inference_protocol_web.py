@@ -31,7 +31,7 @@ def protocol_error(response: httpx.Response, status: int, code: str) -> dict[str
 
 
 @pytest.fixture
-def web(web_as: Callable[[str | None], InProcessWeb], asgi_db: None) -> InProcessWeb:
+def web(web_as: Callable[[str | None], InProcessWeb]) -> InProcessWeb:
     return web_as("reader")
 
 
@@ -99,7 +99,7 @@ def test_errors_of_the_algorithm_service_answer_in_the_protocols_shape(web: InPr
 
 
 def test_every_route_needs_a_valid_token_and_its_method(
-    web_as: Callable[[str | None], InProcessWeb], asgi_db: None
+    web_as: Callable[[str | None], InProcessWeb],
 ) -> None:
     anonymous = web_as(None).ask(must_not_be_called, "GET", "/v2")
     protocol_error(anonymous, 401, "not_authenticated")

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, request
 
 from algorithm.service.errors import Unauthorized
+from algorithm.service.event_loop import BODY_ADMITTED_FOR
 
 # Flask endpoints anyone may call: probes, the schema and Swagger UI; /metrics has its own
 # optional METRICS_TOKEN (algorithm/service/observability.py).
@@ -57,6 +58,10 @@ def require_service_token(app: Flask, tokens: Iterable[str]) -> None:
         # (the schema is public), and a probe's 405 must say `Allow` whoever asks.
         if request.routing_exception is not None or request.endpoint in OPEN_ENDPOINTS:
             return
+        # `token_before_body` admitted this body for this (protected) endpoint: it found an
+        # accepted token, with the same functions; checking again would change nothing.
+        if request.environ.get(BODY_ADMITTED_FOR) == request.endpoint:
+            return
         presented = bearer_token(request.headers.get("Authorization"))
         if presented is None:
             raise Unauthorized()
@@ -73,7 +78,8 @@ def token_before_body(tokens: Iterable[str]) -> Callable[[str | None, dict[str, 
 
     Yes for an open endpoint or no route at all (Flask answers those without a token), and for
     a request that carries an accepted token; no otherwise, and Flask's check above then
-    answers 401 without the body ever being read. Same decision, same functions, one answer.
+    answers 401 without the body ever being read. Same decision, same functions, one answer:
+    for a protected endpoint it admitted, Flask's check does not run again (`BODY_ADMITTED_FOR`).
     """
     accepted = tuple(token.encode() for token in tokens)
 

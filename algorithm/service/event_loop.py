@@ -85,6 +85,18 @@ async def run_in_greenlet(function: Callable[..., Any], *args: Any) -> Any:
 
 # The environ key that carries a refused body's answer into Flask (see `LoopFlask`).
 REFUSED_BODY = "textclf.refused_body"
+# The body FlaskASGI read, as bytes: views take it from here (`request_body`), not through
+# Werkzeug's stream, which would wrap and read it again.
+RAW_BODY = "textclf.body"
+# The endpoint whose body gate (`admits_body`) let this request's body be read: a check the
+# gate made need not be made again for that endpoint (algorithm/service/auth.py).
+BODY_ADMITTED_FOR = "textclf.body_admitted_for"
+
+
+def request_body() -> bytes:
+    """The request's body: the bytes FlaskASGI read, else (another server) Werkzeug's stream."""
+    body = request.environ.get(RAW_BODY)
+    return body if body is not None else request.get_data(cache=False)
 
 
 class LoopFlask(Flask):
@@ -187,13 +199,10 @@ class FlaskASGI:
             return None
         return str(endpoint)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | HTTPException | None:
+    async def _read_body(
+        self, scope: Scope, receive: Receive, endpoint: str | None
+    ) -> bytes | HTTPException | None:
         """The body; the refusal Flask is to answer instead; None if the client went away."""
-        if not has_body(scope):
-            return b""
-        endpoint = self._endpoint(scope)
-        if self.admits_body is not None and not self.admits_body(endpoint, scope):
-            return b""  # never read: Flask refuses the caller first
         max_bytes = self.body_limits.get(endpoint or "", self.max_body_bytes)
         declared = declared_length(scope)
         if declared is not None and declared > max_bytes:
@@ -224,13 +233,24 @@ class FlaskASGI:
             bounded.release()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        read = await self._read_body(scope, receive)
+        read: bytes | HTTPException | None = b""
+        admitted_for = None
+        if has_body(scope):
+            endpoint = self._endpoint(scope)
+            if self.admits_body is None or self.admits_body(endpoint, scope):
+                admitted_for = endpoint
+                read = await self._read_body(scope, receive, endpoint)
+            # else never read: Flask refuses the caller first
         if read is None:
             return  # nobody to answer; a truncated body must not reach a view
         body = read if isinstance(read, bytes) else b""
         environ = _build_environ(scope, body, content_length=len(body))
         if isinstance(read, HTTPException):
             environ[REFUSED_BODY] = read
+        else:
+            environ[RAW_BODY] = body
+            if admitted_for is not None and self.admits_body is not None:
+                environ[BODY_ADMITTED_FOR] = admitted_for
         status, headers, payload = await run_in_greenlet(self._call_flask, environ)
         if isinstance(read, HTTPException):
             # The rest of the body is never read: the connection cannot carry another request.

@@ -13,7 +13,8 @@ this process's CPU per request, at 64 requests in flight as under load and at 1:
 What the server adds (Hypercorn's HTTP parsing, ~30 % of a worker under load) is not in these
 figures and is the same for all three, so the bench's ratio is (server + predict) / (server +
 hello). Metrics are written in multiprocess mode, as the server pool does; `--profile` adds a
-cProfile of `predict` at 64 in flight.
+cProfile of `predict` at 64 in flight
+(`--profile-in-flight`).
 
     python -m loadtests.algorithm_path_cost [--requests 4000] [--rounds 5] [--profile]
 """
@@ -195,7 +196,7 @@ async def measure(args: argparse.Namespace, token: str, texts: list[str]) -> Non
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        await time_requests(predict_app, runs["predict"][1], args.requests, CONCURRENCIES[0])
+        await time_requests(predict_app, runs["predict"][1], args.requests, args.profile_in_flight)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     for task in lifespans:
@@ -211,6 +212,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-in-flight", type=int, default=64, help="requests, profiled")
     parser.add_argument("--app", action="append", choices=APPS, help="default: all three")
     parser.add_argument("--fixture-corpus", action="store_true", help="the tests' small corpus")
     args = parser.parse_args()

@@ -93,6 +93,25 @@ RAW_BODY = "textclf.body"
 BODY_ADMITTED_FOR = "textclf.body_admitted_for"
 
 
+# The environ key of the count of requests the app's FlaskASGI is answering right now.
+REQUESTS_IN_FLIGHT = "textclf.requests_in_flight"
+
+
+class RequestCount:
+    """How many requests an app is answering right now, from the start of their body on."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def serving_alone() -> bool:
+    """Whether this request is the only one its app is answering right now."""
+    count = request.environ.get(REQUESTS_IN_FLIGHT)
+    return count is not None and count.value == 1
+
+
 def request_body() -> bytes:
     """The request's body: the bytes FlaskASGI read, else (another server) Werkzeug's stream."""
     body = request.environ.get(RAW_BODY)
@@ -157,6 +176,7 @@ class FlaskASGI:
             app.config["MAX_CONTENT_LENGTH"] = max([max_body_bytes, *self.body_limits.values()])
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
+        self.in_flight = RequestCount()
         self._routes = app.url_map.bind("localhost")
         # Rules without arguments by path: a body's endpoint found without the router.
         self._static_rules = {
@@ -233,6 +253,13 @@ class FlaskASGI:
             bounded.release()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.in_flight.value += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.in_flight.value -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         read: bytes | HTTPException | None = b""
         admitted_for = None
         if has_body(scope):
@@ -245,6 +272,7 @@ class FlaskASGI:
             return  # nobody to answer; a truncated body must not reach a view
         body = read if isinstance(read, bytes) else b""
         environ = _build_environ(scope, body, content_length=len(body))
+        environ[REQUESTS_IN_FLIGHT] = self.in_flight
         if isinstance(read, HTTPException):
             environ[REFUSED_BODY] = read
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 from typing import Literal
 from urllib.parse import unquote
@@ -18,7 +19,7 @@ from algorithm.service.errors import (
     ModelLoading,
     ModelNotFound,
 )
-from algorithm.service.event_loop import request_body
+from algorithm.service.event_loop import request_body, serving_alone
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
@@ -72,15 +73,25 @@ async def predict() -> Response | tuple[Response, int]:
         body = parse_predict_request(raw, limits=rt.settings)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
-    labels, version, scores = await rt.predict(texts, body.top_k, body.model)
+    labels, version, scores = await rt.predict(texts, body.top_k, body.model, alone=serving_alone())
     if scores is None:
         if body.text is not None:
-            return jsonify(label=labels[0], model_version=version)
-        return jsonify(labels=labels, model_version=version)
+            return json_response({"label": labels[0], "model_version": version})
+        return json_response({"labels": labels, "model_version": version})
     ranked = [[{"label": label, "score": score} for label, score in best] for best in scores]
     if body.text is not None:
-        return jsonify(label=labels[0], model_version=version, scores=ranked[0])
-    return jsonify(labels=labels, model_version=version, scores=ranked)
+        return json_response({"label": labels[0], "model_version": version, "scores": ranked[0]})
+    return json_response({"labels": labels, "model_version": version, "scores": ranked})
+
+
+# `jsonify`'s bytes (compact, ASCII, keys in order, a final newline) from one encoder made once:
+# jsonify builds a new encoder for every answer.
+_encode_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def json_response(answer: dict[str, object]) -> Response:
+    """A JSON answer of plain values (strings, numbers, lists, dicts), as `jsonify` writes it."""
+    return Response(_encode_json(answer) + "\n", mimetype="application/json")
 
 
 @api.post("/train")

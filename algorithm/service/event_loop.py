@@ -121,6 +121,24 @@ def request_body() -> bytes:
 class LoopFlask(Flask):
     """Flask whose async views run on the serving loop (see `FlaskASGI`)."""
 
+    # Views and hooks are few and live as long as the app; a bound on what is remembered all
+    # the same, should some caller pass a new function each time.
+    SYNCED_MAX = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's, remembered per function: Flask inspects the function again on every call
+        (every view, every `before_request` hook, every request)."""
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < self.SYNCED_MAX:
+                self._synced[func] = synced
+        return synced
+
     def async_to_sync(self, func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             return await_on_loop(func(*args, **kwargs))

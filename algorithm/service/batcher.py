@@ -4,9 +4,8 @@ Callers on the service's event loop `await batcher.predict(texts)`. The first re
 idle batcher is computed at once (without even queueing when no other request is being
 answered); requests that arrive while a batch is being computed queue up and go together in the
 next batch, bounded by `max_size` texts (and, when `max_wait` > 0, by waiting that long for
-more company). Every batch uses one model snapshot, so each answer
-names the version that produced it, and a request with `top_k` gets its labels and scores from
-that same snapshot.
+more company). Every batch uses one model snapshot, so each answer names the version that
+produced it, and a request with `top_k` gets its labels and scores from that same snapshot.
 
 A batch of more than `OFFLOAD_CHARS` characters is computed in one worker thread instead, in
 chunks of about `CHUNK_CHARS` characters that hand the GIL back between them, so the loop keeps

@@ -91,9 +91,7 @@ RAW_BODY = "textclf.body"
 # The endpoint whose body gate (`admits_body`) let this request's body be read: a check the
 # gate made need not be made again for that endpoint (algorithm/service/auth.py).
 BODY_ADMITTED_FOR = "textclf.body_admitted_for"
-
-
-# The environ key of the count of requests the app's FlaskASGI is answering right now.
+# The count of requests the app's FlaskASGI is answering right now (`serving_alone`).
 REQUESTS_IN_FLIGHT = "textclf.requests_in_flight"
 
 

@@ -29,6 +29,7 @@ import os
 import pstats
 import random
 import secrets
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -243,6 +244,7 @@ def main() -> None:
         asyncio.run(measure(args, token, texts))
     finally:
         stop_children(children)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

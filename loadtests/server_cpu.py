@@ -27,6 +27,7 @@ import dataclasses
 import os
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import urllib.request
@@ -157,6 +158,8 @@ def main() -> None:
                 )
     finally:
         stop_children(databases)
+        if args.py_spy is None:  # else the profiles are there
+            shutil.rmtree(work_dir, ignore_errors=True)
     first = names[0]
     print(f"medians over {args.rounds} rounds, {args.connections} connections:")
     for name in names:

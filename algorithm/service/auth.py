@@ -11,9 +11,11 @@ import hmac
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
+from flask.globals import request_ctx
 
 from algorithm.service.errors import Unauthorized
+from algorithm.service.event_loop import BODY_ADMITTED_FOR
 
 # Flask endpoints anyone may call: probes, the schema and Swagger UI; /metrics has its own
 # optional METRICS_TOKEN (algorithm/service/observability.py).
@@ -53,11 +55,17 @@ def require_service_token(app: Flask, tokens: Iterable[str]) -> None:
 
     @app.before_request
     def check_service_token() -> None:
+        current = request_ctx.request  # the request itself: each look through `request` costs
+        endpoint = current.endpoint
         # An unknown path or method is answered 404/405 to anyone: the routes are no secret
         # (the schema is public), and a probe's 405 must say `Allow` whoever asks.
-        if request.routing_exception is not None or request.endpoint in OPEN_ENDPOINTS:
+        if current.routing_exception is not None or endpoint in OPEN_ENDPOINTS:
             return
-        presented = bearer_token(request.headers.get("Authorization"))
+        # `token_before_body` admitted this body for this (protected) endpoint: it found an
+        # accepted token, with the same functions; checking again would change nothing.
+        if current.environ.get(BODY_ADMITTED_FOR) == endpoint:
+            return
+        presented = bearer_token(current.headers.get("Authorization"))
         if presented is None:
             raise Unauthorized()
         if not is_accepted(presented, accepted):
@@ -73,7 +81,8 @@ def token_before_body(tokens: Iterable[str]) -> Callable[[str | None, dict[str, 
 
     Yes for an open endpoint or no route at all (Flask answers those without a token), and for
     a request that carries an accepted token; no otherwise, and Flask's check above then
-    answers 401 without the body ever being read. Same decision, same functions, one answer.
+    answers 401 without the body ever being read. Same decision, same functions, one answer:
+    for a protected endpoint it admitted, Flask's check does not run again (`BODY_ADMITTED_FOR`).
     """
     accepted = tuple(token.encode() for token in tokens)
 

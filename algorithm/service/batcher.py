@@ -1,11 +1,11 @@
 """Micro-batching: concurrent predict calls share one vectorizer + classifier call.
 
 Callers on the service's event loop `await batcher.predict(texts)`. The first request of an
-idle batcher is computed at once; requests that arrive while a batch is being computed queue up
-and go together in the next batch, bounded by `max_size` texts (and, when `max_wait` > 0, by
-waiting that long for more company). Every batch uses one model snapshot, so each answer
-names the version that produced it, and a request with `top_k` gets its labels and scores from
-that same snapshot.
+idle batcher is computed at once (without even queueing when no other request is being
+answered); requests that arrive while a batch is being computed queue up and go together in the
+next batch, bounded by `max_size` texts (and, when `max_wait` > 0, by waiting that long for
+more company). Every batch uses one model snapshot, so each answer names the version that
+produced it, and a request with `top_k` gets its labels and scores from that same snapshot.
 
 A batch of more than `OFFLOAD_CHARS` characters is computed in one worker thread instead, in
 chunks of about `CHUNK_CHARS` characters that hand the GIL back between them, so the loop keeps
@@ -70,14 +70,23 @@ class MicroBatcher:
             max_workers=1, thread_name_prefix="predict-large", initializer=_share_the_gil_often
         )
 
-    async def predict(self, texts: list[str], top_k: int | None = None) -> Prediction:
-        """Labels for `texts` (and their `top_k` best scores) and the model version used."""
+    async def predict(
+        self, texts: list[str], top_k: int | None = None, *, alone: bool = False
+    ) -> Prediction:
+        """Labels for `texts` (and their `top_k` best scores) and the model version used.
+
+        `alone`: the caller's request is the only one its process is answering, so no other
+        could join its batch; with nothing queued (and no `max_wait`) it is computed at once,
+        without the trip through the queue and the batching task.
+        """
         chars = sum(map(len, texts))
         if len(texts) >= self._max_size or chars > OFFLOAD_CHARS:  # no reason to wait for company
             # Scoring builds k Python tuples per text: a big batch with top_k goes off the loop.
             if chars > OFFLOAD_CHARS or top_k is not None:
                 return _unwrap((await self._off_loop([(texts, top_k)]))[0])
             return _unwrap(self._run([(texts, None)])[0])
+        if alone and self._max_wait <= 0 and (self._queue is None or self._queue.empty()):
+            return _unwrap(self._run([(texts, top_k)])[0])
         if self._queue is None:
             self._queue = asyncio.Queue()
             # A context of its own: batches serve many requests, not the one that started it.

@@ -85,10 +85,57 @@ async def run_in_greenlet(function: Callable[..., Any], *args: Any) -> Any:
 
 # The environ key that carries a refused body's answer into Flask (see `LoopFlask`).
 REFUSED_BODY = "textclf.refused_body"
+# The body FlaskASGI read, as bytes: views take it from here (`request_body`), not through
+# Werkzeug's stream, which would wrap and read it again.
+RAW_BODY = "textclf.body"
+# The endpoint whose body gate (`admits_body`) let this request's body be read: a check the
+# gate made need not be made again for that endpoint (algorithm/service/auth.py).
+BODY_ADMITTED_FOR = "textclf.body_admitted_for"
+# The count of requests the app's FlaskASGI is answering right now (`serving_alone`).
+REQUESTS_IN_FLIGHT = "textclf.requests_in_flight"
+
+
+class RequestCount:
+    """How many requests an app is answering right now, from the start of their body on."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def serving_alone() -> bool:
+    """Whether this request is the only one its app is answering right now."""
+    count = request.environ.get(REQUESTS_IN_FLIGHT)
+    return count is not None and count.value == 1
+
+
+def request_body() -> bytes:
+    """The request's body: the bytes FlaskASGI read, else (another server) Werkzeug's stream."""
+    body = request.environ.get(RAW_BODY)
+    return body if body is not None else request.get_data(cache=False)
 
 
 class LoopFlask(Flask):
     """Flask whose async views run on the serving loop (see `FlaskASGI`)."""
+
+    # Views and hooks are few and live as long as the app; a bound on what is remembered all
+    # the same, should some caller pass a new function each time.
+    SYNCED_MAX = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Flask's, remembered per function: Flask inspects the function again on every call
+        (every view, every `before_request` hook, every request)."""
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = super().ensure_sync(func)
+            if len(self._synced) < self.SYNCED_MAX:
+                self._synced[func] = synced
+        return synced
 
     def async_to_sync(self, func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -145,6 +192,7 @@ class FlaskASGI:
             app.config["MAX_CONTENT_LENGTH"] = max([max_body_bytes, *self.body_limits.values()])
         self.on_startup = list(on_startup)
         self.on_shutdown = list(on_shutdown)
+        self.in_flight = RequestCount()
         self._routes = app.url_map.bind("localhost")
         # Rules without arguments by path: a body's endpoint found without the router.
         self._static_rules = {
@@ -187,13 +235,10 @@ class FlaskASGI:
             return None
         return str(endpoint)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | HTTPException | None:
+    async def _read_body(
+        self, scope: Scope, receive: Receive, endpoint: str | None
+    ) -> bytes | HTTPException | None:
         """The body; the refusal Flask is to answer instead; None if the client went away."""
-        if not has_body(scope):
-            return b""
-        endpoint = self._endpoint(scope)
-        if self.admits_body is not None and not self.admits_body(endpoint, scope):
-            return b""  # never read: Flask refuses the caller first
         max_bytes = self.body_limits.get(endpoint or "", self.max_body_bytes)
         declared = declared_length(scope)
         if declared is not None and declared > max_bytes:
@@ -224,13 +269,32 @@ class FlaskASGI:
             bounded.release()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        read = await self._read_body(scope, receive)
+        self.in_flight.value += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.in_flight.value -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        read: bytes | HTTPException | None = b""
+        admitted_for = None
+        if has_body(scope):
+            endpoint = self._endpoint(scope)
+            if self.admits_body is None or self.admits_body(endpoint, scope):
+                admitted_for = endpoint
+                read = await self._read_body(scope, receive, endpoint)
+            # else never read: Flask refuses the caller first
         if read is None:
             return  # nobody to answer; a truncated body must not reach a view
         body = read if isinstance(read, bytes) else b""
         environ = _build_environ(scope, body, content_length=len(body))
+        environ[REQUESTS_IN_FLIGHT] = self.in_flight
         if isinstance(read, HTTPException):
             environ[REFUSED_BODY] = read
+        else:
+            environ[RAW_BODY] = body
+            if admitted_for is not None and self.admits_body is not None:
+                environ[BODY_ADMITTED_FOR] = admitted_for
         status, headers, payload = await run_in_greenlet(self._call_flask, environ)
         if isinstance(read, HTTPException):
             # The rest of the body is never read: the connection cannot carry another request.

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from algorithm.service.batcher import Prediction
 from algorithm.service.errors import ApiError, ModelNotFound, NoModel
+from algorithm.service.event_loop import request_body
 from algorithm.service.model_cache import ServingModel
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import PredictRequest
@@ -106,7 +107,7 @@ async def infer(name: str, version: str | None = None) -> Response:
             "binary tensor data is not supported: send JSON data (binary_data=False)",
             code="unsupported_media_type",
         )
-    call = oip.parse_infer_request(request.get_data(cache=False))
+    call = oip.parse_infer_request(request_body())
     _check_texts(call.texts)
     served, model = await _resolve(name, version)
     top_k = (call.classification or model.label_count) if call.want_scores else None

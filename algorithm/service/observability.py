@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
+from flask.globals import request_ctx
 from prometheus_client import Counter, Gauge, Histogram
 
 from algorithm.service.errors import Unauthorized
@@ -232,8 +233,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def _note_route() -> None:
     """Flask `before_request`: tell the wrapper which route template matched."""
     route = _ROUTE.get()
-    if route is not None and request.url_rule is not None:
-        route.template = request.url_rule.rule
+    if route is not None:
+        rule = request_ctx.request.url_rule  # one look through Flask's context, not two
+        if rule is not None:
+            route.template = rule.rule
 
 
 metrics_api = Blueprint("metrics", __name__)

@@ -97,10 +97,16 @@ class ServingRuntime:
         self._started = False
 
     async def predict(
-        self, texts: list[str], top_k: int | None = None, model: str = DEFAULT_MODEL
+        self,
+        texts: list[str],
+        top_k: int | None = None,
+        model: str = DEFAULT_MODEL,
+        *,
+        alone: bool = False,
     ) -> Prediction:
         """Labels (and `top_k` scores) for `texts` by `model`, loading it first if need be;
-        with no `default` model yet, look for one first."""
+        with no `default` model yet, look for one first. `alone`: no other request is being
+        answered that could share the batch (see `MicroBatcher.predict`)."""
         served = self.pool.served.get(model)  # the warm path: one dict lookup
         if served is None:
             served = await self.pool.acquire(model)
@@ -109,7 +115,7 @@ class ServingRuntime:
         served.last_used = time.monotonic()
         served.users += 1  # before any await: never unloaded while this request uses it
         try:
-            prediction = await served.batcher.predict(texts, top_k)
+            prediction = await served.batcher.predict(texts, top_k, alone=alone)
         finally:
             served.users -= 1
         if served.shadow is not None:  # the one comparison shadow scoring costs when it is off

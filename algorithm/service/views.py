@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
+import json
 import re
 from typing import Literal
 from urllib.parse import unquote
@@ -12,7 +12,6 @@ from urllib.parse import unquote
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from algorithm.service.config import AlgorithmSettings
 from algorithm.service.errors import (
     BadRequest,
     BrokerUnavailable,
@@ -20,10 +19,10 @@ from algorithm.service.errors import (
     ModelLoading,
     ModelNotFound,
 )
+from algorithm.service.event_loop import request_body, serving_alone
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
-    PredictRequest,
     Readiness,
     ServedModelState,
     Started,
@@ -40,7 +39,7 @@ api = Blueprint("api", __name__)
 # holders reach /train (algorithm/service/auth.py), so the value is the caller's word, recorded
 # as given.
 REQUESTED_BY_PATTERN = re.compile(rf"[!-~]{{1,{REQUESTED_BY_MAX_CHARS}}}")
-# Bodies above this size are read and parsed in the large-batch thread (~1 ms of work here).
+# Bodies above this size are parsed in the large-batch thread (~1 ms of work here).
 LARGE_BODY_BYTES = 1 << 20
 
 
@@ -50,40 +49,49 @@ def runtime() -> ServingRuntime:
 
 
 def require_json() -> bytes:
-    if request.mimetype != "application/json":
+    """The body; 415 unless it is JSON (the header every client sends is taken as is)."""
+    content_type = request.environ.get("CONTENT_TYPE")
+    if content_type != "application/json" and request.mimetype != "application/json":
         raise BadRequest(
             f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
             code="unsupported_media_type",
         ).with_status(415)
-    return request.get_data(cache=False)
-
-
-def read_predict_body(limits: AlgorithmSettings) -> PredictRequest:
-    return parse_predict_request(require_json(), limits=limits)
+    return request_body()
 
 
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
     """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
-    limits = runtime().settings
-    if (request.content_length or 0) > LARGE_BODY_BYTES:
-        # Reading and parsing megabytes would hold the loop for tens of ms: the large-batch
-        # thread does it, in this request's context (Flask's request and app included).
-        read = functools.partial(contextvars.copy_context().run, read_predict_body, limits)
-        body = await runtime().batcher.off_loop(read)
+    rt = runtime()
+    raw = require_json()
+    if len(raw) > LARGE_BODY_BYTES:
+        # Parsing megabytes would hold the loop for tens of ms: the large-batch thread does it.
+        body = await rt.batcher.off_loop(
+            functools.partial(parse_predict_request, raw, limits=rt.settings)
+        )
     else:
-        body = read_predict_body(limits)
+        body = parse_predict_request(raw, limits=rt.settings)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
-    labels, version, scores = await runtime().predict(texts, body.top_k, body.model)
+    labels, version, scores = await rt.predict(texts, body.top_k, body.model, alone=serving_alone())
     if scores is None:
         if body.text is not None:
-            return jsonify(label=labels[0], model_version=version)
-        return jsonify(labels=labels, model_version=version)
+            return json_response({"label": labels[0], "model_version": version})
+        return json_response({"labels": labels, "model_version": version})
     ranked = [[{"label": label, "score": score} for label, score in best] for best in scores]
     if body.text is not None:
-        return jsonify(label=labels[0], model_version=version, scores=ranked[0])
-    return jsonify(labels=labels, model_version=version, scores=ranked)
+        return json_response({"label": labels[0], "model_version": version, "scores": ranked[0]})
+    return json_response({"labels": labels, "model_version": version, "scores": ranked})
+
+
+# `jsonify`'s bytes (compact, ASCII, keys in order, a final newline) from one encoder made once:
+# jsonify builds a new encoder for every answer.
+_encode_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
+def json_response(answer: dict[str, object]) -> Response:
+    """A JSON answer of plain values (strings, numbers, lists, dicts), as `jsonify` writes it."""
+    return Response(_encode_json(answer) + "\n", mimetype="application/json")
 
 
 @api.post("/train")

@@ -20,8 +20,8 @@ from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
+    fit_quickly,
     publish,
-    train,
     wait_until_all_serve,
 )
 from tests.helpers import wait_until
@@ -101,7 +101,7 @@ def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_wit
 ) -> None:
     announce = Announcer(registry_redis)
     previous, champion = (
-        publish(model_dir, train(fixture_corpus, rows))
+        publish(model_dir, fit_quickly(fixture_corpus, rows))
         for rows in (slice(0, None, 2), slice(1, None, 2))
     )
     announce(champion)

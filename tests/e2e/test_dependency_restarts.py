@@ -27,7 +27,7 @@ from core import serving_protocol
 from core.harness.restartable import RestartablePostgres, RestartableRedis
 from core.harness.scratch import make_scratch_dir
 from loadtests.web_commands import run_web_command
-from tests.algorithm.registry_helpers import publish, train
+from tests.algorithm.registry_helpers import fit_quickly, publish
 from tests.helpers import assert_error, bearer, wait_until
 from web.auth.tokens import digest_of, new_secret
 
@@ -163,7 +163,7 @@ def stack(
             migrated = background.submit(_migrate, postgres.url)
             model_dir = scratch / "models"
             model_dir.mkdir()
-            model = train(fixture_corpus, slice(0, None, 6))  # small: only its version matters
+            model = fit_quickly(fixture_corpus, slice(0, None, 6))  # only its version matters
             # Two versions of one model; `current` names the second, the registry the first.
             versions = [publish(model_dir, model), publish(model_dir, model)]
             redis_url = own_redis.url()

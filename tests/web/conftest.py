@@ -171,9 +171,15 @@ class LiveWeb:
         return [int(pid) for pid in path.read_text().split()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
-    """Start the web service as `make run` does; tests that write use `transactional_db`."""
+    """Start the web service as `make run` does; tests that write use `transactional_db`.
+
+    One for the session: four modules use it, and pytest-django runs each module's committing
+    tests after the others, so a module's web was started again for them (five starts, seconds
+    of imports each). Its state is the test database, emptied after each committing test.
+    Set up after the test database, so it stops before the database is dropped.
+    """
     from core.harness.scratch import free_port
     from core.process import spawn, stop_children
     from tests.helpers import wait_live

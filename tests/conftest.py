@@ -413,3 +413,17 @@ def start_session_service(
     starter = ServiceStarter(tmp_path_factory.mktemp("session-services"))
     yield starter
     starter.stop()
+
+
+@pytest.fixture(scope="session")
+def web_without_algorithm(start_session_service: ServiceStarter, test_database_url: str) -> str:
+    """One web service for the session on the test database, its algorithm service down
+    (nothing listens on port 9): for tests of what web answers by itself (pages, the registry,
+    refusals, 503s); what a test commits (its tokens, users, versions) is flushed after it.
+
+    The browser tests, the e2e refusals and the registry's concurrency test each started one
+    like it (seconds of imports every time).
+    """
+    return start_session_service(
+        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
+    )

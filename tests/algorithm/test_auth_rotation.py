@@ -88,8 +88,11 @@ def test_rotating_the_service_token_fails_no_request(
     shared = {"REDIS_URL": redis_db_url, "MODEL_DIR": str(model_dir)}
     web = {"DATABASE_URL": test_database_url}  # where the API tokens are
 
-    both = start_service("algorithm", ALGORITHM_TOKENS=f"{old},{new}", **shared)
+    # Side by side: web needs only the algorithm service's address to start.
+    starting_both = start_service.launch("algorithm", ALGORITHM_TOKENS=f"{old},{new}", **shared)
+    both = starting_both.url
     web_old = start_service("web", ALGORITHM_URL=both, ALGORITHM_TOKEN=old, **web)
+    starting_both.wait()
     load = PredictLoad(web_old, bearer(tokens["reader"]))
     try:
         load.move_to(web_old)

@@ -21,12 +21,12 @@ from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
+    fit_quickly,
     forge,
     predicted_versions,
     publish,
     refused_loads,
     reports,
-    train,
     wait_until_all_serve,
 )
 from tests.helpers import assert_error, wait_until
@@ -42,7 +42,7 @@ def announce(registry_redis: redis.Redis) -> Announcer:
 @pytest.fixture(scope="module")
 def models(fixture_corpus: Corpus) -> list[TrainedModel]:
     """Two different models: trained on the even rows, and on the odd ones."""
-    return [train(fixture_corpus, slice(0, None, 2)), train(fixture_corpus, slice(1, None, 2))]
+    return [fit_quickly(fixture_corpus, slice(start, None, 2)) for start in (0, 1)]
 
 
 def test_every_process_serves_an_announced_champion_within_two_seconds(

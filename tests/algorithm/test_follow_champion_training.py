@@ -20,11 +20,11 @@ from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
+    fit_quickly,
     publish,
-    train,
     wait_until_all_serve,
 )
-from tests.helpers import wait_until
+from tests.helpers import WorkerStarter, wait_until
 from tests.worker.test_worker_kill import distinct_rows
 
 pytestmark = pytest.mark.slow
@@ -36,14 +36,15 @@ def test_the_prediction_right_after_a_job_succeeded_is_answered_by_its_model(
     serve_replicas: Callable[..., str],
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: Corpus,
-    start_worker: Callable[..., Any],
+    start_worker: WorkerStarter,
     request_training: Callable[[], Job],
     job_store: Any,
     service_headers: dict[str, str],
 ) -> None:
     insert_rows(fixture_corpus)
+    worker = start_worker.launch()  # beside the algorithm processes (seconds of imports each)
     url = serve_replicas()  # no model anywhere yet: every process starts empty
-    start_worker()
+    worker.wait_ready()
     job_id = request_training()["job_id"]
 
     def succeeded() -> Job | None:
@@ -94,23 +95,25 @@ def test_a_rollback_under_64_clients_while_training_fails_nothing_and_serves_wit
     registry_redis: redis.Redis,
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: Corpus,
-    start_worker: Callable[..., Any],
+    start_worker: WorkerStarter,
     request_training: Callable[[], Job],
     job_store: Any,
     service_headers: dict[str, str],
 ) -> None:
     announce = Announcer(registry_redis)
     previous, champion = (
-        publish(model_dir, train(fixture_corpus, rows))
+        publish(model_dir, fit_quickly(fixture_corpus, rows))
         for rows in (slice(0, None, 2), slice(1, None, 2))
     )
     announce(champion)
+    # The training is the load here, not a contender: if it ends within the measurement (it
+    # takes about 3 s on a quiet machine), its version must not take the alias from the rollback.
+    # Started beside the algorithm processes.
+    worker = start_worker.launch(PROMOTION_POLICY="manual")
     url = serve_replicas()
     wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=30)
     insert_rows(distinct_rows(fixture_corpus, ROWS))
-    # The training is the load here, not a contender: if it ends within the measurement (it
-    # takes about 3 s on a quiet machine), its version must not take the alias from the rollback.
-    start_worker(PROMOTION_POLICY="manual")
+    worker.wait_ready()
     job_id = request_training()["job_id"]
     wait_until(
         lambda: (job_store.get(job_id)["progress"] or {}).get("phase") == "training",

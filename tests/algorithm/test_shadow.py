@@ -18,9 +18,9 @@ from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
+    fit_quickly,
     publish,
     reports,
-    train,
     wait_until_all_serve,
 )
 from tests.helpers import signing_keys, wait_until
@@ -29,7 +29,7 @@ from tests.helpers import signing_keys, wait_until
 @pytest.fixture(scope="module")
 def models(fixture_corpus: Corpus) -> list[TrainedModel]:
     """Champion and challenger: trained on different thirds, so they disagree now and then."""
-    return [train(fixture_corpus, slice(0, None, 3)), train(fixture_corpus, slice(1, None, 3))]
+    return [fit_quickly(fixture_corpus, slice(start, None, 3)) for start in (0, 1)]
 
 
 def shadow_total(client: redis.Redis) -> ShadowCounts:

@@ -6,7 +6,7 @@ to download a driver and a browser, is made to fail loudly if anything calls it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,9 +70,8 @@ def browser(chromium: webdriver.Chrome) -> webdriver.Chrome:
 
 
 @pytest.fixture(scope="session")
-def browser_web(start_session_service: Callable[..., str], test_database_url: str) -> str:
-    """One web service for every page the browser tests open, on the test database (what a
-    test commits, its tokens and users, is flushed after it); no algorithm service behind it."""
-    return start_session_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
-    )
+def browser_web(web_without_algorithm: str) -> str:
+    """The web service every page the browser tests open comes from: the session's, on the test
+    database (what a test commits, its tokens and users, is flushed after it); no algorithm
+    service behind it."""
+    return web_without_algorithm

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
@@ -27,8 +26,8 @@ from core import serving_protocol
 from core.harness.restartable import RestartablePostgres, RestartableRedis
 from core.harness.scratch import make_scratch_dir
 from loadtests.web_commands import run_web_command
-from tests.algorithm.registry_helpers import publish, train
-from tests.helpers import assert_error, bearer, wait_until
+from tests.algorithm.registry_helpers import fit_quickly, publish
+from tests.helpers import ServiceStarter, assert_error, bearer, wait_until
 from web.auth.tokens import digest_of, new_secret
 
 pytestmark = pytest.mark.slow
@@ -147,7 +146,7 @@ def _register(database_url: str, versions: list[str]) -> str:
 def stack(
     state_dir: Path,
     fixture_corpus: list[tuple[str, str]],
-    start_module_service: Any,
+    start_module_service: ServiceStarter,
 ) -> Iterator[Stack]:
     scratch = make_scratch_dir("restarts-", parent=state_dir)
     postgres = RestartablePostgres(
@@ -163,11 +162,12 @@ def stack(
             migrated = background.submit(_migrate, postgres.url)
             model_dir = scratch / "models"
             model_dir.mkdir()
-            model = train(fixture_corpus, slice(0, None, 6))  # small: only its version matters
+            model = fit_quickly(fixture_corpus, slice(0, None, 6))  # only its version matters
             # Two versions of one model; `current` names the second, the registry the first.
             versions = [publish(model_dir, model), publish(model_dir, model)]
             redis_url = own_redis.url()
-            algorithm_url = start_module_service(
+            # Side by side with web below (seconds of imports each): web needs only its address.
+            algorithm = start_module_service.launch(
                 "algorithm",
                 REDIS_URL=redis_url,
                 MODEL_DIR=str(model_dir),
@@ -181,12 +181,13 @@ def stack(
             "web",
             DATABASE_URL=postgres.url,
             REDIS_URL=redis_url,
-            ALGORITHM_URL=algorithm_url,
+            ALGORITHM_URL=algorithm.url,
             # While PostgreSQL is down, a data call waits this long for a connection before
             # its 503 (default 5 s): the test makes three such calls.
             WEB_DB_POOL_TIMEOUT_SECONDS=str(POOL_TIMEOUT_SECONDS),
             **limits,
         )
+        algorithm.wait()
         print(f"stack up in {time.monotonic() - started:.1f} s")
         with httpx.Client(base_url=web_url, headers=bearer(secret), timeout=10) as web:
             yield Stack(postgres=postgres, redis=own_redis, web=web, versions=versions)

@@ -26,6 +26,10 @@ CLIENTS_PYTHON = REPO_ROOT / ".venv-clients" / "bin" / "python"
 DRIVER = Path(__file__).with_name("oip_clients.py")
 TEXTS = ["Python bindings for the GTK toolkit", "documentation for the GNU C library"]
 READS_PER_MINUTE = 60  # web's reads limit here, low enough to reach in one test
+# Both tests as committing tests (the algorithm one only pays the flush after it): pytest-django
+# runs committing tests before the ones without a database and would split the module in two,
+# starting its algorithm service twice.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")

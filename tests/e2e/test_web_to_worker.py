@@ -168,14 +168,6 @@ BAD_PREDICT_BODIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def web_without_algorithm(start_module_service: Callable[..., str], test_database_url: str) -> str:
-    """A web service whose algorithm service is down (nothing listens on port 9); only read."""
-    return start_module_service(
-        "web", DATABASE_URL=test_database_url, ALGORITHM_URL="http://127.0.0.1:9"
-    )
-
-
 def test_bad_predict_input_through_web_gets_4xx(
     web_without_algorithm: str, web_client: Callable[..., httpx.Client]
 ) -> None:

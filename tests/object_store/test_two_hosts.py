@@ -23,7 +23,7 @@ from tests.algorithm.registry_helpers import (
     reports,
     wait_until_all_serve,
 )
-from tests.helpers import assert_error, wait_until
+from tests.helpers import ServiceStarter, StartingService, assert_error, wait_until
 from tests.object_store.conftest import object_bytes, overwrite_object
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,7 @@ def started(url: str) -> httpx.Response:
 
 
 def test_two_hosts_follow_moves_and_rollbacks_together_without_a_failed_prediction(
-    start_service: Callable[..., str],
+    start_service: ServiceStarter,
     registry_redis: redis.Redis,
     redis_db_url: str,
     open_s3: Callable[..., S3Store],
@@ -81,8 +81,8 @@ def test_two_hosts_follow_moves_and_rollbacks_together_without_a_failed_predicti
     publisher = open_s3(store_url, host="worker")
     old, new = publish_to(publisher, quick_models[0]), publish_to(publisher, quick_models[1])
 
-    def start_host(name: str) -> str:
-        return start_service(
+    def start_host(name: str) -> StartingService:
+        return start_service.launch(
             "algorithm",
             REDIS_URL=redis_db_url,
             MODEL_STORE_URL=store_url,
@@ -91,8 +91,10 @@ def test_two_hosts_follow_moves_and_rollbacks_together_without_a_failed_predicti
             **s3_environment,
         )
 
-    # One after the other, from this thread: a child dies with the thread that started it.
-    urls = [start_host(f"host{i}") for i in range(HOSTS)]
+    # Side by side (seconds of imports each), from this thread: a child dies with the thread
+    # that started it.
+    starting = [start_host(f"host{i}") for i in range(HOSTS)]
+    urls = [host.wait() for host in starting]
     # Nothing announced yet: started (a fresh install), and honest that there is no model.
     for url in urls:
         assert started(url).status_code == 200

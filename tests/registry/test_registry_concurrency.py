@@ -13,15 +13,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_concurrent_moves_with_the_same_expected_version_one_wins_one_conflicts(
-    start_service: Callable[..., str],
-    test_database_url: str,
+    web_without_algorithm: str,  # moving aliases needs no algorithm service
     transactional_db: Any,
     make_version: Callable[..., Any],
     web_client: Callable[..., httpx.Client],
 ) -> None:
     from web.registry.models import Alias, AuditEvent
 
-    web = web_client(start_service("web", DATABASE_URL=test_database_url))
+    web = web_client(web_without_algorithm)
     seen, first, second = make_version(), make_version(), make_version()
     start = web.put(
         "/api/models/aliases/champion/", json={"version": seen.version, "reason": "start"}

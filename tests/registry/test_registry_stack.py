@@ -159,6 +159,14 @@ async def predict_forever(stack: Stack, load: Load) -> None:
                 load.versions.append((time.monotonic(), answer.json()["model_version"]))
 
 
+async def wait_for_answers(load: Load, count: int) -> None:
+    """Until `count` predictions have been answered (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while sum(load.statuses.values()) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} answers in 10 s: {load.statuses}"
+        await asyncio.sleep(0.01)
+
+
 def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_within_2s(
     stack: Stack,
     insert_rows: Callable[[list[tuple[str, str]]], None],
@@ -183,7 +191,9 @@ def test_rollback_under_64_clients_while_training_fails_nothing_and_serves_withi
     async def scenario() -> tuple[Load, float, float]:
         load = Load()
         clients = [asyncio.create_task(predict_forever(stack, load)) for _ in range(CLIENTS)]
-        await asyncio.sleep(2)
+        # The load is under way (each client sends its next prediction once it has an answer):
+        # the rollback comes while all 64 keep predicting.
+        await wait_for_answers(load, CLIENTS)
         async with httpx.AsyncClient(base_url=stack.web, headers=stack.headers, timeout=30) as api:
             answer = await api.post(
                 "/api/models/aliases/champion/rollback/", json={"reason": "bad release under load"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import ServiceStarter, wait_until
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -32,14 +32,17 @@ SHORT_DEADLINES = {
 
 @pytest.fixture(scope="module")
 def services(
-    start_module_service: Callable[..., str], test_database_url: str
+    start_module_service: ServiceStarter, test_database_url: str
 ) -> dict[str, tuple[str, int]]:
-    """web and the algorithm service, one worker each, with short deadlines: (host, port)."""
-    urls = {
-        "web": start_module_service("web", DATABASE_URL=test_database_url, **SHORT_DEADLINES),
-        "algorithm": start_module_service("algorithm", **SHORT_DEADLINES),
+    """web and the algorithm service, one worker each, with short deadlines: (host, port).
+    Started side by side (seconds of imports each)."""
+    starting = {
+        "web": start_module_service.launch(
+            "web", DATABASE_URL=test_database_url, **SHORT_DEADLINES
+        ),
+        "algorithm": start_module_service.launch("algorithm", **SHORT_DEADLINES),
     }
-    return {name: _address(url) for name, url in urls.items()}
+    return {name: _address(service.wait()) for name, service in starting.items()}
 
 
 def _address(url: str) -> tuple[str, int]:

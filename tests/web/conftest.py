@@ -171,27 +171,50 @@ class LiveWeb:
         return [int(pid) for pid in path.read_text().split()]
 
 
-@pytest.fixture(scope="module")
-def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
-    """Start the web service as `make run` does; tests that write use `transactional_db`."""
+@contextlib.contextmanager
+def running_web(database_url: str, log_dir: Path) -> Iterator[LiveWeb]:
+    """`python -m web` as `make run` starts it (one worker), live until the block ends."""
     from core.harness.scratch import free_port
     from core.process import spawn, stop_children
     from tests.helpers import wait_live
 
     port = free_port()
-    log = tmp_path_factory.mktemp("live-web") / "web.log"
+    log = log_dir / "web.log"
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url,
+        "DATABASE_URL": database_url,
         "WEB_PORT": str(port),
         "WEB_WORKERS": "1",
         "IMPORT_MAX_BYTES": str(LIVE_IMPORT_MAX_BYTES),
     }
     child = spawn("web", [sys.executable, "-m", "web"], env=env, cwd=REPO_ROOT, log_path=log)
     url = f"http://127.0.0.1:{port}"
-
     try:
         wait_live(url, child, log)
         yield LiveWeb(url=url, child=child, log=log)
     finally:
         stop_children([child])
+
+
+@pytest.fixture(scope="session")
+def live_web(test_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveWeb]:
+    """The web service as `make run` starts it; tests that write use `transactional_db`.
+
+    One for the session: four modules use it, and pytest-django runs each module's committing
+    tests after the others, so a module's web was started again for them (five starts, seconds
+    of imports each). Its state is the test database, emptied after each committing test.
+    Set up after the test database, so it stops before the database is dropped.
+    """
+    with running_web(test_database_url, tmp_path_factory.mktemp("live-web")) as web:
+        yield web
+
+
+@pytest.fixture
+def own_live_web(
+    transactional_db: Any, test_database_url: str, tmp_path: Path
+) -> Iterator[LiveWeb]:
+    """A web of this test's own, for a test whose import leaves the web indexing a large
+    backlog after it: stopped at the test's end, before the database is emptied (the session's
+    would go on indexing under the flush and later tests)."""
+    with running_web(test_database_url, tmp_path) as web:
+        yield web

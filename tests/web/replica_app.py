@@ -2,14 +2,16 @@
 
 POST /predict answers `{"labels": [...], "model_version": <REPLICA_NAME>}` after a few
 milliseconds, so a caller can tell which replica answered and requests are in flight when the
-replica is told to stop. REPLICA_START_SECONDS makes its start-up (lifespan) take that long, as
-loading a model does.
+replica is told to stop. With REPLICA_LOADED_FILE set, its start-up (lifespan) lasts until that
+file exists, as loading a model does until it is done; it creates REPLICA_LOADING_FILE when its
+start-up begins (its socket is bound by then, not yet listening).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 from flask import request
@@ -28,7 +30,12 @@ async def predict() -> dict[str, Any]:
 
 
 async def start_slowly() -> None:
-    await asyncio.sleep(float(os.environ.get("REPLICA_START_SECONDS", "0")))
+    loaded = os.environ.get("REPLICA_LOADED_FILE")
+    if not loaded:
+        return
+    Path(os.environ["REPLICA_LOADING_FILE"]).touch()
+    while not Path(loaded).exists():
+        await asyncio.sleep(0.01)
 
 
 app = FlaskASGI(replica, max_body_bytes=1 << 20, on_startup=[start_slowly])

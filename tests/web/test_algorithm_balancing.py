@@ -203,11 +203,17 @@ def test_a_name_that_does_not_resolve_is_503_and_is_tried_again_on_the_next_call
 
 
 def start_replica_pool(
-    address: str, port: int, name: str, var_dir: Path, start_seconds: float = 0
+    address: str, port: int, name: str, var_dir: Path, loaded_file: Path | None = None
 ) -> subprocess.Popen[str]:
+    """A pool serving replica_app; with `loaded_file`, its start-up lasts until that file exists
+    (it creates `loaded_file` + ".loading" when its start-up begins)."""
+    loading = {
+        "REPLICA_LOADED_FILE": str(loaded_file),
+        "REPLICA_LOADING_FILE": f"{loaded_file}.loading",
+    }
     env = {
         **os.environ,
-        "REPLICA_START_SECONDS": str(start_seconds),
+        **(loading if loaded_file else {}),
         "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}",
         "REPLICA_NAME": name,
         "VAR_DIR": str(var_dir),  # each pool its own metric files
@@ -284,8 +290,9 @@ def test_a_replica_still_starting_refuses_connections_and_its_calls_go_to_a_star
 ) -> None:
     """Not accepted into a backlog to wait for a model: every call is answered at once."""
     port = free_port()
+    loaded = tmp_path / "model-loaded"  # the second replica starts until the test creates it
     started = start_replica_pool("127.0.0.2", port, "started", tmp_path / "a")
-    starting = start_replica_pool("127.0.0.3", port, "starting", tmp_path / "b", start_seconds=6)
+    starting = start_replica_pool("127.0.0.3", port, "starting", tmp_path / "b", loaded)
 
     async def scenario() -> list[str]:
         client = client_for(port, lambda: ["127.0.0.2", "127.0.0.3"])
@@ -295,7 +302,11 @@ def test_a_replica_still_starting_refuses_connections_and_its_calls_go_to_a_star
                 break
             except AlgorithmUnavailable:
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(1)  # the second has bound its socket and is starting
+        for _ in range(3000):  # the second has bound its socket and is starting
+            if Path(f"{loaded}.loading").exists():
+                break
+            await asyncio.sleep(0.01)
+        assert Path(f"{loaded}.loading").exists(), "the second replica never began its start-up"
         answers = await asyncio.wait_for(predict_many(client, callers=8, each=10), timeout=10)
         await client.aclose()
         return answers
@@ -303,6 +314,7 @@ def test_a_replica_still_starting_refuses_connections_and_its_calls_go_to_a_star
     try:
         answered = asyncio.run(scenario())
     finally:
+        loaded.touch()  # its start-up ends, so it stops at once instead of when it would end
         for pool in (started, starting):
             pool.send_signal(signal.SIGTERM)
             pool.communicate(timeout=30)

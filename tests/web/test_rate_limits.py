@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 from django.test import RequestFactory
 
 from core.harness.scratch import free_port
-from tests.helpers import assert_error
+from tests.helpers import ServiceStarter, assert_error
 from tests.web.conftest import algorithm_played_by
 from web.asgi import application
 from web.edge import rate_limits
@@ -168,7 +167,7 @@ def test_a_redis_outage_keeps_predictions_and_writes_going_and_stops_training(
 
 @pytest.mark.slow
 def test_one_client_on_two_processes_gets_the_limit_once(
-    start_service: Callable[..., str],
+    start_service: ServiceStarter,
     redis_db_url: str,
     test_database_url: str,
     transactional_db: Any,
@@ -183,7 +182,8 @@ def test_one_client_on_two_processes_gets_the_limit_once(
         "ALGORITHM_CONNECT_RETRIES": "0",
         "RATE_LIMIT_PREDICT_PER_MINUTE": str(limit),
     }
-    first, second = start_service("web", **env), start_service("web", **env)
+    starting = [start_service.launch("web", **env) for _ in range(2)]  # side by side
+    first, second = (service.wait() for service in starting)
     headers = {"Authorization": f"Bearer {tokens['reader']}"}
     answers: dict[str, list[httpx.Response]] = {first: [], second: []}
     with httpx.Client(timeout=10, headers=headers) as client:

@@ -13,7 +13,7 @@ import redis
 
 from core import serving_protocol
 from core.serving_protocol import Desired
-from tests.algorithm.registry_helpers import Corpus, publish, train
+from tests.algorithm.registry_helpers import Corpus, fit_quickly, publish
 from tests.helpers import wait_until
 from worker.link_follower import mirror_champion
 
@@ -21,7 +21,7 @@ from worker.link_follower import mirror_champion
 @pytest.fixture
 def versions(model_dir: Path, fixture_corpus: Corpus) -> list[str]:
     """Two published versions, oldest first; `current` names the newest."""
-    model = train(fixture_corpus, slice(0, None, 3))
+    model = fit_quickly(fixture_corpus, slice(0, None, 3))
     return [publish(model_dir, model), publish(model_dir, model)]
 
 

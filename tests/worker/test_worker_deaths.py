@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from algorithm.ml.artifacts import VERSION_PATTERN
-from tests.helpers import wait_until
+from tests.helpers import WorkerStarter, wait_until
 from worker.publishing import KILL_AFTER_COMMIT_ENV
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_a_job_whose_worker_died_the_limit_times_fails_and_says_so(
 
 
 def test_a_worker_killed_right_after_its_promotion_committed_leaves_a_served_success(
-    start_worker: Callable[..., Any],
+    start_worker: WorkerStarter,
     start_service: Callable[..., str],
     insert_rows: Callable[[list[tuple[str, str]]], None],
     fixture_corpus: list[tuple[str, str]],
@@ -82,9 +82,11 @@ def test_a_worker_killed_right_after_its_promotion_committed_leaves_a_served_suc
     service_headers: dict[str, str],
 ) -> None:
     insert_rows(fixture_corpus[::9])  # 100 rows: a short training
-    algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
     # The training process SIGKILLs itself right after the registry committed (only then).
-    worker = start_worker(**{KILL_AFTER_COMMIT_ENV: "1"}, TRAINING_LOCK_TTL=LOCK_TTL)
+    worker = start_worker.launch(**{KILL_AFTER_COMMIT_ENV: "1"}, TRAINING_LOCK_TTL=LOCK_TTL)
+    # Started beside the worker (seconds of imports each).
+    algorithm = start_service("algorithm", REDIS_URL=redis_db_url, MODEL_DIR=str(model_dir))
+    worker.wait_ready()
 
     job = wait_for_job(request_training()["job_id"], timeout=60)
 

@@ -192,29 +192,16 @@ CEILING_AS_SERVED = "ceiling as served (no rate limiter)"
 def route_handlers() -> dict[str, Any]:
     """Web's predict route (alone, and behind web.asgi's body limits), and the same route
     answering with the ceiling's constant view."""
-    from django.conf import settings
     from django.urls import ResolverMatch
 
-    from core.request_body import BodyBudget
-    from web.config import get_settings
-    from web.edge.body_limits import limit_bodies, web_body_routes
+    from web.edge.body_limits import limit_web_bodies
     from web.proxy.predict_route import PredictRoute
 
     web, ceiling = PredictRoute(), PredictRoute()
     ceiling.match = ResolverMatch(
         constant, (), {}, url_name=web.match.url_name, route=web.match.route
     )
-    config = get_settings()
-    bounded = limit_bodies(  # as web.asgi wraps every route
-        web,
-        routes=web_body_routes(
-            import_max_bytes=config.import_max_bytes,
-            json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-            text_max_chars=config.text_max_chars,
-        ),
-        timeout_seconds=config.body_timeout_seconds,
-        budget=BodyBudget(config.body_budget_bytes),
-    )
+    bounded = limit_web_bodies(web)  # as web.asgi wraps every route
     return {
         "web: the predict route": web,
         "web: the predict route, body limits": bounded,

@@ -19,11 +19,10 @@ django.setup(set_prefix=False)  # what get_asgi_application does, with our handl
 from django.conf import settings  # noqa: E402
 
 from core.heap import freeze_startup_heap  # noqa: E402
-from core.request_body import BodyBudget  # noqa: E402
 from web.config import get_settings  # noqa: E402
 from web.data.streamed_body import StreamingImportHandler  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs configured settings)
-from web.edge.body_limits import limit_bodies, web_body_routes  # noqa: E402
+from web.edge.body_limits import limit_web_bodies  # noqa: E402
 from web.edge.request_handler import PooledThreadHandler  # noqa: E402
 from web.edge.static import static_files_app  # noqa: E402
 from web.proxy import algorithm_client  # noqa: E402  (needs configured settings)
@@ -60,16 +59,7 @@ async def _static_or_django(scope: dict[str, Any], receive: Receive, send: Send)
 
 
 # Every body bounded by its route before Django (or anything) stores a byte of it.
-http_app = limit_bodies(
-    _static_or_django,
-    routes=web_body_routes(
-        import_max_bytes=get_settings().import_max_bytes,
-        json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-        text_max_chars=get_settings().text_max_chars,
-    ),
-    timeout_seconds=get_settings().body_timeout_seconds,
-    budget=BodyBudget(get_settings().body_budget_bytes),
-)
+http_app = limit_web_bodies(_static_or_django)
 
 
 async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:

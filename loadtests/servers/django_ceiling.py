@@ -16,19 +16,17 @@ import os
 from typing import Any
 
 import django
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from core.heap import freeze_startup_heap
-from core.request_body import BodyBudget
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "loadtests.servers.django_ceiling_settings"
 django.setup(set_prefix=False)
 
 from web.config import get_settings  # noqa: E402
 from web.edge import rate_limits  # noqa: E402  (needs the settings)
-from web.edge.body_limits import limit_bodies, web_body_routes  # noqa: E402
+from web.edge.body_limits import limit_web_bodies  # noqa: E402
 from web.edge.request_handler import PooledThreadHandler  # noqa: E402
 from web.proxy.predict_route import PredictRoute  # noqa: E402
 
@@ -54,16 +52,7 @@ async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 # As web.asgi bounds every body before Django sees it.
-http_app = limit_bodies(
-    _route,
-    routes=web_body_routes(
-        import_max_bytes=get_settings().import_max_bytes,
-        json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-        text_max_chars=get_settings().text_max_chars,
-    ),
-    timeout_seconds=get_settings().body_timeout_seconds,
-    budget=BodyBudget(get_settings().body_budget_bytes),
-)
+http_app = limit_web_bodies(_route)
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from core.request_body import (
     BodyBudget,
     BodyOverBudget,
@@ -27,6 +29,7 @@ from core.request_body import (
     declared_length,
     has_body,
 )
+from web.config import get_settings
 from web.errors import PayloadTooLarge, ServiceError
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -69,6 +72,22 @@ def web_body_routes(
         BodyRoute(re.compile(r"^/api/data/[^/]+/?$"), row_max_bytes, "TEXT_MAX_CHARS"),
         BodyRoute(re.compile(r"^/api/models/"), REGISTRY_MAX_BYTES, "a registry change"),
         BodyRoute(re.compile(r"^/admin/"), row_max_bytes, "TEXT_MAX_CHARS, an admin form"),
+    )
+
+
+def limit_web_bodies(app: ASGIApp) -> ASGIApp:
+    """`app` behind web's own body limits, as its settings set them (web.asgi, and the bench's
+    ceiling, which must pay what web pays)."""
+    config = get_settings()
+    return limit_bodies(
+        app,
+        routes=web_body_routes(
+            import_max_bytes=config.import_max_bytes,
+            json_max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            text_max_chars=config.text_max_chars,
+        ),
+        timeout_seconds=config.body_timeout_seconds,
+        budget=BodyBudget(config.body_budget_bytes),
     )
 
 

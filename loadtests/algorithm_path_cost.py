@@ -38,6 +38,7 @@ from typing import Any
 from core.harness.embedded import new_password, redis_url, start_redis
 from core.harness.scratch import free_port, make_scratch_dir
 from core.process import stop_children
+from loadtests.asgi_request import one_request
 
 FIXTURE_CORPUS = Path(__file__).parent.parent / "tests" / "fixtures" / "debian_descriptions.jsonl"
 CONCURRENCIES = (64, 1)
@@ -68,26 +69,6 @@ def scope_of(path: str, token: str | None, body: bytes) -> dict[str, Any]:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8001),
     }
-
-
-async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
-    status = 0
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)  # nothing asks, but a disconnect never comes
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(dict(scope), receive, send)
-    return status
 
 
 async def time_requests(

@@ -28,6 +28,7 @@ from typing import Any
 
 from core.process import stop_children
 from loadtests import bench_data
+from loadtests.asgi_request import one_request
 from loadtests.bench import start_databases
 from loadtests.bench_servers import BenchEnv
 
@@ -61,21 +62,7 @@ async def get(application: Any, path: str, token: bytes) -> int:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
-    request = [{"type": "http.request", "body": b"", "more_body": False}]
-    statuses: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        if request:
-            return request.pop()
-        await asyncio.sleep(3600)  # the client stays: no disconnect
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    await application(scope, receive, send)
-    return statuses[0]
+    return await one_request(application, scope, b"")
 
 
 async def measure(application: Any, targets: Sequence[str], token: bytes, requests: int) -> None:

@@ -46,6 +46,7 @@ from core.harness.embedded import (
 from core.harness.scratch import free_port, make_scratch_dir
 from core.heap import freeze_startup_heap
 from core.process import stop_children
+from loadtests.asgi_request import one_request
 from loadtests.web_commands import prepare_web_database
 
 CONCURRENCY = 64
@@ -103,26 +104,6 @@ def predict_scope(token: str, body: bytes) -> dict[str, Any]:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-
-
-async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
-    status = 0
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)  # the handler waits for a disconnect that never comes
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(dict(scope), receive, send)
-    return status
 
 
 async def time_requests(app: Any, token: str, requests: int, model: str | None = None) -> float:

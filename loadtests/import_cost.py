@@ -6,7 +6,9 @@ Starts its own embedded PostgreSQL (temporary directory), migrates, seeds --rows
 bench does (dated in the year before now), then COPYs the same --import-rows rows, formatted
 beforehand, once per variant and round (order reversed every other round), each in a
 transaction rolled back and followed by VACUUM: in binary (as the import writes them) or in the
-text format of before, with every index or with some dropped inside the transaction. For each:
+text format of before, with every index or with some dropped inside the transaction, with the
+blank checks as they are, as they were, written otherwise or dropped, with ids sent instead of
+drawn from the sequence, or with the sequence caching values. For each:
 wall time, the CPU time of the backend that ran the COPY (utime + stime from /proc, which other
 work on the machine moves far less than wall time) and the WAL it wrote. Then Python's side of
 an NDJSON import of those rows (read, parse, check, format; no database), in CPU seconds.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import struct
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -37,16 +40,61 @@ MODEL_INDEXES = (
     "data_model_created_id_idx",
     "data_model_updated_id_idx",
 )
-# variant -> (binary?, indexes dropped inside the transaction)
-VARIANTS: dict[str, tuple[bool, tuple[str, ...]]] = {
-    "binary, every index": (True, ()),
-    "text, every index": (False, ()),
-    "binary, no (model, id)": (True, ("data_model_id_idx",)),
-    "binary, no (model, label, id)": (True, ("data_model_label_id_idx",)),
-    "binary, no (model, created_at, id)": (True, ("data_model_created_id_idx",)),
-    "binary, no (model, updated_at, id)": (True, ("data_model_updated_id_idx",)),
-    "binary, no backlog index": (True, ("data_search_backlog_idx",)),
-    "binary, primary key only": (True, (*MODEL_INDEXES, "data_search_backlog_idx")),
+
+
+def drop_indexes(*names: str) -> tuple[str, ...]:
+    return tuple(f"DROP INDEX {name}" for name in names)
+
+
+BLANK_CHECKS = ("data_text_not_blank", "data_label_not_blank")
+NO_BLANK_CHECKS = tuple(f"ALTER TABLE data DROP CONSTRAINT {name}" for name in BLANK_CHECKS)
+# The blank checks without a regular expression (which converts the whole text to wide
+# characters first): NOT VALID, so adding them does not read the table's rows.
+TRIMMED_BLANK_CHECKS = (
+    *NO_BLANK_CHECKS,
+    *(
+        f"ALTER TABLE data ADD CONSTRAINT trimmed_{column} CHECK "
+        f"(btrim({column}, E' \\t\\n\\r\\f\\v') <> '') NOT VALID"
+        for column in ("text", "label")
+    ),
+)
+# The blank checks as migration 0009 writes them: a first character that is printable ASCII
+# and not a space settles it without the regular expression.
+FAST_PATH_BLANK_CHECKS = (
+    *NO_BLANK_CHECKS,
+    *(
+        f"ALTER TABLE data ADD CONSTRAINT fast_{column} CHECK "
+        f"(ascii({column}) BETWEEN 33 AND 126 OR {column} ~ '\\S') NOT VALID"
+        for column in ("text", "label")
+    ),
+)
+# The blank checks before migration 0009: the regular expression alone.
+REGEX_BLANK_CHECKS = (
+    *NO_BLANK_CHECKS,
+    *(
+        f"ALTER TABLE data ADD CONSTRAINT regex_{column} CHECK ({column} ~ '\\S') NOT VALID"
+        for column in ("text", "label")
+    ),
+)
+# variant -> (format, statements run inside the transaction before the COPY)
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "binary, every index": ("binary", ()),
+    "text, every index": ("text", ()),
+    "binary, no (model, id)": ("binary", drop_indexes("data_model_id_idx")),
+    "binary, no (model, label, id)": ("binary", drop_indexes("data_model_label_id_idx")),
+    "binary, no (model, created_at, id)": ("binary", drop_indexes("data_model_created_id_idx")),
+    "binary, no (model, updated_at, id)": ("binary", drop_indexes("data_model_updated_id_idx")),
+    "binary, no backlog index": ("binary", drop_indexes("data_search_backlog_idx")),
+    "binary, primary key only": (
+        "binary",
+        drop_indexes(*MODEL_INDEXES, "data_search_backlog_idx"),
+    ),
+    "binary, no blank checks": ("binary", NO_BLANK_CHECKS),
+    "binary, blank checks by btrim": ("binary", TRIMMED_BLANK_CHECKS),
+    "binary, blank checks with an ASCII fast path": ("binary", FAST_PATH_BLANK_CHECKS),
+    "binary, blank checks by regex (before 0009)": ("binary", REGEX_BLANK_CHECKS),
+    "binary, ids given": ("binary with ids", ()),
+    "binary, id sequence cache 1000": ("binary", ("ALTER SEQUENCE data_id_seq CACHE 1000",)),
 }
 
 
@@ -65,20 +113,47 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def copy_once(dsn: str, blocks: list[bytes], *, binary: bool, drop: tuple[str, ...]) -> tuple:
+def with_ids(block: bytes, first_id: int) -> tuple[bytes, int]:
+    """A binary block's rows with an id field in front (the id column first)."""
+    out, at, row_id = bytearray(), 0, first_id
+    while at < len(block):
+        out += struct.pack(">hiq", 7, 8, row_id)
+        at += 2
+        row_start = at
+        for _ in range(6):
+            (size,) = struct.unpack_from(">i", block, at)
+            at += 4 + max(size, 0)
+        out += block[row_start:at]
+        row_id += 1
+    return bytes(out), row_id
+
+
+def copy_once(dsn: str, blocks: list[bytes], *, form: str, statements: tuple[str, ...]) -> tuple:
     """(wall s, backend CPU s, WAL MB) of one COPY of blocks, rolled back, then VACUUM."""
     from web.data import copy_binary
 
     with psycopg.connect(dsn) as conn:
-        for index in drop:
-            conn.execute(f"DROP INDEX {index}")
+        for statement in statements:
+            conn.execute(statement)
+        if form == "binary with ids":
+            first = conn.execute("SELECT max(id) + 1000 FROM data").fetchone()[0]  # type: ignore[index]
+            converted = [blocks[0]]
+            for block in blocks[1:-1]:
+                done, first = with_ids(block, first)
+                converted.append(done)
+            blocks = [*converted, blocks[-1]]
         start_lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
         pid, began = conn.info.backend_pid, time.perf_counter()
         cpu = process_cpu(pid)
-        form = " (FORMAT BINARY)" if binary else ""
+        columns = (
+            copy_binary.COLUMNS.replace("(", "(id, ")
+            if form == "binary with ids"
+            else copy_binary.COLUMNS
+        )
+        options = "" if form == "text" else " (FORMAT BINARY)"
         with (
             conn.cursor() as cur,
-            cur.copy(f"COPY data {copy_binary.COLUMNS} FROM STDIN{form}") as copy,
+            cur.copy(f"COPY data {columns} FROM STDIN{options}") as copy,
         ):
             for block in blocks:
                 copy.write(block)
@@ -154,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             load_table(dsn, sample_rows(corpus, args.rows, seed=1), total=args.rows)
             for round_number in range(args.rounds):
                 for name in names if round_number % 2 == 0 else names[::-1]:
-                    binary, drop = VARIANTS[name]
-                    wall, cpu, wal = copy_once(dsn, blocks[binary], binary=binary, drop=drop)
+                    form, statements = VARIANTS[name]
+                    wall, cpu, wal = copy_once(
+                        dsn, blocks[form != "text"], form=form, statements=statements
+                    )
                     load = Path("/proc/loadavg").read_text().split()[0]
                     print(
                         f"{name:38s} wall {wall:6.2f} s  backend CPU {cpu:6.2f} s  "

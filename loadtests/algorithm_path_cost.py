@@ -16,7 +16,9 @@ hello). Metrics are written in multiprocess mode, as the server pool does; `--pr
 cProfile of `predict` at 64 in flight
 (`--profile-in-flight`).
 
-    python -m loadtests.algorithm_path_cost [--requests 4000] [--rounds 5] [--profile]
+    python -m loadtests.algorithm_path_cost [--requests 4000] [--rounds 5] [--profile] [--texts N]
+
+`--texts N` sends N texts a body (`{"texts": [...]}`), as web's coalesced calls do.
 """
 
 from __future__ import annotations
@@ -149,7 +151,13 @@ async def measure(args: argparse.Namespace, token: str, texts: list[str]) -> Non
     )
     lifespans = [await start_lifespan(predict_app), await start_lifespan(hello_app)]
     freeze_startup_heap()
-    bodies = [json.dumps({"text": text}).encode() for text in texts]
+    if args.texts == 1:
+        bodies = [json.dumps({"text": text}).encode() for text in texts]
+    else:  # a body of several texts, as web's coalesced calls send
+        bodies = [
+            json.dumps({"texts": [texts[(i + n) % len(texts)] for n in range(args.texts)]}).encode()
+            for i in range(len(texts))
+        ]
     runs = {
         "predict": (predict_app, [(scope_of("/predict", token, b), b) for b in bodies]),
         "algorithm_hello": (hello_app, [(scope_of("/hello", token, b), b) for b in bodies]),
@@ -196,6 +204,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-in-flight", type=int, default=64, help="requests, profiled")
     parser.add_argument("--app", action="append", choices=APPS, help="default: all three")
+    parser.add_argument("--texts", type=int, default=1, help="texts per body (default: one)")
     parser.add_argument("--fixture-corpus", action="store_true", help="the tests' small corpus")
     args = parser.parse_args()
     work_dir = make_scratch_dir("algorithm-path-cost-")

@@ -10,6 +10,11 @@ each model call took (its batch size histogram, from /metrics).
 
     python -m loadtests.server_cpu [--rounds 3] [--seconds 6] [--connections 64]
         [--scenario hello --scenario algorithm_hello --scenario algorithm] [--before DIR]
+        [--breakdown]
+
+A scenario that calls another server (web's predictions call the algorithm service) also gets a
+line with each pool's CPU per request, wrk's, and how many cores stood idle meanwhile
+(`--breakdown` prints it for every scenario): where a shared machine's cores went.
 
 `--py-spy PATH` records one worker of each loaded run with py-spy (raw stacks, held-GIL samples
 only) into the scratch directory. `--before DIR` also runs each scenario from another checkout
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import operator
 import os
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -38,6 +45,7 @@ from core.process import stop_children
 from loadtests import bench_data
 from loadtests.bench import announce, in_round_order, start_databases
 from loadtests.bench_servers import BY_NAME, BenchEnv, Scenario, Server, start_server
+from loadtests.predict_cpu import batch_totals
 from loadtests.wrk import WrkResult, run_wrk
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,6 +65,18 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
     return total / CLOCK_TICKS
+
+
+def machine_idle_seconds() -> float:
+    """Idle time of every core so far (/proc/stat's idle and iowait), in seconds."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """utime + stime of this process's waited-for children (wrk's runs), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def texts_per_model_call(server: Server, headers: dict[str, str]) -> float | None:
@@ -95,8 +115,13 @@ def measure(
             )
 
         load(args.warmup)
-        pids = pool_pids(server.children[-1].pid)
+        # Every pool the scenario started: web's and the algorithm service's it calls.
+        pools = [pool_pids(child.pid) for child in server.children if child.running()]
+        pids = pools[-1]
         before = cpu_seconds(pids)
+        pools_before = [cpu_seconds(pool) for pool in pools]
+        idle_before, wrk_before = machine_idle_seconds(), children_cpu_seconds()
+        coalesced_before = batch_totals(server) if scenario.upstream else (0.0, 0.0)
         profiler = None
         if args.py_spy is not None:
             stacks = env.work_dir / f"{scenario.name}-{env.started}.stacks"
@@ -107,6 +132,25 @@ def measure(
             )
         result = load(args.seconds)
         used = cpu_seconds(pids) - before
+        idle = machine_idle_seconds() - idle_before
+        wrk = children_cpu_seconds() - wrk_before
+        texts, calls = (
+            map(operator.sub, batch_totals(server), coalesced_before)
+            if scenario.upstream
+            else (0.0, 0.0)
+        )
+        if len(pools) > 1 or args.breakdown:
+            per_pool = ", ".join(
+                f"{child.name} {(cpu_seconds(pool) - then) / result.requests * 1e6:.0f}"
+                for child, pool, then in zip(server.children, pools, pools_before, strict=False)
+            )
+            print(
+                f"  {scenario.name}: us/request by pool: {per_pool}; wrk "
+                f"{wrk / result.requests * 1e6:.0f}; cores idle {idle / args.seconds:.2f} "
+                f"of {os.cpu_count()}"
+                + (f"; {texts / calls:.1f} texts per call upstream" if calls else ""),
+                flush=True,
+            )
         if profiler is not None:
             profiler.wait(timeout=60)
             print(f"py-spy stacks of {scenario.name}: {stacks}", flush=True)
@@ -126,6 +170,11 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=sorted(BY_NAME))
     parser.add_argument("--before", type=Path, help="another checkout, run side by side")
     parser.add_argument("--py-spy", type=Path, help="py-spy's path: profile one worker per run")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also print each pool's, wrk's and the idle cores' share (always with an upstream)",
+    )
     args = parser.parse_args()
     table = {name: BY_NAME[name] for name in args.scenario or DEFAULT_SCENARIOS}
     if args.before is not None:
@@ -142,7 +191,9 @@ def main() -> None:
     )
     version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
     bodies = bench_data.write_bodies(corpus, work_dir, texts=1)
-    databases = start_databases(env, postgres=False)
+    databases = start_databases(
+        env, postgres=any(name.startswith(("web", "data")) for name in names)
+    )
     results: dict[str, list[tuple[float, float, float | None]]] = {name: [] for name in names}
     try:
         announce(env, version)

@@ -226,8 +226,10 @@ def test_make_run_as_the_readme_says_recovers_after_a_crash_and_ctrl_c_leaves_no
         # A second `make run` in the same checkout, refused; the README's token commands run
         # meanwhile (each is seconds of imports, and neither waits for the other).
         second = start_in_checkout(env, checkout)
-        check_readme_token_commands(env, checkout)
-        refused = second.finish(timeout=60)
+        try:
+            check_readme_token_commands(env, checkout)
+        finally:
+            refused = second.finish(timeout=60)  # it ends by itself, also if a command failed
         assert second.popen.returncode != 0
         assert "another `make run`" in refused
         assert wait_ready(env, runner)["status"] == "ok"  # the first stack is unharmed

@@ -31,7 +31,12 @@ import redis
 
 from algorithm.ml.artifacts import publish_model_version
 from algorithm.ml.training import TrainedModel
-from tests.e2e.schema_fuzz import FuzzRun, run_schemathesis, run_side_by_side
+from tests.e2e.schema_fuzz import (
+    FuzzRun,
+    build_unicode_tables,
+    run_schemathesis,
+    run_side_by_side,
+)
 from tests.helpers import ServiceStarter, bearer, signing_keys
 
 # The whole module runs as committing tests (the algorithm ones only pay the flush after them):
@@ -62,8 +67,15 @@ TEXT_LIMITS = {"PREDICT_MAX_CHARS": "5000", "TEXT_MAX_CHARS": "5000"}  # see the
 
 
 @pytest.fixture(scope="module")
+def hypothesis_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Hypothesis directory every run of the module shares (tests/e2e/schema_fuzz.py)."""
+    return tmp_path_factory.mktemp("hypothesis")
+
+
+@pytest.fixture(scope="module")
 def shared_urls(
     start_module_service: ServiceStarter,
+    hypothesis_dir: Path,
     fixture_corpus: list[tuple[str, str]],
     fixture_training: tuple[TrainedModel, dict[str, Any]],
     module_redis_url: str,
@@ -72,7 +84,8 @@ def shared_urls(
 ) -> tuple[str, str]:
     """The algorithm service with a published model, so /predict answers 200 and not 503, and
     web in front of it: started side by side, shared by the module's tests (web's state is the
-    database, which is emptied after each test)."""
+    database, which is emptied after each test). The runs' Unicode tables are built meanwhile."""
+    tables = build_unicode_tables(hypothesis_dir)
     model_dir = tmp_path_factory.mktemp("models")
     model, metrics = fixture_training
     publish_model_version(
@@ -89,6 +102,7 @@ def shared_urls(
     web = start_module_service(
         "web", DATABASE_URL=test_database_url, ALGORITHM_URL=algorithm.url, **TEXT_LIMITS
     )
+    assert tables.wait(timeout=120) == 0, "Hypothesis' Unicode tables were not built"
     return algorithm.wait(), web
 
 
@@ -128,7 +142,7 @@ ALGORITHM_RUNS = {"api": ("--exclude-path-regex", V2_PATHS), "v2": V2_RUN}
 
 
 def test_algorithm_service_behaves_as_its_schema_says(
-    algorithm_url: str, service_headers: dict[str, str], tmp_path: Path
+    algorithm_url: str, service_headers: dict[str, str], hypothesis_dir: Path, tmp_path: Path
 ) -> None:
     """The full run, as web calls it: with the service token.
 
@@ -139,6 +153,7 @@ def test_algorithm_service_behaves_as_its_schema_says(
             name: functools.partial(
                 run_schemathesis,
                 f"{algorithm_url}/openapi.json",
+                hypothesis_dir=hypothesis_dir,
                 headers=service_headers,
                 max_examples=ALGORITHM_MAX_EXAMPLES if name == "api" else V2_MAX_EXAMPLES,
                 report_dir=tmp_path / name,
@@ -154,11 +169,12 @@ def test_algorithm_service_behaves_as_its_schema_says(
 
 
 def test_algorithm_service_refuses_a_caller_without_the_service_token(
-    algorithm_url: str, tmp_path: Path
+    algorithm_url: str, hypothesis_dir: Path, tmp_path: Path
 ) -> None:
     """Every operation but the public ones answers 401 as declared (and ignored_auth holds)."""
     run = run_schemathesis(
         f"{algorithm_url}/openapi.json",
+        hypothesis_dir=hypothesis_dir,
         headers={},
         max_examples=SHORT_RUN_MAX_EXAMPLES,
         report_dir=tmp_path / "report",
@@ -190,7 +206,7 @@ WEB_RUNS = {
 
 
 def test_web_service_behaves_as_its_schema_says(
-    web_url: str, tokens: dict[str, str], tmp_path: Path
+    web_url: str, tokens: dict[str, str], hypothesis_dir: Path, tmp_path: Path
 ) -> None:
     """The full run, as admin: every operation answers past the token check.
 
@@ -201,6 +217,7 @@ def test_web_service_behaves_as_its_schema_says(
     def run(name: str) -> FuzzRun:
         return run_schemathesis(
             f"{web_url}/api/schema/?format=json",
+            hypothesis_dir=hypothesis_dir,
             headers=bearer(tokens["admin"]),
             max_examples=V2_MAX_EXAMPLES if name == "v2" else WEB_MAX_EXAMPLES,
             report_dir=tmp_path / name,
@@ -223,13 +240,14 @@ SHORT_RUN_CALLERS = ["reader", "editor", None]
 
 
 def test_web_refuses_what_each_role_and_no_token_may_not_do(
-    web_url: str, tokens: dict[str, str], tmp_path: Path
+    web_url: str, tokens: dict[str, str], hypothesis_dir: Path, tmp_path: Path
 ) -> None:
     runs = run_side_by_side(
         {
             role or "anonymous": functools.partial(
                 run_schemathesis,
                 f"{web_url}/api/schema/?format=json",
+                hypothesis_dir=hypothesis_dir,
                 headers=bearer(tokens[role]) if role else {},
                 max_examples=SHORT_RUN_MAX_EXAMPLES,
                 report_dir=tmp_path / (role or "anonymous"),

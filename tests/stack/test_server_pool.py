@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from core.harness.scratch import free_port
 from core.pool import SERVERS, pool_command
 from tests.helpers import wait_until
+from tests.stack.slow_app import ENTERED_MARKER_ENV
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,9 +26,13 @@ APP = "loadtests.servers.flask_hello:app"
 
 
 def start_pool(
-    port: int, workers: int = 2, app: str = APP, server: str = "hypercorn"
+    port: int,
+    workers: int = 2,
+    app: str = APP,
+    server: str = "hypercorn",
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}  # for slow_app
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(extra_env or {})}
     return subprocess.Popen(
         pool_command(app, host="127.0.0.1", port=port, workers=workers, server=server),
         cwd=ROOT,
@@ -49,7 +53,7 @@ def wait_serving(port: int, pool: subprocess.Popen[str], path: str = "/predict")
         except httpx.HTTPError:
             return None
 
-    return wait_until(answer, timeout=30, interval=0.1, what="pool serving")
+    return wait_until(answer, timeout=30, interval=0.05, what="pool serving")
 
 
 def worker_pids(pool_pid: int) -> list[int]:
@@ -113,15 +117,22 @@ def test_sigterm_stops_gracefully_and_sigkill_takes_the_workers_down(
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_sigterm_lets_requests_in_flight_finish(server: str) -> None:
+def test_sigterm_lets_requests_in_flight_finish(server: str, tmp_path: Path) -> None:
     port = free_port()
-    pool = start_pool(port, workers=1, app="slow_app:app", server=server)
+    entered = tmp_path / "entered"
+    pool = start_pool(
+        port,
+        workers=1,
+        app="slow_app:app",
+        server=server,
+        extra_env={ENTERED_MARKER_ENV: str(entered)},
+    )
     url = f"http://127.0.0.1:{port}/slow"
     wait_serving(port, pool, path="/")
     answers: list[httpx.Response] = []
     in_flight = threading.Thread(target=lambda: answers.append(httpx.get(url, timeout=10)))
     in_flight.start()
-    time.sleep(0.5)  # the request is now inside the view
+    wait_until(entered.exists, timeout=10, interval=0.01, what="the request inside the view")
     pool.send_signal(signal.SIGTERM)
     in_flight.join(timeout=15)
     pool.communicate(timeout=30)

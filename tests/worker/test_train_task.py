@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from algorithm.ml.artifacts import load_current_version
-from tests.helpers import signing_keys, wait_until
+from tests.helpers import WorkerStarter, signing_keys, wait_until
 
 pytestmark = pytest.mark.slow
 Insert = Callable[[list[tuple[str, str]]], None]
@@ -190,7 +190,7 @@ def test_more_labels_than_max_labels_fail_while_reading_and_say_how_many(
 
 
 def test_requests_during_training_run_one_at_a_time_and_include_every_row(
-    start_worker: Callable[..., Any],
+    start_worker: WorkerStarter,
     insert_rows: Insert,
     fixture_corpus: list[tuple[str, str]],
     request_training: Callable[[], Job],
@@ -199,8 +199,10 @@ def test_requests_during_training_run_one_at_a_time_and_include_every_row(
     model_dir: Path,
 ) -> None:
     # Two workers: the second would gladly train the second job while the first one runs.
-    start_worker()
-    start_worker()
+    # Started side by side (seconds of imports each), both ready before the first request.
+    workers = [start_worker.launch(), start_worker.launch()]
+    for worker in workers:
+        worker.wait_ready()
     committed = 0
     requests: list[tuple[int, str]] = []  # rows committed before the request, job returned
 

@@ -46,6 +46,8 @@ def _word_ngrams(vectorizer: TfidfVectorizer) -> Callable[[str], Iterable[str]]:
     preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
     min_n, max_n = vectorizer.ngram_range
     join = " ".join
+    if (min_n, max_n) == (1, 1):  # words alone: the tokens themselves, without chaining them
+        return lambda text: tokenize(preprocess(text))
 
     def terms(text: str) -> Iterable[str]:
         # scikit-learn's word n-grams, joined by C-level maps instead of a slicing loop; the

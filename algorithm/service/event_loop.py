@@ -20,7 +20,7 @@ from io import BytesIO
 from typing import Any
 
 import greenlet
-from flask import Flask, request
+from flask import Flask, Request, request
 from werkzeug.exceptions import (
     HTTPException,
     RequestEntityTooLarge,
@@ -104,16 +104,21 @@ class RequestCount:
         self.value = 0
 
 
-def serving_alone() -> bool:
-    """Whether this request is the only one its app is answering right now."""
-    count = request.environ.get(REQUESTS_IN_FLIGHT)
+def serving_alone(current: Request | None = None) -> bool:
+    """Whether this request (`current`, else Flask's) is the only one its app is answering."""
+    count = (current or request).environ.get(REQUESTS_IN_FLIGHT)
     return count is not None and count.value == 1
 
 
-def request_body() -> bytes:
-    """The request's body: the bytes FlaskASGI read, else (another server) Werkzeug's stream."""
-    body = request.environ.get(RAW_BODY)
-    return body if body is not None else request.get_data(cache=False)
+def request_body(current: Request | None = None) -> bytes:
+    """The request's body: the bytes FlaskASGI read, else (another server) Werkzeug's stream.
+
+    `current`: the request, when the caller holds it (each look through Flask's `request` proxy
+    costs a few microseconds), else Flask's.
+    """
+    current = current or request
+    body = current.environ.get(RAW_BODY)
+    return body if body is not None else current.get_data(cache=False)
 
 
 class LoopFlask(Flask):

@@ -18,10 +18,10 @@ from contextvars import ContextVar
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from flask.globals import request_ctx
 from prometheus_client import Counter, Gauge, Histogram
 
 from algorithm.service.errors import Unauthorized
+from algorithm.service.event_loop import request_context
 from core.logs import REQUEST_ID, accepted_request_id
 from core.metrics import (
     CONTENT_TYPE,
@@ -234,7 +234,7 @@ def _note_route() -> None:
     """Flask `before_request`: tell the wrapper which route template matched."""
     route = _ROUTE.get()
     if route is not None:
-        rule = request_ctx.request.url_rule  # one look through Flask's context, not two
+        rule = request_context().request.url_rule  # one look through Flask's context
         if rule is not None:
             route.template = rule.rule
 

@@ -11,7 +11,6 @@ from urllib.parse import unquote
 
 import redis
 from flask import Blueprint, Request, Response, current_app, jsonify, request
-from flask.globals import request_ctx
 
 from algorithm.service.errors import (
     BadRequest,
@@ -20,7 +19,7 @@ from algorithm.service.errors import (
     ModelLoading,
     ModelNotFound,
 )
-from algorithm.service.event_loop import request_body, serving_alone
+from algorithm.service.event_loop import request_body, request_context, serving_alone
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
@@ -63,7 +62,7 @@ def require_json(current: Request) -> bytes:
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
     """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
-    context = request_ctx._get_current_object()  # type: ignore[attr-defined]  # one look, not five
+    context = request_context()  # one look through Flask's context, not five
     rt: ServingRuntime = context.app.extensions["textclf"]
     current = context.request
     raw = require_json(current)

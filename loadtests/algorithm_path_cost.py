@@ -197,9 +197,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-in-flight", type=int, default=64, help="requests, profiled")
-    parser.add_argument(
-        "--in-flight", type=int, action="append", help=f"default: {CONCURRENCIES}"
-    )
+    parser.add_argument("--in-flight", type=int, action="append", help=f"default: {CONCURRENCIES}")
     parser.add_argument("--app", action="append", choices=APPS, help="default: all three")
     parser.add_argument("--fixture-corpus", action="store_true", help="the tests' small corpus")
     args = parser.parse_args()

@@ -196,7 +196,10 @@ def test_a_few_long_texts_get_scikit_learns_labels(model, corpus):
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_fast_terms_are_scikit_learns(corpus, ngram_range, lowercase):
     vectorizer = TfidfVectorizer(ngram_range=ngram_range, lowercase=lowercase)
-    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS
+    # Word characters at the edges of tokens: underscores, digits, combining marks, a zero-width
+    # space, an apostrophe (the fast tokenizer drops the pattern's word-boundary checks).
+    edges = "a_b c1 d-e __ x_ e\u0301t\u00e9 3.14 l'été ab\u200bcd _a_ 1 22 Ⅻx"
+    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS + [edges]
     analyze, terms = vectorizer.build_analyzer(), term_extractor(vectorizer)
     for text in texts:
         assert Counter(terms(text)) == Counter(analyze(text)), text

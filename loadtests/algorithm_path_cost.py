@@ -4,7 +4,8 @@ Runs the service's ASGI app (`create_asgi_app`, as `python -m algorithm` serves 
 Hypercorn) in this process against a real Redis (embedded, started here), serving a model
 trained on the Debian descriptions as `make bench` does (the test fixture's corpus with
 `--fixture-corpus`). Three apps are timed interleaved, round after round, in microseconds of
-this process's CPU per request, at 64 requests in flight as under load and at 1:
+this process's CPU per request, at 64 requests in flight and at 1 (`--in-flight N`: others;
+under wrk the service's model calls take 6-9 texts, as at about 8 in flight here):
 
 - `predict`: `POST /predict` with one text, the service token, every guard on;
 - `algorithm_hello`: a constant `POST /hello` added to the same kind of app (its guards on);
@@ -13,10 +14,10 @@ this process's CPU per request, at 64 requests in flight as under load and at 1:
 What the server adds (Hypercorn's HTTP parsing, ~30 % of a worker under load) is not in these
 figures and is the same for all three, so the bench's ratio is (server + predict) / (server +
 hello). Metrics are written in multiprocess mode, as the server pool does; `--profile` adds a
-cProfile of `predict` at 64 in flight
-(`--profile-in-flight`).
+cProfile of `predict` at 64 in flight (`--profile-in-flight`).
 
-    python -m loadtests.algorithm_path_cost [--requests 4000] [--rounds 5] [--profile] [--texts N]
+    python -m loadtests.algorithm_path_cost [--requests 4000] [--rounds 5] [--in-flight 8]
+        [--profile] [--texts N]
 
 `--texts N` sends N texts a body (`{"texts": [...]}`), as web's coalesced calls do.
 """
@@ -164,18 +165,19 @@ async def measure(args: argparse.Namespace, token: str, texts: list[str]) -> Non
         "hello": (flask_hello.app, [(scope_of("/predict", None, b), b) for b in bodies]),
     }
     runs = {name: run for name, run in runs.items() if name in (args.app or runs)}
+    concurrencies = args.in_flight or CONCURRENCIES
     timings: dict[tuple[str, int], list[float]] = {
-        (name, c): [] for name in runs for c in CONCURRENCIES
+        (name, c): [] for name in runs for c in concurrencies
     }
     for round_no in range(args.rounds):
         order = list(runs.items()) if round_no % 2 == 0 else list(reversed(runs.items()))
         for name, (app, scopes) in order:
-            for concurrency in CONCURRENCIES:
+            for concurrency in concurrencies:
                 requests = args.requests if concurrency > 1 else args.requests // 4
                 timings[name, concurrency].append(
                     await time_requests(app, scopes, requests, concurrency)
                 )
-    for concurrency in CONCURRENCIES:
+    for concurrency in concurrencies:
         hello = statistics.median(timings.get(("hello", concurrency)) or [0.0])
         print(f"{concurrency} in flight, median of {args.rounds} rounds:")
         for name in runs:
@@ -203,6 +205,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-in-flight", type=int, default=64, help="requests, profiled")
+    parser.add_argument("--in-flight", type=int, action="append", help=f"default: {CONCURRENCIES}")
     parser.add_argument("--app", action="append", choices=APPS, help="default: all three")
     parser.add_argument("--texts", type=int, default=1, help="texts per body (default: one)")
     parser.add_argument("--fixture-corpus", action="store_true", help="the tests' small corpus")

@@ -2,10 +2,11 @@
 
 `FastPredictor` computes exactly what the fitted TF-IDF vectorizer and linear classifier compute
 (same terms, same weights, same sums in the same order), without scikit-learn's per-call
-overhead: one text by a hand-written sparse dot product, a batch by building the TF-IDF rows
-with C-level loops (`map` over the vocabulary, scipy for the sums). A model with words and
-characters side by side (a `FeatureUnion` of two vectorizers) gets each block's weights and norm
-as its own vectorizer computes them. tests/algorithm/test_ml.py checks the labels and scores
+overhead: one text by a hand-written sparse dot product, a few texts by one gather and one
+product for all of them, a batch by building the TF-IDF rows with C-level loops (`map` over the
+vocabulary, scipy for the sums). A model with words and characters side by side (a
+`FeatureUnion` of two vectorizers) gets each block's weights and norm as its own vectorizer
+computes them. tests/algorithm/test_ml.py checks the labels and scores
 against scikit-learn for every plan the training may choose.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,9 +28,18 @@ from algorithm.ml.terms import feature_indices
 if TYPE_CHECKING:
     from algorithm.ml.training import TrainedModel
 
-# Up to this many texts the per-text dot product beats building one sparse matrix (measured:
-# 28 us per text either way at 16 texts, 21 against 28 at 32, 134 against 28 for one text).
+# Up to this many texts a batch skips building the sparse matrix of `decisions`: one text gets
+# its own dot product, 2 or more one product for the batch (`FastPredictor._few_decisions`).
+# Measured on the bench's model, us of CPU per text (python -m loadtests.batch_cost): a dot
+# product per text 30 at any size; the few-texts product 25 at 2, 14 at 8, 11.5 at 16; the
+# sparse matrix 134 for one text, 14 at 32, 10 at 64.
 FAST_BATCH_THRESHOLD = 16
+# The few-texts product multiplies a dense (texts x their features) matrix by the gathered
+# coefficients. Past this many multiply-adds OpenBLAS splits a product across its threads (its
+# SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), which costs a serving process more than
+# it saves, and the dense matrix grows with the square of the batch: long texts are multiplied
+# as a sparse matrix instead.
+SINGLE_THREAD_PRODUCT = 65_536 * 4
 Ranked = list[tuple[str, float]]
 
 
@@ -97,6 +108,37 @@ class _TfidfBlock:
             weights /= float(np.abs(weights).sum())
         return indices + self.offset if self.offset else indices, weights
 
+    def entries(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text, column, weight) of each feature of a few `texts`, unsorted, as in `features`."""
+        counted = [Counter(self.indices(text)) for text in texts]
+        for counts in counted:
+            counts.pop(-1, None)
+        lengths = list(map(len, counted))
+        total = sum(lengths)
+        columns = np.fromiter(chain.from_iterable(counted), dtype=np.intp, count=total)
+        values = np.fromiter(
+            chain.from_iterable(map(Counter.values, counted)), dtype=np.float64, count=total
+        )
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        self._weigh(values, columns, rows, len(texts))
+        return rows, columns + self.offset if self.offset else columns, values
+
+    def _weigh(self, values: np.ndarray, columns: np.ndarray, rows: np.ndarray, texts: int) -> None:
+        """Turn term counts into TF-IDF weights in place, each text's normalised on its own."""
+        if self.binary:
+            values[:] = 1.0
+        elif self.sublinear_tf:
+            np.log(values, out=values)
+            values += 1.0
+        if self.idf is not None:
+            values *= self.idf[columns]
+        if self.norm is not None:
+            magnitude = values * values if self.norm == "l2" else np.abs(values)
+            norms = np.bincount(rows, weights=magnitude, minlength=texts)
+            if self.norm == "l2":
+                norms = np.sqrt(norms)
+            values /= norms[rows]  # only texts with features are divided: their norms are > 0
+
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
         """The TF-IDF rows of `texts`, as the vectorizer's `transform` builds them."""
         found: list[int] = []
@@ -112,22 +154,8 @@ class _TfidfBlock:
             shape=(len(texts), self.size),
         )
         counts.sum_duplicates()  # one entry per feature, indices sorted, as scikit-learn's
-        values = counts.data
-        if self.binary:
-            values[:] = 1.0
-        elif self.sublinear_tf:
-            np.log(values, out=values)
-            values += 1.0
-        if self.idf is not None:
-            values *= self.idf[counts.indices]
-        if self.norm is not None:
-            row_of_value = np.repeat(np.arange(len(texts)), np.diff(counts.indptr))
-            magnitude = values * values if self.norm == "l2" else np.abs(values)
-            norms = np.bincount(row_of_value, weights=magnitude, minlength=len(texts))
-            if self.norm == "l2":
-                norms = np.sqrt(norms)
-            norms[norms == 0.0] = 1.0  # a text without features keeps its zeros
-            values /= norms[row_of_value]
+        row_of_value = np.repeat(np.arange(len(texts)), np.diff(counts.indptr))
+        self._weigh(counts.data, counts.indices, row_of_value, len(texts))
         return counts
 
 
@@ -169,6 +197,35 @@ class FastPredictor:
         """The classifier's decision values for a batch (one column for a binary model)."""
         return np.asarray(self._features(texts) @ self._coef_by_feature) + self._intercept
 
+    def _few_decisions(self, texts: Sequence[str]) -> np.ndarray:
+        """`decisions` of a few texts: one coefficient gather and one product for all of them.
+
+        Per text, numpy calls on arrays of a dozen values cost more than their arithmetic; here
+        each step is one call for the whole batch. A text's row holds its own features' weights
+        (zeros elsewhere), so the product sums each text's terms and nothing else.
+        """
+        found = [block.entries(texts) for block in self._blocks]
+        if len(found) == 1:
+            rows, columns, weights = found[0]
+        else:  # each block normalised on its own, side by side, as FeatureUnion stacks them
+            rows, columns, weights = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        entries = len(columns)
+        if len(texts) * entries * len(self._intercept) > SINGLE_THREAD_PRODUCT:
+            shape = (len(texts), self._coef_by_feature.shape[0])
+            features = sp.csr_matrix((weights, (rows, columns)), shape=shape)
+            return np.asarray(features @ self._coef_by_feature) + self._intercept
+        by_text = np.zeros((len(texts), entries))
+        by_text[rows, np.arange(entries)] = weights
+        decisions = by_text @ self._coef_by_feature[columns]
+        decisions += self._intercept
+        return decisions
+
+    def _batch_decisions(self, texts: Sequence[str]) -> np.ndarray:
+        """Decision values of two texts or more, by the cheaper of the two batch paths."""
+        if len(texts) <= FAST_BATCH_THRESHOLD:
+            return self._few_decisions(texts)
+        return self.decisions(texts)
+
     def predict_one(self, text: str) -> str:
         """Return the label for one text."""
         scores = self._scores(text)
@@ -178,9 +235,9 @@ class FastPredictor:
 
     def predict_many(self, texts: Sequence[str]) -> list[str]:
         """Return a label per text, building one sparse matrix for big batches."""
-        if len(texts) <= FAST_BATCH_THRESHOLD:
+        if len(texts) <= 1:
             return [self.predict_one(text) for text in texts]
-        decisions = self.decisions(texts)
+        decisions = self._batch_decisions(texts)
         if decisions.shape[1] == 1:
             chosen = (decisions[:, 0] > 0).astype(np.intp)
         else:
@@ -194,8 +251,8 @@ class FastPredictor:
             raise ValueError(f"k must be at least 1, got {k}")
         if len(texts) == 0:
             return []
-        if len(texts) <= FAST_BATCH_THRESHOLD:
-            decisions = np.vstack([self._scores(text) for text in texts])
+        if len(texts) == 1:
+            decisions = self._scores(texts[0])[np.newaxis]
         else:
-            decisions = self.decisions(texts)
+            decisions = self._batch_decisions(texts)
         return rank_top_k(decisions, self._classes, k)

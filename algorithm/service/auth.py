@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
-from flask.globals import request_ctx
 
 from algorithm.service.errors import Unauthorized
-from algorithm.service.event_loop import BODY_ADMITTED_FOR
+from algorithm.service.event_loop import BODY_ADMITTED_FOR, request_context
 
 # Flask endpoints anyone may call: probes, the schema and Swagger UI; /metrics has its own
 # optional METRICS_TOKEN (algorithm/service/observability.py).
@@ -55,7 +54,7 @@ def require_service_token(app: Flask, tokens: Iterable[str]) -> None:
 
     @app.before_request
     def check_service_token() -> None:
-        current = request_ctx.request  # the request itself: each look through `request` costs
+        current = request_context().request  # one look through Flask's context
         endpoint = current.endpoint
         # An unknown path or method is answered 404/405 to anyone: the routes are no secret
         # (the schema is public), and a probe's 405 must say `Allow` whoever asks.

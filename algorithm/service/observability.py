@@ -14,14 +14,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from flask.globals import request_ctx
 from prometheus_client import Counter, Gauge, Histogram
 
 from algorithm.service.errors import Unauthorized
+from algorithm.service.event_loop import ROUTE_TEMPLATE
 from core.logs import REQUEST_ID, accepted_request_id
 from core.metrics import (
     CONTENT_TYPE,
@@ -157,17 +156,6 @@ def record_shadow(*, compared: int, agreed: int) -> None:
     SHADOW_AGREED.inc(agreed)
 
 
-class _Route:
-    """Filled in by Flask (which knows the matched rule) for the wrapper that times the request."""
-
-    __slots__ = ("template",)
-
-    def __init__(self) -> None:
-        self.template = UNMATCHED_ROUTE
-
-
-_ROUTE: ContextVar[_Route | None] = ContextVar("route", default=None)
-
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -186,8 +174,7 @@ class ObservedASGI:
             return
         started = time.perf_counter()
         request_id = accepted_request_id(_header(scope, b"x-request-id"))
-        id_token, route = REQUEST_ID.set(request_id), _Route()
-        route_token = _ROUTE.set(route)
+        id_token = REQUEST_ID.set(request_id)
         id_header = (b"x-request-id", request_id.encode())
         status = 500
 
@@ -203,23 +190,23 @@ class ObservedASGI:
         finally:
             seconds = time.perf_counter() - started
             method = http_method_label(scope["method"])
-            _request_duration(route.template, method, str(status)).observe(seconds)
+            route = scope.get(ROUTE_TEMPLATE, UNMATCHED_ROUTE)  # FlaskASGI's matched rule
+            _request_duration(route, method, str(status)).observe(seconds)
             if self.access_log:
                 duration_ms = round(seconds * 1000, 2)
                 access_log.info(
                     "%s %s %s %.2f ms",
                     scope["method"],
-                    route.template,
+                    route,
                     status,
                     duration_ms,
                     extra={
                         "method": scope["method"],
-                        "route": route.template,
+                        "route": route,
                         "status": status,
                         "duration_ms": duration_ms,
                     },
                 )
-            _ROUTE.reset(route_token)
             REQUEST_ID.reset(id_token)
 
 
@@ -228,15 +215,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _note_route() -> None:
-    """Flask `before_request`: tell the wrapper which route template matched."""
-    route = _ROUTE.get()
-    if route is not None:
-        rule = request_ctx.request.url_rule  # one look through Flask's context, not two
-        if rule is not None:
-            route.template = rule.rule
 
 
 metrics_api = Blueprint("metrics", __name__)
@@ -258,7 +236,6 @@ async def metrics() -> Response:
 
 
 def install(app: Flask, *, metrics_token: str) -> None:
-    """Serve /metrics and report matched routes to `ObservedASGI`."""
+    """Serve /metrics (`FlaskASGI` reports matched routes to `ObservedASGI` in the scope)."""
     app.config["METRICS_TOKEN"] = metrics_token
-    app.before_request(_note_route)
     app.register_blueprint(metrics_api)

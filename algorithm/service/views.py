@@ -10,7 +10,7 @@ from typing import Literal
 from urllib.parse import unquote
 
 import redis
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Request, Response, current_app, jsonify, request
 
 from algorithm.service.errors import (
     BadRequest,
@@ -19,7 +19,7 @@ from algorithm.service.errors import (
     ModelLoading,
     ModelNotFound,
 )
-from algorithm.service.event_loop import request_body, serving_alone
+from algorithm.service.event_loop import request_body, request_context, serving_alone
 from algorithm.service.runtime import ServingRuntime
 from algorithm.service.schemas import (
     Liveness,
@@ -48,22 +48,24 @@ def runtime() -> ServingRuntime:
     return runtime
 
 
-def require_json() -> bytes:
+def require_json(current: Request) -> bytes:
     """The body; 415 unless it is JSON (the header every client sends is taken as is)."""
-    content_type = request.environ.get("CONTENT_TYPE")
-    if content_type != "application/json" and request.mimetype != "application/json":
+    content_type = current.environ.get("CONTENT_TYPE")
+    if content_type != "application/json" and current.mimetype != "application/json":
         raise BadRequest(
-            f"Send the body as application/json, not {request.mimetype or 'nothing'}.",
+            f"Send the body as application/json, not {current.mimetype or 'nothing'}.",
             code="unsupported_media_type",
         ).with_status(415)
-    return request_body()
+    return request_body(current)
 
 
 @api.post("/predict")
 async def predict() -> Response | tuple[Response, int]:
     """Label one text or a batch, with the model version (and with `top_k`, the scores)."""
-    rt = runtime()
-    raw = require_json()
+    context = request_context()  # one look through Flask's context, not five
+    rt: ServingRuntime = context.app.extensions["textclf"]
+    current = context.request
+    raw = require_json(current)
     if len(raw) > LARGE_BODY_BYTES:
         # Parsing megabytes would hold the loop for tens of ms: the large-batch thread does it.
         body = await rt.batcher.off_loop(
@@ -73,7 +75,8 @@ async def predict() -> Response | tuple[Response, int]:
         body = parse_predict_request(raw, limits=rt.settings)
     texts = [body.text] if body.text is not None else body.texts or []
     # NoModel: 503 until trained; a top_k above the model's label count: 400.
-    labels, version, scores = await rt.predict(texts, body.top_k, body.model, alone=serving_alone())
+    alone = serving_alone(current)
+    labels, version, scores = await rt.predict(texts, body.top_k, body.model, alone=alone)
     if scores is None:
         if body.text is not None:
             return json_response({"label": labels[0], "model_version": version})
@@ -87,11 +90,14 @@ async def predict() -> Response | tuple[Response, int]:
 # `jsonify`'s bytes (compact, ASCII, keys in order, a final newline) from one encoder made once:
 # jsonify builds a new encoder for every answer.
 _encode_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+JSON_CONTENT_TYPE = "application/json"
 
 
 def json_response(answer: dict[str, object]) -> Response:
     """A JSON answer of plain values (strings, numbers, lists, dicts), as `jsonify` writes it."""
-    return Response(_encode_json(answer) + "\n", mimetype="application/json")
+    # ASCII already (ensure_ascii): encoded here, and the content type given whole (a mimetype
+    # would be looked up for a charset on every answer).
+    return Response((_encode_json(answer) + "\n").encode("ascii"), content_type=JSON_CONTENT_TYPE)
 
 
 @api.post("/train")

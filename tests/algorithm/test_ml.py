@@ -129,7 +129,7 @@ def test_fast_predictor_matches_scikit_learn_on_every_text(model, corpus):
     fast = FastPredictor(model)
     assert [fast.predict_one(text) for text in texts] == expected
     assert fast.predict_many(texts) == expected  # large batch: vectorized path
-    assert fast.predict_many(texts[:5]) == expected[:5]  # small batch: per-text path
+    assert fast.predict_many(texts[:5]) == expected[:5]  # a few texts: one product for them
     assert fast.predict_many([]) == []
 
 
@@ -176,13 +176,30 @@ def test_fast_predictor_matches_scikit_learn_for_every_solver(any_model, corpus)
     assert fast.predict_many(texts) == expected  # one sparse matrix for the whole batch
     reference = any_model.classifier.decision_function(any_model.vectorizer.transform(texts))
     assert fast.decisions(texts).reshape(reference.shape) == pytest.approx(reference, abs=1e-12)
+    # A few texts at a time (as the micro-batcher calls it under load): one product per batch.
+    few = [label for batch in _batches(texts, 7) for label in fast.predict_many(batch)]
+    assert few == expected
+
+
+def _batches(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def test_a_few_long_texts_get_scikit_learns_labels(model, corpus):
+    """Past what one thread multiplies, a few texts take the sparse matrix: same labels."""
+    long_texts = [" ".join(text for text, _ in corpus[start::16]) for start in range(16)]
+    texts = [*long_texts[:8], "", *long_texts[8:15]]  # a text without features among them
+    assert FastPredictor(model).predict_many(texts) == predict_labels(model, texts)
 
 
 @pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (1, 3), (2, 3)])
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_fast_terms_are_scikit_learns(corpus, ngram_range, lowercase):
     vectorizer = TfidfVectorizer(ngram_range=ngram_range, lowercase=lowercase)
-    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS
+    # Word characters at the edges of tokens: underscores, digits, combining marks, a zero-width
+    # space, an apostrophe (the fast tokenizer drops the pattern's word-boundary checks).
+    edges = "a_b c1 d-e __ x_ e\u0301t\u00e9 3.14 l'été ab\u200bcd _a_ 1 22 Ⅻx"
+    texts = [text for text, _ in corpus[::10]] + UNSEEN_TEXTS + [edges]
     analyze, terms = vectorizer.build_analyzer(), term_extractor(vectorizer)
     for text in texts:
         assert Counter(terms(text)) == Counter(analyze(text)), text
@@ -207,9 +224,11 @@ def test_top_k_fast_path_equals_the_reference(any_model, corpus):
         assert [label for label, _ in got] == [label for label, _ in want]
         assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
     batch = fast.top_k(texts, 3)  # a large batch: one sparse matrix
-    for got, want in zip(batch, expected, strict=True):
-        assert [label for label, _ in got] == [label for label, _ in want]
-        assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
+    few = [ranked for part in _batches(texts, 5) for ranked in fast.top_k(part, 3)]
+    for got_batch, got_few, want in zip(batch, few, expected, strict=True):
+        for got in (got_batch, got_few):
+            assert [label for label, _ in got] == [label for label, _ in want]
+            assert [score for _, score in got] == pytest.approx([s for _, s in want], abs=1e-9)
 
 
 def test_top_k_ranks_like_the_prediction_with_scores_in_unit_interval(any_model, corpus):

@@ -77,14 +77,20 @@ def test_who_asked_web_is_kept_with_the_job_as_web_sends_it(
 def test_duration_is_labelled_by_route_template(service: Callable[..., httpx.Client]) -> None:
     client = service()
     client.get("/train/job-abc")
+    # Refused by the token check before its view: still timed under its route, not "unmatched".
+    assert httpx.get(client.base_url.join("/train/job-def")).status_code == 401
     families = text_string_to_metric_families(client.get("/metrics").text)
-    routes = {
-        sample.labels["route"]
+    samples = [
+        sample.labels
         for family in families
         if family.name == "http_server_request_duration_seconds"
         for sample in family.samples
-    }
-    assert "/train/<job_id>" in routes and not any("job-abc" in route for route in routes)
+    ]
+    routes = {labels["route"] for labels in samples}
+    assert "/train/<job_id>" in routes and not any("job-" in route for route in routes)
+    assert {"route": "/train/<job_id>", "method": "GET", "status": "401"} in [
+        {name: labels[name] for name in ("route", "method", "status")} for labels in samples
+    ]
 
 
 def test_metrics_token_when_set_is_required(service: Callable[..., httpx.Client]) -> None:

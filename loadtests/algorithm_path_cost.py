@@ -41,7 +41,7 @@ from typing import Any
 from core.harness.embedded import new_password, redis_url, start_redis
 from core.harness.scratch import free_port, make_scratch_dir
 from core.process import stop_children
-from loadtests.asgi_request import one_request
+from loadtests.asgi_request import http_scope, one_request
 
 FIXTURE_CORPUS = Path(__file__).parent.parent / "tests" / "fixtures" / "debian_descriptions.jsonl"
 CONCURRENCIES = (64, 1)
@@ -50,28 +50,10 @@ APPS = ("predict", "algorithm_hello", "hello")
 
 
 def scope_of(path: str, token: str | None, body: bytes) -> dict[str, Any]:
-    headers = [
-        (b"host", b"127.0.0.1"),
-        (b"user-agent", b"wrk"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    headers = [(b"user-agent", b"wrk")]
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8001),
-    }
+    return http_scope("POST", path, headers, body=body)
 
 
 async def time_requests(

@@ -28,7 +28,7 @@ from typing import Any
 
 from core.process import stop_children
 from loadtests import bench_data
-from loadtests.asgi_request import one_request
+from loadtests.asgi_request import http_scope, one_request
 from loadtests.bench import start_databases
 from loadtests.bench_servers import BenchEnv
 
@@ -47,21 +47,7 @@ def paths(row_id: int) -> list[str]:
 
 async def get(application: Any, path: str, token: bytes) -> int:
     """One GET through the ASGI application; its status."""
-    path_only, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path_only,
-        "raw_path": path_only.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer " + token)],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope("GET", path, [(b"authorization", b"Bearer " + token)])
     return await one_request(application, scope, b"")
 
 

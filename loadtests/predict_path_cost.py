@@ -15,7 +15,7 @@ the server pool does.
 With `--route`, web's served path instead: web's predict route (web/proxy/predict_route.py,
 what `web.asgi` serves `/api/predict/` with), alone and behind web.asgi's body limits, against
 the same route answering with the ceiling's constant view (loadtests/servers/django_ceiling.py),
-with the rate limiter installed as in web and without it, as the ceiling's server runs;
+with the rate limiter installed as in web (and as the ceiling's server installs it);
 interleaved, on uvloop. The difference is what a prediction adds to a request on that route.
 """
 
@@ -46,7 +46,7 @@ from core.harness.embedded import (
 from core.harness.scratch import free_port, make_scratch_dir
 from core.heap import freeze_startup_heap
 from core.process import stop_children
-from loadtests.asgi_request import one_request
+from loadtests.asgi_request import http_scope, one_request
 from loadtests.web_commands import prepare_web_database
 
 CONCURRENCY = 64
@@ -85,25 +85,8 @@ def start_services(work_dir: Path) -> tuple[list[Any], dict[str, str], str]:
 
 
 def predict_scope(token: str, body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/predict/",
-        "raw_path": b"/api/predict/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"authorization", f"Bearer {token}".encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    authorization = [(b"authorization", f"Bearer {token}".encode())]
+    return http_scope("POST", "/api/predict/", authorization, body=body)
 
 
 async def time_requests(app: Any, token: str, requests: int, model: str | None = None) -> float:
@@ -165,9 +148,6 @@ async def constant(request: Any) -> Any:
 
 
 CEILING = "ceiling: the constant view, same route"
-# Run with no rate limiter installed, as loadtests/servers/django_ceiling.py serves (its lifespan
-# installs none, so its rate-limit middlewares pass every request through).
-CEILING_AS_SERVED = "ceiling as served (no rate limiter)"
 
 
 def route_handlers() -> dict[str, Any]:
@@ -187,7 +167,6 @@ def route_handlers() -> dict[str, Any]:
         "web: the predict route": web,
         "web: the predict route, body limits": bounded,
         CEILING: ceiling,
-        CEILING_AS_SERVED: ceiling,
     }
 
 
@@ -216,7 +195,7 @@ async def measure(args: argparse.Namespace, token: str) -> None:
             transport=httpx.MockTransport(algorithm),
         )
     )
-    limiter = rate_limits.limiter_from_settings(get_settings())
+    rate_limits.install(rate_limits.limiter_from_settings(get_settings()))  # as web's lifespan
     apps = route_handlers() if args.route else handlers(list(settings.MIDDLEWARE))
     runs: list[tuple[str, Any, str | None]] = [(name, app, None) for name, app in apps.items()]
     if not args.route:  # the same chain predicting with a named model: what naming one costs
@@ -226,7 +205,6 @@ async def measure(args: argparse.Namespace, token: str) -> None:
     batch_sizes: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for _ in range(args.rounds):
         for name, app, model in runs:
-            rate_limits.install(None if name == CEILING_AS_SERVED else limiter)
             calls[:] = [0, 0]
             timings[name].append(await time_requests(app, token, args.requests, model))
             batch_sizes[name].append(calls[1] / calls[0] if calls[0] else 0.0)

@@ -18,7 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from loadtests.corpus import sample_rows
-from web.data.models import BACKLOG_INDEX, TRIGRAM_INDEX
+from web.data.models import BACKLOG_INDEX, LABEL_INDEX, TRIGRAM_INDEX
+from web.data.search_backlog import BACKLOG_LABEL_INDEX, BUILD_BACKLOG_INDEXES_SQL
 
 BIG_ROWS = 60_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -86,7 +87,7 @@ def test_list_queries_read_an_index_and_never_scan_or_sort_the_table(
         if query.startswith("label=") and "_at" in query:
             # No (label, time) index: the time index filtered by label, or the label's own
             # rows read through the label index and sorted, never the table's.
-            assert "Sort" not in plan or "data_model_label_id_idx" in plan, plan
+            assert "Sort" not in plan or LABEL_INDEX in plan, plan
         else:
             assert "Sort" not in plan, plan  # rows come out of the index in page order
 
@@ -103,7 +104,7 @@ def test_a_label_with_a_time_ordering_never_sorts_more_than_that_label(
     for ordering in ("created_at", "-updated_at"):
         (plan,) = plans_of(api, f"label={label}&ordering={ordering}")
         assert "Seq Scan" not in plan, plan
-        assert "Sort" not in plan or "data_model_label_id_idx" in plan, plan
+        assert "Sort" not in plan or LABEL_INDEX in plan, plan
         page = api.get(f"/api/data/?label={label}&ordering={ordering}&page_size=20").json()
         field = ordering.lstrip("-")
         keys = [(row[field], row["id"]) for row in page["results"]]
@@ -182,7 +183,7 @@ def test_a_label_and_a_search_read_only_that_labels_matches_from_the_index(
     # own index (at a million, the trigram index wins: docs/data.md); dropped inside this
     # test's transaction, so that the plan shows what the trigram index itself answers.
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX data_model_label_id_idx")
+        cursor.execute(f"DROP INDEX {LABEL_INDEX}")
     (plan,) = plans_of(api, query)
     lines = plan.splitlines()
     assert TRIGRAM_INDEX in plan, plan
@@ -212,6 +213,31 @@ def test_search_reads_the_trigram_index_and_the_backlog_and_finds_rows_of_both(
     assert TRIGRAM_INDEX in indexed and BACKLOG_INDEX in waiting and "data_pkey" in page
     assert not any("Seq Scan" in plan for plan in (indexed, waiting, page))
     assert _walk(api, "search=VBNMQ&page_size=4") == [row.id for row in probes]
+
+
+@pytest.mark.parametrize("query", ["label=perl&ordering=-id", "ordering=label"])
+def test_a_list_by_label_reads_the_label_indexes_of_indexed_and_waiting_rows(
+    api: APIClient, big_table: dict[str, str], query: str
+) -> None:
+    from web.data.models import Data, SearchBacklogImport
+
+    newest = Data.objects.latest("id").id
+    Data.objects.filter(id__gt=newest - 3000).update(search_indexed=False)  # as after an import
+    SearchBacklogImport.objects.create(rows=3000)
+    with connection.cursor() as cursor:  # as a drain builds it (concurrently, outside this test)
+        cursor.execute(BUILD_BACKLOG_INDEXES_SQL[0].replace(" CONCURRENTLY", ""))
+        cursor.execute("ANALYZE data")
+    # The page's indexed rows, its waiting rows (none in an ascending label order: the page's
+    # bound is below them), then both by primary key in the page's order.
+    indexed, waiting, *page = plans_of(api, query)
+    assert LABEL_INDEX in indexed, indexed
+    assert BACKLOG_LABEL_INDEX in waiting or BACKLOG_INDEX in waiting, waiting
+    assert not any("Seq Scan" in plan or "Sort " in plan for plan in (indexed, waiting))
+    rows = Data.objects.filter(label="perl") if query.startswith("label=") else Data.objects
+    ordering = query.split("ordering=")[1]
+    tie = "-id" if ordering.startswith("-") else "id"
+    expected = list(rows.order_by(ordering, tie).values_list("id", flat=True)[:50])
+    assert [row["id"] for row in api.get(f"/api/data/?{query}").json()["results"]] == expected
 
 
 def test_unfiltered_list_estimates_instead_of_counting(

@@ -192,3 +192,68 @@ def test_a_search_pages_through_indexed_and_waiting_rows_in_order_every_row_once
     forward, backward = walk_ids(api, f"search=plum&ordering={ordering}")
     assert forward == expected
     assert backward == expected[: len(backward)] and len(backward) >= len(expected) - 7
+
+
+# The label index holds indexed rows only (web/data/models.py): lists and exports read by label
+# find the waiting rows apart, and the same rows once they are drained.
+LABEL_QUERIES = [
+    *(f"label=l1&ordering={o}" for o in ORDERINGS),
+    "ordering=label",
+    "ordering=-label",
+]
+
+
+@pytest.mark.parametrize("query", LABEL_QUERIES)
+def test_a_list_by_label_pages_through_indexed_and_waiting_rows_in_order_every_row_once(
+    api: APIClient, query: str
+) -> None:
+    def api_rows(start: int) -> None:
+        rows = [{"text": f"api row {i}", "label": f"l{i % 5}"} for i in range(start, start + 12)]
+        assert api.post("/api/data/", rows, format="json").status_code == 201
+
+    api_rows(0)  # indexed, older than the import
+    imported = [(f"imported row {i}", f"l{i % 4}") for i in range(60)]
+    assert post_import(api, csv_body(imported), CSV).status_code == 201
+    api_rows(100)  # indexed, newer than the import
+    middle = Data.objects.filter(search_indexed=False, label="l1").order_by("id")[5]
+    patched = api.patch(f"/api/data/{middle.id}/", {"text": "patched"}, format="json")
+    assert patched.status_code == 200
+    assert Data.objects.filter(search_indexed=False, label="l1").count() == 14
+
+    ordering = query.split("ordering=")[1]
+    field, sign = ordering.lstrip("-"), "-" if ordering.startswith("-") else ""
+    rows = Data.objects.filter(label="l1") if query.startswith("label=") else Data.objects.all()
+    expected = list(rows.order_by(f"{sign}{field}", f"{sign}id").values_list("id", flat=True))
+    assert len(expected) == (3 + 15 + 3 if query.startswith("label=") else 84)
+    forward, backward = walk_ids(api, query)
+    assert forward == expected
+    assert backward == expected[: len(backward)] and len(backward) >= len(expected) - 7
+
+    assert drain_search_backlog() == 59
+    assert walk_ids(api, query)[0] == expected
+
+
+def test_an_export_by_label_holds_the_waiting_rows_and_the_same_rows_once_drained(
+    live_web: LiveWeb, transactional_db: None, web_client: Callable[..., httpx.Client]
+) -> None:
+    # As an import leaves its rows (written here directly: an import through the server would
+    # start its own drain at its commit).
+    Data.objects.bulk_create(Data(text=f"indexed {i}", label=f"l{i % 2}") for i in range(4))
+    Data.objects.bulk_create(
+        Data(text=f"waiting {i}", label=f"l{i % 2}", search_indexed=False) for i in range(4)
+    )
+    SearchBacklogImport.objects.create(rows=4)
+    reader = web_client(live_web.url, role="reader")
+
+    def exported(**params: str) -> list[str]:
+        answer = reader.get("/api/data/export", params=params, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return [line.split('"')[3] for line in answer.text.splitlines()]
+
+    by_label = ["waiting 3", "waiting 1", "indexed 3", "indexed 1"]
+    ordered = ["indexed 0", "indexed 2", "waiting 0", "waiting 2", *by_label[::-1]]
+    assert exported(label="l1", ordering="-id") == by_label
+    assert exported(ordering="label") == ordered
+    assert drain_search_backlog() == 4
+    assert exported(label="l1", ordering="-id") == by_label
+    assert exported(ordering="label") == ordered

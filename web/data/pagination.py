@@ -26,6 +26,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from core.model_names import DEFAULT_MODEL
 from web.data.models import Data
+from web.data.search_backlog import backlog_waiting
 from web.data.search_pages import search_page
 from web.edge.json_parser import load_json
 
@@ -62,9 +63,13 @@ class KeysetPagination(pagination.BasePagination):
         if key is not None:
             queryset = queryset.filter(_after(field, key, ascending=ascending))
         if getattr(view, "search_backlog_waiting", False):  # set by the search filter
-            rows = first_search_matches(queryset, field=field, ascending=ascending, limit=size + 1)
+            rows = first_rows_with_backlog(
+                queryset, field=field, ascending=ascending, limit=size + 1
+            )
         elif terms := getattr(view, "deferred_search_terms", None):  # so is this
             rows = search_page(queryset, terms, limit=size + 1)
+        elif reads_by_label(request, field):
+            rows = first_rows_by_label(queryset, field=field, ascending=ascending, limit=size + 1)
         else:
             rows = list(queryset[: size + 1])
         more = len(rows) > size
@@ -154,15 +159,35 @@ class KeysetPagination(pagination.BasePagination):
         ]
 
 
-def first_search_matches(
+def reads_by_label(request: Request, field: str) -> bool:
+    """Whether a list (or export) is read through the label index: `?label=` or its ordering."""
+    return field == "label" or bool(request.query_params.get("label"))
+
+
+def first_rows_by_label(
     queryset: QuerySet[Any], *, field: str, ascending: bool, limit: int
 ) -> list[Any]:
-    """The first `limit` rows of an ordered search while an import waits for the trigram index.
+    """The first `limit` rows of a list filtered or ordered by label.
 
-    Rows in the trigram index come from it; rows still in the search backlog are read only up
-    to the last indexed row of the page, when the indexed rows fill it: the backlog holds the
-    newest rows, so in most orderings that bound leaves none of them to read, where reading
-    every waiting row (~1 us each) would cost hundreds of ms after a big import.
+    The label index holds the rows in the trigram index only (web/data/models.py): the query
+    says `search_indexed`, or PostgreSQL could not read it. While an import waits, its rows are
+    read apart, from the backlog's own indexes.
+    """
+    if backlog_waiting():
+        return first_rows_with_backlog(queryset, field=field, ascending=ascending, limit=limit)
+    return list(queryset.filter(search_indexed=True)[:limit])
+
+
+def first_rows_with_backlog(
+    queryset: QuerySet[Any], *, field: str, ascending: bool, limit: int
+) -> list[Any]:
+    """The first `limit` rows of an ordered list while an import waits in the search backlog.
+
+    Indexed rows come from the indexes of indexed rows (the trigram index for a search, the
+    label index for a label); rows still in the backlog are read only up to the last indexed
+    row of the page, when the indexed rows fill it: the backlog holds the newest rows, so in
+    most orderings that bound leaves none of them to read, where reading every waiting row
+    (~1 us each) would cost hundreds of ms after a big import.
     """
     indexed = list(queryset.filter(search_indexed=True)[:limit])
     waiting = queryset.filter(search_indexed=False)

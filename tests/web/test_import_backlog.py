@@ -164,18 +164,20 @@ def walk_ids(api: APIClient, query: str) -> tuple[list[int], list[int]]:
     return [i for page in forward for i in page], [i for page in backward for i in page]
 
 
+def post_api_rows(api: APIClient, text: str, *, start: int) -> None:
+    """Twelve rows through the API (indexed at once): `{text} {i}`, labelled l0-l4 in turn."""
+    rows = [{"text": f"{text} {i}", "label": f"l{i % 5}"} for i in range(start, start + 12)]
+    assert api.post("/api/data/", rows, format="json").status_code == 201
+
+
 @pytest.mark.parametrize("ordering", ORDERINGS)
 def test_a_search_pages_through_indexed_and_waiting_rows_in_order_every_row_once(
     api: APIClient, ordering: str
 ) -> None:
-    def api_rows(start: int) -> None:
-        rows = [{"text": f"api plum {i}", "label": f"l{i % 5}"} for i in range(start, start + 12)]
-        assert api.post("/api/data/", rows, format="json").status_code == 201
-
-    api_rows(0)  # indexed, older than the import
+    post_api_rows(api, "api plum", start=0)  # indexed, older than the import
     imported = [(f"imported plum {i}" if i % 3 else f"other {i}", f"l{i % 4}") for i in range(60)]
     assert post_import(api, csv_body(imported), CSV).status_code == 201
-    api_rows(100)  # indexed, newer than the import
+    post_api_rows(api, "api plum", start=100)  # indexed, newer than the import
     middle = Data.objects.filter(search_indexed=False).order_by("id")[20]
     patched = api.patch(f"/api/data/{middle.id}/", {"text": "patched plum"}, format="json")
     assert patched.status_code == 200
@@ -207,14 +209,10 @@ LABEL_QUERIES = [
 def test_a_list_by_label_pages_through_indexed_and_waiting_rows_in_order_every_row_once(
     api: APIClient, query: str
 ) -> None:
-    def api_rows(start: int) -> None:
-        rows = [{"text": f"api row {i}", "label": f"l{i % 5}"} for i in range(start, start + 12)]
-        assert api.post("/api/data/", rows, format="json").status_code == 201
-
-    api_rows(0)  # indexed, older than the import
+    post_api_rows(api, "api row", start=0)  # indexed, older than the import
     imported = [(f"imported row {i}", f"l{i % 4}") for i in range(60)]
     assert post_import(api, csv_body(imported), CSV).status_code == 201
-    api_rows(100)  # indexed, newer than the import
+    post_api_rows(api, "api row", start=100)  # indexed, newer than the import
     middle = Data.objects.filter(search_indexed=False, label="l1").order_by("id")[5]
     patched = api.patch(f"/api/data/{middle.id}/", {"text": "patched"}, format="json")
     assert patched.status_code == 200

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 # Up to this many texts a batch skips building the sparse matrix of `decisions`: one text gets
 # its own dot product, 2 or more one product for the batch (`FastPredictor._few_decisions`).
 # Measured on the bench's model, us of CPU per text (python -m loadtests.batch_cost): a dot
-# product per text 30 at any size; the few-texts product 25 at 2, 14 at 8, 11.5 at 16; the
-# sparse matrix 134 for one text, 14 at 32, 10 at 64.
-FAST_BATCH_THRESHOLD = 16
+# product per text 30 at any size; the few-texts product 25 at 2, 14 at 8, 11.5 at 16, 10 at
+# 20-26, 11 at 28; the sparse matrix 134 for one text, 16.4 at 20, 13.3 at 28, 12.1 at 32, 10
+# at 64. Web's coalesced calls carry 18-27 texts.
+FAST_BATCH_THRESHOLD = 28
 # The few-texts product multiplies a dense (texts x their features) matrix by the gathered
 # coefficients. Past this many multiply-adds OpenBLAS splits a product across its threads (its
 # SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), which costs a serving process more than

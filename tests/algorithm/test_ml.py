@@ -176,9 +176,11 @@ def test_fast_predictor_matches_scikit_learn_for_every_solver(any_model, corpus)
     assert fast.predict_many(texts) == expected  # one sparse matrix for the whole batch
     reference = any_model.classifier.decision_function(any_model.vectorizer.transform(texts))
     assert fast.decisions(texts).reshape(reference.shape) == pytest.approx(reference, abs=1e-12)
-    # A few texts at a time (as the micro-batcher calls it under load): one product per batch.
-    few = [label for batch in _batches(texts, 7) for label in fast.predict_many(batch)]
-    assert few == expected
+    # A few texts at a time (as the micro-batcher calls it under load), and web's coalesced
+    # calls (about two dozen): one product per batch.
+    for size in (7, 23):
+        few = [label for batch in _batches(texts, size) for label in fast.predict_many(batch)]
+        assert few == expected, size
 
 
 def _batches(texts: list[str], size: int) -> list[list[str]]:

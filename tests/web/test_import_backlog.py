@@ -15,6 +15,8 @@ from tests.web.conftest import LiveWeb
 from tests.web.test_import_export import CSV, csv_body, ndjson, post_import
 from web.data.models import Data, SearchBacklogImport
 from web.data.search_backlog import (
+    BACKLOG_INDEXES,
+    BACKLOG_LABEL_INDEX,
     BACKLOG_TRIGRAM_INDEX,
     DRAIN_LOCK,
     drain_search_backlog,
@@ -95,14 +97,15 @@ def test_a_live_import_is_found_at_once_and_indexed_after_it_answers(
     assert again.json()["results"] == found.json()["results"]
 
 
-def backlog_index_state() -> list[bool]:
-    """[valid?] of the backlog's own trigram index; [] when there is none."""
+def backlog_index_state() -> list[tuple[str, bool]]:
+    """(name, valid?) of the backlog's own indexes (label, trigram); [] when there are none."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid::regclass::text = %s",
-            [BACKLOG_TRIGRAM_INDEX],
+            "SELECT indexrelid::regclass::text, indisvalid FROM pg_index "
+            "WHERE indexrelid::regclass::text = ANY(%s) ORDER BY 1",
+            [list(BACKLOG_INDEXES)],
         )
-        return [row[0] for row in cursor.fetchall()]
+        return [(name, valid) for name, valid in cursor.fetchall()]
 
 
 @pytest.mark.django_db(transaction=True)  # CREATE INDEX CONCURRENTLY runs outside transactions
@@ -118,10 +121,12 @@ def test_a_big_backlog_is_indexed_in_bulk_while_it_waits_and_the_index_goes_with
         assert not index_backlog(cursor, min_rows=201)  # a small backlog is drained as it is
         assert backlog_index_state() == []
         assert index_backlog(cursor, min_rows=200)
-    assert backlog_index_state() == [True]
+    assert backlog_index_state() == [(BACKLOG_LABEL_INDEX, True), (BACKLOG_TRIGRAM_INDEX, True)]
     expected = [f"bulk Zxcvb {i}" for i in range(150)]
     assert search_texts(api, "zxcvb") == expected
     assert search_texts(api, "zxcvb 149") == ["bulk Zxcvb 149"]
+    newest_first = api.get("/api/data/?label=b&ordering=-id&page_size=150").json()["results"]
+    assert [row["text"] for row in newest_first] == expected[::-1]
 
     assert drain_search_backlog(index_min_rows=200) == 200  # builds it again, then drops it
     assert backlog_index_state() == []  # imports no longer write into it

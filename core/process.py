@@ -90,22 +90,32 @@ def spawn(
     return Child(name=name, popen=popen, stop_signal=stop_signal, log=log)
 
 
-def stop_children(children: Sequence[Child], *, timeout: float = 15.0) -> None:
-    """Stop children in reverse start order: polite signal first, SIGKILL after `timeout`."""
-    for child in reversed(children):
-        if child.running():
-            # The leader only: it stops its own helpers (postgres backends, pool workers).
-            child.popen.send_signal(child.stop_signal)
+def stop_children(
+    children: Sequence[Child], *, timeout: float = 15.0, together: bool = False
+) -> None:
+    """Stop children: polite signal first, SIGKILL after `timeout`.
+
+    In reverse start order, each stopped before the next is signalled (a child may depend on
+    one started before it); with `together`, independent children are all signalled at once
+    and share one `timeout`, so stopping them takes as long as the slowest, not the sum.
+    """
+    waves = [list(reversed(children))] if together else [[child] for child in reversed(children)]
+    for wave in waves:
+        for child in wave:
+            if child.running():
+                # The leader only: it stops its own helpers (postgres backends, pool workers).
+                child.popen.send_signal(child.stop_signal)
         deadline = time.monotonic() + timeout
-        while child.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if child.running():
+        for child in wave:
+            while child.running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if child.running():
+                _signal_group(child, signal.SIGKILL)
+                child.popen.wait()
+            # Reap anything left in the child's group (e.g. worker processes of a pool).
             _signal_group(child, signal.SIGKILL)
-            child.popen.wait()
-        # Reap anything left in the child's group (e.g. worker processes of a pool).
-        _signal_group(child, signal.SIGKILL)
-        if child.log:
-            child.log.close()
+            if child.log:
+                child.log.close()
 
 
 def _signal_group(child: Child, sig: int) -> None:

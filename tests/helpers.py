@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from core.process import Child, spawn, stop_children
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STOP_SECONDS = 15  # a started service's graceful stop, then SIGKILL (as `stop_children`)
 
 
 def wait_until(
@@ -135,14 +133,7 @@ class ServiceStarter:
     def stop(self) -> None:
         """Stop every service it started, all at once (each stop is a graceful shutdown of its
         own; one after another, a test's teardown waited for each in turn)."""
-        for child in self.children:
-            if child.running():
-                child.popen.send_signal(child.stop_signal)
-        deadline = time.monotonic() + STOP_SECONDS
-        for child in self.children:
-            while child.running() and time.monotonic() < deadline:
-                time.sleep(0.02)
-        stop_children(self.children)  # SIGKILL for any still running; reaps each process group
+        stop_children(self.children, together=True)
 
 
 @dataclass

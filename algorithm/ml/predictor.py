@@ -39,7 +39,9 @@ FAST_BATCH_THRESHOLD = 28
 # coefficients. Past this many multiply-adds OpenBLAS splits a product across its threads (its
 # SMP threshold, 65536 x GEMM_MULTITHREAD_THRESHOLD 4), which costs a serving process more than
 # it saves, and the dense matrix grows with the square of the batch: long texts are multiplied
-# as a sparse matrix instead.
+# as a sparse matrix of the same entries instead (its row pointers counted, not sorted out of
+# (row, column) pairs: 11.6-11.9 us a text at 30-32 bench texts against 14.0, 54.5 against 62.1
+# for 16 texts twelve descriptions long).
 SINGLE_THREAD_PRODUCT = 65_536 * 4
 Ranked = list[tuple[str, float]]
 
@@ -213,7 +215,12 @@ class FastPredictor:
         entries = len(columns)
         if len(texts) * entries * len(self._intercept) > SINGLE_THREAD_PRODUCT:
             shape = (len(texts), self._coef_by_feature.shape[0])
-            features = sp.csr_matrix((weights, (rows, columns)), shape=shape)
+            if len(found) == 1:  # rows already grouped by text: the row pointers are the counts
+                pointers = np.zeros(len(texts) + 1, dtype=np.intp)
+                np.cumsum(np.bincount(rows, minlength=len(texts)), out=pointers[1:])
+                features = sp.csr_matrix((weights, columns, pointers), shape=shape)
+            else:
+                features = sp.csr_matrix((weights, (rows, columns)), shape=shape)
             return np.asarray(features @ self._coef_by_feature) + self._intercept
         by_text = np.zeros((len(texts), entries))
         by_text[rows, np.arange(entries)] = weights

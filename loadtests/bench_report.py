@@ -206,6 +206,13 @@ CHECKS = (
         RATIO,
     ),
     Check(
+        "web / web ceiling, the Flask hello as upstream (the hop's least cost)",
+        lambda r: r.ratio("web_hello_upstream", "web_ceiling"),
+        None,
+        0,
+        RATIO,
+    ),
+    Check(
         "web / web ceiling, both on core 0 (the algorithm service on core 1)",
         lambda r: r.ratio("web_pinned", "web_ceiling_pinned"),
         None,

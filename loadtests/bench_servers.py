@@ -243,6 +243,24 @@ SCENARIOS = (
         upstream="algorithm",
         caller="client",
     ),
+    # The least a hop can cost web's predictions on shared cores: its upstream is the algorithm
+    # service's bare ceiling (the Flask hello on the same pool), answering each coalesced call
+    # with constant labels: no token check, limits, metrics or model on the far side.
+    Scenario(
+        "hello_labels",
+        "(b) Flask hello answering a whole call with constant labels, same pool",
+        pool("loadtests.servers.flask_hello_labels:app"),
+        "/predict",
+    ),
+    Scenario(
+        "web_hello_upstream",
+        "(d) web `POST /api/predict/` with the Flask hello as its upstream",
+        ("-m", "web"),
+        "/api/predict/",
+        WEB_ENV,
+        upstream="hello_labels",
+        caller="client",
+    ),
     # Web's own cost apart from core sharing: each service on a core of its own.
     Scenario(
         "algorithm_pinned",

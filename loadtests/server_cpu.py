@@ -8,9 +8,12 @@ warms it up, loads it with wrk for `--seconds` at `--connections`, and reads the
 utime+stime (/proc) before and after. For the algorithm service it also reads how many texts
 each model call took (its batch size histogram, from /metrics).
 
-    python -m loadtests.server_cpu [--rounds 3] [--seconds 6] [--connections 64]
+    python -m loadtests.server_cpu [--rounds 3] [--seconds 6] [--connections 64] [--texts 1]
         [--scenario hello --scenario algorithm_hello --scenario algorithm] [--before DIR]
         [--breakdown]
+
+`--texts N` sends N texts a body (`{"texts": [...]}`): with a few connections, what a call like
+web's coalesced ones costs a server (web's two workers keep one call each in flight).
 
 A scenario that calls another server (web's predictions call the algorithm service) also gets a
 line with each pool's CPU per request, wrk's, and how many cores stood idle meanwhile
@@ -167,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--texts", type=int, default=1, help="texts per body (default: one)")
     parser.add_argument("--scenario", action="append", choices=sorted(BY_NAME))
     parser.add_argument("--before", type=Path, help="another checkout, run side by side")
     parser.add_argument("--py-spy", type=Path, help="py-spy's path: profile one worker per run")
@@ -190,7 +194,7 @@ def main() -> None:
         work_dir, secret_key=secrets.token_urlsafe(50), service_token=secrets.token_urlsafe(32)
     )
     version = bench_data.publish(env.model_root, bench_data.train(corpus, seed=1), seed=1)
-    bodies = bench_data.write_bodies(corpus, work_dir, texts=1)
+    bodies = bench_data.write_bodies(corpus, work_dir, texts=args.texts)
     databases = start_databases(
         env, postgres=any(name.startswith(("web", "data")) for name in names)
     )

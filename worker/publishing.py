@@ -46,6 +46,9 @@ from worker import registry_sql
 from worker.config import WorkerSettings
 
 logger = logging.getLogger(__name__)
+# Versions deleted from the object store per pruning at most (one per training): a backlog left
+# by an unreachable store is worked off over the next trainings, not all in one.
+STORE_DELETIONS_PER_PRUNING = 100
 
 
 @dataclass(frozen=True)
@@ -261,13 +264,24 @@ async def prune(
 async def prune_store(settings: WorkerSettings, engine: AsyncEngine, store: ArtifactStore) -> None:
     """Delete from the object store the versions beyond their own name's retention that the
     registry cannot restore. Asked of the registry, not of this host's volume: any worker host
-    may have published them, and the store is never listed."""
+    may have published them, and the store is never listed.
+
+    The registry marks a version's files removed before they are deleted (restore refuses it
+    from then on), and records each deletion that succeeded: a version whose deletion failed
+    (the store unreachable) is deleted again at the next pruning, up to
+    STORE_DELETIONS_PER_PRUNING versions each time.
+    """
     retention = settings.model_retention
     candidates = await registry_sql.versions_beyond_retention(engine, retention)
-    if not candidates:
-        return
-    spared = await registry_sql.versions_to_spare(engine, candidates, retention=retention)
-    doomed = [version for version in candidates if version not in spared]
-    if doomed:
-        await asyncio.to_thread(store.delete, doomed)
-        logger.info("deleted %d versions beyond retention from the store", len(doomed))
+    if candidates:  # marks those that may go
+        await registry_sql.versions_to_spare(engine, candidates, retention=retention)
+    doomed = await registry_sql.versions_left_in_store(engine, STORE_DELETIONS_PER_PRUNING)
+    deleted: list[str] = []
+    try:
+        for version in doomed:
+            await asyncio.to_thread(store.delete, [version])
+            deleted.append(version)
+    finally:
+        if deleted:
+            await registry_sql.record_deleted_from_store(engine, deleted)
+            logger.info("deleted %d versions beyond retention from the store", len(deleted))

@@ -325,6 +325,33 @@ async def versions_beyond_retention(engine: AsyncEngine, retention: int) -> list
         return list(rows.scalars().all())
 
 
+async def versions_left_in_store(engine: AsyncEngine, limit: int) -> list[str]:
+    """Up to `limit` versions whose files the registry let go but whose deletion from the object
+    store has not succeeded yet, the earliest let go first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT version FROM model_version "
+                "WHERE files_removed_at IS NOT NULL AND store_files_deleted_at IS NULL "
+                "ORDER BY files_removed_at, version LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return list(rows.scalars().all())
+
+
+async def record_deleted_from_store(engine: AsyncEngine, versions: list[str]) -> None:
+    """Note that `versions`' files are gone from the object store."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE model_version SET store_files_deleted_at = now() "
+                "WHERE version = ANY(:versions) AND store_files_deleted_at IS NULL"
+            ),
+            {"versions": versions},
+        )
+
+
 async def recorded_sha256(engine: AsyncEngine, versions: list[str]) -> dict[str, dict[str, str]]:
     """The sha256 of each file the registry recorded when each of `versions` was published."""
     async with engine.connect() as conn:

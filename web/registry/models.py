@@ -108,6 +108,10 @@ class ModelVersion(models.Model):
     gate = models.JSONField(null=True, blank=True)  # the promotion gate's report
     deleted_at = models.DateTimeField(null=True, blank=True)
     files_removed_at = models.DateTimeField(null=True, blank=True)
+    # When its files were deleted from the object store (MODEL_STORE_URL): files_removed_at is
+    # set first (restore refuses the version from then on), this once the deletion succeeded; a
+    # version with the first and not this is deleted again at the worker's next pruning.
+    store_files_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "model_version"

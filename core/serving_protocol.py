@@ -63,13 +63,14 @@ class ModelReport(BaseModel):
     memory_bytes: int | None = None  # what the model takes in this process, as measured at load
     last_used_at: str | None = None
     pinned: bool = False  # never unloaded (MODEL_PINNED)
+    shadow: ShadowCounts = ShadowCounts()  # agreement with its challenger, while it has one
 
 
 class ReplicaReport(BaseModel):
     """What one algorithm process serves, and why not the desired version if it failed to load.
 
-    The top-level fields are `default`'s; `models` has every model the process holds, `default`
-    included once loaded.
+    The top-level fields are `default`'s (as before names existed); `models` has every model the
+    process holds, `default` included once loaded, each with its own shadow counts.
     """
 
     replica: str

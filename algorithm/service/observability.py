@@ -87,10 +87,14 @@ MODEL_LOADS_REFUSED = Counter(
     ["reason"],
 )
 SHADOW_COMPARED = Counter(
-    "textclf_shadow_compared_total", "Predictions also scored by the challenger model."
+    "textclf_shadow_compared_total",
+    "Predictions also scored by the challenger model, by model name.",
+    ["model"],
 )
 SHADOW_AGREED = Counter(
-    "textclf_shadow_agreed_total", "Shadow predictions where the challenger agreed."
+    "textclf_shadow_agreed_total",
+    "Shadow predictions where the challenger agreed, by model name.",
+    ["model"],
 )
 _request_duration = labelled(HTTP_DURATION)
 _reloads = labelled(MODEL_RELOADS)
@@ -150,10 +154,10 @@ def record_served_version(model: str, previous: str | None, current: str | None)
     MODEL_SERVED.labels(model, current or NO_MODEL).set(1)
 
 
-def record_shadow(*, compared: int, agreed: int) -> None:
-    """Live predictions scored again by the challenger, and how many it agreed with."""
-    SHADOW_COMPARED.inc(compared)
-    SHADOW_AGREED.inc(agreed)
+def record_shadow(model: str, *, compared: int, agreed: int) -> None:
+    """Live predictions of `model` scored again by its challenger, and how many it agreed with."""
+    SHADOW_COMPARED.labels(model).inc(compared)
+    SHADOW_AGREED.labels(model).inc(agreed)
 
 
 Scope = dict[str, Any]

@@ -15,7 +15,7 @@ from algorithm.service.batcher import MicroBatcher
 from algorithm.service.config import AlgorithmSettings
 from algorithm.service.model_cache import ModelCache
 from algorithm.service.shadow import ShadowScorer
-from core.serving_protocol import ModelReport
+from core.serving_protocol import ModelReport, ShadowCounts
 
 
 @dataclass(eq=False)
@@ -43,6 +43,7 @@ class ServedModel:
             memory_bytes=cache.memory_bytes,
             last_used_at=datetime.fromtimestamp(time.time() - idle, UTC).isoformat(),
             pinned=self.pinned,
+            shadow=self.shadow.counts() if self.shadow is not None else ShadowCounts(),
         )
 
 

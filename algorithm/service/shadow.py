@@ -113,4 +113,4 @@ class ShadowScorer:
         agreed = sum(a == b for a, b in zip(answers, expected, strict=True))
         self._compared += len(texts)
         self._agreed += agreed
-        record_shadow(compared=len(texts), agreed=agreed)
+        record_shadow(self.models.model, compared=len(texts), agreed=agreed)

@@ -88,6 +88,17 @@ def refused_loads(metrics_url: str, reason: str) -> float:
     return 0.0
 
 
+def model_metric(base_url: str, name: str, model: str) -> float:
+    """The value of `name{model=...}` in the service's GET /metrics (0 when absent)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and sample.labels.get("model") == model
+    )
+
+
 class Announcer:
     """Moves aliases the way the registry does: SET the desired state, then PUBLISH it."""
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from algorithm.ml import artifacts
 from algorithm.ml.training import TrainedModel, fit_model
@@ -30,6 +29,7 @@ from core import serving_protocol
 from core.harness.scratch import free_port
 from core.serving_protocol import Desired
 from tests.algorithm.conftest import LiveServer
+from tests.algorithm.registry_helpers import model_metric
 from tests.helpers import assert_error, signing_keys, wait_until
 
 Corpus = list[tuple[str, str]]
@@ -51,17 +51,6 @@ def publish(root: Path, model: TrainedModel, *, make_current: bool = True) -> st
 
 def announce(client: redis.Redis, model: str, champion: str | None, seq: int = 1) -> None:
     serving_protocol.announce(client, Desired(model=model, champion=champion, seq=seq))
-
-
-def metric(base_url: str, name: str, model: str) -> float:
-    """The value of `name{model=...}` in the service's GET /metrics (0 when absent)."""
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and sample.labels.get("model") == model
-    )
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,7 @@ def test_unknown_names_are_404_a_name_without_champion_503_and_a_bad_name_400(
         "validation_error",
     )
     assert "model" in bad["fields"]
-    assert metric(str(service.base_url), "textclf_model_loads_total", "nobody") == 0
+    assert model_metric(str(service.base_url), "textclf_model_loads_total", "nobody") == 0
 
 
 def test_concurrent_first_requests_share_one_load(
@@ -160,8 +149,8 @@ def test_concurrent_first_requests_share_one_load(
         answers = list(pool.map(ask, range(32)))
     assert {answer.status_code for answer in answers} == {200}
     assert {answer.json()["model_version"] for answer in answers} == {versions[3]}
-    assert metric(str(service.base_url), "textclf_model_loads_total", "burst") == 1
-    assert metric(str(service.base_url), "textclf_model_predictions_total", "burst") == 32
+    assert model_metric(str(service.base_url), "textclf_model_loads_total", "burst") == 1
+    assert model_metric(str(service.base_url), "textclf_model_predictions_total", "burst") == 32
 
 
 def test_one_names_champion_moves_within_two_seconds_while_another_keeps_answering(
@@ -345,8 +334,8 @@ def test_a_budget_for_two_of_three_models_serves_all_three_within_it(
             answer = http.post("/predict", json={"model": name, "text": TEXT})
             assert answer.status_code == 200, answer.text
             peak = max(peak, vm_rss(pid))
-        loads = sum(metric(url, "textclf_model_loads_total", name) for name in names)
-        unloads = sum(metric(url, "textclf_model_unloads_total", name) for name in names)
+        loads = sum(model_metric(url, "textclf_model_loads_total", name) for name in names)
+        unloads = sum(model_metric(url, "textclf_model_unloads_total", name) for name in names)
         held = http.get("/health/ready").json()["models"]
     replica = wait_until(
         lambda: next(

@@ -13,17 +13,22 @@ import redis
 from algorithm.ml.training import TrainedModel, predict_labels
 from algorithm.service.model_cache import ModelCache
 from algorithm.service.shadow import ShadowScorer
+from core import serving_protocol
+from core.model_names import DEFAULT_MODEL
 from core.serving_protocol import Desired, ShadowCounts
 from tests.algorithm.registry_helpers import (
     REPLICAS,
     Announcer,
     Corpus,
     fit_quickly,
+    model_metric,
     publish,
     reports,
     wait_until_all_serve,
 )
 from tests.helpers import signing_keys, wait_until
+
+NAMED = "sentiment"
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +37,15 @@ def models(fixture_corpus: Corpus) -> list[TrainedModel]:
     return [fit_quickly(fixture_corpus, slice(start, None, 3)) for start in (0, 1)]
 
 
-def shadow_total(client: redis.Redis) -> ShadowCounts:
-    found = reports(client)
+def shadow_total(client: redis.Redis, model: str = DEFAULT_MODEL) -> ShadowCounts:
+    """`model`'s shadow counts over every replica's report (a named model's: its own)."""
+    counts = [
+        r.shadow if model == DEFAULT_MODEL else r.models[model].shadow
+        for r in reports(client)
+        if model == DEFAULT_MODEL or model in r.models
+    ]
     return ShadowCounts(
-        compared=sum(r.shadow.compared for r in found), agreed=sum(r.shadow.agreed for r in found)
+        compared=sum(c.compared for c in counts), agreed=sum(c.agreed for c in counts)
     )
 
 
@@ -50,27 +60,43 @@ def test_every_prediction_is_shadowed_at_fraction_one_and_agreement_is_exact(
 ) -> None:
     champion, challenger = versions
     Announcer(registry_redis)(champion, challenger)
+    # A named model with the same pair the other way round: its counts are its own.
+    named = Desired(model=NAMED, champion=challenger, challenger=champion, seq=1)
+    serving_protocol.announce(registry_redis, named)
     url = serve_replicas(SHADOW_FRACTION="1")
     for report in wait_until_all_serve(registry_redis, champion, replicas=REPLICAS, timeout=30):
         assert report.challenger == challenger
     texts = [text for text, _ in fixture_corpus[:300]]
+    named_texts = texts[:90]
 
     for start in range(0, len(texts), 30):
         response = httpx.post(
             f"{url}/predict", json={"texts": texts[start : start + 30]}, headers=service_headers
         )
         assert response.json()["model_version"] == champion  # the challenger never answers
+    for start in range(0, len(named_texts), 30):
+        body = {"model": NAMED, "texts": named_texts[start : start + 30]}
+        response = httpx.post(f"{url}/predict", json=body, headers=service_headers)
+        assert response.json()["model_version"] == challenger
 
-    agreeing = sum(
-        a == b
-        for a, b in zip(
-            predict_labels(models[0], texts), predict_labels(models[1], texts), strict=True
-        )
-    )
-    assert 0 < agreeing < len(texts)  # the check below can tell agreement from disagreement
+    def agreeing(among: list[str]) -> int:
+        first, second = (predict_labels(model, among) for model in models)
+        return sum(a == b for a, b in zip(first, second, strict=True))
+
+    assert 0 < agreeing(texts) < len(texts)  # the checks below tell agreement from disagreement
     # Reports are rewritten every 5 s: the counts arrive within one period.
-    expected = ShadowCounts(compared=len(texts), agreed=agreeing)
-    assert wait_until(lambda: shadow_total(registry_redis) == expected, timeout=10, what="counts")
+    expected = {
+        DEFAULT_MODEL: ShadowCounts(compared=len(texts), agreed=agreeing(texts)),
+        NAMED: ShadowCounts(compared=len(named_texts), agreed=agreeing(named_texts)),
+    }
+    assert wait_until(
+        lambda: {name: shadow_total(registry_redis, name) for name in expected} == expected,
+        timeout=10,
+        what="counts",
+    )
+    for name, counts in expected.items():
+        assert model_metric(url, "textclf_shadow_compared_total", name) == counts.compared
+        assert model_metric(url, "textclf_shadow_agreed_total", name) == counts.agreed
 
 
 @pytest.mark.slow

@@ -183,6 +183,48 @@ def test_replicas_that_have_not_loaded_a_name_are_not_failing_it(
     assert (sentiment["replicas_holding"], sentiment["replicas_serving_champion"]) == (1, 1)
 
 
+def test_each_name_shows_its_own_challengers_agreement(
+    api: Any, make_version: Make, register_model: Any, redis_keys: list[str]
+) -> None:
+    register_model("sentiment")
+    champion, challenger = (make_version(model="sentiment").version for _ in range(2))
+    put_alias(api, "champion", champion, NAMED)
+    put_alias(api, "challenger", challenger, NAMED)
+    counts = serving_protocol.ShadowCounts
+
+    def holding(agreed: int) -> dict[str, serving_protocol.ModelReport]:
+        held = serving_protocol.ModelReport(
+            version=champion, challenger=challenger, shadow=counts(compared=10, agreed=agreed)
+        )
+        return {"sentiment": held}
+
+    reports = [  # `default`'s own counts, at the top, must not reach the named model's
+        serving_protocol.ReplicaReport(
+            replica="host:1", version=None, shadow=counts(compared=50, agreed=5), models=holding(9)
+        ),
+        serving_protocol.ReplicaReport(replica="host:2", version=None, models=holding(8)),
+        serving_protocol.ReplicaReport(replica="host:3", version=None),
+    ]
+    for report in reports:
+        serving_protocol.report(serving.get_redis(), report)
+        redis_keys.append(serving_protocol.report_key(report.replica))
+
+    named = api.get(f"{NAMED}/aliases/").json()
+    assert named["aliases"]["challenger"]["shadow"] == {
+        "compared": 20,
+        "agreed": 17,
+        "agreement_rate": 0.85,
+    }
+    replicas = {r["replica"]: r["shadow"] for r in named["replicas"]}
+    assert replicas == {
+        "host:1": {"compared": 10, "agreed": 9},
+        "host:2": {"compared": 10, "agreed": 8},
+        "host:3": None,  # it does not hold the model
+    }
+    default = api.get("/api/models/aliases/").json()
+    assert default["aliases"]["challenger"]["shadow"]["compared"] == 50
+
+
 def test_each_name_is_announced_on_its_own_key(
     api: Any,
     make_version: Make,

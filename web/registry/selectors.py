@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from core.model_names import DEFAULT_MODEL
-from core.serving_protocol import ReplicaReport, served_version
+from core.serving_protocol import ReplicaReport, ShadowCounts, served_version
 from web.registry.models import (
     Alias,
     AliasName,
@@ -141,8 +141,17 @@ def _replica_entry(report: ReplicaReport, model: str, champion: str | None) -> d
         "memory_bytes": held.memory_bytes if held is not None else None,
         "last_used_at": held.last_used_at if held is not None else None,
         "pinned": held.pinned if held is not None else None,
-        "shadow": report.shadow.model_dump() if model == DEFAULT_MODEL else None,
+        "shadow": shadow_counts(report, model).model_dump() if holds else None,
     }
+
+
+def shadow_counts(report: ReplicaReport, model: str) -> ShadowCounts:
+    """How often `model`'s challenger agreed with its champion on this replica (zero when it
+    has no challenger, or does not hold the model)."""
+    if model == DEFAULT_MODEL:  # where every replica has reported it since before names
+        return report.shadow
+    held = report.models.get(model)
+    return held.shadow if held is not None else ShadowCounts()
 
 
 def alias_overview(model: str = DEFAULT_MODEL) -> dict[str, Any]:
@@ -162,10 +171,9 @@ def alias_overview(model: str = DEFAULT_MODEL) -> dict[str, Any]:
             "updated_at": row.updated_at if row else None,
         }
     champion = aliases[AliasName.CHAMPION]["version"]
-    # The replicas count shadow comparisons for `default` only (ReplicaReport.shadow).
-    counted = reports if model == DEFAULT_MODEL else []
-    compared = sum(r.shadow.compared for r in counted)
-    agreed = sum(r.shadow.agreed for r in counted)
+    counted = [shadow_counts(report, model) for report in reports]
+    compared = sum(counts.compared for counts in counted)
+    agreed = sum(counts.agreed for counts in counted)
     aliases[AliasName.CHALLENGER]["shadow"] = {
         "compared": compared,
         "agreed": agreed,

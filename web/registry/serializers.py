@@ -243,7 +243,10 @@ class ReplicaSerializer(serializers.Serializer):
     memory_bytes = serializers.IntegerField(allow_null=True, help_text="What the model takes")
     last_used_at = serializers.CharField(allow_null=True)
     pinned = serializers.BooleanField(allow_null=True, help_text="Never unloaded")
-    shadow = serializers.JSONField(allow_null=True, help_text="`default`'s shadow counts")
+    shadow = serializers.JSONField(
+        allow_null=True,
+        help_text="The model's shadow counts on this replica; null where it does not hold it",
+    )
 
 
 class AliasOverviewSerializer(serializers.Serializer):

@@ -240,6 +240,22 @@ def test_a_list_by_label_reads_the_label_indexes_of_indexed_and_waiting_rows(
     assert [row["id"] for row in api.get(f"/api/data/?{query}").json()["results"]] == expected
 
 
+@pytest.mark.parametrize("waiting", [False, True])
+def test_an_export_by_label_and_search_asks_once_whether_an_import_waits(
+    api: APIClient, waiting: bool
+) -> None:
+    from web.data.models import SearchBacklogImport
+    from web.data.search_backlog import IMPORTS_LEFT_SQL
+
+    if waiting:
+        SearchBacklogImport.objects.create(rows=1)
+    with CaptureQueriesContext(connection) as captured:
+        response = api.get("/api/data/export", {"label": "perl", "search": "games"})
+    assert response.status_code == 200
+    asked = [q for q in captured.captured_queries if q["sql"] == IMPORTS_LEFT_SQL]
+    assert len(asked) == 1
+
+
 def test_unfiltered_list_estimates_instead_of_counting(
     api: APIClient, big_table: dict[str, str]
 ) -> None:

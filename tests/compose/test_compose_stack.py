@@ -131,6 +131,7 @@ def generated_settings(web_port: int) -> dict[str, str]:
     service_token = secrets.token_urlsafe(32)
     settings = {
         "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "REDIS_PASSWORD": secrets.token_hex(16),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "ADMIN_TOKEN": "tcf_" + secrets.token_urlsafe(32),
         "ALGORITHM_TOKEN": service_token,
@@ -264,6 +265,11 @@ def test_stack_serves_a_user_and_keeps_data_and_model_across_restarts(
     batch = client.post("/api/predict/", json={"texts": ["bake the bread", "bank shares fell"]})
     assert batch.json()["labels"] == ["cooking", "finance"]
     timings["up --build to first prediction (s)"] = time.monotonic() - started
+    # Redis asks every client for REDIS_PASSWORD (the services send it in REDIS_URL).
+    redis_container = compose.containers("redis")[0]
+    anonymous = ["exec", redis_container, "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping"]
+    assert "NOAUTH" in docker(*anonymous)
+    assert docker("exec", redis_container, "redis-cli", "ping").strip() == "PONG"
 
     compose.run("restart", "db", "algorithm")
     compose.wait_ready()

@@ -35,13 +35,23 @@ SEARCH_PARAMETER: dict[str, Any] = {
 }
 
 
+def backlog_waiting_for(view: Any) -> bool:
+    """Whether an import's rows wait in the search backlog, asked once a request: the answer is
+    kept on the view (`search_backlog_waiting`), where the search filter, the pagination and
+    the export read it."""
+    found: bool | None = getattr(view, "search_backlog_waiting", None)
+    if found is None:
+        found = view.search_backlog_waiting = backlog_waiting()
+    return found
+
+
 class TrigramSearchFilter(filters.SearchFilter):
     """`?search=`: case-insensitive substring match (icontains), served by the trigram index.
 
     A trigram index can only narrow a search by terms of three or more characters; a shorter
     term would read the whole table, so it is refused instead of answered slowly. Rows an
     import left in the search backlog (not in the trigram index yet) are matched too, while an
-    import is recorded as waiting; the view learns which (`search_backlog_waiting`). A view that
+    import is recorded as waiting (`backlog_waiting_for`, asked once a request). A view that
     pages (`pages_searches`) gets the terms instead when none waits: its page is read by
     `web.data.search_pages.search_page`.
     """
@@ -50,9 +60,7 @@ class TrigramSearchFilter(filters.SearchFilter):
         terms = self.get_search_terms(request)
         if not terms:
             return queryset
-        waiting = backlog_waiting()
-        view.search_backlog_waiting = waiting
-        if waiting:
+        if backlog_waiting_for(view):
             return queryset.filter(matching_every_term(terms))
         if getattr(view, "pages_searches", False):  # web.data.search_pages reads the page
             view.deferred_search_terms = terms

@@ -25,8 +25,8 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from core.model_names import DEFAULT_MODEL
+from web.data.filters import backlog_waiting_for
 from web.data.models import Data
-from web.data.search_backlog import backlog_waiting
 from web.data.search_pages import search_page
 from web.edge.json_parser import load_json
 
@@ -69,7 +69,9 @@ class KeysetPagination(pagination.BasePagination):
         elif terms := getattr(view, "deferred_search_terms", None):  # so is this
             rows = search_page(queryset, terms, limit=size + 1)
         elif reads_by_label(request, field):
-            rows = first_rows_by_label(queryset, field=field, ascending=ascending, limit=size + 1)
+            rows = first_rows_by_label(
+                queryset, view, field=field, ascending=ascending, limit=size + 1
+            )
         else:
             rows = list(queryset[: size + 1])
         more = len(rows) > size
@@ -165,7 +167,7 @@ def reads_by_label(request: Request, field: str) -> bool:
 
 
 def first_rows_by_label(
-    queryset: QuerySet[Any], *, field: str, ascending: bool, limit: int
+    queryset: QuerySet[Any], view: Any, *, field: str, ascending: bool, limit: int
 ) -> list[Any]:
     """The first `limit` rows of a list filtered or ordered by label.
 
@@ -173,7 +175,7 @@ def first_rows_by_label(
     says `search_indexed`, or PostgreSQL could not read it. While an import waits, its rows are
     read apart, from the backlog's own indexes.
     """
-    if backlog_waiting():
+    if backlog_waiting_for(view):
         return first_rows_with_backlog(queryset, field=field, ascending=ascending, limit=limit)
     return list(queryset.filter(search_indexed=True)[:limit])
 

@@ -31,6 +31,7 @@ from web.data.filters import (
     LabelFilter,
     NulMatchesNothingMixin,
     TrigramSearchFilter,
+    backlog_waiting_for,
 )
 from web.data.model_names import (
     MODEL_QUERY_PARAMETER,
@@ -46,7 +47,6 @@ from web.data.pagination import (
     reads_by_label,
     requested_ordering,
 )
-from web.data.search_backlog import backlog_waiting
 from web.data.serializers import ErrorSerializer
 from web.data.statement_timeout import (
     UNAVAILABLE_DESCRIPTION,
@@ -217,7 +217,7 @@ class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
         queryset = self.filter_queryset(self.get_queryset()).order_by(
             *ordered_by(field, ascending=not ordering.startswith("-"))
         )
-        if reads_by_label(request, field) and not self._backlog_waiting():
+        if reads_by_label(request, field) and not backlog_waiting_for(self):
             # Every row is indexed: saying so lets PostgreSQL read the label index (indexed
             # rows only). While an import waits, its rows are read with the rest, unindexed.
             queryset = queryset.filter(search_indexed=True)
@@ -236,9 +236,3 @@ class DataExportView(NulMatchesNothingMixin, generics.GenericAPIView):
         slot.release_with(response)  # also when the stream never runs (client gone first)
         response["Content-Disposition"] = f'attachment; filename="data.{file_format}"'
         return response
-
-    def _backlog_waiting(self) -> bool:
-        """Whether an import waits in the search backlog: as the search filter found it when the
-        request searched (one look a request), else asked now."""
-        found: bool | None = getattr(self, "search_backlog_waiting", None)
-        return backlog_waiting() if found is None else found

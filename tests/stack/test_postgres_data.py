@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,21 @@ def private(state_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="private-", dir=state_dir))
 
 
+def _stand_in_for_a_running_postgres() -> subprocess.Popen[bytes]:
+    """A process whose command line reads `postgres`, returned once it does.
+
+    Popen returns while the kernel may still be setting up the new program's arguments, and a
+    sweep that read an empty command line then would take the server for stopped.
+    """
+    server = subprocess.Popen(["postgres", "60"], executable=shutil.which("sleep"))
+    cmdline = Path(f"/proc/{server.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while not cmdline.read_bytes().startswith(b"postgres\0"):
+        assert time.monotonic() < deadline, "the stand-in never showed its command line"
+        time.sleep(0.01)
+    return server
+
+
 def test_the_data_is_found_from_var_dir_also_after_a_move(private: Path, shared_root: Path) -> None:
     var_dir = private / "checkout" / "var"
 
@@ -57,7 +73,7 @@ def test_the_next_start_removes_the_data_of_a_var_dir_that_is_gone(
     remade = postgres_data_dir(private / "remade" / "var", root=shared_root)
     running = postgres_data_dir(private / "running" / "var", root=shared_root)
     kept = postgres_data_dir(private / "kept" / "var", root=shared_root)
-    server = subprocess.Popen(["bash", "-c", "exec -a postgres sleep 60"])
+    server = _stand_in_for_a_running_postgres()
     try:
         (running / "postmaster.pid").write_text(f"{server.pid}\n{running}\n")
         shutil.rmtree(private / "gone")

@@ -187,11 +187,13 @@ def _batches(texts: list[str], size: int) -> list[list[str]]:
     return [texts[start : start + size] for start in range(0, len(texts), size)]
 
 
-def test_a_few_long_texts_get_scikit_learns_labels(model, corpus):
-    """Past what one thread multiplies, a few texts take the sparse matrix: same labels."""
+def test_a_few_long_texts_get_scikit_learns_labels(any_model, corpus):
+    """Past what one thread multiplies, a few texts of a multiclass model take the sparse
+    matrix (built from row pointers with one block of features, from (row, column) pairs with
+    words and characters side by side): same labels."""
     long_texts = [" ".join(text for text, _ in corpus[start::16]) for start in range(16)]
     texts = [*long_texts[:8], "", *long_texts[8:15]]  # a text without features among them
-    assert FastPredictor(model).predict_many(texts) == predict_labels(model, texts)
+    assert FastPredictor(any_model).predict_many(texts) == predict_labels(any_model, texts)
 
 
 @pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (1, 3), (2, 3)])

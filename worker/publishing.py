@@ -250,10 +250,14 @@ async def prune(
     def spare(candidates: list[str]) -> set[str]:  # asked from the pruning thread
         return asyncio.run_coroutine_threadsafe(to_spare(candidates), loop).result()
 
-    try:
-        # The store first: the registry marks what goes, and the volume then follows that mark.
-        if store is not None and not store.follows_current_link:
+    # The store first: the registry marks what goes, and the volume then follows that mark. A
+    # store that fails (restarting, unreachable) holds back no pruning of the volume.
+    if store is not None and not store.follows_current_link:
+        try:
             await prune_store(settings, engine, store)
+        except Exception:
+            logger.exception("pruning the object store failed; the next pruning retries")
+    try:
         await asyncio.to_thread(
             prune_versions, settings.model_root, retention=settings.model_retention, spare=spare
         )

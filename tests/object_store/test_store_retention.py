@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from algorithm.ml.store import MISSING_MANIFEST
 from algorithm.ml.training import TrainedModel
 from tests.helpers import signing_keys
 from tests.registry.conftest import make_version  # noqa: F401 (a fixture)
+from worker import publishing
 from worker.config import WorkerSettings
 from worker.publishing import prune_store
 from worker.rows import database_engine
@@ -74,9 +76,12 @@ def test_a_deletion_the_store_refused_is_done_at_the_next_pruning(
     test_database_url: str,
     open_s3: Callable[..., S3Store],
     store_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from web.registry.models import ModelVersion
 
+    worker_models = tmp_path / "worker-models"  # where `publish_to` published them first
     doomed, newest = stored_versions(2)
     refusing = open_s3(f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/models", host="refused")
     with pytest.raises(artifacts.ArtifactError):
@@ -86,6 +91,12 @@ def test_a_deletion_the_store_refused_is_done_at_the_next_pruning(
     assert row.store_files_deleted_at is None
     still_there = open_s3(store_url, host="before")
     assert still_there.version_dir(doomed, signing_keys=signing_keys()).name == doomed
+    # The worker's whole pruning: the store refuses again, and the volume is pruned all the same.
+    assert sorted(path.name for path in worker_models.iterdir()) == [doomed, newest]
+    prune_worker(refusing, test_database_url, store_url, model_dir=worker_models)
+    assert [path.name for path in worker_models.iterdir()] == [newest]
+    assert "pruning the object store failed" in caplog.text
+    assert ModelVersion.objects.get(version=doomed).store_files_deleted_at is None
 
     prune(open_s3(store_url), test_database_url, store_url)  # nothing new to mark: a retry
 
@@ -99,13 +110,22 @@ def test_a_deletion_the_store_refused_is_done_at_the_next_pruning(
 
 def prune(store: S3Store, database_url: str, store_url: str) -> None:
     """One pruning of the object store by a worker keeping one version of each name."""
+    settings = WorkerSettings(model_retention=1, model_store_url=store_url)
+    asyncio.run(_with_engine(database_url, lambda engine: prune_store(settings, engine, store)))
 
-    async def run() -> None:
-        engine = database_engine(database_url, statement_timeout_ms=10_000)
-        try:
-            settings = WorkerSettings(model_retention=1, model_store_url=store_url)
-            await prune_store(settings, engine, store)
-        finally:
-            await engine.dispose()
 
-    asyncio.run(run())
+def prune_worker(store: S3Store, database_url: str, store_url: str, *, model_dir: Path) -> None:
+    """The worker's whole pruning after a training (the store, then its volume `model_dir`),
+    keeping one version of each name; it logs what fails and raises nothing."""
+    settings = WorkerSettings(model_retention=1, model_store_url=store_url, model_dir=model_dir)
+    asyncio.run(
+        _with_engine(database_url, lambda engine: publishing.prune(settings, engine, store))
+    )
+
+
+async def _with_engine(database_url: str, use: Callable[[Any], Awaitable[None]]) -> None:
+    engine = database_engine(database_url, statement_timeout_ms=10_000)
+    try:
+        await use(engine)
+    finally:
+        await engine.dispose()
